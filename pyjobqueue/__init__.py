@@ -1,0 +1,51 @@
+"""pyjobqueue: one job queue for CPython servers and for browsers under Pyodide."""
+
+from .client import JobHandle, JobQueueClient
+from .errors import (
+    AbortSignalJobError,
+    JobDisabledError,
+    JobError,
+    JobNotFoundError,
+    PermanentJobError,
+    RetryableJobError,
+)
+from .job import AbortSignal, Job, JobContext, JobStatus, job
+from .limiters import (
+    CompositeLimiter,
+    ConcurrencyLimiter,
+    DelayLimiter,
+    EvenlySpacedRateLimiter,
+    Limiter,
+    NullLimiter,
+    RateLimiter,
+)
+from .server import JobQueueServer, JobQueueStats
+from .worker import JobQueueWorker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbortSignal",
+    "AbortSignalJobError",
+    "CompositeLimiter",
+    "ConcurrencyLimiter",
+    "DelayLimiter",
+    "EvenlySpacedRateLimiter",
+    "Job",
+    "JobContext",
+    "JobDisabledError",
+    "JobError",
+    "JobHandle",
+    "JobNotFoundError",
+    "JobQueueClient",
+    "JobQueueServer",
+    "JobQueueStats",
+    "JobQueueWorker",
+    "JobStatus",
+    "Limiter",
+    "NullLimiter",
+    "PermanentJobError",
+    "RateLimiter",
+    "RetryableJobError",
+    "job",
+]

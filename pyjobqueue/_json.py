@@ -1,0 +1,53 @@
+"""JSON values: validation with the offending path, canonical encoding, fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+JsonValue = Any  # a JSON-shaped value; typed precisely by the caller's TypedDicts
+
+
+def validate_json(value: object, path: str = "input") -> None:
+    """Raise TypeError (bad type) or ValueError (NaN/infinity) naming where in `value`."""
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path} is {value!r}, which JSON cannot represent")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"{path} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON object keys must be str"
+                )
+            validate_json(item, f"{path}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            validate_json(item, f"{path}[{index}]")
+        return
+    raise TypeError(f"{path} is of type {type(value).__name__}, which is not a JSON value")
+
+
+def dumps(value: JsonValue) -> str:
+    """Encode a validated JSON value compactly."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str | None) -> JsonValue:
+    """Decode what `dumps` wrote; None stays None."""
+    return None if text is None else json.loads(text)
+
+
+def fingerprint(value: JsonValue) -> str:
+    """sha256 of the canonical JSON of `value` (sorted keys, no whitespace)."""
+    canonical = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

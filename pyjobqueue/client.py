@@ -1,0 +1,342 @@
+"""JobQueueClient and JobHandle: submit jobs, query them, wait for them, abort them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic
+
+from ._json import fingerprint, validate_json
+from ._options import require_count, require_ms, require_storage
+from .errors import AbortSignalJobError, JobDisabledError, JobNotFoundError, error_from_code
+from .events import JOB_EVENTS, EventEmitter, JobEvent, Listener, call_listener
+from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, utcnow
+from .outcome import AbortReason
+from .storage.base import QueueStorage, Unsubscribe
+
+if TYPE_CHECKING:
+    from .server import JobQueueServer
+
+ProgressListener = Callable[[float, str, "dict[str, Any] | None"], Any]
+# While events flow (attached or connected) wait_for still re-reads the job this
+# many poll intervals apart, as a safety net for a server it is not attached to.
+EVENT_BACKED_POLL_FACTOR = 20
+
+
+class JobHandle(Generic[OutputT]):
+    """A submitted job: wait for its output, abort it, follow its progress."""
+
+    def __init__(self, client: JobQueueClient[Any, OutputT], job_id: int) -> None:
+        self.client = client
+        self.id = job_id
+
+    async def wait_for(self) -> OutputT:
+        """Wait until the job finishes; its output, or its error raised."""
+        return await self.client.wait_for(self.id)
+
+    async def abort(self) -> None:
+        """Abort the job (see JobQueueClient.abort)."""
+        await self.client.abort(self.id)
+
+    def on_progress(self, listener: ProgressListener) -> Callable[[], None]:
+        """Call `listener(progress, message, details)` on each progress update."""
+        return self.client.on_job_progress(self.id, listener)
+
+    def __repr__(self) -> str:
+        return f"JobHandle(id={self.id!r}, queue={self.client.queue_name!r})"
+
+
+def _check_when(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (for example datetime.now(UTC))")
+    return value
+
+
+def _result_of(job: Job[Any, Any]) -> Any:
+    if job.status is JobStatus.COMPLETED:
+        return job.output
+    if job.status is JobStatus.DISABLED:
+        raise JobDisabledError(f"job {job.id} was disabled")
+    raise error_from_code(job.error_code, job.error or "")
+
+
+class JobQueueClient(Generic[InputT, OutputT]):
+    """Submits jobs to a queue and follows them, in this process or from another one."""
+
+    def __init__(
+        self,
+        *,
+        storage: QueueStorage,
+        queue_name: str | None = None,
+        poll_interval_ms: float = 100,
+    ) -> None:
+        self.queue_name = require_storage(storage, queue_name)
+        self.storage = storage
+        self.poll_interval = require_ms("poll_interval_ms", poll_interval_ms, positive=True) / 1000
+        self.client_id = f"client-{uuid.uuid4().hex[:16]}"
+        self.events = EventEmitter(JOB_EVENTS)
+        self._server: JobQueueServer[Any, Any] | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._waiters: dict[int, list[asyncio.Future[JobEvent]]] = {}
+        self._progress: dict[int, list[ProgressListener]] = {}
+        self._listener_tasks: set[asyncio.Task[Any]] = set()
+
+    # -- attach / connect -------------------------------------------------------------
+
+    def attach(self, server: JobQueueServer[Any, Any]) -> None:
+        """Receive events straight from a server in this process."""
+        if server.storage is not self.storage and server.queue_name != self.queue_name:
+            raise ValueError("the server works on another queue than this client")
+        self.detach()
+        self._server = server
+        server.taps.append(self._dispatch)
+
+    def detach(self) -> None:
+        """Stop receiving events from the attached server."""
+        if self._server is not None:
+            with contextlib.suppress(ValueError):
+                self._server.taps.remove(self._dispatch)
+            self._server = None
+
+    async def connect(self) -> None:
+        """Receive every event of the queue through the storage (other processes / tabs)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = await self.storage.subscribe(self._on_feed)
+
+    async def disconnect(self) -> None:
+        """Stop receiving events through the storage."""
+        if self._unsubscribe is not None:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+            await unsubscribe()
+
+    def _on_feed(self, event: JobEvent) -> None:
+        if event.name in JOB_EVENTS and event.queue_name == self.queue_name:
+            self._dispatch(event)
+
+    def _dispatch(self, event: JobEvent) -> None:
+        self.events.emit(event.name, *event.listener_args())
+        if event.name == "job_progress":
+            for listener in list(self._progress.get(event.job_id, ())):
+                call_listener(listener, event.args, self._listener_tasks)
+        if event.name in ("job_complete", "job_error", "job_disabled"):
+            for future in self._waiters.get(event.job_id, ()):
+                if not future.done():
+                    future.set_result(event)
+
+    async def _announce(self, event: JobEvent) -> None:
+        """Tell everyone about something this client did (abort, disable)."""
+        await self.storage.publish(event)
+        if self._unsubscribe is not None:
+            return  # the storage feed brings it back to this client
+        if self._server is not None:
+            self._server.relay_client_event(event)
+        else:
+            self._dispatch(event)
+
+    # -- submitting -------------------------------------------------------------------
+
+    def _new_job(
+        self,
+        input: InputT,
+        path: str,
+        max_retries: int,
+        job_run_id: str | None,
+        run_after: datetime | None,
+        deadline_at: datetime | None,
+    ) -> Job[InputT, OutputT]:
+        validate_json(input, path)
+        now = utcnow()
+        return Job(
+            input=input,
+            queue_name=self.queue_name,
+            max_retries=max_retries,
+            job_run_id=job_run_id,
+            run_after=run_after or now,
+            deadline_at=deadline_at,
+            created_at=now,
+            fingerprint=fingerprint(input),
+        )
+
+    @staticmethod
+    def _check_options(
+        max_retries: int, job_run_id: str | None, run_after: object, deadline_at: object
+    ) -> tuple[datetime | None, datetime | None]:
+        require_count("max_retries", max_retries, 0)
+        if job_run_id is not None and not isinstance(job_run_id, str):
+            raise TypeError(f"job_run_id must be a str, got {type(job_run_id).__name__}")
+        return _check_when("run_after", run_after), _check_when("deadline_at", deadline_at)
+
+    async def submit(
+        self,
+        input: InputT,
+        *,
+        max_retries: int = 10,
+        job_run_id: str | None = None,
+        run_after: datetime | None = None,
+        deadline_at: datetime | None = None,
+    ) -> JobHandle[OutputT]:
+        """Store a new job; raises TypeError/ValueError (nothing stored) for a bad input."""
+        after, deadline = self._check_options(max_retries, job_run_id, run_after, deadline_at)
+        job = self._new_job(input, "input", max_retries, job_run_id, after, deadline)
+        return JobHandle(self, await self.storage.add(job))
+
+    async def submit_batch(
+        self,
+        inputs: Sequence[InputT],
+        *,
+        max_retries: int = 10,
+        job_run_id: str | None = None,
+        run_after: datetime | None = None,
+        deadline_at: datetime | None = None,
+    ) -> list[JobHandle[OutputT]]:
+        """Store several jobs in one round trip; all or none (a bad input stores nothing)."""
+        if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence):
+            raise TypeError(f"inputs must be a list of inputs, got {type(inputs).__name__}")
+        after, deadline = self._check_options(max_retries, job_run_id, run_after, deadline_at)
+        jobs = [
+            self._new_job(item, f"inputs[{index}]", max_retries, job_run_id, after, deadline)
+            for index, item in enumerate(inputs)
+        ]
+        return [JobHandle(self, job_id) for job_id in await self.storage.add_batch(jobs)]
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job[InputT, OutputT] | None:
+        """The job, or None when no job has this id."""
+        return await self.storage.get(job_id)
+
+    async def get_jobs_by_run_id(self, job_run_id: str) -> list[Job[InputT, OutputT]]:
+        """Every job submitted with this job_run_id."""
+        return await self.storage.get_by_run_id(job_run_id)
+
+    async def peek(
+        self, status: JobStatus = JobStatus.PENDING, num: int = 100
+    ) -> list[Job[InputT, OutputT]]:
+        """Up to `num` jobs with `status`, next to run first."""
+        return await self.storage.peek(JobStatus(status), require_count("num", num, 0))
+
+    async def size(self, status: JobStatus | None = JobStatus.PENDING) -> int:
+        """How many jobs have `status` (all jobs with None)."""
+        return await self.storage.size(None if status is None else JobStatus(status))
+
+    async def output_for_input(self, input: InputT) -> OutputT | None:
+        """The output of a completed job that had exactly this input, or None."""
+        validate_json(input, "input")
+        job = await self.storage.find_completed_by_fingerprint(fingerprint(input))
+        return None if job is None else job.output
+
+    # -- waiting ----------------------------------------------------------------------
+
+    async def wait_for(self, job_id: int) -> OutputT:
+        """Wait until the job finishes: its output, or its error as the library class."""
+        future: asyncio.Future[JobEvent] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(future)
+        try:
+            # Registered before the first read: a completion landing in between is seen.
+            output: OutputT = await self._wait_registered(job_id, future)
+            return output
+        finally:
+            waiters = self._waiters.get(job_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(job_id, None)
+
+    async def _wait_registered(self, job_id: int, future: asyncio.Future[JobEvent]) -> Any:
+        events_flow = self._server is not None or self._unsubscribe is not None
+        interval = self.poll_interval * (EVENT_BACKED_POLL_FACTOR if events_flow else 1)
+        while True:
+            if future.done():
+                return self._result_of_event(future.result())
+            job = await self.storage.get(job_id)
+            if future.done():
+                return self._result_of_event(future.result())
+            if job is None:
+                raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
+            if job.status in FINISHED_STATUSES:
+                return _result_of(job)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), interval)
+
+    @staticmethod
+    def _result_of_event(event: JobEvent) -> Any:
+        if event.name == "job_complete":
+            return event.args[0]
+        if event.name == "job_disabled":
+            raise JobDisabledError(f"job {event.job_id} was disabled")
+        raise error_from_code(event.error_code, str(event.args[0]) if event.args else "")
+
+    # -- control ----------------------------------------------------------------------
+
+    async def abort(self, job_id: int) -> None:
+        """PENDING: fail at once; PROCESSING: signal the job; finished: nothing."""
+        status = await self.storage.abort(job_id, utcnow())
+        if status is None:
+            if await self.storage.get(job_id) is None:
+                raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
+            return
+        await self._announce(self._abort_event(job_id, status))
+
+    def _abort_event(self, job_id: int, status: JobStatus) -> JobEvent:
+        if status is JobStatus.ABORTING:
+            return JobEvent("job_aborting", self.queue_name, job_id, (), self.client_id)
+        return JobEvent(
+            "job_error",
+            self.queue_name,
+            job_id,
+            (AbortReason.USER.value,),
+            self.client_id,
+            AbortSignalJobError.__name__,
+        )
+
+    async def abort_job_run(self, job_run_id: str) -> None:
+        """Abort every unfinished job of a job run."""
+        for job_id, status in await self.storage.abort_job_run(job_run_id, utcnow()):
+            await self._announce(self._abort_event(job_id, status))
+
+    async def disable(self, job_id: int) -> bool:
+        """PENDING -> DISABLED (it will not run); False when the job was not PENDING."""
+        if not await self.storage.disable(job_id, utcnow()):
+            if await self.storage.get(job_id) is None:
+                raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
+            return False
+        await self._announce(JobEvent("job_disabled", self.queue_name, job_id, (), self.client_id))
+        return True
+
+    # -- listeners --------------------------------------------------------------------
+
+    def on_job_progress(self, job_id: int, listener: ProgressListener) -> Callable[[], None]:
+        """Call `listener(progress, message, details)` on progress of one job."""
+        self._progress.setdefault(job_id, []).append(listener)
+
+        def remove() -> None:
+            listeners = self._progress.get(job_id, [])
+            if listener in listeners:
+                listeners.remove(listener)
+            if not listeners:
+                self._progress.pop(job_id, None)
+
+        return remove
+
+    def on(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Listen to a job event (see the events table in the README)."""
+        return self.events.on(event, listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Stop listening."""
+        self.events.off(event, listener)
+
+    def once(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Listen to the next occurrence only."""
+        return self.events.once(event, listener)
+
+    async def wait_on(self, event: str) -> tuple[Any, ...]:
+        """Wait for the next occurrence of `event`; its arguments."""
+        return await self.events.wait_on(event)

@@ -1,0 +1,49 @@
+"""The error hierarchy: what a job raises to steer its outcome, and what callers catch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class JobError(Exception):
+    """Base class of every error the job queue raises or stores for a job."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class JobNotFoundError(JobError):
+    """No job with the given id exists in the queue."""
+
+
+class RetryableJobError(JobError):
+    """A failure worth another attempt, optionally not before `retry_date`."""
+
+    def __init__(self, message: str = "", retry_date: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_date = retry_date
+
+
+class PermanentJobError(JobError):
+    """A failure that no retry can fix: the job fails at once."""
+
+
+class AbortSignalJobError(PermanentJobError):
+    """The job was aborted (by a user, a deadline or a lost lease)."""
+
+
+class JobDisabledError(JobError):
+    """The job was disabled before it ran."""
+
+
+# error_code (as stored) -> the class `wait_for` raises for it.
+ERRORS_BY_CODE: dict[str, type[JobError]] = {
+    cls.__name__: cls
+    for cls in (PermanentJobError, RetryableJobError, AbortSignalJobError, JobDisabledError)
+}
+
+
+def error_from_code(code: str | None, message: str) -> JobError:
+    """Rebuild the error a finished job stored, as the library class named by its code."""
+    return ERRORS_BY_CODE.get(code or "", JobError)(message)

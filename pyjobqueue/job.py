@@ -1,0 +1,172 @@
+"""Jobs: the record of one unit of work, its status, and the context it runs in."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from ._json import JsonValue
+
+InputT = TypeVar("InputT")
+OutputT = TypeVar("OutputT")
+
+logger = logging.getLogger("pyjobqueue")
+
+
+def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life; see docs/job-lifecycle.md."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ABORTING = "ABORTING"
+    DISABLED = "DISABLED"
+
+
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DISABLED})
+ACTIVE_STATUSES = frozenset({JobStatus.PROCESSING, JobStatus.ABORTING})
+
+
+class AbortSignal:
+    """Tells a running job to stop: poll `aborted`, `await wait()`, or add a listener."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self.reason: str | None = None
+        self._event = asyncio.Event()
+        self._listeners: list[Callable[[str], object]] = []
+
+    def add_listener(self, listener: Callable[[str], object]) -> Callable[[], None]:
+        """Call `listener(reason)` when the signal fires (at once if it already has)."""
+        if self.aborted:
+            listener(self.reason or "")
+            return lambda: None
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def wait(self) -> str:
+        """Wait until the signal fires; return its reason."""
+        await self._event.wait()
+        return self.reason or ""
+
+    def abort(self, reason: str) -> bool:
+        """Fire the signal once; return False if it had already fired."""
+        if self.aborted:
+            return False
+        self.aborted = True
+        self.reason = reason
+        self._event.set()
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            try:
+                listener(reason)
+            except Exception:
+                logger.exception("abort listener failed")
+        return True
+
+
+ProgressCallback = Callable[[float, str, "dict[str, JsonValue] | None"], Awaitable[None]]
+
+
+class JobContext:
+    """What `Job.execute` gets besides its input: the abort signal and progress reporting."""
+
+    def __init__(self, job: Job[Any, Any], signal: AbortSignal, on_progress: ProgressCallback):
+        self.job = job
+        self.signal = signal
+        self._on_progress = on_progress
+
+    async def update_progress(
+        self, progress: float, message: str = "", details: dict[str, JsonValue] | None = None
+    ) -> None:
+        """Record progress (clamped to 0..100) and tell every listener."""
+        clamped = min(100.0, max(0.0, float(progress)))
+        await self._on_progress(clamped, message, details)
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class Job(Generic[InputT, OutputT]):
+    """One unit of work and its state; subclass it and implement `execute`."""
+
+    input: InputT
+    id: int | None = None
+    queue_name: str = ""
+    output: OutputT | None = None
+    status: JobStatus = JobStatus.PENDING
+    progress: float = 0.0
+    progress_message: str = ""
+    progress_details: dict[str, JsonValue] | None = None
+    max_retries: int = 10
+    run_attempts: int = 0
+    error: str | None = None
+    error_code: str | None = None
+    created_at: datetime = dataclasses.field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    run_after: datetime = dataclasses.field(default_factory=utcnow)
+    deadline_at: datetime | None = None
+    last_ran_at: datetime | None = None
+    job_run_id: str | None = None
+    fingerprint: str | None = None
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+
+    async def execute(self, input: InputT, context: JobContext) -> OutputT:
+        """Do the work; raise RetryableJobError / PermanentJobError to steer the outcome."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
+
+    def record(self) -> Job[InputT, OutputT]:
+        """A plain `Job` carrying this job's fields (what storages keep and return)."""
+        return Job(**self.fields())
+
+    def fields(self) -> dict[str, Any]:
+        """The stored fields of this job as a dict."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(Job)}
+
+    def as_dict(self) -> dict[str, JsonValue]:
+        """The job as JSON-friendly values (datetimes as ISO 8601 strings)."""
+        result: dict[str, JsonValue] = {}
+        for name, value in self.fields().items():
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, JobStatus):
+                value = value.value
+            result[name] = value
+        return result
+
+    @classmethod
+    def from_record(cls, record: Job[Any, Any]) -> Job[InputT, OutputT]:
+        """An instance of this job class carrying the fields of a stored record."""
+        return cls(**record.fields())
+
+
+def is_job_class(value: object) -> bool:
+    """True when `value` is a subclass of Job (the class itself included)."""
+    return isinstance(value, type) and issubclass(value, Job)
+
+
+def job(
+    function: Callable[[InputT, JobContext], Awaitable[OutputT]],
+) -> type[Job[InputT, OutputT]]:
+    """Turn `async def f(input, context)` into a Job subclass named like the function."""
+    if not asyncio.iscoroutinefunction(function):
+        raise TypeError(f"@job needs an async function, got {function!r}")
+
+    class FunctionJob(Job[InputT, OutputT]):
+        async def execute(self, input: InputT, context: JobContext) -> OutputT:
+            return await function(input, context)
+
+    functools.update_wrapper(FunctionJob, function, updated=())
+    FunctionJob.__qualname__ = getattr(function, "__qualname__", function.__name__)
+    return FunctionJob

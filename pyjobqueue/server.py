@@ -1,0 +1,314 @@
+"""JobQueueServer: runs workers, recovers expired leases, cleans up, keeps statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Generic, Self
+
+from ._options import (
+    optional_ms,
+    require_count,
+    require_job_class,
+    require_limiter,
+    require_ms,
+    require_storage,
+)
+from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, JobEvent, Listener
+from .job import InputT, Job, JobStatus, OutputT, utcnow
+from .limiters import Limiter
+from .outcome import Outcome, OutcomeKind, decide_recovery
+from .storage.base import QueueStorage, Unsubscribe
+from .worker import JobQueueWorker, outcome_event
+
+logger = logging.getLogger("pyjobqueue")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobQueueStats:
+    """What this server's workers did since it was created."""
+
+    total_jobs: int = 0
+    completed_jobs: int = 0
+    failed_jobs: int = 0
+    aborted_jobs: int = 0
+    retried_jobs: int = 0
+    disabled_jobs: int = 0
+    average_processing_time: float | None = None  # milliseconds, completed jobs
+    last_update_time: datetime = dataclasses.field(default_factory=utcnow)
+
+
+class _StatsCounter:
+    """Mutable counters behind JobQueueStats."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("completed", "failed", "aborted", "retried", "disabled"), 0)
+        self.processing_ms = 0.0
+        self.timed = 0
+        self.updated = utcnow()
+
+    def count(self, outcome: Outcome, duration: float | None) -> None:
+        if outcome.kind is OutcomeKind.COMPLETE:
+            self.counts["completed"] += 1
+            if duration is not None:
+                self.processing_ms += duration * 1000
+                self.timed += 1
+        elif outcome.kind is OutcomeKind.FAIL:
+            self.counts["aborted" if outcome.aborted else "failed"] += 1
+        elif outcome.kind is OutcomeKind.RETRY:
+            self.counts["retried"] += 1
+        self.updated = utcnow()
+
+    def snapshot(self) -> JobQueueStats:
+        counts = self.counts
+        return JobQueueStats(
+            total_jobs=counts["completed"] + counts["failed"] + counts["aborted"],
+            completed_jobs=counts["completed"],
+            failed_jobs=counts["failed"],
+            aborted_jobs=counts["aborted"],
+            retried_jobs=counts["retried"],
+            disabled_jobs=counts["disabled"],
+            average_processing_time=self.processing_ms / self.timed if self.timed else None,
+            last_update_time=self.updated,
+        )
+
+
+class JobQueueServer(Generic[InputT, OutputT]):
+    """Runs `worker_count` workers on a queue, with lease recovery and cleanup."""
+
+    def __init__(
+        self,
+        job_class: type[Job[InputT, OutputT]],
+        *,
+        storage: QueueStorage,
+        queue_name: str | None = None,
+        limiter: Limiter | None = None,
+        worker_count: int = 1,
+        poll_interval_ms: float = 100,
+        delete_after_completion_ms: float | None = None,
+        delete_after_failure_ms: float | None = None,
+        delete_after_disabled_ms: float | None = None,
+        cleanup_interval_ms: float = 10_000,
+        lease_ms: float = 30_000,
+        stop_timeout_ms: float = 10_000,
+    ) -> None:
+        require_job_class(job_class)
+        self.queue_name = require_storage(storage, queue_name)
+        self.job_class = job_class
+        self.storage = storage
+        self.limiter = require_limiter(limiter)
+        self.worker_count = require_count("worker_count", worker_count, 1)
+        self.poll_interval_ms = require_ms("poll_interval_ms", poll_interval_ms, positive=True)
+        self.lease_ms = require_ms("lease_ms", lease_ms, positive=True)
+        self.stop_timeout_ms = require_ms("stop_timeout_ms", stop_timeout_ms)
+        self.cleanup_interval_ms = require_ms(
+            "cleanup_interval_ms", cleanup_interval_ms, positive=True
+        )
+        self.retention: dict[JobStatus, float | None] = {
+            JobStatus.COMPLETED: optional_ms(
+                "delete_after_completion_ms", delete_after_completion_ms
+            ),
+            JobStatus.FAILED: optional_ms("delete_after_failure_ms", delete_after_failure_ms),
+            JobStatus.DISABLED: optional_ms("delete_after_disabled_ms", delete_after_disabled_ms),
+        }
+        self.server_id = f"server-{uuid.uuid4().hex[:16]}"
+        self.events = EventEmitter(JOB_EVENTS + SERVER_EVENTS)
+        # Attached clients receive every event of this server as a JobEvent.
+        self.taps: list[Callable[[JobEvent], None]] = []
+        self._workers: list[JobQueueWorker[InputT, OutputT]] = []
+        self._stats = _StatsCounter()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._running = False
+
+    # -- events -----------------------------------------------------------------
+
+    def on(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Listen to a job event or server_start / server_stop."""
+        return self.events.on(event, listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Stop listening."""
+        self.events.off(event, listener)
+
+    def once(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Listen to the next occurrence only."""
+        return self.events.once(event, listener)
+
+    async def wait_on(self, event: str) -> tuple[Any, ...]:
+        """Wait for the next occurrence of `event`; its arguments."""
+        return await self.events.wait_on(event)
+
+    def emit_event(self, event: JobEvent) -> None:
+        """Send a job event to this server's listeners and attached clients."""
+        if event.name == "job_disabled":
+            self._stats.counts["disabled"] += 1
+        self.events.emit(event.name, *event.listener_args())
+        for tap in list(self.taps):
+            try:
+                tap(event)
+            except Exception:
+                logger.exception("attached client failed on %s", event.name)
+
+    def relay_client_event(self, event: JobEvent) -> None:
+        """An attached client did something (abort, disable): tell workers and listeners."""
+        if event.name == "job_aborting":
+            for worker in self._workers:
+                if worker.request_abort(event.job_id):
+                    return  # the worker emits job_aborting itself, once
+        self.emit_event(event)
+
+    def _on_feed(self, event: JobEvent) -> None:
+        for worker in self._workers:
+            worker.handle_feed_event(event)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        """True between start() and stop()."""
+        return self._running
+
+    async def start(self) -> Self:
+        """Start the workers and the maintenance loop; emits server_start."""
+        if self._running:
+            return self
+        self._running = True
+        self._unsubscribe = await self.storage.subscribe(self._on_feed)
+        await self._add_workers(self.worker_count)
+        self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
+        self.events.emit("server_start", self.queue_name)
+        return self
+
+    async def stop(self) -> Self:
+        """Stop claiming, let running jobs finish (stop_timeout_ms), re-queue what is left."""
+        if not self._running:
+            return self
+        self._running = False
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        await asyncio.gather(*(worker.stop() for worker in self._workers))
+        self._workers.clear()
+        if self._unsubscribe is not None:
+            await self._unsubscribe()
+            self._unsubscribe = None
+        self.events.emit("server_stop", self.queue_name)
+        return self
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- workers ----------------------------------------------------------------
+
+    def _make_worker(self) -> JobQueueWorker[InputT, OutputT]:
+        worker = JobQueueWorker(
+            self.job_class,
+            storage=self.storage,
+            limiter=self.limiter,
+            poll_interval_ms=self.poll_interval_ms,
+            lease_ms=self.lease_ms,
+            stop_timeout_ms=self.stop_timeout_ms,
+        )
+        worker.sink = self.emit_event
+        worker.on_outcome = self._after_outcome
+        worker.origin = self.server_id
+        return worker
+
+    async def _after_outcome(self, job_id: int, outcome: Outcome, duration: float | None) -> None:
+        self._stats.count(outcome, duration)
+        # A retention of 0 means: delete as soon as the job is finished.
+        if self.retention.get(outcome.status) == 0:
+            await self.storage.delete(job_id)
+
+    async def _add_workers(self, count: int) -> None:
+        for _ in range(count):
+            worker = self._make_worker()
+            self._workers.append(worker)
+            await worker.start(subscribe=False)
+
+    async def scale_workers(self, count: int) -> None:
+        """Run `count` workers from now on; removed workers finish their jobs first."""
+        self.worker_count = require_count("count", count, 1)
+        if not self._running:
+            return
+        if count > len(self._workers):
+            await self._add_workers(count - len(self._workers))
+        elif count < len(self._workers):
+            removed = self._workers[count:]
+            del self._workers[count:]
+            await asyncio.gather(*(worker.stop() for worker in removed))
+
+    def get_worker_count(self) -> int:
+        """How many workers run (or will run, before start)."""
+        return len(self._workers) if self._running else self.worker_count
+
+    def get_stats(self) -> JobQueueStats:
+        """Counts of what this server's workers did."""
+        return self._stats.snapshot()
+
+    def get_storage(self) -> QueueStorage:
+        """The storage this server works on."""
+        return self.storage
+
+    # -- maintenance: lease recovery and cleanup ----------------------------------
+
+    async def _maintain(self) -> None:
+        tick = min(self.cleanup_interval_ms, self.lease_ms / 2) / 1000
+        next_cleanup = time.monotonic()
+        while True:
+            try:
+                await self.recover_expired_leases()
+                if time.monotonic() >= next_cleanup:
+                    next_cleanup = time.monotonic() + self.cleanup_interval_ms / 1000
+                    await self.cleanup()
+            except Exception:
+                logger.exception("maintenance of queue %s failed", self.queue_name)
+            await asyncio.sleep(tick)
+
+    async def recover_expired_leases(self) -> int:
+        """Re-queue (or fail) jobs whose worker stopped renewing its lease; the count."""
+        now = utcnow()
+        recovered = 0
+        for job in await self.storage.expired_leases(now):
+            if job.id is None or job.worker_id is None:
+                continue
+            outcome = decide_recovery(job, now)
+            applied = await self.storage.finish(
+                job.id, job.worker_id, job.run_attempts, outcome, lease_expired_before=now
+            )
+            if not applied:
+                continue
+            recovered += 1
+            event = outcome_event(self.queue_name, job.id, outcome, self.server_id)
+            if event is not None:
+                self.emit_event(event)
+                await self.storage.publish(event)
+            await self._after_outcome(job.id, outcome, None)
+        return recovered
+
+    async def cleanup(self) -> int:
+        """Delete finished jobs older than their retention; the count."""
+        deleted = 0
+        now = utcnow()
+        for status, retention_ms in self.retention.items():
+            if retention_ms is not None:
+                cutoff = now - timedelta(milliseconds=retention_ms)
+                deleted += await self.storage.delete_finished(status, cutoff)
+        return deleted

@@ -1,0 +1,216 @@
+"""The storage interface: job operations every backend implements (no SQL here).
+
+A storage serves one queue (`queue_name`); storages at the same location with other
+queue names share tables but never see each other's jobs. Every method is one atomic
+operation on the backend (one transaction), so workers in other processes, machines
+or tabs can race safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from ..events import JobEvent
+from ..job import Job, JobStatus
+from ..outcome import Outcome
+
+EventListener = Callable[[JobEvent], None]
+Unsubscribe = Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class QueueStorage(Protocol):
+    """Where the jobs of one queue live; see each method for its exact contract."""
+
+    queue_name: str
+    # True when `subscribe` delivers events from other processes at once (a push
+    # channel); False when the backend polls for them (every poll_interval_ms).
+    supports_push: bool
+    # True when other processes / tabs can see this storage's jobs and events.
+    shared_across_processes: bool
+
+    async def setup_database(self) -> None:
+        """Create tables / object stores if missing and migrate older schemas."""
+
+    async def close(self) -> None:
+        """Release connections and subscriptions; the storage is unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        """Set up the database and return the storage."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the storage."""
+
+    async def add(self, job: Job[Any, Any]) -> int:
+        """Store a new PENDING job (its id is ignored) and return the new id."""
+
+    async def add_batch(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
+        """Store several new jobs in one round trip / transaction; ids in order."""
+
+    async def get(self, job_id: int) -> Job[Any, Any] | None:
+        """The job with this id in this queue, or None."""
+
+    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
+        """Up to `num` jobs with `status`, in claim order (run_after, then id)."""
+
+    async def size(self, status: JobStatus | None = None) -> int:
+        """How many jobs have `status` (all jobs of the queue when None)."""
+
+    async def get_by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
+        """Every job of a job run, by id."""
+
+    async def find_completed_by_fingerprint(self, fingerprint: str) -> Job[Any, Any] | None:
+        """The most recently completed COMPLETED job with this input fingerprint."""
+
+    async def claim(
+        self, worker_id: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[Job[Any, Any]]:
+        """Claim up to `limit` PENDING jobs with run_after <= now, oldest first.
+
+        Claimed jobs become PROCESSING with worker_id, run_attempts + 1,
+        last_ran_at = now, lease_expires_at = lease_until, progress 0. Exclusive: no
+        two claims, in any process, ever return the same attempt of a job.
+        """
+
+    async def renew_lease(
+        self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
+    ) -> JobStatus | None:
+        """Extend the lease of an attempt; its status, or None when the lease is lost."""
+
+    async def save_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        progress: float,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> bool:
+        """Record progress of a running attempt; False when the lease is lost."""
+
+    async def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        outcome: Outcome,
+        lease_expired_before: datetime | None = None,
+    ) -> bool:
+        """Apply an outcome to a PROCESSING/ABORTING attempt owned by worker_id.
+
+        Applies only while the job is still that attempt (worker_id and run_attempts
+        match) and, when `lease_expired_before` is given, only if the lease expired
+        before that time. Returns whether it applied. COMPLETE stores output,
+        progress 100 and completed_at; FAIL stores error, error_code, completed_at;
+        RETRY makes it PENDING at run_after with the error kept; REQUEUE makes it
+        PENDING at run_after and gives the attempt back (run_attempts - 1). Worker
+        and lease are cleared in every case.
+        """
+
+    async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
+        """Abort a job: PENDING -> FAILED (AbortSignalJobError), PROCESSING -> ABORTING.
+
+        Returns the new status, or None when nothing changed (finished, already
+        aborting, disabled or unknown).
+        """
+
+    async def abort_job_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
+        """Abort every job of a run as `abort` does; (id, new status) of those changed."""
+
+    async def disable(self, job_id: int, now: datetime) -> bool:
+        """PENDING -> DISABLED (completed_at = now); False when the job was not PENDING."""
+
+    async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
+        """PROCESSING/ABORTING jobs whose lease expired before `now`."""
+
+    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
+        """Delete jobs in a finished status that finished before the cutoff; the count."""
+
+    async def delete(self, job_id: int) -> bool:
+        """Delete one job; whether it existed."""
+
+    async def delete_all(self) -> None:
+        """Delete every job of this queue (and its events)."""
+
+    async def publish(self, event: JobEvent) -> None:
+        """Send a job event to every subscriber of this queue, in any process."""
+
+    async def subscribe(self, listener: EventListener) -> Unsubscribe:
+        """Deliver every event published on this queue from now on (this process's too).
+
+        Also delivers `job_available` hints when jobs become claimable, if the backend
+        can. Returns an async function that ends the subscription.
+        """
+
+
+@runtime_checkable
+class RateLimiterStorage(Protocol):
+    """Execution records for RateLimiter, shared by every process that uses the store."""
+
+    async def setup_database(self) -> None:
+        """Create tables / object stores if missing."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def try_record_execution(
+        self, queue_name: str, max_executions: int, window_start: datetime, now: datetime
+    ) -> bool:
+        """Atomically: if fewer than `max_executions` since `window_start`, record one."""
+
+    async def execution_count(self, queue_name: str, since: datetime) -> int:
+        """How many executions were recorded at or after `since`."""
+
+    async def oldest_execution_time(self, queue_name: str, since: datetime) -> datetime | None:
+        """The earliest execution at or after `since`, or None."""
+
+    async def get_next_available_time(self, queue_name: str) -> datetime | None:
+        """The stored backoff time before which no job should start, or None."""
+
+    async def set_next_available_time(self, queue_name: str, when: datetime | None) -> None:
+        """Store (or clear with None) the backoff time."""
+
+    async def prune(self, queue_name: str, before: datetime) -> int:
+        """Delete execution records older than `before`; the count."""
+
+    async def clear(self, queue_name: str) -> None:
+        """Forget every execution and the backoff time of this queue."""
+
+
+class StorageLifecycle:
+    """Mixin: `async with storage:` sets the database up and closes it."""
+
+    async def setup_database(self) -> None:
+        """Create what the backend needs."""
+
+    async def close(self) -> None:
+        """Release what the backend holds."""
+
+    async def __aenter__(self) -> Self:
+        await self.setup_database()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def check_queue_name(queue_name: object) -> str:
+    """Validate a queue name: any non-empty str."""
+    if not isinstance(queue_name, str):
+        raise TypeError(f"queue_name must be a str, got {type(queue_name).__name__}")
+    if not queue_name:
+        raise ValueError("queue_name must not be empty")
+    return queue_name

@@ -1,0 +1,349 @@
+"""JobQueueWorker: claims jobs, runs them with a lease and an abort signal, records outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Generic
+
+from ._json import validate_json
+from ._options import require_count, require_job_class, require_limiter, require_ms, require_storage
+from .errors import RetryableJobError
+from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Listener
+from .job import AbortSignal as AbortSignal
+from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
+from .limiters import Limiter
+from .outcome import AbortReason, Outcome, OutcomeKind, decide_deadline, decide_outcome
+from .storage.base import QueueStorage, Unsubscribe
+
+logger = logging.getLogger("pyjobqueue")
+
+RECENT_ABORTS_KEPT = 1000
+# Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
+OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
+
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """One attempt of one job running in this worker."""
+
+    job: Job[Any, Any]
+    signal: AbortSignal
+    started: float
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def attempt(self) -> int:
+        return self.job.run_attempts
+
+
+def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -> JobEvent | None:
+    """The job event that announces an applied outcome (none for a re-queue on stop)."""
+    if outcome.kind is OutcomeKind.COMPLETE:
+        return JobEvent("job_complete", queue_name, job_id, (outcome.output,), origin)
+    if outcome.kind is OutcomeKind.FAIL:
+        return JobEvent(
+            "job_error", queue_name, job_id, (outcome.error,), origin, outcome.error_code
+        )
+    if outcome.kind is OutcomeKind.RETRY:
+        return JobEvent("job_retry", queue_name, job_id, (outcome.run_after,), origin)
+    return None
+
+
+class JobQueueWorker(Generic[InputT, OutputT]):
+    """Processes jobs of one queue: up to `concurrency` at a time, as the limiter allows."""
+
+    def __init__(
+        self,
+        job_class: type[Job[InputT, OutputT]],
+        *,
+        storage: QueueStorage,
+        queue_name: str | None = None,
+        limiter: Limiter | None = None,
+        poll_interval_ms: float = 100,
+        lease_ms: float = 30_000,
+        stop_timeout_ms: float = 10_000,
+        concurrency: int = 1,
+    ) -> None:
+        require_job_class(job_class)
+        self.queue_name = require_storage(storage, queue_name)
+        self.job_class = job_class
+        self.storage = storage
+        self.limiter = require_limiter(limiter)
+        self.poll_interval = require_ms("poll_interval_ms", poll_interval_ms, positive=True) / 1000
+        self.lease = timedelta(milliseconds=require_ms("lease_ms", lease_ms, positive=True))
+        self.stop_timeout = require_ms("stop_timeout_ms", stop_timeout_ms) / 1000
+        self.concurrency = require_count("concurrency", concurrency, 1)
+        self.worker_id = f"worker-{uuid.uuid4().hex[:16]}"
+        self.events = EventEmitter(JOB_EVENTS)
+        # A server replaces these to collect its workers' events and statistics.
+        self.sink: Callable[[JobEvent], None] = self._emit_local
+        self.on_outcome: OutcomeHook | None = None
+        self.origin = self.worker_id
+        self._running: dict[int, _Run] = {}
+        self._recent_aborts: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        self._stopping = False
+
+    # -- events -----------------------------------------------------------------
+
+    def on(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Listen to this worker's job events."""
+        return self.events.on(event, listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Stop listening."""
+        self.events.off(event, listener)
+
+    def _emit_local(self, event: JobEvent) -> None:
+        self.events.emit(event.name, *event.listener_args())
+
+    async def _publish(self, event: JobEvent) -> None:
+        self.sink(event)
+        try:
+            await self.storage.publish(event)
+        except Exception:
+            logger.exception("could not publish %s of job %s", event.name, event.job_id)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        """True between start() and stop()."""
+        return self._loop_task is not None and not self._stopping
+
+    async def start(self, *, subscribe: bool = True) -> None:
+        """Start claiming; `subscribe=False` when a server feeds events in instead."""
+        if self._loop_task is not None:
+            return
+        self._stopping = False
+        self._wake = asyncio.Event()
+        if subscribe:
+            self._unsubscribe = await self.storage.subscribe(self.handle_feed_event)
+        self._loop_task = asyncio.create_task(self._loop(), name=f"pyjobqueue {self.worker_id}")
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish (up to stop_timeout_ms), re-queue the rest."""
+        if self._loop_task is None:
+            return
+        self._stopping = True
+        self.wake()
+        await self._loop_task
+        await self._drain()
+        self._loop_task = None
+        if self._unsubscribe is not None:
+            await self._unsubscribe()
+            self._unsubscribe = None
+
+    async def _drain(self) -> None:
+        tasks = {run.task for run in self._running.values() if run.task is not None}
+        if tasks:
+            _done, tasks = await asyncio.wait(tasks, timeout=self.stop_timeout or None)
+        if tasks:
+            for run in list(self._running.values()):
+                run.signal.abort(AbortReason.STOP.value)
+            _done, tasks = await asyncio.wait(tasks, timeout=max(self.stop_timeout, 1.0))
+        for task in tasks:  # jobs that swallow cancellation: stop waiting for them
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def wake(self) -> None:
+        """Make the claim loop look for work now instead of at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def running_job_ids(self) -> list[int]:
+        """Ids of the jobs this worker is running now."""
+        return list(self._running)
+
+    # -- events from the storage feed ---------------------------------------------
+
+    def handle_feed_event(self, event: JobEvent) -> None:
+        """React to the queue's change feed: wake for new work, abort on request."""
+        if event.queue_name != self.queue_name:
+            return
+        if event.name == JOB_AVAILABLE:
+            self.wake()
+        elif event.name == "job_aborting":
+            self.request_abort(event.job_id)
+
+    def request_abort(self, job_id: int) -> bool:
+        """Fire the signal of a running job (emitting job_aborting once); False if not here."""
+        run = self._running.get(job_id)
+        if run is None:
+            self._recent_aborts[job_id] = None
+            while len(self._recent_aborts) > RECENT_ABORTS_KEPT:
+                self._recent_aborts.popitem(last=False)
+            return False
+        self._abort_run(run)
+        return True
+
+    def _abort_run(self, run: _Run) -> None:
+        if run.signal.abort(AbortReason.USER.value):
+            self.sink(JobEvent("job_aborting", self.queue_name, run.job.id or 0, (), self.origin))
+
+    # -- the claim loop ---------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            assert self._wake is not None
+            self._wake.clear()
+            try:
+                timeout = await self._claim_round()
+            except Exception:
+                logger.exception("claim round of %s failed", self.worker_id)
+                timeout = self.poll_interval
+            if timeout is not None and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _claim_round(self) -> float | None:
+        """Claim and start what the limiter allows; how long to idle (None: go on)."""
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return self.poll_interval
+        if not await self.limiter.can_proceed():
+            next_time = await self.limiter.get_next_available_time()
+            wait = (next_time - utcnow()).total_seconds()
+            return min(self.poll_interval, max(wait, 0.001))
+        now = utcnow()
+        jobs = await self.storage.claim(self.worker_id, now, now + self.lease, free)
+        if not jobs:
+            return self.poll_interval
+        for job in jobs:
+            await self._begin(job)
+        return None
+
+    async def _begin(self, job: Job[Any, Any]) -> None:
+        assert job.id is not None
+        now = utcnow()
+        expired = decide_deadline(job, now)
+        if expired is not None:
+            await self._apply(job, expired, None)
+            return
+        if not await self.limiter.try_start():
+            requeue = Outcome(OutcomeKind.REQUEUE, now, run_after=now)
+            await self.storage.finish(job.id, self.worker_id, job.run_attempts, requeue)
+            return
+        run = _Run(job, AbortSignal(), time.monotonic())
+        self._running[job.id] = run
+        abort_requested = job.id in self._recent_aborts
+        self._recent_aborts.pop(job.id, None)
+        if abort_requested or job.status is JobStatus.ABORTING:
+            self._abort_run(run)
+        run.task = asyncio.create_task(self._run(run), name=f"pyjobqueue job {job.id}")
+
+    # -- running one job ----------------------------------------------------------
+
+    async def _run(self, run: _Run) -> None:
+        job = run.job
+        assert job.id is not None
+        try:
+            await self._publish(JobEvent("job_start", self.queue_name, job.id, (), self.origin))
+            output, error = await self._execute(run)
+            reason = AbortReason(run.signal.reason) if run.signal.aborted else None
+            if reason is AbortReason.LEASE_LOST:
+                logger.warning("job %s: lease lost, its result is dropped", job.id)
+                return
+            next_available = None
+            if isinstance(error, RetryableJobError) and error.retry_date is None:
+                next_available = await self.limiter.get_next_available_time()
+            outcome = decide_outcome(
+                job,
+                now=utcnow(),
+                output=output,
+                error=error,
+                abort_reason=reason,
+                next_available=next_available,
+            )
+            await self._apply(job, outcome, time.monotonic() - run.started)
+        except Exception:
+            logger.exception("job %s: could not record its outcome", job.id)
+        finally:
+            self._running.pop(job.id, None)
+            await self.limiter.record_job_completion()
+            self.wake()
+
+    async def _execute(self, run: _Run) -> tuple[Any, BaseException | None]:
+        """Run `execute` under the signal, a lease heartbeat and the deadline timer."""
+        job = run.job
+        instance = self.job_class.from_record(job)
+        context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
+        execute = asyncio.ensure_future(instance.execute(instance.input, context))
+        remove_listener = run.signal.add_listener(lambda _reason: execute.cancel())
+        heartbeat = asyncio.create_task(self._heartbeat(run))
+        deadline = None
+        if job.deadline_at is not None:
+            delay = max(0.0, (job.deadline_at - utcnow()).total_seconds())
+            deadline = asyncio.get_running_loop().call_later(
+                delay, run.signal.abort, AbortReason.DEADLINE.value
+            )
+        try:
+            return await execute, None
+        except asyncio.CancelledError:
+            if not run.signal.aborted or not execute.cancelled():
+                raise
+            return None, None
+        except Exception as error:
+            return None, error
+        finally:
+            remove_listener()
+            heartbeat.cancel()
+            if deadline is not None:
+                deadline.cancel()
+
+    async def _progress(
+        self, run: _Run, progress: float, message: str, details: dict[str, Any] | None
+    ) -> None:
+        validate_json(details, "details")
+        job = run.job
+        assert job.id is not None
+        saved = await self.storage.save_progress(
+            job.id, self.worker_id, run.attempt, progress, message, details
+        )
+        if not saved:
+            run.signal.abort(AbortReason.LEASE_LOST.value)
+            return
+        event = JobEvent(
+            "job_progress", self.queue_name, job.id, (progress, message, details), self.origin
+        )
+        await self._publish(event)
+
+    async def _heartbeat(self, run: _Run) -> None:
+        interval = self.lease.total_seconds() / 3
+        job_id = run.job.id
+        assert job_id is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                status = await self.storage.renew_lease(
+                    job_id, self.worker_id, run.attempt, utcnow() + self.lease
+                )
+            except Exception:
+                logger.exception("job %s: lease renewal failed; will try again", job_id)
+                continue
+            if status is None:
+                run.signal.abort(AbortReason.LEASE_LOST.value)
+                return
+            if status is JobStatus.ABORTING:
+                self._abort_run(run)
+
+    async def _apply(self, job: Job[Any, Any], outcome: Outcome, duration: float | None) -> None:
+        assert job.id is not None
+        applied = await self.storage.finish(job.id, self.worker_id, job.run_attempts, outcome)
+        if not applied:
+            return
+        event = outcome_event(self.queue_name, job.id, outcome, self.origin)
+        if event is not None:
+            await self._publish(event)
+        if self.on_outcome is not None:
+            await self.on_outcome(job.id, outcome, duration)

@@ -1,0 +1,416 @@
+"""The storage contract: every QueueStorage / RateLimiterStorage backend passes these."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pyjobqueue import JobStatus
+from pyjobqueue._json import fingerprint
+from pyjobqueue.events import JobEvent
+from pyjobqueue.job import Job
+from pyjobqueue.outcome import Outcome, OutcomeKind
+from pyjobqueue.storage import QueueStorage
+
+from .conftest import Storages
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def same_time(a: datetime | None, b: datetime | None) -> bool:
+    """Equal to the millisecond (every backend keeps at least that)."""
+    if a is None or b is None:
+        return a is b
+    return a.tzinfo is not None and abs((a - b).total_seconds()) < 0.001
+
+
+def new_job(input: Any = None, **fields: Any) -> Job[Any, Any]:
+    value = {"n": 1} if input is None else input
+    return Job(input=value, fingerprint=fingerprint(value), **fields)
+
+
+async def claim_one(
+    storage: QueueStorage, worker: str = "w1", at: datetime | None = None
+) -> Job[Any, Any]:
+    when = at or now()
+    jobs = await storage.claim(worker, when, when + timedelta(seconds=30), 1)
+    assert len(jobs) == 1
+    return jobs[0]
+
+
+async def test_add_then_get_keeps_every_field(storage: QueueStorage) -> None:
+    created = now()
+    run_after = created - timedelta(seconds=5)
+    deadline = created + timedelta(hours=1)
+    value = {"text": 'héllo "quoted" \' ; DROP TABLE jobs; --', "items": [1, 2.5, None, True]}
+    job_id = await storage.add(
+        new_job(
+            value,
+            max_retries=3,
+            job_run_id="run-1",
+            created_at=created,
+            run_after=run_after,
+            deadline_at=deadline,
+        )
+    )
+    job = await storage.get(job_id)
+    assert job is not None
+    assert job.id == job_id
+    assert job.queue_name == storage.queue_name
+    assert job.input == value
+    assert job.status is JobStatus.PENDING
+    assert job.max_retries == 3
+    assert job.run_attempts == 0
+    assert job.job_run_id == "run-1"
+    assert job.fingerprint == fingerprint(value)
+    assert same_time(job.created_at, created)
+    assert same_time(job.run_after, run_after)
+    assert same_time(job.deadline_at, deadline)
+    assert job.output is None and job.error is None and job.error_code is None
+    assert job.completed_at is None and job.last_ran_at is None and job.worker_id is None
+    assert job.created_at.utcoffset() == timedelta(0)
+
+
+async def test_get_unknown_id_is_none(storage: QueueStorage) -> None:
+    assert await storage.get(987654321) is None
+
+
+async def test_add_batch_returns_ids_in_order(storage: QueueStorage) -> None:
+    ids = await storage.add_batch([new_job({"i": i}) for i in range(5)])
+    assert len(set(ids)) == 5
+    for i, job_id in enumerate(ids):
+        job = await storage.get(job_id)
+        assert job is not None and job.input == {"i": i}
+    assert await storage.add_batch([]) == []
+
+
+async def test_peek_and_size(storage: QueueStorage) -> None:
+    base = now()
+    late = await storage.add(new_job({"i": 0}, run_after=base + timedelta(seconds=2)))
+    early = await storage.add(new_job({"i": 1}, run_after=base - timedelta(seconds=2)))
+    middle = await storage.add(new_job({"i": 2}, run_after=base))
+    assert [job.id for job in await storage.peek(JobStatus.PENDING, 10)] == [early, middle, late]
+    assert [job.id for job in await storage.peek(JobStatus.PENDING, 2)] == [early, middle]
+    assert await storage.peek(JobStatus.COMPLETED, 10) == []
+    assert await storage.size(JobStatus.PENDING) == 3
+    assert await storage.size(JobStatus.FAILED) == 0
+    assert await storage.size() == 3
+
+
+async def test_queues_at_one_location_are_isolated(storages: Storages) -> None:
+    first = await storages.queue("first")
+    second = await storages.queue("second ' \" ; select 1; -- ünï")
+    a = await first.add(new_job({"same": 1}, job_run_id="run"))
+    b = await second.add(new_job({"same": 1}, job_run_id="run"))
+    assert await second.get(a) is None or a == b
+    assert [job.id for job in await first.get_by_run_id("run")] == [a]
+    assert [job.id for job in await second.get_by_run_id("run")] == [b]
+    assert await first.size() == 1 and await second.size() == 1
+    claimed = await claim_one(second)
+    assert claimed.id == b and claimed.queue_name == second.queue_name
+    assert await first.claim("w", now(), now() + timedelta(seconds=30), 5) != []
+    await first.delete_all()
+    assert await first.size() == 0
+    assert await second.size() == 1
+
+
+async def test_claim_respects_run_after_order_and_limit(storage: QueueStorage) -> None:
+    base = now()
+    future = await storage.add(new_job({"i": 0}, run_after=base + timedelta(hours=1)))
+    ids = [
+        await storage.add(new_job({"i": i}, run_after=base - timedelta(seconds=10 - i)))
+        for i in range(1, 4)
+    ]
+    claimed = await storage.claim("w1", base, base + timedelta(seconds=30), 2)
+    assert [job.id for job in claimed] == ids[:2]
+    job = claimed[0]
+    assert job.status is JobStatus.PROCESSING
+    assert job.worker_id == "w1"
+    assert job.run_attempts == 1
+    assert same_time(job.last_ran_at, base)
+    assert same_time(job.lease_expires_at, base + timedelta(seconds=30))
+    stored = await storage.get(ids[0])
+    assert stored is not None and stored.status is JobStatus.PROCESSING
+    rest = await storage.claim("w2", base, base + timedelta(seconds=30), 10)
+    assert [job.id for job in rest] == [ids[2]]
+    assert await storage.claim("w3", base, base + timedelta(seconds=30), 10) == []
+    assert (await storage.get(future)).status is JobStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_concurrent_claims_are_exclusive(storages: Storages) -> None:
+    storage = await storages.queue()
+    ids = await storage.add_batch([new_job({"i": i}) for i in range(30)])
+    others = [storage]
+    if storages.backend.shares_location:
+        others += [await storages.queue() for _ in range(3)]  # separate connections
+    when = now()
+    rounds = await asyncio.gather(
+        *(
+            others[i % len(others)].claim(f"w{i}", when, when + timedelta(seconds=30), 4)
+            for i in range(12)
+        )
+    )
+    claimed = [job.id for jobs in rounds for job in jobs]
+    assert sorted(claimed) == sorted(ids)
+
+
+async def test_lease_renewal_and_progress_are_guarded(storage: QueueStorage) -> None:
+    job_id = await storage.add(new_job())
+    job = await claim_one(storage, "w1")
+    later = now() + timedelta(minutes=5)
+    assert await storage.renew_lease(job_id, "w1", job.run_attempts, later) is JobStatus.PROCESSING
+    assert same_time((await storage.get(job_id)).lease_expires_at, later)  # type: ignore[union-attr]
+    assert await storage.renew_lease(job_id, "other", job.run_attempts, later) is None
+    assert await storage.renew_lease(job_id, "w1", job.run_attempts + 1, later) is None
+    details = {"stage": "ü", "n": [1, 2]}
+    assert await storage.save_progress(job_id, "w1", 1, 42.5, "half", details)
+    stored = await storage.get(job_id)
+    assert stored is not None
+    assert (stored.progress, stored.progress_message, stored.progress_details) == (
+        42.5,
+        "half",
+        details,
+    )
+    assert not await storage.save_progress(job_id, "other", 1, 50, "x", None)
+
+
+async def test_finish_complete(storage: QueueStorage) -> None:
+    job_id = await storage.add(new_job())
+    await claim_one(storage)
+    at = now()
+    output = {"result": ["ok", 1.5, {"nested": None}]}
+    assert await storage.finish(job_id, "w1", 1, Outcome(OutcomeKind.COMPLETE, at, output=output))
+    job = await storage.get(job_id)
+    assert job is not None
+    assert job.status is JobStatus.COMPLETED
+    assert job.output == output
+    assert job.progress == 100
+    assert same_time(job.completed_at, at)
+    assert job.worker_id is None
+    # The attempt is over: a second finish (a stale worker) changes nothing.
+    assert not await storage.finish(job_id, "w1", 1, Outcome(OutcomeKind.FAIL, at, error="x"))
+    assert (await storage.get(job_id)).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+
+
+async def test_finish_fail_retry_and_requeue(storage: QueueStorage) -> None:
+    failing, retrying, requeued = await storage.add_batch([new_job({"i": i}) for i in range(3)])
+    await storage.claim("w1", now(), now() + timedelta(seconds=30), 3)
+    at = now()
+    assert await storage.finish(
+        failing, "w1", 1, Outcome(OutcomeKind.FAIL, at, error="boom", error_code="ValueError")
+    )
+    job = await storage.get(failing)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert (job.error, job.error_code) == ("boom", "ValueError")
+    assert same_time(job.completed_at, at)
+
+    retry_at = at + timedelta(minutes=10)
+    assert await storage.finish(
+        retrying,
+        "w1",
+        1,
+        Outcome(
+            OutcomeKind.RETRY, at, error="later", error_code="RetryableJobError", run_after=retry_at
+        ),
+    )
+    job = await storage.get(retrying)
+    assert job is not None and job.status is JobStatus.PENDING
+    assert job.run_attempts == 1 and job.error == "later" and job.completed_at is None
+    assert same_time(job.run_after, retry_at)
+    assert await storage.claim("w2", now(), now() + timedelta(seconds=30), 5) == []
+
+    assert await storage.finish(requeued, "w1", 1, Outcome(OutcomeKind.REQUEUE, at, run_after=at))
+    job = await storage.get(requeued)
+    assert job is not None and job.status is JobStatus.PENDING and job.run_attempts == 0
+    again = await claim_one(storage, "w2")
+    assert again.id == requeued and again.run_attempts == 1
+
+
+async def test_finish_by_another_worker_or_attempt_is_refused(storage: QueueStorage) -> None:
+    job_id = await storage.add(new_job())
+    await claim_one(storage, "w1")
+    outcome = Outcome(OutcomeKind.COMPLETE, now(), output=1)
+    assert not await storage.finish(job_id, "w2", 1, outcome)
+    assert not await storage.finish(job_id, "w1", 2, outcome)
+    assert (await storage.get(job_id)).status is JobStatus.PROCESSING  # type: ignore[union-attr]
+
+
+async def test_expired_leases_and_guarded_recovery(storage: QueueStorage) -> None:
+    alive_id, dead_id = await storage.add_batch([new_job({"i": 0}), new_job({"i": 1})])
+    start = now()
+    await storage.claim("alive", start, start + timedelta(minutes=5), 1)
+    await storage.claim("dead", start, start + timedelta(milliseconds=1), 1)
+    check_at = start + timedelta(seconds=1)
+    expired = await storage.expired_leases(check_at)
+    assert [job.id for job in expired] == [dead_id]
+    assert expired[0].worker_id == "dead"
+    retry = Outcome(OutcomeKind.RETRY, check_at, error="lease", run_after=check_at)
+    # A lease renewed since it was read as expired is not touched.
+    await storage.renew_lease(dead_id, "dead", 1, check_at + timedelta(minutes=1))
+    assert not await storage.finish(dead_id, "dead", 1, retry, lease_expired_before=check_at)
+    await storage.renew_lease(dead_id, "dead", 1, start)
+    assert await storage.finish(dead_id, "dead", 1, retry, lease_expired_before=check_at)
+    assert (await storage.get(dead_id)).status is JobStatus.PENDING  # type: ignore[union-attr]
+    assert (await storage.get(alive_id)).status is JobStatus.PROCESSING  # type: ignore[union-attr]
+
+
+async def test_abort_transitions(storage: QueueStorage) -> None:
+    # All three are due at once: claim order is by id, so the first one runs.
+    running, pending, done = await storage.add_batch([new_job({"i": i}) for i in range(3)])
+    assert (await claim_one(storage, "w")).id == running
+    at = now()
+    assert await storage.abort(pending, at) is JobStatus.FAILED
+    job = await storage.get(pending)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error_code == "AbortSignalJobError" and same_time(job.completed_at, at)
+    assert await storage.abort(running, at) is JobStatus.ABORTING
+    assert await storage.abort(running, at) is None
+    assert (
+        await storage.renew_lease(running, "w", 1, at + timedelta(seconds=30)) is JobStatus.ABORTING
+    )
+    # `done` finished: an abort changes nothing.
+    assert (await claim_one(storage, "w2")).id == done
+    await storage.finish(done, "w2", 1, Outcome(OutcomeKind.COMPLETE, at, output={"ok": 1}))
+    assert await storage.abort(done, at) is None
+    job = await storage.get(done)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.output == {"ok": 1}
+    assert await storage.abort(123456789, at) is None
+
+
+async def test_abort_job_run_and_disable(storage: QueueStorage) -> None:
+    ids = await storage.add_batch([new_job({"i": i}, job_run_id="batch") for i in range(3)])
+    other = await storage.add(new_job({"i": 9}, job_run_id="other"))
+    await storage.claim("w", now(), now() + timedelta(seconds=30), 1)
+    changed = dict(await storage.abort_job_run("batch", now()))
+    assert changed == {
+        ids[0]: JobStatus.ABORTING,
+        ids[1]: JobStatus.FAILED,
+        ids[2]: JobStatus.FAILED,
+    }
+    assert (await storage.get(other)).status is JobStatus.PENDING  # type: ignore[union-attr]
+    assert await storage.abort_job_run("batch", now()) == []
+    at = now()
+    assert await storage.disable(other, at)
+    job = await storage.get(other)
+    assert job is not None and job.status is JobStatus.DISABLED and same_time(job.completed_at, at)
+    assert not await storage.disable(other, at)
+    assert not await storage.disable(ids[1], at)
+    assert await storage.claim("w", now(), now() + timedelta(seconds=30), 5) == []
+
+
+async def test_find_completed_by_fingerprint(storage: QueueStorage) -> None:
+    value = {"b": 2, "a": [1, "x"]}
+    first, second = await storage.add_batch([new_job(value), new_job({"other": 1})])
+    assert await storage.find_completed_by_fingerprint(fingerprint(value)) is None
+    await storage.claim("w", now(), now() + timedelta(seconds=30), 2)
+    await storage.finish(first, "w", 1, Outcome(OutcomeKind.COMPLETE, now(), output={"r": 1}))
+    await storage.finish(second, "w", 1, Outcome(OutcomeKind.FAIL, now(), error="x"))
+    found = await storage.find_completed_by_fingerprint(fingerprint({"a": [1, "x"], "b": 2}))
+    assert found is not None and found.id == first and found.output == {"r": 1}
+    assert await storage.find_completed_by_fingerprint(fingerprint({"other": 1})) is None
+
+
+async def test_delete_finished_by_status_and_age(storage: QueueStorage) -> None:
+    ids = await storage.add_batch([new_job({"i": i}) for i in range(4)])
+    await storage.claim("w", now(), now() + timedelta(seconds=30), 3)
+    old, recent = now() - timedelta(hours=2), now()
+    await storage.finish(ids[0], "w", 1, Outcome(OutcomeKind.COMPLETE, old, output=1))
+    await storage.finish(ids[1], "w", 1, Outcome(OutcomeKind.COMPLETE, recent, output=2))
+    await storage.finish(ids[2], "w", 1, Outcome(OutcomeKind.FAIL, old, error="x"))
+    cutoff = now() - timedelta(hours=1)
+    assert await storage.delete_finished(JobStatus.COMPLETED, cutoff) == 1
+    assert await storage.get(ids[0]) is None
+    assert await storage.get(ids[1]) is not None
+    assert await storage.get(ids[2]) is not None
+    assert await storage.delete_finished(JobStatus.FAILED, cutoff) == 1
+    with pytest.raises(ValueError):
+        await storage.delete_finished(JobStatus.PENDING, cutoff)
+    assert await storage.delete(ids[3])
+    assert not await storage.delete(ids[3])
+    assert await storage.size() == 1
+
+
+async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages) -> None:
+    publisher = await storages.queue()
+    listener_storage = await storages.queue() if storages.backend.shares_location else publisher
+    received: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await listener_storage.subscribe(received.put_nowait)
+    when = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    sent = [
+        JobEvent("job_progress", publisher.queue_name, 7, (55.5, "mid ü", {"k": [1]}), "me"),
+        JobEvent("job_retry", publisher.queue_name, 7, (when,), "me"),
+        JobEvent("job_error", publisher.queue_name, 7, ("bad",), "me", "PermanentJobError"),
+    ]
+    for event in sent:
+        await publisher.publish(event)
+    got = []
+    while len(got) < len(sent):
+        event = await asyncio.wait_for(received.get(), 10)
+        if event.name != "job_available":
+            got.append(event)
+    assert got == sent
+    await unsubscribe()
+    await publisher.publish(sent[0])
+    other = await storages.queue("elsewhere")
+    await other.publish(JobEvent("job_start", other.queue_name, 1))
+    with pytest.raises(TimeoutError):
+        while True:
+            event = await asyncio.wait_for(received.get(), 0.5)
+            assert event.name == "job_available"
+
+
+# -- rate limiter storage ---------------------------------------------------------------
+
+
+async def test_rate_limiter_storage_counts_and_windows(storages: Storages) -> None:
+    limits = await storages.rate_limiter()
+    queue = storages.queue_name("rl")
+    base = now()
+    window_start = base - timedelta(seconds=10)
+    for i in range(3):
+        assert await limits.try_record_execution(
+            queue, 3, window_start, base + timedelta(seconds=i)
+        )
+    assert not await limits.try_record_execution(
+        queue, 3, window_start, base + timedelta(seconds=4)
+    )
+    assert await limits.execution_count(queue, window_start) == 3
+    assert await limits.execution_count(queue, base + timedelta(seconds=1)) == 2
+    assert same_time(await limits.oldest_execution_time(queue, window_start), base)
+    assert await limits.execution_count(storages.queue_name("other"), window_start) == 0
+    # Later window: the first execution has left it.
+    assert await limits.try_record_execution(queue, 3, base + timedelta(milliseconds=500), base)
+    assert await limits.prune(queue, base + timedelta(seconds=1)) == 2
+    assert await limits.execution_count(queue, window_start) == 2
+    hold = base + timedelta(minutes=1)
+    assert await limits.get_next_available_time(queue) is None
+    await limits.set_next_available_time(queue, hold)
+    assert same_time(await limits.get_next_available_time(queue), hold)
+    await limits.set_next_available_time(queue, None)
+    assert await limits.get_next_available_time(queue) is None
+    await limits.set_next_available_time(queue, hold)
+    await limits.clear(queue)
+    assert await limits.execution_count(queue, window_start) == 0
+    assert await limits.get_next_available_time(queue) is None
+
+
+async def test_rate_limiter_record_is_atomic(storages: Storages) -> None:
+    stores = [await storages.rate_limiter()]
+    if storages.backend.shares_location:
+        stores += [await storages.rate_limiter() for _ in range(3)]
+    queue = storages.queue_name("atomic")
+    base = now()
+    results = await asyncio.gather(
+        *(
+            stores[i % len(stores)].try_record_execution(
+                queue, 5, base - timedelta(seconds=60), base
+            )
+            for i in range(40)
+        )
+    )
+    assert sum(results) == 5
