@@ -250,7 +250,7 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         try:
             await self._publish(JobEvent("job_start", self.queue_name, job.id, (), self.origin))
             output, error = await self._execute(run)
-            reason = AbortReason(run.signal.reason) if run.signal.aborted else None
+            reason = AbortReason(run.signal.reason) if run.signal.reason else None
             if reason is AbortReason.LEASE_LOST:
                 logger.warning("job %s: lease lost, its result is dropped", job.id)
                 return

@@ -9,6 +9,7 @@ reported by `unavailable_reason` and its tests are skipped with that reason.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import os
 import uuid
@@ -80,4 +81,13 @@ def postgres_dsn() -> str | None:
     return os.environ.get(POSTGRES_DSN_VARIABLE)
 
 
-BACKENDS: list[Backend] = [MEMORY]
+def _discover() -> list[Backend]:
+    """MEMORY, then the BACKEND of every tests/backend_<name>.py module, by name."""
+    found = [MEMORY]
+    for path in sorted(Path(__file__).parent.glob("backend_*.py")):
+        module = importlib.import_module(f"{__package__}.{path.stem}")
+        found.append(module.BACKEND)
+    return found
+
+
+BACKENDS: list[Backend] = _discover()
