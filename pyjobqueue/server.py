@@ -23,6 +23,7 @@ from ._options import (
 )
 from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, JobEvent, Listener
 from .job import InputT, Job, JobStatus, OutputT, utcnow
+from .leader import LeaderLock
 from .limiters import Limiter
 from .outcome import Outcome, OutcomeKind, decide_recovery
 from .storage.base import QueueStorage, Unsubscribe
@@ -98,8 +99,12 @@ class JobQueueServer(Generic[InputT, OutputT]):
         cleanup_interval_ms: float = 10_000,
         lease_ms: float = 30_000,
         stop_timeout_ms: float = 10_000,
+        leader_lock: LeaderLock | None = None,
     ) -> None:
         require_job_class(job_class)
+        if leader_lock is not None and not isinstance(leader_lock, LeaderLock):
+            raise TypeError(f"leader_lock must be a LeaderLock, got {leader_lock!r}")
+        self.leader_lock = leader_lock
         self.queue_name = require_storage(storage, queue_name)
         self.job_class = job_class
         self.storage = storage
@@ -127,6 +132,8 @@ class JobQueueServer(Generic[InputT, OutputT]):
         self._maintenance: asyncio.Task[None] | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._running = False
+        self._leading = False
+        self._leadership: asyncio.Task[None] | None = None
 
     # -- events -----------------------------------------------------------------
 
@@ -175,22 +182,48 @@ class JobQueueServer(Generic[InputT, OutputT]):
         """True between start() and stop()."""
         return self._running
 
+    def is_leader(self) -> bool:
+        """True while this server processes jobs (always, when it has no leader lock)."""
+        return self._leading
+
     async def start(self) -> Self:
-        """Start the workers and the maintenance loop; emits server_start."""
+        """Start processing (once leader, with a leader lock); emits server_start."""
         if self._running:
             return self
         self._running = True
         self._unsubscribe = await self.storage.subscribe(self._on_feed)
-        await self._add_workers(self.worker_count)
-        self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
+        if self.leader_lock is None:
+            await self._lead()
+        else:
+            self._leadership = asyncio.create_task(
+                self._await_leadership(), name="pyjobqueue leader"
+            )
         self.events.emit("server_start", self.queue_name)
         return self
+
+    async def _await_leadership(self) -> None:
+        assert self.leader_lock is not None
+        await self.leader_lock.acquire()
+        # The lock is exclusive: no other server of this queue runs jobs now, so jobs
+        # still marked running belong to a dead leader and are recovered at once.
+        await self.recover_expired_leases(orphaned=True)
+        await self._lead()
+
+    async def _lead(self) -> None:
+        self._leading = True
+        await self._add_workers(self.worker_count)
+        self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
 
     async def stop(self) -> Self:
         """Stop claiming, let running jobs finish (stop_timeout_ms), re-queue what is left."""
         if not self._running:
             return self
         self._running = False
+        if self._leadership is not None:
+            self._leadership.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leadership
+            self._leadership = None
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -198,6 +231,9 @@ class JobQueueServer(Generic[InputT, OutputT]):
             self._maintenance = None
         await asyncio.gather(*(worker.stop() for worker in self._workers))
         self._workers.clear()
+        if self.leader_lock is not None:
+            await self.leader_lock.release()
+        self._leading = False
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
@@ -246,7 +282,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
     async def scale_workers(self, count: int) -> None:
         """Run `count` workers from now on; removed workers finish their jobs first."""
         self.worker_count = require_count("count", count, 1)
-        if not self._running:
+        if not self._leading:
             return
         if count > len(self._workers):
             await self._add_workers(count - len(self._workers))
@@ -257,7 +293,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
 
     def get_worker_count(self) -> int:
         """How many workers run (or will run, before start)."""
-        return len(self._workers) if self._running else self.worker_count
+        return len(self._workers) if self._leading else self.worker_count
 
     def get_stats(self) -> JobQueueStats:
         """Counts of what this server's workers did."""
@@ -282,16 +318,24 @@ class JobQueueServer(Generic[InputT, OutputT]):
                 logger.exception("maintenance of queue %s failed", self.queue_name)
             await asyncio.sleep(tick)
 
-    async def recover_expired_leases(self) -> int:
-        """Re-queue (or fail) jobs whose worker stopped renewing its lease; the count."""
+    async def recover_expired_leases(self, *, orphaned: bool = False) -> int:
+        """Re-queue (or fail) jobs whose worker stopped renewing its lease; the count.
+
+        With `orphaned=True` (a new leader) every running job counts as expired.
+        """
         now = utcnow()
         recovered = 0
-        for job in await self.storage.expired_leases(now):
+        expired_before = now + timedelta(days=36500) if orphaned else now
+        for job in await self.storage.expired_leases(expired_before):
             if job.id is None or job.worker_id is None:
                 continue
             outcome = decide_recovery(job, now)
             applied = await self.storage.finish(
-                job.id, job.worker_id, job.run_attempts, outcome, lease_expired_before=now
+                job.id,
+                job.worker_id,
+                job.run_attempts,
+                outcome,
+                lease_expired_before=expired_before,
             )
             if not applied:
                 continue
