@@ -100,6 +100,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
         lease_ms: float = 30_000,
         stop_timeout_ms: float = 10_000,
         leader_lock: LeaderLock | None = None,
+        abort_grace_ms: float = 1_000,
     ) -> None:
         require_job_class(job_class)
         if leader_lock is not None and not isinstance(leader_lock, LeaderLock):
@@ -113,6 +114,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
         self.poll_interval_ms = require_ms("poll_interval_ms", poll_interval_ms, positive=True)
         self.lease_ms = require_ms("lease_ms", lease_ms, positive=True)
         self.stop_timeout_ms = require_ms("stop_timeout_ms", stop_timeout_ms)
+        self.abort_grace_ms = require_ms("abort_grace_ms", abort_grace_ms)
         self.cleanup_interval_ms = require_ms(
             "cleanup_interval_ms", cleanup_interval_ms, positive=True
         )
@@ -261,6 +263,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
             poll_interval_ms=self.poll_interval_ms,
             lease_ms=self.lease_ms,
             stop_timeout_ms=self.stop_timeout_ms,
+            abort_grace_ms=self.abort_grace_ms,
         )
         worker.sink = self.emit_event
         worker.on_outcome = self._after_outcome

@@ -71,6 +71,7 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         lease_ms: float = 30_000,
         stop_timeout_ms: float = 10_000,
         concurrency: int = 1,
+        abort_grace_ms: float = 1_000,
     ) -> None:
         require_job_class(job_class)
         self.queue_name = require_storage(storage, queue_name)
@@ -81,6 +82,7 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         self.lease = timedelta(milliseconds=require_ms("lease_ms", lease_ms, positive=True))
         self.stop_timeout = require_ms("stop_timeout_ms", stop_timeout_ms) / 1000
         self.concurrency = require_count("concurrency", concurrency, 1)
+        self.abort_grace = require_ms("abort_grace_ms", abort_grace_ms) / 1000
         self.worker_id = f"worker-{uuid.uuid4().hex[:16]}"
         self.events = EventEmitter(JOB_EVENTS)
         # A server replaces these to collect its workers' events and statistics.
@@ -279,14 +281,16 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         instance = self.job_class.from_record(job)
         context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
         execute = asyncio.ensure_future(instance.execute(instance.input, context))
-        remove_listener = run.signal.add_listener(lambda _reason: execute.cancel())
+        loop = asyncio.get_running_loop()
+        # An aborted job gets abort_grace_ms to end by itself, then it is cancelled.
+        remove_listener = run.signal.add_listener(
+            lambda _reason: loop.call_later(self.abort_grace, execute.cancel)
+        )
         heartbeat = asyncio.create_task(self._heartbeat(run))
         deadline = None
         if job.deadline_at is not None:
             delay = max(0.0, (job.deadline_at - utcnow()).total_seconds())
-            deadline = asyncio.get_running_loop().call_later(
-                delay, run.signal.abort, AbortReason.DEADLINE.value
-            )
+            deadline = loop.call_later(delay, run.signal.abort, AbortReason.DEADLINE.value)
         try:
             return await execute, None
         except asyncio.CancelledError:

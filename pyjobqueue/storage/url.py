@@ -27,17 +27,16 @@ def open_storage(url: str, queue_name: str) -> QueueStorage:
     if scheme == "sqlite":
         from .sqlite import SqliteQueueStorage
 
-        return SqliteQueueStorage(sqlite_path(url), queue_name)
+        return SqliteQueueStorage(sqlite_path(url), queue_name)  # type: ignore[return-value]
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresQueueStorage
 
-        return PostgresQueueStorage(url, queue_name)
+        return PostgresQueueStorage(url, queue_name)  # type: ignore[return-value]
     if scheme == "indexeddb":
         from .indexeddb import IndexedDbQueueStorage
 
-        return IndexedDbQueueStorage(
-            queue_name, unquote(url[len("indexeddb://") :]) or "pyjobqueue"
-        )
+        database = unquote(url[len("indexeddb://") :]) or "pyjobqueue"
+        return IndexedDbQueueStorage(queue_name, database)  # type: ignore[return-value]
     raise ValueError(f"unknown storage url {url!r}; expected one of: {', '.join(SCHEMES)}")
 
 
@@ -59,7 +58,7 @@ def default_storage(queue_name: str) -> QueueStorage:
     if IN_PYODIDE:
         from .indexeddb import IndexedDbQueueStorage
 
-        return IndexedDbQueueStorage(queue_name)
+        return IndexedDbQueueStorage(queue_name)  # type: ignore[return-value]
     from .sqlite import SqliteQueueStorage
 
-    return SqliteQueueStorage(DEFAULT_SQLITE_PATH, queue_name)
+    return SqliteQueueStorage(DEFAULT_SQLITE_PATH, queue_name)  # type: ignore[return-value]

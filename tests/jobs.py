@@ -1,0 +1,111 @@
+"""Job classes the behaviour suites run, steered by their input and a per-test probe."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pyjobqueue import (
+    AbortSignalJobError,
+    Job,
+    JobContext,
+    PermanentJobError,
+    RetryableJobError,
+)
+
+
+@dataclasses.dataclass
+class Probe:
+    """What a test sees of its jobs: runs, starts, and gates the jobs wait on."""
+
+    key: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    runs: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (job id, attempt)
+    started_at: list[datetime] = dataclasses.field(default_factory=list)
+    running: int = 0
+    most_running: int = 0
+    gate: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    started: asyncio.Queue[int] = dataclasses.field(default_factory=asyncio.Queue)
+    signals_seen: list[str] = dataclasses.field(default_factory=list)
+
+
+PROBES: dict[str, Probe] = {}
+
+
+def new_probe() -> Probe:
+    probe = Probe()
+    PROBES[probe.key] = probe
+    return probe
+
+
+class ScriptedJob(Job[dict[str, Any], Any]):
+    """Does what its input says: succeed, fail in a given way, wait for the gate..."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> Any:
+        probe = PROBES[input["probe"]]
+        job = context.job
+        assert job.id is not None
+        probe.runs.append((job.id, job.run_attempts))
+        probe.started_at.append(datetime.now().astimezone())
+        probe.running += 1
+        probe.most_running = max(probe.most_running, probe.running)
+        probe.started.put_nowait(job.id)
+        try:
+            return await self._act(input, context, probe)
+        finally:
+            probe.running -= 1
+
+    async def _act(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        mode = input.get("mode", "echo")
+        action = getattr(self, f"_{mode}", None)
+        if action is None:
+            raise AssertionError(f"unknown mode {mode}")
+        return await action(input, context, probe)
+
+    async def _echo(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        return {"echo": input.get("value"), "attempt": context.job.run_attempts}
+
+    async def _progress(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        for value in input["steps"]:
+            await context.update_progress(value, f"at {value}", {"step": value})
+        return "done"
+
+    async def _wait_gate(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        await probe.gate.wait()
+        return {"released": True}
+
+    async def _wait_abort(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        probe.signals_seen.append(await context.signal.wait())
+        raise AbortSignalJobError("stopped on request")
+
+    async def _ignore_abort(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        """Keeps going after the abort signal, until the gate opens."""
+        context.signal.add_listener(probe.signals_seen.append)
+        try:
+            await probe.gate.wait()
+        except asyncio.CancelledError:
+            probe.signals_seen.append("cancelled")
+            raise
+        return "finished anyway"
+
+    async def _retry_until(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        attempt = context.job.run_attempts
+        if attempt < input["succeed_on"]:
+            raise RetryableJobError(f"attempt {attempt} failed")
+        return {"attempt": attempt}
+
+    async def _retry_at(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        if context.job.run_attempts == 1:
+            raise RetryableJobError("come back later", datetime.fromisoformat(input["at"]))
+        return {"attempt": context.job.run_attempts}
+
+    async def _permanent(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        raise PermanentJobError("this cannot work")
+
+    async def _crash(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        raise ValueError("bad value inside the job")
+
+    async def _bad_output(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        return {"when": object()}
