@@ -1,0 +1,47 @@
+"""The README's examples run as pasted."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks(section: str) -> list[str]:
+    """The ```python blocks under the README heading `section`."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end != -1 else len(text)]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
+
+
+def test_quick_start_prints_the_word_count(tmp_path: Path) -> None:
+    (code,) = python_blocks("Quick start")
+    assert 10 <= len(code.strip().splitlines()) <= 25
+    script = tmp_path / "quick_start.py"
+    script.write_text(code, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'words': 4}"
+
+
+def test_concept_examples_run_together(tmp_path: Path) -> None:
+    quick_start, *_ = python_blocks("Quick start")
+    examples = python_blocks("Concepts")
+    # The concept snippets build on the quick start's names (storage, CountWords, Job...).
+    program = quick_start.replace("asyncio.run(main())", "")
+    program += "storage = InMemoryQueueStorage('words')\n" + "\n".join(examples)
+    program += "\nprint('examples ok')\n"
+    script = tmp_path / "concepts.py"
+    script.write_text(program, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "examples ok"
