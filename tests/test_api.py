@@ -23,20 +23,44 @@ from pyjobqueue import (
 )
 from pyjobqueue.storage import InMemoryQueueStorage, open_storage
 
-SPEC_NAMES = """
-    Job job JobContext JobStatus JobHandle JobQueueStats
-    JobQueueClient JobQueueServer JobQueueWorker
-    JobError JobNotFoundError RetryableJobError PermanentJobError
-    AbortSignalJobError JobDisabledError
-    Limiter NullLimiter ConcurrencyLimiter DelayLimiter RateLimiter
-    CompositeLimiter EvenlySpacedRateLimiter
-""".split()
-SPEC_STORAGE_NAMES = """
-    QueueStorage RateLimiterStorage InMemoryQueueStorage InMemoryRateLimiterStorage
-    SqliteQueueStorage SqliteRateLimiterStorage PostgresQueueStorage
-    PostgresRateLimiterStorage IndexedDbQueueStorage IndexedDbRateLimiterStorage
-    open_storage default_storage
-""".split()
+SPEC_NAMES = [
+    "Job",
+    "job",
+    "JobContext",
+    "JobStatus",
+    "JobHandle",
+    "JobQueueStats",
+    "JobQueueClient",
+    "JobQueueServer",
+    "JobQueueWorker",
+    "JobError",
+    "JobNotFoundError",
+    "RetryableJobError",
+    "PermanentJobError",
+    "AbortSignalJobError",
+    "JobDisabledError",
+    "Limiter",
+    "NullLimiter",
+    "ConcurrencyLimiter",
+    "DelayLimiter",
+    "RateLimiter",
+    "CompositeLimiter",
+    "EvenlySpacedRateLimiter",
+]
+SPEC_STORAGE_NAMES = [
+    "QueueStorage",
+    "RateLimiterStorage",
+    "InMemoryQueueStorage",
+    "InMemoryRateLimiterStorage",
+    "SqliteQueueStorage",
+    "SqliteRateLimiterStorage",
+    "PostgresQueueStorage",
+    "PostgresRateLimiterStorage",
+    "IndexedDbQueueStorage",
+    "IndexedDbRateLimiterStorage",
+    "open_storage",
+    "default_storage",
+]
 
 
 def test_exported_names_are_the_curated_surface() -> None:
