@@ -310,6 +310,14 @@ class JobQueueClient(Generic[InputT, OutputT]):
         await self._announce(JobEvent("job_disabled", self.queue_name, job_id, (), self.client_id))
         return True
 
+    async def retry(self, job_id: int) -> bool:
+        """Run a FAILED or DISABLED job again, as new; False when it is in another status."""
+        if not await self.storage.retry(job_id, utcnow()):
+            if await self.storage.get(job_id) is None:
+                raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
+            return False
+        return True
+
     # -- listeners --------------------------------------------------------------------
 
     def on_job_progress(self, job_id: int, listener: ProgressListener) -> Callable[[], None]:

@@ -104,6 +104,11 @@ class ScriptedJob(Job[dict[str, Any], Any]):
     async def _permanent(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
         raise PermanentJobError("this cannot work")
 
+    async def _fail_first(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        if len(probe.runs) == 1:
+            raise ValueError("first run fails")
+        return {"runs": len(probe.runs)}
+
     async def _crash(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
         raise ValueError("bad value inside the job")
 

@@ -254,6 +254,19 @@ async def test_disable_keeps_a_job_from_running(make_queue: Any) -> None:
         await queue.client.disable(10**9)
 
 
+async def test_retry_runs_a_failed_job_again(make_queue: Any) -> None:
+    queue = await make_queue()
+    probe = new_probe()
+    handle = await queue.client.submit({"probe": probe.key, "mode": "fail_first"})
+    with pytest.raises(JobError, match="first run fails"):
+        await handle.wait_for()
+    assert await queue.client.retry(handle.id)
+    assert await handle.wait_for() == {"runs": 2}
+    assert not await queue.client.retry(handle.id)
+    with pytest.raises(JobNotFoundError):
+        await queue.client.retry(10**9)
+
+
 async def test_run_after_delays_the_job(make_queue: Any) -> None:
     queue = await make_queue()
     probe = new_probe()

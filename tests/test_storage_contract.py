@@ -414,3 +414,28 @@ async def test_rate_limiter_record_is_atomic(storages: Storages) -> None:
         )
     )
     assert sum(results) == 5
+
+
+async def test_retry_makes_a_finished_job_new(storage: QueueStorage) -> None:
+    failed, disabled, completed, pending = await storage.add_batch(
+        [new_job({"i": i}, max_retries=0) for i in range(4)]
+    )
+    assert await storage.disable(disabled, now())
+    claimed = await storage.claim("w", now(), now() + timedelta(seconds=30), 2)
+    assert [job.id for job in claimed] == [failed, completed]
+    fail = Outcome(OutcomeKind.FAIL, now(), error="x", error_code="ValueError")
+    assert await storage.finish(failed, "w", 1, fail)
+    assert await storage.finish(completed, "w", 1, Outcome(OutcomeKind.COMPLETE, now(), output=1))
+    at = now()
+    assert await storage.retry(failed, at)
+    job = await storage.get(failed)
+    assert job is not None and job.status is JobStatus.PENDING
+    assert (job.run_attempts, job.error, job.error_code, job.completed_at) == (0, None, None, None)
+    assert same_time(job.run_after, at)
+    assert await storage.retry(disabled, at)
+    assert not await storage.retry(completed, at)
+    assert not await storage.retry(pending, at)
+    assert not await storage.retry(failed, at)  # PENDING again
+    assert not await storage.retry(10**9, at)
+    claimed = await storage.claim("w2", now(), now() + timedelta(seconds=30), 5)
+    assert sorted(job.id for job in claimed) == sorted([failed, disabled, pending])

@@ -128,6 +128,10 @@ class QueueStorage(Protocol):
     async def disable(self, job_id: int, now: datetime) -> bool:
         """PENDING -> DISABLED (completed_at = now); False when the job was not PENDING."""
 
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        """FAILED/DISABLED -> PENDING at `now` as a fresh job: attempts 0, error, output,
+        progress and completed_at cleared. False when the job was in another status."""
+
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
         """PROCESSING/ABORTING jobs whose lease expired before `now`."""
 

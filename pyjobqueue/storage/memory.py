@@ -176,6 +176,18 @@ class InMemoryQueueStorage(StorageLifecycle):
         job.completed_at = now
         return True
 
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.status not in (JobStatus.FAILED, JobStatus.DISABLED):
+            return False
+        job.status = JobStatus.PENDING
+        job.run_attempts = 0
+        job.run_after = now
+        job.error = job.error_code = job.output = job.completed_at = None
+        job.progress, job.progress_message, job.progress_details = 0.0, "", None
+        self._announce_available()
+        return True
+
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
         return [
             self._copy(job)
