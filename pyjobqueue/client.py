@@ -92,7 +92,7 @@ class JobQueueClient(Generic[InputT, OutputT]):
 
     def attach(self, server: JobQueueServer[Any, Any]) -> None:
         """Receive events straight from a server in this process."""
-        if server.storage is not self.storage and server.queue_name != self.queue_name:
+        if server.queue_name != self.queue_name:
             raise ValueError("the server works on another queue than this client")
         self.detach()
         self._server = server

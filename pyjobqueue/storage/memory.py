@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import heapq
 import itertools
 import logging
 from collections.abc import Sequence
@@ -30,6 +31,9 @@ class InMemoryQueueStorage(StorageLifecycle):
         self._jobs: dict[int, Job[Any, Any]] = {}
         self._ids = itertools.count(1)
         self._listeners: list[EventListener] = []
+        # Claim order of PENDING jobs; entries go stale when a job changes and are
+        # skipped when popped (checked against the job's current state).
+        self._claimable: list[tuple[datetime, int]] = []
 
     def _copy(self, job: Job[Any, Any]) -> Job[Any, Any]:
         return dataclasses.replace(job)
@@ -40,7 +44,12 @@ class InMemoryQueueStorage(StorageLifecycle):
         record.queue_name = self.queue_name
         record.input = copy.deepcopy(record.input)
         self._jobs[record.id] = record
+        self._mark_claimable(record)
         return record.id
+
+    def _mark_claimable(self, job: Job[Any, Any]) -> None:
+        assert job.id is not None
+        heapq.heappush(self._claimable, (job.run_after, job.id))
 
     async def add(self, job: Job[Any, Any]) -> int:
         job_id = self._store(job)
@@ -87,9 +96,15 @@ class InMemoryQueueStorage(StorageLifecycle):
         self, worker_id: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[Job[Any, Any]]:
         claimed: list[Job[Any, Any]] = []
-        for job in self._ordered(JobStatus.PENDING):
-            if len(claimed) >= limit or job.run_after > now:
+        while self._claimable and len(claimed) < limit:
+            run_after, job_id = self._claimable[0]
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not JobStatus.PENDING or job.run_after != run_after:
+                heapq.heappop(self._claimable)  # stale entry
+                continue
+            if run_after > now:
                 break
+            heapq.heappop(self._claimable)
             job.status = JobStatus.PROCESSING
             job.worker_id = worker_id
             job.run_attempts += 1
@@ -152,6 +167,7 @@ class InMemoryQueueStorage(StorageLifecycle):
             return False
         apply_outcome(job, outcome)
         if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE):
+            self._mark_claimable(job)
             self._announce_available()
         return True
 
@@ -185,6 +201,7 @@ class InMemoryQueueStorage(StorageLifecycle):
         job.run_after = now
         job.error = job.error_code = job.output = job.completed_at = None
         job.progress, job.progress_message, job.progress_details = 0.0, "", None
+        self._mark_claimable(job)
         self._announce_available()
         return True
 
@@ -216,6 +233,7 @@ class InMemoryQueueStorage(StorageLifecycle):
 
     async def delete_all(self) -> None:
         self._jobs.clear()
+        self._claimable.clear()
 
     async def publish(self, event: JobEvent) -> None:
         self._deliver(event)
