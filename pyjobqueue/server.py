@@ -82,7 +82,7 @@ class _StatsCounter:
 
 
 class JobQueueServer(Generic[InputT, OutputT]):
-    """Runs `worker_count` workers on a queue, with lease recovery and cleanup."""
+    """Runs `worker_count` jobs at a time on a queue, with lease recovery and cleanup."""
 
     def __init__(
         self,
@@ -129,7 +129,9 @@ class JobQueueServer(Generic[InputT, OutputT]):
         self.events = EventEmitter(JOB_EVENTS + SERVER_EVENTS)
         # Attached clients receive every event of this server as a JobEvent.
         self.taps: list[Callable[[JobEvent], None]] = []
-        self._workers: list[JobQueueWorker[InputT, OutputT]] = []
+        # The workers share one claim loop: a JobQueueWorker with a slot per worker,
+        # which claims as many jobs per round trip as it has idle slots.
+        self._worker: JobQueueWorker[InputT, OutputT] | None = None
         self._stats = _StatsCounter()
         self._maintenance: asyncio.Task[None] | None = None
         self._unsubscribe: Unsubscribe | None = None
@@ -168,15 +170,18 @@ class JobQueueServer(Generic[InputT, OutputT]):
 
     def relay_client_event(self, event: JobEvent) -> None:
         """An attached client did something (abort, disable): tell workers and listeners."""
-        if event.name == "job_aborting":
-            for worker in self._workers:
-                if worker.request_abort(event.job_id):
-                    return  # the worker emits job_aborting itself, once
+        worker = self._worker
+        if (
+            event.name == "job_aborting"
+            and worker is not None
+            and worker.request_abort(event.job_id)
+        ):
+            return  # the worker emits job_aborting itself, once
         self.emit_event(event)
 
     def _on_feed(self, event: JobEvent) -> None:
-        for worker in self._workers:
-            worker.handle_feed_event(event)
+        if self._worker is not None:
+            self._worker.handle_feed_event(event)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -213,7 +218,8 @@ class JobQueueServer(Generic[InputT, OutputT]):
 
     async def _lead(self) -> None:
         self._leading = True
-        await self._add_workers(self.worker_count)
+        self._worker = self._make_worker()
+        await self._worker.start(subscribe=False)
         self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
 
     async def stop(self) -> Self:
@@ -231,8 +237,9 @@ class JobQueueServer(Generic[InputT, OutputT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
-        await asyncio.gather(*(worker.stop() for worker in self._workers))
-        self._workers.clear()
+        if self._worker is not None:
+            await self._worker.stop()
+            self._worker = None
         if self.leader_lock is not None:
             await self.leader_lock.release()
         self._leading = False
@@ -264,6 +271,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
             lease_ms=self.lease_ms,
             stop_timeout_ms=self.stop_timeout_ms,
             abort_grace_ms=self.abort_grace_ms,
+            concurrency=self.worker_count,
         )
         worker.sink = self.emit_event
         worker.on_outcome = self._after_outcome
@@ -276,27 +284,16 @@ class JobQueueServer(Generic[InputT, OutputT]):
         if self.retention.get(outcome.status) == 0:
             await self.storage.delete(job_id)
 
-    async def _add_workers(self, count: int) -> None:
-        for _ in range(count):
-            worker = self._make_worker()
-            self._workers.append(worker)
-            await worker.start(subscribe=False)
-
     async def scale_workers(self, count: int) -> None:
-        """Run `count` workers from now on; removed workers finish their jobs first."""
+        """Run up to `count` jobs at once from now on; running jobs are never cut short."""
         self.worker_count = require_count("count", count, 1)
-        if not self._leading:
-            return
-        if count > len(self._workers):
-            await self._add_workers(count - len(self._workers))
-        elif count < len(self._workers):
-            removed = self._workers[count:]
-            del self._workers[count:]
-            await asyncio.gather(*(worker.stop() for worker in removed))
+        if self._worker is not None:
+            self._worker.concurrency = count
+            self._worker.wake()
 
     def get_worker_count(self) -> int:
         """How many workers run (or will run, before start)."""
-        return len(self._workers) if self._leading else self.worker_count
+        return self.worker_count
 
     def get_stats(self) -> JobQueueStats:
         """Counts of what this server's workers did."""

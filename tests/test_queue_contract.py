@@ -595,10 +595,10 @@ async def test_leader_lock_lets_one_server_process(make_queue: Any) -> None:
     handle = await first.client.submit({"probe": probe.key, "mode": "ignore_abort"})
     await asyncio.wait_for(probe.started.get(), 10)
     # The leader dies mid-job (its job is cut off, its lease would still last a minute).
-    for worker in first.server._workers:
-        for run in list(worker._running.values()):
-            assert run.task is not None
-            run.task.cancel()
+    assert first.server._worker is not None
+    for run in list(first.server._worker._running.values()):
+        assert run.task is not None
+        run.task.cancel()
     await first.server.stop()
     await eventually(lambda: _holds(second.server.is_leader()))
     probe.gate.set()
