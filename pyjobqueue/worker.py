@@ -111,6 +111,9 @@ class JobQueueWorker(Generic[InputT, OutputT]):
 
     async def _publish(self, event: JobEvent) -> None:
         self.sink(event)
+        await self._publish_to_storage(event)
+
+    async def _publish_to_storage(self, event: JobEvent) -> None:
         try:
             await self.storage.publish(event)
         except Exception:
@@ -147,12 +150,13 @@ class JobQueueWorker(Generic[InputT, OutputT]):
 
     async def _drain(self) -> None:
         tasks = {run.task for run in self._running.values() if run.task is not None}
-        if tasks:
-            _done, tasks = await asyncio.wait(tasks, timeout=self.stop_timeout or None)
+        if tasks and self.stop_timeout > 0:
+            _done, tasks = await asyncio.wait(tasks, timeout=self.stop_timeout)
         if tasks:
             for run in list(self._running.values()):
                 run.signal.abort(AbortReason.STOP.value)
-            _done, tasks = await asyncio.wait(tasks, timeout=max(self.stop_timeout, 1.0))
+            # The signal cancels a job that ignores it after abort_grace_ms.
+            _done, tasks = await asyncio.wait(tasks, timeout=self.abort_grace + 1.0)
         for task in tasks:  # jobs that swallow cancellation: stop waiting for them
             task.cancel()
         if tasks:
@@ -348,6 +352,9 @@ class JobQueueWorker(Generic[InputT, OutputT]):
             return
         event = outcome_event(self.queue_name, job.id, outcome, self.origin)
         if event is not None:
-            await self._publish(event)
+            self.sink(event)
+        # Counted before anything awaits: whoever the event woke sees it in the stats.
         if self.on_outcome is not None:
             await self.on_outcome(job.id, outcome, duration)
+        if event is not None:
+            await self._publish_to_storage(event)

@@ -380,6 +380,16 @@ async def test_stop_timeout_requeues_without_charging_an_attempt(make_queue: Any
     assert [attempt for _, attempt in probe.runs] == [1, 1]
 
 
+async def test_stop_timeout_zero_requeues_at_once(make_queue: Any) -> None:
+    queue = await make_queue(stop_timeout_ms=0)
+    probe = new_probe()
+    handle = await queue.client.submit({"probe": probe.key, "mode": "wait_abort"})
+    await asyncio.wait_for(probe.started.get(), 10)
+    await asyncio.wait_for(queue.server.stop(), 10)
+    job = await queue.client.get_job(handle.id)
+    assert job is not None and (job.status, job.run_attempts) == (JobStatus.PENDING, 0)
+
+
 async def test_wait_for_unknown_job(make_queue: Any) -> None:
     queue = await make_queue()
     assert await queue.client.get_job(10**9) is None
