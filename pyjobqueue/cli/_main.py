@@ -1,0 +1,234 @@
+"""The `pyjobqueue` command: argument parsing, dispatch, one-line errors and exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
+
+from .. import __version__
+from ._inspect import run_abort, run_jobs, run_purge, run_retry, run_show, run_status
+from ._submit import run_submit
+from ._target import DEFAULT_QUEUE, QUEUE_VARIABLE, STORAGE_VARIABLE
+from ._values import (
+    CliError,
+    parse_count,
+    parse_duration,
+    parse_finished_statuses,
+    parse_job_id,
+    parse_positive_int,
+    parse_rate,
+    parse_statuses,
+)
+from ._worker import run_worker
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+DESCRIPTION = """\
+Run and inspect a pyjobqueue queue from the shell.
+
+  pyjobqueue worker app:MyJob            # terminal 1: run jobs until Ctrl-C
+  pyjobqueue submit --wait '{"n": 1}'    # terminal 2: submit a job, show its progress
+
+The storage defaults to the SQLite file ./pyjobqueue.db and the queue to "default".
+"""
+
+EPILOG = f"""\
+environment: {STORAGE_VARIABLE} and {QUEUE_VARIABLE} give --storage and --queue defaults.
+exit status: 0 ok, 1 error, 2 bad command line, 3 a waited-for job did not complete,
+130 interrupted."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors as one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    """--storage, --queue and --json: every command has them."""
+    parser.add_argument(
+        "--storage",
+        "-s",
+        metavar="URL",
+        help="sqlite:///path.db, postgresql://user@host/db "
+        f"(default: ${STORAGE_VARIABLE}, else sqlite:///pyjobqueue.db)",
+    )
+    parser.add_argument(
+        "--queue",
+        "-q",
+        metavar="NAME",
+        help=f"queue name (default: ${QUEUE_VARIABLE}, else {DEFAULT_QUEUE!r})",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _add(
+    commands: argparse._SubParsersAction[Parser], name: str, command: Command, help: str
+) -> Parser:
+    parser = commands.add_parser(name, help=help, description=help)
+    _common(parser)
+    parser.set_defaults(command=command)
+    return parser
+
+
+def _worker_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    parser = _add(commands, "worker", run_worker, "run jobs until SIGINT/SIGTERM")
+    parser.add_argument("job", metavar="module:JobClass", help="the Job class to run")
+    parser.add_argument(
+        "--workers",
+        "-w",
+        type=parse_positive_int,
+        metavar="N",
+        help="workers in this process, each running one job at a time "
+        "(default: --concurrency, else 1)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        "-c",
+        type=parse_positive_int,
+        metavar="N",
+        help="at most N jobs of this process run at once",
+    )
+    parser.add_argument(
+        "--rate",
+        type=parse_rate,
+        metavar="N/SECONDS",
+        help="at most N job starts per window, shared by every worker on the storage "
+        "(10/60, 100/1h, 5/s)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=parse_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="on SIGINT/SIGTERM, how long running jobs may take to finish (default 10s)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=parse_duration,
+        default=0.1,
+        metavar="DURATION",
+        help="how often to look for jobs when idle (default 100ms)",
+    )
+    parser.add_argument(
+        "--lease",
+        type=parse_duration,
+        default=30.0,
+        metavar="DURATION",
+        help="how long a job of a dead worker stays claimed before it is retried (default 30s)",
+    )
+
+
+def _submit_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    parser = _add(commands, "submit", run_submit, "submit jobs (JSON inputs) in one batch")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="JSON",
+        help="job inputs; without them, one JSON per line from --file or stdin",
+    )
+    parser.add_argument(
+        "--file", "-f", metavar="FILE", help="read one JSON input per line ('-' for stdin)"
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="show progress until the jobs end; print outputs"
+    )
+    parser.add_argument(
+        "--timeout", type=parse_duration, metavar="DURATION", help="with --wait: give up after"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="with --wait: no progress, only the outputs"
+    )
+    parser.add_argument("--run-id", metavar="RUN", help="job_run_id of the batch")
+    parser.add_argument(
+        "--max-retries", type=parse_count, default=10, metavar="N", help="default 10"
+    )
+    parser.add_argument(
+        "--delay", type=parse_duration, metavar="DURATION", help="run no sooner than this from now"
+    )
+    parser.add_argument(
+        "--deadline", type=parse_duration, metavar="DURATION", help="fail if not done by then"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=parse_duration,
+        default=0.1,
+        metavar="DURATION",
+        help=argparse.SUPPRESS,
+    )
+
+
+def _inspect_parsers(commands: argparse._SubParsersAction[Parser]) -> None:
+    _add(commands, "status", run_status, "count the jobs of each status")
+    jobs = _add(commands, "jobs", run_jobs, "list jobs")
+    jobs.add_argument("--status", type=parse_statuses, metavar="S[,S]", help="only these statuses")
+    jobs.add_argument("--run-id", metavar="RUN", help="only the jobs of this run")
+    jobs.add_argument(
+        "--limit", type=parse_positive_int, default=50, metavar="N", help="default 50"
+    )
+    show = _add(commands, "show", run_show, "show every field of a job")
+    show.add_argument("id", type=parse_job_id)
+    abort = _add(commands, "abort", run_abort, "abort jobs, or every unfinished job of a run")
+    abort.add_argument("ids", type=parse_job_id, nargs="*", metavar="ID")
+    abort.add_argument("--run-id", metavar="RUN")
+    retry = _add(commands, "retry", run_retry, "run FAILED or DISABLED jobs again")
+    retry.add_argument("ids", type=parse_job_id, nargs="+", metavar="ID")
+    purge = _add(commands, "purge", run_purge, "delete finished jobs")
+    purge.add_argument(
+        "--status",
+        type=parse_finished_statuses,
+        required=True,
+        metavar="S[,S]",
+        help="completed, failed and/or disabled",
+    )
+    purge.add_argument(
+        "--older-than",
+        type=parse_duration,
+        required=True,
+        metavar="DURATION",
+        help="finished at least this long ago (0 for all)",
+    )
+
+
+def build_parser() -> Parser:
+    """The parser of every command."""
+    parser = Parser(
+        prog="pyjobqueue",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pyjobqueue {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    _worker_parser(commands)
+    _submit_parser(commands)
+    _inspect_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit status."""
+    args = build_parser().parse_args(argv)
+    # The library logs failures it recovers from (a lost connection, a failing listener).
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        status: int = asyncio.run(args.command(args))
+        return status
+    except CliError as error:
+        print(f"pyjobqueue: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("pyjobqueue: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `pyjobqueue jobs | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0

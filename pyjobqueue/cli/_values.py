@@ -1,0 +1,151 @@
+"""Parsing of command-line values: durations, rates, statuses, JSON inputs, storage URLs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..job import FINISHED_STATUSES, JobStatus
+
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_COMPOUND = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+
+
+class CliError(Exception):
+    """Bad input or an unusable storage: printed as one line, exit status `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '500ms', '1.5m', '2h', '1d', '1w' or '1h30m'."""
+    cleaned = text.strip().lower()
+    if _NUMBER.fullmatch(cleaned):
+        return float(cleaned)
+    if not _COMPOUND.fullmatch(cleaned):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use seconds or a number with a unit, "
+            "for example 30, 30s, 500ms, 5m, 1h, 2d, 1h30m"
+        )
+    return sum(
+        float(match.group(1)) * DURATION_UNITS[match.group(2)]
+        for match in _DURATION_PART.finditer(cleaned)
+    )
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """(max executions, window in seconds) from 'N/SECONDS' such as '10/60', '10/1m' or '5/s'."""
+    count_text, slash, window_text = text.partition("/")
+    if not slash:
+        raise argparse.ArgumentTypeError(
+            f"invalid rate {text!r}: use N/SECONDS, for example 10/60 (10 jobs a minute) or 5/1s"
+        )
+    try:
+        count = int(count_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid rate {text!r}: {count_text!r} is not a whole number of jobs"
+        ) from None
+    window_text = window_text.strip()
+    # '5/s' reads as five a second: a unit alone means one of it.
+    window = parse_duration(f"1{window_text}" if window_text in DURATION_UNITS else window_text)
+    if count < 1 or window <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid rate {text!r}: the count and the window must be greater than 0"
+        )
+    return count, window
+
+
+def parse_positive_int(text: str) -> int:
+    """An int of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid number {text!r}: expected a whole number"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: must be at least 1")
+    return value
+
+
+def parse_count(text: str) -> int:
+    """An int of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid number {text!r}: expected a whole number"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: must be 0 or more")
+    return value
+
+
+def parse_job_id(text: str) -> int:
+    """A job id: a positive int."""
+    try:
+        return parse_positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid job id {text!r}: expected a number") from None
+
+
+def parse_statuses(text: str) -> list[JobStatus]:
+    """One status or several separated by commas, in any case: 'failed', 'PENDING,processing'."""
+    statuses: list[JobStatus] = []
+    for part in text.split(","):
+        name = part.strip().upper()
+        try:
+            status = JobStatus(name)
+        except ValueError:
+            choices = ", ".join(status.value.lower() for status in JobStatus)
+            raise argparse.ArgumentTypeError(
+                f"unknown status {part.strip()!r}: expected one of {choices}"
+            ) from None
+        if status not in statuses:
+            statuses.append(status)
+    return statuses
+
+
+def parse_finished_statuses(text: str) -> list[JobStatus]:
+    """Statuses of finished jobs only (what purge may delete)."""
+    statuses = parse_statuses(text)
+    for status in statuses:
+        if status not in FINISHED_STATUSES:
+            finished = ", ".join(sorted(status.value.lower() for status in FINISHED_STATUSES))
+            raise argparse.ArgumentTypeError(
+                f"only finished jobs can be purged ({finished}), not {status.value.lower()}"
+            )
+    return statuses
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (inputs must be finite numbers)")
+
+
+def parse_json_input(text: str, where: str) -> Any:
+    """A JSON value; CliError naming `where` when it is not valid JSON."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise CliError(f"invalid JSON in {where}: {error}") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

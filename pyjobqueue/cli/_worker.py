@@ -1,0 +1,229 @@
+"""`pyjobqueue worker`: run a server until SIGINT/SIGTERM, logging one line per job event."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from ..events import JOB_EVENTS
+from ..job import Job, utcnow
+from ..limiters import CompositeLimiter, ConcurrencyLimiter, Limiter, RateLimiter
+from ..server import JobQueueServer
+from ..storage.base import QueueStorage
+from ._render import compact_json, print_line, shorten
+from ._target import Target, load_job_class, opened_queue, opened_rate_limiter_storage, target_from
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DETAIL_LIMIT = 120
+
+
+class EventLog:
+    """Writes one line per job and server event to stdout: text, or JSON lines with --json."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def attach(self, server: JobQueueServer[Any, Any]) -> None:
+        """Log every event of `server`."""
+        for name in JOB_EVENTS:
+            server.on(name, self._listener(name))
+
+    def _listener(self, name: str) -> Callable[..., None]:
+        def log(queue_name: str, job_id: int, *args: Any) -> None:
+            self.job_event(name, job_id, args)
+
+        return log
+
+    def job_event(self, name: str, job_id: int, args: tuple[Any, ...]) -> None:
+        """One line for a job event."""
+        if self.as_json:
+            self._json_line({"event": name, "job_id": job_id, **_event_fields(name, args)})
+            return
+        detail = _event_detail(name, args)
+        self._text_line(f"{name:<15} job={job_id}" + (f"  {detail}" if detail else ""))
+
+    def note(self, event: str, message: str, **fields: Any) -> None:
+        """One line about the worker itself (started, stopping, stopped)."""
+        if self.as_json:
+            self._json_line({"event": event, "message": message, **fields})
+        else:
+            self._text_line(f"{event:<15} {message}")
+
+    def _text_line(self, text: str) -> None:
+        print_line(f"{_timestamp(utcnow())} {text}")
+
+    def _json_line(self, fields: dict[str, Any]) -> None:
+        line = {"time": _timestamp(utcnow()), **fields}
+        print_line(json.dumps(line, ensure_ascii=False, default=str))
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _event_fields(name: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    if name == "job_progress":
+        progress, message, details = args
+        return {"progress": progress, "message": message, "details": details}
+    if name == "job_complete":
+        return {"output": args[0]}
+    if name == "job_error":
+        return {"error": args[0]}
+    if name == "job_retry":
+        return {"run_after": _timestamp(args[0]) if isinstance(args[0], datetime) else args[0]}
+    return {}
+
+
+def _event_detail(name: str, args: tuple[Any, ...]) -> str:
+    if name == "job_progress":
+        progress, message, _details = args
+        return shorten(f"{progress:.0f}% {message}".strip(), DETAIL_LIMIT)
+    if name == "job_complete":
+        return "output=" + compact_json(args[0], DETAIL_LIMIT)
+    if name == "job_error":
+        return "error=" + shorten(str(args[0]), DETAIL_LIMIT)
+    if name == "job_retry" and isinstance(args[0], datetime):
+        return f"run_after={_timestamp(args[0])}"
+    return ""
+
+
+class SignalWatcher:
+    """Queues SIGINT/SIGTERM for the event loop instead of letting them kill the process."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[int] = asyncio.Queue()
+
+    @contextlib.contextmanager
+    def installed(self) -> Any:
+        """Handle the stop signals inside the block; restore the defaults afterwards."""
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, self.received.put_nowait, number)
+        try:
+            yield self
+        finally:
+            for number in STOP_SIGNALS:
+                loop.remove_signal_handler(number)
+
+    async def next(self) -> int:
+        """Wait for the next stop signal; its number."""
+        return await self.received.get()
+
+
+def _limiter_parts(args: argparse.Namespace) -> list[Limiter]:
+    parts: list[Limiter] = []
+    if args.concurrency is not None:
+        parts.append(ConcurrencyLimiter(args.concurrency))
+    return parts
+
+
+def _worker_count(args: argparse.Namespace) -> int:
+    if args.workers is not None:
+        return int(args.workers)
+    # --concurrency alone: enough workers to use it (each worker runs one job at a time).
+    return int(args.concurrency) if args.concurrency is not None else 1
+
+
+@contextlib.asynccontextmanager
+async def _limiter(args: argparse.Namespace, target: Target) -> AsyncIterator[Limiter | None]:
+    parts = _limiter_parts(args)
+    if args.rate is None:
+        yield None if not parts else parts[0]
+        return
+    max_executions, window = args.rate
+    async with opened_rate_limiter_storage(target) as storage:
+        rate = RateLimiter(
+            storage, target.queue, max_executions=max_executions, window_size_in_seconds=window
+        )
+        yield CompositeLimiter([*parts, rate]) if parts else rate
+
+
+def _describe(args: argparse.Namespace, target: Target, job_class: type[Job[Any, Any]]) -> str:
+    settings = [
+        f"job={args.job}",
+        f"queue={target.queue}",
+        f"storage={target.describe()}",
+        f"workers={_worker_count(args)}",
+    ]
+    if args.concurrency is not None:
+        settings.append(f"concurrency={args.concurrency}")
+    if args.rate is not None:
+        settings.append(f"rate={args.rate[0]}/{args.rate[1]:g}s")
+    settings.append(f"pid={os.getpid()}")
+    return " ".join(settings)
+
+
+async def run_worker(args: argparse.Namespace) -> int:
+    """Run a server for the job class until a stop signal; the exit status."""
+    job_class = load_job_class(args.job)
+    target = target_from(args.storage, args.queue)
+    log = EventLog(as_json=args.json)
+    async with opened_queue(target) as storage, _limiter(args, target) as limiter:
+        server = _make_server(args, job_class, storage, limiter)
+        log.attach(server)
+        watcher = SignalWatcher()
+        with watcher.installed():
+            await server.start()
+            log.note("worker_start", _describe(args, target, job_class), pid=os.getpid())
+            first = await watcher.next()
+            return await _stop(server, watcher, log, first, args.stop_timeout)
+    return 0  # pragma: no cover - the block always returns
+
+
+def _make_server(
+    args: argparse.Namespace,
+    job_class: type[Job[Any, Any]],
+    storage: QueueStorage,
+    limiter: Limiter | None,
+) -> JobQueueServer[Any, Any]:
+    return JobQueueServer(
+        job_class,
+        storage=storage,
+        limiter=limiter,
+        worker_count=_worker_count(args),
+        poll_interval_ms=args.poll_interval * 1000,
+        lease_ms=args.lease * 1000,
+        stop_timeout_ms=args.stop_timeout * 1000,
+    )
+
+
+async def _stop(
+    server: JobQueueServer[Any, Any],
+    watcher: SignalWatcher,
+    log: EventLog,
+    first: int,
+    stop_timeout: float,
+) -> int:
+    """Graceful stop; a second signal exits at once."""
+    log.note(
+        "worker_stopping",
+        f"{signal.Signals(first).name}: no new jobs; running jobs get up to {stop_timeout:g} s "
+        "to finish, then go back to the queue (send the signal again to exit at once)",
+        signal=signal.Signals(first).name,
+    )
+    stopping = asyncio.ensure_future(server.stop())
+    second = asyncio.ensure_future(watcher.next())
+    done, _pending = await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping in done:
+        second.cancel()
+        stopping.result()
+        log.note("worker_stop", "stopped")
+        return 0
+    number = second.result()
+    log.note(
+        "worker_exit",
+        f"{signal.Signals(number).name} again: exiting at once; jobs still running go back to "
+        "the queue when their lease expires",
+        signal=signal.Signals(number).name,
+    )
+    sys.stderr.flush()
+    # At once means at once: no awaiting jobs or connections that may be what hangs.
+    os._exit(128 + number)

@@ -1,0 +1,1 @@
+"""Job modules and a harness for the tests that run the `pyjobqueue` command."""

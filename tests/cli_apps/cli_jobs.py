@@ -1,0 +1,56 @@
+"""Jobs that command-line tests start workers with (`cli_jobs:Steps` and so on).
+
+Tests coordinate with jobs through files, since the jobs run in another process: a
+job told to wait for a gate file polls for it, and the test creates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from pyjobqueue import AbortSignalJobError, Job, JobContext, job
+
+GATE_POLL_SECONDS = 0.02
+
+
+class Steps(Job[dict[str, Any], dict[str, Any]]):
+    """Reports each progress value of input["steps"], then returns the doubled input["n"]."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+        for value in input.get("steps", []):
+            await context.update_progress(value, f"at {value}")
+        return {"doubled": input.get("n", 0) * 2}
+
+
+class Gated(Job[dict[str, Any], dict[str, Any]]):
+    """Runs until the file input["gate"] exists; stops early when aborted."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+        await context.update_progress(10, "waiting for the gate")
+        while not os.path.exists(input["gate"]):
+            if context.signal.aborted:
+                raise AbortSignalJobError(f"aborted: {context.signal.reason}")
+            await asyncio.sleep(GATE_POLL_SECONDS)
+        return {"gate": "opened", "attempt": context.job.run_attempts}
+
+
+class Fails(Job[dict[str, Any], None]):
+    """Always fails with a ValueError carrying input["message"]."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> None:
+        raise ValueError(input.get("message", "failed on purpose"))
+
+
+@job
+async def echo(input: Any, context: JobContext) -> Any:
+    """A function job: returns its input."""
+    return input
+
+
+NOT_A_JOB = 42
+
+
+class NotAJob:
+    """A class that is not a Job."""
