@@ -27,7 +27,7 @@ def open_storage(url: str, queue_name: str) -> QueueStorage:
     if scheme == "sqlite":
         from .sqlite import SqliteQueueStorage
 
-        return SqliteQueueStorage(sqlite_path(url), queue_name)  # type: ignore[return-value]
+        return SqliteQueueStorage(sqlite_path(url), queue_name)
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresQueueStorage
 
@@ -61,4 +61,4 @@ def default_storage(queue_name: str) -> QueueStorage:
         return IndexedDbQueueStorage(queue_name)  # type: ignore[return-value]
     from .sqlite import SqliteQueueStorage
 
-    return SqliteQueueStorage(DEFAULT_SQLITE_PATH, queue_name)  # type: ignore[return-value]
+    return SqliteQueueStorage(DEFAULT_SQLITE_PATH, queue_name)

@@ -1,0 +1,307 @@
+"""Every SQL statement of the SQLite backend, by name, and the schema migrations.
+
+Values are always bound as named parameters (`:queue_name`...), never spliced in:
+queue names and job run ids are arbitrary strings. Times are integer microseconds
+since the Unix epoch (UTC), so they sort and compare correctly in SQL. JSON values
+are text. Statuses are the `JobStatus` values.
+"""
+
+from __future__ import annotations
+
+# -- schema --------------------------------------------------------------------------
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS pyjobqueue_schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+)
+"""
+SCHEMA_VERSION_TABLE_EXISTS = """
+SELECT count(*) FROM sqlite_master
+WHERE type = 'table' AND name = 'pyjobqueue_schema_version'
+"""
+CURRENT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_version"
+RECORD_SCHEMA_VERSION = """
+INSERT INTO pyjobqueue_schema_version (version, applied_at) VALUES (:version, :applied_at)
+"""
+
+# Each entry moves the schema from version N-1 to N. Append, never edit: a database
+# created by an older release is brought up to date by the entries it lacks.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        # AUTOINCREMENT: an id is never reused after a delete, so a client still
+        # waiting on a deleted job cannot be answered by a newer job.
+        """
+        CREATE TABLE pyjobqueue_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue_name TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT,
+            status TEXT NOT NULL,
+            progress REAL NOT NULL DEFAULT 0,
+            progress_message TEXT NOT NULL DEFAULT '',
+            progress_details TEXT,
+            max_retries INTEGER NOT NULL,
+            run_attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            error_code TEXT,
+            created_at INTEGER NOT NULL,
+            completed_at INTEGER,
+            run_after INTEGER NOT NULL,
+            deadline_at INTEGER,
+            last_ran_at INTEGER,
+            job_run_id TEXT,
+            fingerprint TEXT,
+            worker_id TEXT,
+            lease_expires_at INTEGER
+        )
+        """,
+        # Claims, peek, size and lease scans walk this index in claim order.
+        """
+        CREATE INDEX pyjobqueue_jobs_claim
+        ON pyjobqueue_jobs (queue_name, status, run_after, id)
+        """,
+        "CREATE INDEX pyjobqueue_jobs_run ON pyjobqueue_jobs (queue_name, job_run_id)",
+        "CREATE INDEX pyjobqueue_jobs_fingerprint ON pyjobqueue_jobs (queue_name, fingerprint)",
+        # The change feed: AUTOINCREMENT keeps ids rising after pruning, so a
+        # subscriber's "id > last seen" never skips a new event.
+        """
+        CREATE TABLE pyjobqueue_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue_name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE pyjobqueue_rate_executions (
+            id INTEGER PRIMARY KEY,
+            queue_name TEXT NOT NULL,
+            executed_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE INDEX pyjobqueue_rate_executions_window
+        ON pyjobqueue_rate_executions (queue_name, executed_at)
+        """,
+        """
+        CREATE TABLE pyjobqueue_rate_holds (
+            queue_name TEXT PRIMARY KEY,
+            next_available_at INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+LATEST_SCHEMA_VERSION = len(MIGRATIONS)
+
+# -- jobs ------------------------------------------------------------------------------
+
+JOB_COLUMNS = (
+    "id, queue_name, input, output, status, progress, progress_message, progress_details, "
+    "max_retries, run_attempts, error, error_code, created_at, completed_at, run_after, "
+    "deadline_at, last_ran_at, job_run_id, fingerprint, worker_id, lease_expires_at"
+)
+
+INSERT_JOB = """
+INSERT INTO pyjobqueue_jobs (
+    queue_name, input, output, status, progress, progress_message, progress_details,
+    max_retries, run_attempts, error, error_code, created_at, completed_at, run_after,
+    deadline_at, last_ran_at, job_run_id, fingerprint
+) VALUES (
+    :queue_name, :input, :output, :status, :progress, :progress_message, :progress_details,
+    :max_retries, :run_attempts, :error, :error_code, :created_at, :completed_at, :run_after,
+    :deadline_at, :last_ran_at, :job_run_id, :fingerprint
+)
+"""
+INSERT_JOB_RETURNING_ID = INSERT_JOB + "RETURNING id"
+# Inside the write transaction of a batch: every id above it is one of the batch.
+LAST_JOB_ID = "SELECT coalesce(max(id), 0) FROM pyjobqueue_jobs"
+JOB_IDS_AFTER = """
+SELECT id FROM pyjobqueue_jobs WHERE id > :after AND queue_name = :queue_name ORDER BY id
+"""
+
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs WHERE id = :id AND queue_name = :queue_name"
+PEEK_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND status = :status
+ORDER BY run_after, id
+LIMIT :limit
+"""
+COUNT_JOBS = "SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = :queue_name"
+COUNT_JOBS_BY_STATUS = """
+SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = :queue_name AND status = :status
+"""
+JOBS_OF_RUN = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND job_run_id = :job_run_id
+ORDER BY id
+"""
+COMPLETED_BY_FINGERPRINT = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND fingerprint = :fingerprint AND status = 'COMPLETED'
+ORDER BY completed_at DESC, id DESC
+LIMIT 1
+"""
+
+# Run inside BEGIN IMMEDIATE: the write lock is held from the SELECT to the UPDATE,
+# so no other connection (process) can claim the same rows.
+CLAIM_JOBS = f"""
+UPDATE pyjobqueue_jobs
+SET status = 'PROCESSING', worker_id = :worker_id, run_attempts = run_attempts + 1,
+    last_ran_at = :now, lease_expires_at = :lease_until,
+    progress = 0, progress_message = '', progress_details = NULL
+WHERE id IN (
+    SELECT id FROM pyjobqueue_jobs
+    WHERE queue_name = :queue_name AND status = 'PENDING' AND run_after <= :now
+    ORDER BY run_after, id
+    LIMIT :limit
+)
+RETURNING {JOB_COLUMNS}
+"""
+
+# The guard of every write a worker makes: the job is still this attempt of it.
+_ATTEMPT = """
+id = :id AND queue_name = :queue_name AND status IN ('PROCESSING', 'ABORTING')
+AND worker_id = :worker_id AND run_attempts = :attempt
+"""
+# Lease recovery only applies to a lease that is still expired (not renewed since).
+_LEASE_EXPIRED = """
+(:expired_before IS NULL
+ OR (lease_expires_at IS NOT NULL AND lease_expires_at < :expired_before))
+"""
+
+RENEW_LEASE = f"""
+UPDATE pyjobqueue_jobs SET lease_expires_at = :lease_until
+WHERE {_ATTEMPT}
+RETURNING status
+"""
+SAVE_PROGRESS = f"""
+UPDATE pyjobqueue_jobs
+SET progress = :progress, progress_message = :message, progress_details = :details
+WHERE {_ATTEMPT}
+RETURNING id
+"""
+
+FINISH_COMPLETE = f"""
+UPDATE pyjobqueue_jobs
+SET status = 'COMPLETED', output = :output, progress = 100, error = NULL, error_code = NULL,
+    completed_at = :at, worker_id = NULL, lease_expires_at = NULL
+WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+"""
+FINISH_FAIL = f"""
+UPDATE pyjobqueue_jobs
+SET status = 'FAILED', error = :error, error_code = :error_code, completed_at = :at,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+"""
+FINISH_RETRY = f"""
+UPDATE pyjobqueue_jobs
+SET status = 'PENDING', error = :error, error_code = :error_code, run_after = :run_after,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+"""
+# A re-queue (server stop) gives the attempt back.
+FINISH_REQUEUE = f"""
+UPDATE pyjobqueue_jobs
+SET status = 'PENDING', run_attempts = max(0, run_attempts - 1), run_after = :run_after,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+"""
+
+# PENDING -> FAILED at once, PROCESSING -> ABORTING; SET expressions see the old row,
+# RETURNING the new one.
+_ABORT_SET = """
+UPDATE pyjobqueue_jobs
+SET status = CASE status WHEN 'PENDING' THEN 'FAILED' ELSE 'ABORTING' END,
+    error = CASE status WHEN 'PENDING' THEN :error ELSE error END,
+    error_code = CASE status WHEN 'PENDING' THEN :error_code ELSE error_code END,
+    completed_at = CASE status WHEN 'PENDING' THEN :now ELSE completed_at END
+"""
+ABORT_JOB = f"""
+{_ABORT_SET}
+WHERE id = :id AND queue_name = :queue_name AND status IN ('PENDING', 'PROCESSING')
+RETURNING id, status
+"""
+ABORT_JOB_RUN = f"""
+{_ABORT_SET}
+WHERE queue_name = :queue_name AND job_run_id = :job_run_id
+AND status IN ('PENDING', 'PROCESSING')
+RETURNING id, status
+"""
+DISABLE_JOB = """
+UPDATE pyjobqueue_jobs SET status = 'DISABLED', completed_at = :now
+WHERE id = :id AND queue_name = :queue_name AND status = 'PENDING'
+"""
+# A finished job runs again as if new.
+RETRY_JOB = """
+UPDATE pyjobqueue_jobs
+SET status = 'PENDING', run_attempts = 0, run_after = :now, error = NULL, error_code = NULL,
+    output = NULL, completed_at = NULL, progress = 0, progress_message = '',
+    progress_details = NULL
+WHERE id = :id AND queue_name = :queue_name AND status IN ('FAILED', 'DISABLED')
+"""
+
+EXPIRED_LEASES = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND status IN ('PROCESSING', 'ABORTING')
+AND lease_expires_at IS NOT NULL AND lease_expires_at < :now
+ORDER BY id
+"""
+
+DELETE_FINISHED = """
+DELETE FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND status = :status AND completed_at < :completed_before
+"""
+DELETE_JOB = "DELETE FROM pyjobqueue_jobs WHERE id = :id AND queue_name = :queue_name"
+DELETE_QUEUE_JOBS = "DELETE FROM pyjobqueue_jobs WHERE queue_name = :queue_name"
+
+# -- the change feed -----------------------------------------------------------------
+
+INSERT_EVENT = """
+INSERT INTO pyjobqueue_events (queue_name, payload, created_at)
+VALUES (:queue_name, :payload, :created_at)
+"""
+LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM pyjobqueue_events"
+# New events of this queue, plus the newest event of any queue (payload NULL when it
+# is another queue's), so the reader's position moves past other queues' events too.
+EVENTS_AFTER = """
+SELECT id, CASE WHEN queue_name = :queue_name THEN payload END AS payload
+FROM pyjobqueue_events
+WHERE id > :after
+AND (queue_name = :queue_name OR id = (SELECT max(id) FROM pyjobqueue_events))
+ORDER BY id
+"""
+PRUNE_EVENTS = "DELETE FROM pyjobqueue_events WHERE created_at < :before"
+DELETE_QUEUE_EVENTS = "DELETE FROM pyjobqueue_events WHERE queue_name = :queue_name"
+# Changes whenever another connection (any process) commits to the file.
+DATA_VERSION = "PRAGMA data_version"
+
+# -- rate limiter ----------------------------------------------------------------------
+
+# Check and record in one statement, inside BEGIN IMMEDIATE: exact across processes.
+RECORD_EXECUTION_IF_ROOM = """
+INSERT INTO pyjobqueue_rate_executions (queue_name, executed_at)
+SELECT :queue_name, :now
+WHERE (
+    SELECT count(*) FROM pyjobqueue_rate_executions
+    WHERE queue_name = :queue_name AND executed_at >= :window_start
+) < :max_executions
+"""
+COUNT_EXECUTIONS = """
+SELECT count(*) FROM pyjobqueue_rate_executions
+WHERE queue_name = :queue_name AND executed_at >= :since
+"""
+OLDEST_EXECUTION = """
+SELECT min(executed_at) FROM pyjobqueue_rate_executions
+WHERE queue_name = :queue_name AND executed_at >= :since
+"""
+PRUNE_EXECUTIONS = """
+DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name AND executed_at < :before
+"""
+CLEAR_EXECUTIONS = "DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name"
+GET_HOLD = "SELECT next_available_at FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
+SET_HOLD = """
+INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES (:queue_name, :until)
+ON CONFLICT (queue_name) DO UPDATE SET next_available_at = excluded.next_available_at
+"""
+CLEAR_HOLD = "DELETE FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
