@@ -31,7 +31,7 @@ def open_storage(url: str, queue_name: str) -> QueueStorage:
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresQueueStorage
 
-        return PostgresQueueStorage(url, queue_name)  # type: ignore[return-value]
+        return PostgresQueueStorage(url, queue_name)
     if scheme == "indexeddb":
         from .indexeddb import IndexedDbQueueStorage
 

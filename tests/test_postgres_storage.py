@@ -1,0 +1,281 @@
+"""PostgreSQL storage specifics: schema and migrations, one-statement batches, claim
+indexes, LISTEN/NOTIFY (large events, hints, reconnects), pools the caller owns."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pyjobqueue import JobQueueClient, JobQueueServer, JobStatus
+from pyjobqueue._json import fingerprint
+from pyjobqueue.events import JOB_AVAILABLE, JobEvent
+from pyjobqueue.job import Job
+from pyjobqueue.outcome import Outcome, OutcomeKind
+from pyjobqueue.storage import open_storage
+
+from .backend_postgres import fresh_schema, require_dsn, unavailable_reason
+from .jobs import ScriptedJob, new_probe
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+
+if unavailable_reason() is None:
+    import asyncpg
+
+    from pyjobqueue.storage import postgres_queries as sql
+    from pyjobqueue.storage.postgres import PostgresQueueStorage, channel_for
+
+OpenQueue = Callable[..., Awaitable["PostgresQueueStorage"]]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job(value: Any = None, **fields: Any) -> Job[Any, Any]:
+    value = {"n": 1} if value is None else value
+    return Job(input=value, fingerprint=fingerprint(value), **fields)
+
+
+@pytest.fixture
+async def open_queue() -> AsyncIterator[OpenQueue]:
+    """Set-up storages on the test database (a unique queue name unless given)."""
+    opened: list[PostgresQueueStorage] = []
+
+    async def open_one(queue_name: str | None = None, dsn_or_pool: Any = None) -> Any:
+        storage = PostgresQueueStorage(
+            dsn_or_pool or require_dsn(), queue_name or f"pg-{uuid.uuid4().hex[:12]}"
+        )
+        await storage.setup_database()
+        opened.append(storage)
+        return storage
+
+    yield open_one
+    for storage in opened:
+        await storage.close()
+
+
+async def next_event(events: asyncio.Queue[JobEvent], name: str | None = None) -> JobEvent:
+    """The next event (named `name`, skipping others), or a timeout failure."""
+    while True:
+        event = await asyncio.wait_for(events.get(), 10)
+        if name is None or event.name == name:
+            return event
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+async def test_concurrent_setups_migrate_once() -> None:
+    async with fresh_schema() as dsn:
+        storages = [PostgresQueueStorage(dsn, f"q{i}") for i in range(6)]
+        try:
+            await asyncio.gather(*(storage.setup_database() for storage in storages))
+            await storages[0].add(new_job())
+            assert await storages[0].size() == 1 and await storages[1].size() == 0
+        finally:
+            for storage in storages:
+                await storage.close()
+        connection = await asyncpg.connect(dsn)
+        try:
+            versions = await connection.fetch(
+                "SELECT version FROM pyjobqueue_schema_migrations ORDER BY version"
+            )
+            assert [row["version"] for row in versions] == [sql.LATEST_VERSION]
+        finally:
+            await connection.close()
+
+
+async def test_a_newer_schema_is_refused() -> None:
+    async with fresh_schema() as dsn:
+        async with PostgresQueueStorage(dsn, "q"):
+            pass
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(sql.RECORD_MIGRATION, sql.LATEST_VERSION + 1)
+        finally:
+            await connection.close()
+        storage = PostgresQueueStorage(dsn, "q")
+        with pytest.raises(RuntimeError, match="upgrade pyjobqueue"):
+            await storage.setup_database()
+        await storage.close()
+
+
+async def test_claims_use_the_partial_index_however_many_jobs_finished(
+    open_queue: OpenQueue,
+) -> None:
+    storage = await open_queue()
+    connection = await asyncpg.connect(require_dsn())
+    try:
+        await connection.execute(
+            """
+            INSERT INTO pyjobqueue_jobs (queue_name, status, input, max_retries, created_at,
+                run_after, completed_at)
+            SELECT $1, 'COMPLETED', '{}', 0, now(), now(), now() FROM generate_series(1, 20000)
+            """,
+            storage.queue_name,
+        )
+        await storage.add_batch([new_job({"i": i}) for i in range(5)])
+        await connection.execute("ANALYZE pyjobqueue_jobs")
+        at = now()
+        plan = await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) {sql.CLAIM}",
+            storage.queue_name,
+            at,
+            "w",
+            at + timedelta(seconds=30),
+            10,
+        )
+    finally:
+        await connection.close()
+    assert '"Index Name": "pyjobqueue_jobs_claim"' in plan
+    assert len(await storage.claim("w", at, at + timedelta(seconds=30), 10)) == 5
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+async def test_add_batch_is_one_statement_on_a_pool_the_caller_owns(
+    open_queue: OpenQueue,
+) -> None:
+    statements: list[str] = []
+
+    async def log_queries(connection: Any) -> None:
+        connection.add_query_logger(lambda query: statements.append(query.query))
+
+    pool = await asyncpg.create_pool(require_dsn(), min_size=1, max_size=2, init=log_queries)
+    try:
+        storage = await open_queue(dsn_or_pool=pool)
+        statements.clear()
+        ids = await storage.add_batch([new_job({"i": i}, job_run_id="run") for i in range(500)])
+        # (Besides asyncpg's own type introspection and connection reset.)
+        writes = [query for query in statements if "pyjobqueue_jobs" in query]
+        assert len(writes) == 1 and "INSERT INTO pyjobqueue_jobs" in writes[0]
+        assert ids == sorted(ids) and len(set(ids)) == 500
+        jobs = await storage.get_by_run_id("run")
+        assert [job.input for job in jobs] == [{"i": i} for i in range(500)]
+        await storage.close()
+        assert await pool.fetchval("SELECT 1") == 1  # the caller's pool stays open
+    finally:
+        await pool.close()
+
+
+async def test_a_bad_job_in_a_batch_stores_nothing(open_queue: OpenQueue) -> None:
+    storage = await open_queue()
+    with pytest.raises(ValueError, match="NUL"):
+        await storage.add_batch([new_job({"i": 0}), new_job({"i": 1}, job_run_id="a\x00b")])
+    assert await storage.size() == 0
+
+
+async def test_nul_characters_in_messages_and_json_survive(open_queue: OpenQueue) -> None:
+    storage = await open_queue()
+    job_id = await storage.add(new_job({"text": "a\x00b"}))
+    assert (await storage.get(job_id)).input == {"text": "a\x00b"}  # type: ignore[union-attr]
+    await storage.claim("w", now(), now() + timedelta(seconds=30), 1)
+    assert await storage.save_progress(job_id, "w", 1, 5, "half\x00way", {"k": "\x00"})
+    failure = Outcome(OutcomeKind.FAIL, now(), error="bad\x00byte", error_code="ValueError")
+    assert await storage.finish(job_id, "w", 1, failure)
+    job = await storage.get(job_id)
+    assert job is not None and job.error == "bad\ufffdbyte"
+    assert job.progress_message == "half\ufffdway" and job.progress_details == {"k": "\x00"}
+
+
+# -- LISTEN / NOTIFY ----------------------------------------------------------------------------
+
+
+async def test_job_available_hints_reach_other_connections(open_queue: OpenQueue) -> None:
+    writer = await open_queue()
+    reader = await open_queue(writer.queue_name)
+    events: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await reader.subscribe(events.put_nowait)
+    job_id = await writer.add(new_job())
+    assert (await next_event(events)).name == JOB_AVAILABLE
+    await writer.claim("w", now(), now() + timedelta(seconds=30), 1)
+    retry = Outcome(OutcomeKind.RETRY, now(), error="again", run_after=now())
+    assert await writer.finish(job_id, "w", 1, retry)
+    assert (await next_event(events)).name == JOB_AVAILABLE
+    await unsubscribe()
+
+
+async def test_events_larger_than_a_notification_arrive_whole_and_in_order(
+    open_queue: OpenQueue,
+) -> None:
+    publisher = await open_queue()
+    reader = await open_queue(publisher.queue_name)
+    events: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await reader.subscribe(events.put_nowait)
+    big = {"text": "ü" * 20_000, "items": list(range(2_000))}
+    sent = [
+        JobEvent("job_progress", publisher.queue_name, 1, (1.0, "small", None), "me"),
+        JobEvent("job_progress", publisher.queue_name, 1, (50.0, "big", big), "me"),
+        JobEvent("job_complete", publisher.queue_name, 1, ("done",), "me"),
+    ]
+    for event in sent:
+        await publisher.publish(event)
+    assert [await next_event(events) for _ in sent] == sent
+    await unsubscribe()
+    connection = await asyncpg.connect(require_dsn())
+    try:
+        count = "SELECT count(*) FROM pyjobqueue_events WHERE queue_name = $1"
+        assert await connection.fetchval(count, publisher.queue_name) == 1
+        await publisher.delete_all()
+        assert await connection.fetchval(count, publisher.queue_name) == 0
+    finally:
+        await connection.close()
+
+
+async def test_the_listener_reconnects_after_its_connection_is_killed(
+    open_queue: OpenQueue,
+) -> None:
+    reader = await open_queue()
+    events: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await reader.subscribe(events.put_nowait)
+    connection = await asyncpg.connect(require_dsn())
+    try:
+        killed = await connection.fetchval(
+            """
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'
+            """,
+            channel_for(reader.queue_name),
+        )
+    finally:
+        await connection.close()
+    assert killed == 1
+    # Back on a new connection, it tells its listeners to look for missed work...
+    assert (await next_event(events)).name == JOB_AVAILABLE
+    # ...and delivers what is published from then on.
+    publisher = await open_queue(reader.queue_name)
+    await publisher.publish(JobEvent("job_start", reader.queue_name, 5, (), "me"))
+    assert (await next_event(events, "job_start")).job_id == 5
+    await unsubscribe()
+
+
+async def test_idle_workers_wake_on_notify_not_on_their_poll(open_queue: OpenQueue) -> None:
+    server_storage = await open_queue()
+    client_storage = await open_queue(server_storage.queue_name)
+    # Polls an hour apart: only a notification can make these jobs run within the test.
+    server = JobQueueServer(ScriptedJob, storage=server_storage, poll_interval_ms=3_600_000)
+    client: JobQueueClient[dict[str, Any], Any] = JobQueueClient(
+        storage=client_storage, poll_interval_ms=3_600_000
+    )
+    await client.connect()
+    probe = new_probe()
+    async with server:
+        for value in range(3):
+            handle = await client.submit({"probe": probe.key, "value": value})
+            output = await asyncio.wait_for(handle.wait_for(), 10)
+            assert output["echo"] == value
+    await client.disconnect()
+
+
+async def test_open_storage_makes_a_postgres_storage() -> None:
+    storage = open_storage(require_dsn(), f"url-{uuid.uuid4().hex[:8]}")
+    assert isinstance(storage, PostgresQueueStorage)
+    async with storage:
+        job_id = await storage.add(new_job())
+        assert (await storage.get(job_id)).status is JobStatus.PENDING  # type: ignore[union-attr]
