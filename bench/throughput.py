@@ -117,9 +117,7 @@ def storage_url(backend: str, workdir: Path, dsn: str | None) -> str | None:
     raise SystemExit(f"unknown backend {backend!r}")
 
 
-async def measure(
-    backend: str, url: str, run: Callable[[QueueStorage], Awaitable[float]]
-) -> float:
+async def measure(backend: str, url: str, run: Callable[[QueueStorage], Awaitable[float]]) -> float:
     """Run one measurement on a fresh queue of the backend."""
     async with open_storage(url, f"bench-{backend}-{uuid.uuid4().hex[:8]}") as storage:
         try:
