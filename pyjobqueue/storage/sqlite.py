@@ -214,6 +214,7 @@ async def _retrying_busy(attempt: Callable[[], Awaitable[T]]) -> T:
         except sqlite3.OperationalError as error:
             if not _is_busy(error) or time.monotonic() > deadline:
                 raise
+            logger.debug("SQLite file busy (%s); trying again in %.3f s", error, pause)
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.05)
 
@@ -240,8 +241,6 @@ async def _transaction(connection: aiosqlite.Connection, body: Body[T]) -> T:
 
 
 def _check_location(path: str) -> None:
-    if path == MEMORY_PATH:
-        return
     file = Path(path)
     directory = file.absolute().parent
     if not directory.exists():
@@ -281,6 +280,17 @@ def _explain(path: str, error: sqlite3.Error) -> SqliteStorageError:
     return SqliteStorageError(f"SQLite database {path!r} {reason} ({text})")
 
 
+def _try_open(path: str) -> None:
+    """Open the file once with the stdlib driver, to explain a failure clearly.
+
+    (aiosqlite leaves its worker thread behind when its own connect fails.)
+    """
+    try:
+        sqlite3.connect(path).close()
+    except sqlite3.Error as error:
+        raise _explain(path, error) from None
+
+
 class _Database:
     """One aiosqlite connection to a file: schema set-up, serialised reads and writes."""
 
@@ -301,13 +311,12 @@ class _Database:
                 raise RuntimeError(f"the SQLite storage of {self.path!r} is closed")
             if self._connection is not None:
                 return
-            _check_location(self.path)
+            if self.path != MEMORY_PATH:
+                _check_location(self.path)
+                await asyncio.to_thread(_try_open, self.path)
             import aiosqlite
 
-            try:
-                connection = await aiosqlite.connect(self.path, isolation_level=None)
-            except sqlite3.Error as error:
-                raise _explain(self.path, error) from None
+            connection = await aiosqlite.connect(self.path, isolation_level=None)
             try:
                 await self._prepare(connection)
             except BaseException as error:
