@@ -1,12 +1,13 @@
 """SQLite storage (CPython, aiosqlite): one file that every process on the machine shares.
 
-The file runs in WAL mode, so readers never block the writer. Every write is one
-`BEGIN IMMEDIATE` transaction: it takes the file's write lock up front, which makes
-claims exclusive across processes, and a busy lock is waited for (busy_timeout, then
-a short backoff) instead of surfacing "database is locked". SQLite has no push
-channel: events go through a table that each subscribed storage polls every
-`poll_interval_ms`, and an idle poll is one `PRAGMA data_version` (no table read).
-All SQL is in `sqlite_queries.py`.
+The file runs in WAL mode, so readers never block the writer. Every write takes the
+file's write lock before it reads anything: a lone statement (a claim is one
+`UPDATE ... RETURNING`) is its own transaction and does so by itself, several
+statements run in `BEGIN IMMEDIATE`. That makes claims exclusive across processes,
+and a busy file is waited for (busy_timeout, then a short backoff) instead of
+surfacing "database is locked". SQLite has no push channel: events go through a
+table that each subscribed storage polls every `poll_interval_ms`, and an idle poll
+is one `PRAGMA data_version` (no table read). All SQL is in `sqlite_queries.py`.
 """
 
 from __future__ import annotations
@@ -177,14 +178,14 @@ def _finish_statement(outcome: Outcome) -> tuple[str, dict[str, Any]]:
 async def _run(
     connection: aiosqlite.Connection, statement: str, params: Params | None = None
 ) -> int:
-    """Execute one statement; the number of rows it changed."""
-    async with connection.execute(statement, params or {}) as cursor:
-        return cursor.rowcount
+    """Execute one statement; how many rows it returned (writes say RETURNING id)."""
+    return len(await _rows(connection, statement, params))
 
 
 async def _rows(
     connection: aiosqlite.Connection, statement: str, params: Params | None = None
 ) -> list[sqlite3.Row]:
+    """Execute one statement and fetch its rows, in one trip to the connection's thread."""
     return list(await connection.execute_fetchall(statement, params or {}))
 
 
@@ -372,18 +373,27 @@ class _Database:
         return self._connection
 
     async def rows(self, statement: str, params: Params | None = None) -> list[sqlite3.Row]:
-        """The rows of one read statement."""
+        """Run one statement, a read or a write, as its own transaction; its rows.
+
+        A lone write statement in autocommit mode takes the write lock before it reads
+        anything, exactly like BEGIN IMMEDIATE, so it is atomic across processes,
+        waits for a busy file, and costs one trip to the connection's thread.
+        """
         connection = await self._ready()
         async with self._lock:
             return await _retrying_busy(lambda: _rows(connection, statement, params))
 
     async def value(self, statement: str, params: Params | None = None) -> Any:
-        """The first column of the first row of one read statement, or None."""
+        """The first column of the first row of one statement, or None."""
         rows = await self.rows(statement, params)
         return rows[0][0] if rows else None
 
-    async def write(self, body: Body[T]) -> T:
-        """Run `body` in one write transaction; it commits even if the caller is cancelled."""
+    async def count(self, statement: str, params: Params | None = None) -> int:
+        """Run one write statement (RETURNING id); how many rows it changed."""
+        return len(await self.rows(statement, params))
+
+    async def transaction(self, body: Body[T]) -> T:
+        """Run `body` in one BEGIN IMMEDIATE transaction; it ends whole even if cancelled."""
         connection = await self._ready()
 
         async def locked() -> T:
@@ -574,11 +584,7 @@ class SqliteQueueStorage(StorageLifecycle):
 
     async def add(self, job: Job[Any, Any]) -> int:
         params = _job_params(self.queue_name, job)
-
-        async def insert(connection: aiosqlite.Connection) -> int:
-            return int(await _value(connection, sql.INSERT_JOB_RETURNING_ID, params))
-
-        job_id = await self._database.write(insert)
+        job_id = int(await self._database.value(sql.INSERT_JOB_RETURNING_ID, params))
         self._feed.announce_available()
         return job_id
 
@@ -595,7 +601,7 @@ class SqliteQueueStorage(StorageLifecycle):
             ids = await _rows(connection, sql.JOB_IDS_AFTER, {**self._queue, "after": after})
             return [row[0] for row in ids]
 
-        ids = await self._database.write(insert)
+        ids = await self._database.transaction(insert)
         self._feed.announce_available()
         return ids
 
@@ -636,10 +642,9 @@ class SqliteQueueStorage(StorageLifecycle):
             "limit": limit,
         }
 
-        async def claim(connection: aiosqlite.Connection) -> list[sqlite3.Row]:
-            return await _rows(connection, sql.CLAIM_JOBS, params)
-
-        jobs = [_job_from_row(row) for row in await self._database.write(claim)]
+        # One UPDATE ... RETURNING: it holds the file's write lock from choosing the
+        # rows to changing them, so no other process can claim them too.
+        jobs = await self._jobs(sql.CLAIM_JOBS, params)
         # RETURNING gives no order; claims are oldest first.
         return sorted(jobs, key=lambda job: (job.run_after, job.id or 0))
 
@@ -654,10 +659,7 @@ class SqliteQueueStorage(StorageLifecycle):
             "lease_until": to_db_time(lease_until),
         }
 
-        async def renew(connection: aiosqlite.Connection) -> Any:
-            return await _value(connection, sql.RENEW_LEASE, params)
-
-        status = await self._database.write(renew)
+        status = await self._database.value(sql.RENEW_LEASE, params)
         return None if status is None else JobStatus(status)
 
     async def save_progress(
@@ -676,10 +678,7 @@ class SqliteQueueStorage(StorageLifecycle):
             "details": _json_or_null(details),
         }
 
-        async def save(connection: aiosqlite.Connection) -> Any:
-            return await _value(connection, sql.SAVE_PROGRESS, params)
-
-        return await self._database.write(save) is not None
+        return await self._database.count(sql.SAVE_PROGRESS, params) == 1
 
     async def finish(
         self,
@@ -696,10 +695,7 @@ class SqliteQueueStorage(StorageLifecycle):
             "expired_before": _db_time(lease_expired_before),
         }
 
-        async def finish(connection: aiosqlite.Connection) -> int:
-            return await _run(connection, statement, params)
-
-        applied = await self._database.write(finish) == 1
+        applied = await self._database.count(statement, params) == 1
         if applied and outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE):
             self._feed.announce_available()
         return applied
@@ -716,37 +712,23 @@ class SqliteQueueStorage(StorageLifecycle):
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         params = {**self._abort_params(now), "id": job_id}
-
-        async def abort(connection: aiosqlite.Connection) -> list[sqlite3.Row]:
-            return await _rows(connection, sql.ABORT_JOB, params)
-
-        rows = await self._database.write(abort)
+        rows = await self._database.rows(sql.ABORT_JOB, params)
         return JobStatus(rows[0]["status"]) if rows else None
 
     async def abort_job_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         params = {**self._abort_params(now), "job_run_id": job_run_id}
-
-        async def abort(connection: aiosqlite.Connection) -> list[sqlite3.Row]:
-            return await _rows(connection, sql.ABORT_JOB_RUN, params)
-
-        rows = await self._database.write(abort)
+        rows = await self._database.rows(sql.ABORT_JOB_RUN, params)
         return sorted((row["id"], JobStatus(row["status"])) for row in rows)
 
     async def disable(self, job_id: int, now: datetime) -> bool:
         params = {**self._queue, "id": job_id, "now": to_db_time(now)}
 
-        async def disable(connection: aiosqlite.Connection) -> int:
-            return await _run(connection, sql.DISABLE_JOB, params)
-
-        return await self._database.write(disable) == 1
+        return await self._database.count(sql.DISABLE_JOB, params) == 1
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         params = {**self._queue, "id": job_id, "now": to_db_time(now)}
 
-        async def retry(connection: aiosqlite.Connection) -> int:
-            return await _run(connection, sql.RETRY_JOB, params)
-
-        retried = await self._database.write(retry) == 1
+        retried = await self._database.count(sql.RETRY_JOB, params) == 1
         if retried:
             self._feed.announce_available()
         return retried
@@ -765,25 +747,17 @@ class SqliteQueueStorage(StorageLifecycle):
             "completed_before": to_db_time(completed_before),
         }
 
-        async def delete(connection: aiosqlite.Connection) -> int:
-            return await _run(connection, sql.DELETE_FINISHED, params)
-
-        return await self._database.write(delete)
+        return await self._database.count(sql.DELETE_FINISHED, params)
 
     async def delete(self, job_id: int) -> bool:
-        params = {**self._queue, "id": job_id}
-
-        async def delete(connection: aiosqlite.Connection) -> int:
-            return await _run(connection, sql.DELETE_JOB, params)
-
-        return await self._database.write(delete) == 1
+        return await self._database.count(sql.DELETE_JOB, {**self._queue, "id": job_id}) == 1
 
     async def delete_all(self) -> None:
         async def delete(connection: aiosqlite.Connection) -> None:
             await _run(connection, sql.DELETE_QUEUE_JOBS, self._queue)
             await _run(connection, sql.DELETE_QUEUE_EVENTS, self._queue)
 
-        await self._database.write(delete)
+        await self._database.transaction(delete)
 
     # -- events --------------------------------------------------------------------------
 
@@ -794,18 +768,12 @@ class SqliteQueueStorage(StorageLifecycle):
             "payload": _json.dumps(event.to_json()),
             "created_at": to_db_time(now),
         }
-        prune_before = None
+        await self._database.rows(sql.INSERT_EVENT, params)
+        self._feed.poke()
         if time.monotonic() >= self._next_event_prune:
             self._next_event_prune = time.monotonic() + EVENT_PRUNE_EVERY_SECONDS
-            prune_before = to_db_time(now - EVENT_RETENTION)
-
-        async def insert(connection: aiosqlite.Connection) -> None:
-            await _run(connection, sql.INSERT_EVENT, params)
-            if prune_before is not None:
-                await _run(connection, sql.PRUNE_EVENTS, {"before": prune_before})
-
-        await self._database.write(insert)
-        self._feed.poke()
+            before = to_db_time(now - EVENT_RETENTION)
+            await self._database.rows(sql.PRUNE_EVENTS, {"before": before})
 
     async def subscribe(self, listener: EventListener) -> Unsubscribe:
         return await self._feed.subscribe(listener)
@@ -833,12 +801,6 @@ class SqliteRateLimiterStorage(StorageLifecycle):
         """Close the connection."""
         await self._database.close()
 
-    async def _write(self, statement: str, params: Params) -> int:
-        async def write(connection: aiosqlite.Connection) -> int:
-            return await _run(connection, statement, params)
-
-        return await self._database.write(write)
-
     async def try_record_execution(
         self, queue_name: str, max_executions: int, window_start: datetime, now: datetime
     ) -> bool:
@@ -848,7 +810,8 @@ class SqliteRateLimiterStorage(StorageLifecycle):
             "window_start": to_db_time(window_start),
             "now": to_db_time(now),
         }
-        return await self._write(sql.RECORD_EXECUTION_IF_ROOM, params) == 1
+        # One INSERT ... SELECT: the count and the insert happen under one write lock.
+        return await self._database.count(sql.RECORD_EXECUTION_IF_ROOM, params) == 1
 
     async def execution_count(self, queue_name: str, since: datetime) -> int:
         params = {"queue_name": queue_name, "since": to_db_time(since)}
@@ -863,17 +826,18 @@ class SqliteRateLimiterStorage(StorageLifecycle):
 
     async def set_next_available_time(self, queue_name: str, when: datetime | None) -> None:
         if when is None:
-            await self._write(sql.CLEAR_HOLD, {"queue_name": queue_name})
+            await self._database.rows(sql.CLEAR_HOLD, {"queue_name": queue_name})
         else:
-            await self._write(sql.SET_HOLD, {"queue_name": queue_name, "until": to_db_time(when)})
+            params = {"queue_name": queue_name, "until": to_db_time(when)}
+            await self._database.rows(sql.SET_HOLD, params)
 
     async def prune(self, queue_name: str, before: datetime) -> int:
         params = {"queue_name": queue_name, "before": to_db_time(before)}
-        return await self._write(sql.PRUNE_EXECUTIONS, params)
+        return await self._database.count(sql.PRUNE_EXECUTIONS, params)
 
     async def clear(self, queue_name: str) -> None:
         async def clear(connection: aiosqlite.Connection) -> None:
             await _run(connection, sql.CLEAR_EXECUTIONS, {"queue_name": queue_name})
             await _run(connection, sql.CLEAR_HOLD, {"queue_name": queue_name})
 
-        await self._database.write(clear)
+        await self._database.transaction(clear)

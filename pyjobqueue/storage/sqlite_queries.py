@@ -1,5 +1,8 @@
 """Every SQL statement of the SQLite backend, by name, and the schema migrations.
 
+A statement that runs alone is its own transaction: a write statement takes the
+file's write lock before it reads anything (as BEGIN IMMEDIATE does), so it is atomic
+across processes. Writes that report how many rows they changed say RETURNING id.
 Values are always bound as named parameters (`:queue_name`...), never spliced in:
 queue names and job run ids are arbitrary strings. Times are integer microseconds
 since the Unix epoch (UTC), so they sort and compare correctly in SQL. JSON values
@@ -143,8 +146,9 @@ ORDER BY completed_at DESC, id DESC
 LIMIT 1
 """
 
-# Run inside BEGIN IMMEDIATE: the write lock is held from the SELECT to the UPDATE,
-# so no other connection (process) can claim the same rows.
+# One statement, its own transaction: it takes the file's write lock before its
+# SELECT runs and keeps it until the UPDATE commits, so no other connection (process)
+# can claim the same rows.
 CLAIM_JOBS = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PROCESSING', worker_id = :worker_id, run_attempts = run_attempts + 1,
@@ -187,18 +191,21 @@ UPDATE pyjobqueue_jobs
 SET status = 'COMPLETED', output = :output, progress = 100, error = NULL, error_code = NULL,
     completed_at = :at, worker_id = NULL, lease_expires_at = NULL
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+RETURNING id
 """
 FINISH_FAIL = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'FAILED', error = :error, error_code = :error_code, completed_at = :at,
     worker_id = NULL, lease_expires_at = NULL
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+RETURNING id
 """
 FINISH_RETRY = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PENDING', error = :error, error_code = :error_code, run_after = :run_after,
     worker_id = NULL, lease_expires_at = NULL
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+RETURNING id
 """
 # A re-queue (server stop) gives the attempt back.
 FINISH_REQUEUE = f"""
@@ -206,6 +213,7 @@ UPDATE pyjobqueue_jobs
 SET status = 'PENDING', run_attempts = max(0, run_attempts - 1), run_after = :run_after,
     worker_id = NULL, lease_expires_at = NULL
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+RETURNING id
 """
 
 # PENDING -> FAILED at once, PROCESSING -> ABORTING; SET expressions see the old row,
@@ -231,6 +239,7 @@ RETURNING id, status
 DISABLE_JOB = """
 UPDATE pyjobqueue_jobs SET status = 'DISABLED', completed_at = :now
 WHERE id = :id AND queue_name = :queue_name AND status = 'PENDING'
+RETURNING id
 """
 # A finished job runs again as if new.
 RETRY_JOB = """
@@ -239,6 +248,7 @@ SET status = 'PENDING', run_attempts = 0, run_after = :now, error = NULL, error_
     output = NULL, completed_at = NULL, progress = 0, progress_message = '',
     progress_details = NULL
 WHERE id = :id AND queue_name = :queue_name AND status IN ('FAILED', 'DISABLED')
+RETURNING id
 """
 
 EXPIRED_LEASES = f"""
@@ -251,8 +261,11 @@ ORDER BY id
 DELETE_FINISHED = """
 DELETE FROM pyjobqueue_jobs
 WHERE queue_name = :queue_name AND status = :status AND completed_at < :completed_before
+RETURNING id
 """
-DELETE_JOB = "DELETE FROM pyjobqueue_jobs WHERE id = :id AND queue_name = :queue_name"
+DELETE_JOB = """
+DELETE FROM pyjobqueue_jobs WHERE id = :id AND queue_name = :queue_name RETURNING id
+"""
 DELETE_QUEUE_JOBS = "DELETE FROM pyjobqueue_jobs WHERE queue_name = :queue_name"
 
 # -- the change feed -----------------------------------------------------------------
@@ -278,7 +291,7 @@ DATA_VERSION = "PRAGMA data_version"
 
 # -- rate limiter ----------------------------------------------------------------------
 
-# Check and record in one statement, inside BEGIN IMMEDIATE: exact across processes.
+# Check and record in one statement (one write lock): exact across processes.
 RECORD_EXECUTION_IF_ROOM = """
 INSERT INTO pyjobqueue_rate_executions (queue_name, executed_at)
 SELECT :queue_name, :now
@@ -286,6 +299,7 @@ WHERE (
     SELECT count(*) FROM pyjobqueue_rate_executions
     WHERE queue_name = :queue_name AND executed_at >= :window_start
 ) < :max_executions
+RETURNING id
 """
 COUNT_EXECUTIONS = """
 SELECT count(*) FROM pyjobqueue_rate_executions
@@ -297,6 +311,7 @@ WHERE queue_name = :queue_name AND executed_at >= :since
 """
 PRUNE_EXECUTIONS = """
 DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name AND executed_at < :before
+RETURNING id
 """
 CLEAR_EXECUTIONS = "DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name"
 GET_HOLD = "SELECT next_available_at FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
