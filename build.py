@@ -40,6 +40,7 @@ INSTALL_STAMP = VENV / ".pyjobqueue-dev-install.sha256"
 DIST = ROOT / "dist"
 WEB = ROOT / "web"
 TESTS = ROOT / "tests"
+PLAYWRIGHT_TESTS = ROOT / "playwright_tests"
 
 PG_DATABASE = "pyjobqueue_test"
 PG_SUPERUSER = "postgres"  # database role created by initdb
@@ -56,6 +57,9 @@ PG_SETTINGS: Mapping[str, str] = {
 
 CHILD_GRACE_SECONDS = 20.0  # how long an interrupted child may take to exit cleanly
 PYTEST_NO_TESTS_COLLECTED = 5
+
+# The console (web/): the page, its worker and its Python; web/dist/ is assembled.
+WEB_APP_FILES = ("index.html", "js/app.js", "js/worker.js", "py/console_jobs.py")
 
 EXTRA_MIME_TYPES: Mapping[str, str] = {
     ".wasm": "application/wasm",
@@ -654,19 +658,39 @@ def has_path_arg(args: Sequence[str]) -> bool:
     return any(not arg.startswith("-") and Path(arg.split("::")[0]).exists() for arg in args)
 
 
+def names_browser_tests(args: Sequence[str]) -> bool:
+    """Whether pytest args name a path under playwright_tests/ (it needs the browser)."""
+    suite = PLAYWRIGHT_TESTS.resolve()
+    paths = [Path(arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-")]
+    return any(path == suite or suite in path.parents for path in paths)
+
+
+def playwright_cmd(python: str) -> list[str]:
+    """pytest over playwright_tests/ (Debian's Chromium, the console served on 127.0.0.1)."""
+    return [python, "-m", "pytest", str(PLAYWRIGHT_TESTS.relative_to(ROOT))]
+
+
 def build_steps(pytest_args: Sequence[str]) -> list[Step]:
     """The ordered step list of ``build.py test``."""
     python = venv_tool("python")
     targets = [] if has_path_arg(pytest_args) else [str(TESTS.relative_to(ROOT))]
-    return [
+    steps = [
         Step("ruff", [venv_tool("ruff"), "check", "."]),
         Step("ruff format", [venv_tool("ruff"), "format", "--check", "."]),
         Step("mypy", [venv_tool("mypy")]),
-        Step("pytest", [python, "-m", "pytest", *targets, *pytest_args], needs_postgres=True),
+        Step(
+            "pytest",
+            [python, "-m", "pytest", *targets, *pytest_args],
+            needs_postgres=True,
+            needs_browser=names_browser_tests(pytest_args),
+        ),
         # HOOK (browser work): a later change appends, with needs_browser=True:
-        #   Step("playwright", [python, "-m", "pytest", "playwright_tests", ...]),
         #   Step("pyodide-node", ["node", ...]),  # the Pyodide-in-Node suite
     ]
+    if targets:  # no test paths named: the whole suite, so the browser one too
+        # The console in Chromium; pytest args (-k, -x...) go to the step above only.
+        steps.append(Step("playwright", playwright_cmd(python), needs_browser=True))
+    return steps
 
 
 def explain_failure(step: Step, returncode: int) -> None:
@@ -725,15 +749,19 @@ def cmd_wheel() -> int:
 
 
 class WebHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with WebAssembly and ES-module MIME types, never cached."""
+    """Static files with WebAssembly and ES-module MIME types, revalidated on every use."""
 
     def guess_type(self, path: str | os.PathLike[str]) -> str:
         """MIME type, with explicit types for .wasm, .mjs and wheels."""
         return EXTRA_MIME_TYPES.get(Path(path).suffix.lower()) or super().guess_type(path)
 
     def end_headers(self) -> None:
-        """Disable caching so a rebuilt wheel is always picked up."""
-        self.send_header("Cache-Control", "no-store")
+        """Make the browser revalidate every file (a rebuilt wheel is always picked up).
+
+        Not no-store: a revalidated Pyodide runtime (304) lets Chromium reuse what it
+        cached, compiled WebAssembly included, on a reload or in a second tab.
+        """
+        self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
 
@@ -751,13 +779,10 @@ def serve_dir(directory: Path, port: int) -> None:
 
 
 def cmd_serve(port: int) -> int:
-    """``build.py serve``: build the wheel and serve the browser demo."""
-    if not (WEB / "index.html").is_file():
-        print(
-            "web/index.html does not exist yet: the browser demo arrives with the browser work.",
-            file=sys.stderr,
-        )
-        return 1
+    """``build.py serve``: build the wheel, assemble web/ with Pyodide and serve the console."""
+    missing = [name for name in WEB_APP_FILES if not (WEB / name).is_file()]
+    if missing:
+        raise BuildError(f"web/ is incomplete, {', '.join(missing)} missing: is this a full clone?")
     ensure_venv(dev=False)
     serve_dir(prepare_web_root(build_wheel()), port)
     return 0
@@ -766,13 +791,24 @@ def cmd_serve(port: int) -> int:
 # --------------------------------------------------------------------------- main
 
 
+def tcp_port(text: str) -> int:
+    """argparse type of --port: an integer from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be from 1 to 65535, got {port}")
+    return port
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Parse the command line; unknown args of ``test`` go to pytest."""
     parser = argparse.ArgumentParser(description="pyjobqueue developer and CI entry point")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("test", help="lint, type-check and run the tests (extra args go to pytest)")
     serve = sub.add_parser("serve", help="build the wheel and serve web/ on 127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=tcp_port, default=8000, help="default 8000")
     sub.add_parser("wheel", help="build the wheel into dist/")
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":

@@ -1,0 +1,122 @@
+"""Shared fixtures of the Playwright suites: Debian's Chromium, web/ served on 127.0.0.1,
+and a log of every browser error that fails the test which produced it.
+
+Nothing is downloaded: Playwright drives /usr/bin/chromium, and the only traffic is to
+the test server. `python build.py test` assembles web/dist/pyodide/ before this runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from browser_log import BrowserLog
+from playwright.sync_api import Browser, BrowserContext
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+RUNTIME = WEB / "dist" / "pyodide"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1360, "height": 900}
+
+
+def load_build_script() -> ModuleType:
+    """build.py as a module: the tests serve web/ with the handler `build.py serve` uses."""
+    spec = importlib.util.spec_from_file_location("pyjobqueue_build_script", ROOT / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_runtime() -> None:
+    """Fail with the fix when the Pyodide runtime has not been assembled."""
+    if not (RUNTIME / "pyodide-lock.json").is_file() or not list(RUNTIME.glob("pyjobqueue-*.whl")):
+        pytest.fail(
+            f"{RUNTIME.relative_to(ROOT)} is missing or has no pyjobqueue wheel: "
+            "run `python build.py test` (or `python build.py serve`) to assemble it"
+        )
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (build.py test does)")
+
+
+@pytest.fixture(scope="session")
+def web_server() -> Iterator[str]:
+    """web/ served on 127.0.0.1 and a free port, in a thread; its base URL."""
+    check_runtime()
+    web_handler = load_build_script().WebHandler
+
+    class QuietHandler(web_handler):  # type: ignore[misc, valid-type]
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep the test output free of one line per request."""
+
+    handler: Callable[..., http.server.BaseHTTPRequestHandler] = functools.partial(
+        QuietHandler, directory=str(WEB)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="web server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="session")
+def base_url(web_server: str) -> str:
+    """Pages open relative to the test server (`page.goto("/")`)."""
+    return web_server
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """Debian's Chromium, headless, with no traffic of its own."""
+    return {"executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS, "headless": True}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(base_url: str) -> dict[str, Any]:
+    """Every context opens pages on the test server, in a laptop-sized window."""
+    return {"base_url": base_url, "viewport": VIEWPORT}
+
+
+@pytest.fixture
+def browser_log() -> Iterator[BrowserLog]:
+    """Records errors of the contexts it watches; the test fails if any was logged."""
+    log = BrowserLog()
+    yield log
+    log.assert_clean()
+
+
+@pytest.fixture
+def watched_context(
+    browser: Browser, browser_context_args: dict[str, Any], browser_log: BrowserLog
+) -> Iterator[BrowserContext]:
+    """A fresh context (its own IndexedDB, Web Locks, channels); its errors fail the test."""
+    context = browser.new_context(**browser_context_args)
+    browser_log.watch(context)
+    try:
+        yield context
+    finally:
+        context.close()

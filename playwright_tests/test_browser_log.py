@@ -1,0 +1,37 @@
+"""The error log that every Playwright test relies on does catch errors (so it can fail)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from browser_log import BrowserLog
+from playwright.sync_api import Browser
+
+
+def test_browser_log_records_console_errors_uncaught_errors_and_python_tracebacks(
+    browser: Browser, browser_context_args: dict[str, Any]
+) -> None:
+    log = BrowserLog()
+    context = browser.new_context(**browser_context_args)
+    log.watch(context)
+    try:
+        page = context.new_page()
+        page.goto("about:blank")
+        with page.expect_console_message(lambda m: m.text == "plain warning"):
+            page.evaluate("console.warn('plain warning')")
+        with page.expect_console_message(lambda m: m.text == "boom"):
+            page.evaluate("console.error('boom')")
+        with page.expect_console_message(lambda m: m.text.startswith("Traceback")):
+            page.evaluate("console.warn('Traceback (most recent call last):\\nValueError: x')")
+        with context.expect_event("weberror"):
+            page.evaluate("setTimeout(() => { throw new Error('uncaught one') })")
+    finally:
+        context.close()
+
+    problems = log.take()
+
+    assert problems[0].startswith("console.error: boom")
+    assert problems[1].startswith("console.warning: Traceback")
+    assert "uncaught one" in problems[2]
+    assert len(problems) == 3  # the plain warning is not a problem
+    log.assert_clean()

@@ -1,0 +1,125 @@
+// The console page: boots Pyodide with pyjobqueue on the main thread (a JobQueueClient
+// that drives the view) and a module Web Worker with a second Pyodide that runs this
+// tab's JobQueueServer. Exposes window.pyodide and window.pyjobqueueReady.
+import { bootPython } from "./python.js";
+import { ConsoleView } from "./view.js";
+
+const TAB_ID = Math.random().toString(16).slice(2, 6);
+const LEADER_CHANNEL = "pyjobqueue-console leader";
+
+let resolveReady;
+let rejectReady;
+window.pyjobqueueReady = new Promise((resolve, reject) => {
+  resolveReady = resolve;
+  rejectReady = reject;
+});
+
+const state = { role: "starting", leaderTab: null, stats: null, workerStarted: false };
+let view = null;
+
+function showFatal(message) {
+  const banner = document.querySelector("#fatal");
+  banner.textContent = message;
+  banner.hidden = false;
+  if (view) view.leader({ role: "error", text: "Not running" });
+}
+
+// -- leadership: the worker knows whether this tab leads; other tabs learn it here ----------
+
+const leaderChannel = new BroadcastChannel(LEADER_CHANNEL);
+
+function announceLeader() {
+  if (state.role === "leader") {
+    leaderChannel.postMessage({ type: "leader", tab: TAB_ID, stats: state.stats });
+  }
+}
+
+leaderChannel.onmessage = ({ data }) => {
+  if (data.type === "who") {
+    announceLeader();
+  } else if (data.type === "leader" && state.role !== "leader") {
+    state.role = "standby";
+    state.leaderTab = data.tab;
+    state.stats = data.stats;
+    render();
+  }
+};
+
+function render() {
+  if (!view) return;
+  view.leader(state);
+  view.serverStats(state.stats);
+}
+
+// -- the worker -----------------------------------------------------------------------------
+
+function startWorker() {
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  return new Promise((resolve, reject) => {
+    worker.onerror = (event) => reject(new Error(`the job worker failed: ${event.message || "load error"}`));
+    worker.onmessage = ({ data }) => {
+      const message = JSON.parse(data);
+      if (message.type === "started") {
+        state.workerStarted = true;
+        if (state.role === "starting") state.role = "standby";
+        leaderChannel.postMessage({ type: "who" });
+        render();
+        resolve(worker);
+      } else if (message.type === "leader") {
+        state.role = message.leader ? "leader" : "standby";
+        state.leaderTab = message.leader ? TAB_ID : null;
+        announceLeader();
+        render();
+      } else if (message.type === "stats") {
+        if (state.role === "leader") {
+          state.stats = message.stats;
+          announceLeader();
+          render();
+        }
+      } else if (message.type === "error") {
+        reject(new Error(message.message));
+        showFatal(message.message);
+      }
+    };
+  });
+}
+
+// -- the page's Python ----------------------------------------------------------------------
+
+async function startConsole(pyodide) {
+  const page = pyodide.pyimport("console_page");
+  const tasks = JSON.parse(page.tasks_json());
+  let app = null;
+  const actions = {
+    submit: (request) => app.submit(request),
+    submitMix: () => app.submit_mix(),
+    abort: (id) => app.abort(id),
+    abortRun: (runId) => app.abort_run(runId),
+    retry: (id) => app.retry(id),
+    clearFinished: () => app.clear_finished(),
+  };
+  view = new ConsoleView(document.querySelector("#app"), tasks, actions);
+  render();
+  app = await page.start(view);
+  // For console users: `app`, `client` and `storage` are globals of window.pyodide.
+  pyodide.globals.set("app", app);
+  await pyodide.runPythonAsync("client = app.client\nstorage = app.storage");
+  page.destroy();
+}
+
+async function main() {
+  document.querySelector("#tab-id").textContent = `tab ${TAB_ID}`;
+  const workerReady = startWorker();
+  workerReady.catch(() => {}); // reported through main's await below
+  const pyodide = await bootPython(["console_jobs", "console_page"]);
+  window.pyodide = pyodide;
+  await startConsole(pyodide);
+  await workerReady;
+  document.body.dataset.ready = "true";
+  resolveReady(pyodide);
+}
+
+main().catch((error) => {
+  showFatal(`The console could not start: ${error.message || error}`);
+  rejectReady(error);
+});

@@ -1,0 +1,358 @@
+// The console's view: plain DOM, no framework. Python (web/py/console_page.py) calls
+// jobs(), job(), progress() and counts() with JSON text; the buttons call back into
+// the actions object that app.js passes in.
+
+const ACTIVE = new Set(["PENDING", "PROCESSING", "ABORTING"]);
+const FINISHED = new Set(["COMPLETED", "FAILED", "DISABLED"]);
+const FILTERS = {
+  all: () => true,
+  active: (job) => ACTIVE.has(job.status),
+  completed: (job) => job.status === "COMPLETED",
+  failed: (job) => job.status === "FAILED" || job.status === "DISABLED",
+};
+const STATUS_LABELS = {
+  PENDING: "pending",
+  PROCESSING: "running",
+  ABORTING: "aborting",
+  COMPLETED: "completed",
+  FAILED: "failed",
+  DISABLED: "disabled",
+};
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function clock(iso) {
+  return iso ? new Date(iso).toLocaleTimeString([], { hour12: false }) : "";
+}
+
+function seconds(fromIso, toIso) {
+  const ms = new Date(toIso) - new Date(fromIso);
+  return ms < 1000 ? `${Math.max(ms, 0)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function describeInput(input) {
+  if (input === null || typeof input !== "object") return JSON.stringify(input);
+  const parts = Object.entries(input)
+    .filter(([key]) => key !== "task" && key !== "index")
+    .map(([key, value]) => `${key}=${typeof value === "number" ? value.toLocaleString("en") : JSON.stringify(value)}`);
+  return parts.join(" · ");
+}
+
+export class ConsoleView {
+  constructor(root, tasks, actions) {
+    this.root = root;
+    this.tasks = new Map(tasks.map((task) => [task.name, task]));
+    this.actions = actions;
+    this.rows = new Map(); // job id -> { job, node, parts }
+    this.filter = "all";
+    this.list = root.querySelector("#job-list");
+    this.empty = root.querySelector("#empty");
+    this.buildForm(tasks);
+    this.buildFilters();
+    root.querySelector("#clear-finished").addEventListener("click", () => this.act("clear", () => actions.clearFinished()));
+    root.querySelector("#submit-mix").addEventListener("click", () => this.act("mix", () => actions.submitMix()));
+  }
+
+  // -- the submit form -------------------------------------------------------------------
+
+  buildForm(tasks) {
+    const picker = this.root.querySelector("#task-picker");
+    for (const task of tasks) {
+      const button = el("button", {
+        type: "button",
+        class: "task-choice",
+        "data-task": task.name,
+        text: task.title,
+        onclick: () => this.chooseTask(task.name),
+      });
+      picker.append(button);
+    }
+    this.root.querySelector("#submit-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submitForm();
+    });
+    this.chooseTask(tasks[0].name);
+  }
+
+  chooseTask(name) {
+    const task = this.tasks.get(name);
+    this.task = task;
+    for (const button of this.root.querySelectorAll(".task-choice")) {
+      button.classList.toggle("selected", button.dataset.task === name);
+      button.setAttribute("aria-pressed", String(button.dataset.task === name));
+    }
+    this.root.querySelector("#task-description").textContent = task.description;
+    const params = this.root.querySelector("#task-params");
+    params.replaceChildren(
+      ...task.params.map((param) =>
+        el(
+          "label",
+          { class: "field" },
+          el("span", { text: param.label }),
+          el("input", {
+            type: "number",
+            name: param.name,
+            value: String(param.default),
+            min: String(param.min),
+            max: String(param.max),
+            step: "1",
+            required: "",
+          }),
+        ),
+      ),
+    );
+    this.root.querySelector("#max-retries").value = String(task.max_retries);
+  }
+
+  submitForm() {
+    const form = this.root.querySelector("#submit-form");
+    const params = {};
+    for (const param of this.task.params) {
+      params[param.name] = Number(form.elements[param.name].value);
+    }
+    const request = {
+      task: this.task.name,
+      params,
+      count: Number(form.elements.count.value),
+      max_retries: Number(form.elements.max_retries.value),
+    };
+    this.act("submit", () => this.actions.submit(JSON.stringify(request)));
+  }
+
+  async act(what, action) {
+    try {
+      await action();
+    } catch (error) {
+      this.toast(String(error.message || error).trim().split("\n").pop());
+    }
+  }
+
+  toast(message) {
+    const toast = el("div", { class: "toast", role: "alert", text: message });
+    this.root.querySelector("#toasts").append(toast);
+    setTimeout(() => toast.remove(), 6000);
+  }
+
+  // -- filters and counts ---------------------------------------------------------------
+
+  buildFilters() {
+    for (const button of this.root.querySelectorAll(".filter")) {
+      button.addEventListener("click", () => {
+        this.filter = button.dataset.filter;
+        for (const other of this.root.querySelectorAll(".filter")) {
+          other.classList.toggle("selected", other === button);
+        }
+        for (const row of this.rows.values()) this.applyFilter(row);
+        this.updateEmpty();
+      });
+    }
+  }
+
+  applyFilter(row) {
+    row.node.hidden = !FILTERS[this.filter](row.job);
+  }
+
+  updateEmpty() {
+    const visible = [...this.rows.values()].some((row) => !row.node.hidden);
+    this.empty.hidden = visible;
+    this.empty.textContent = this.rows.size ? "No jobs match this filter." : "No jobs yet: submit one on the left.";
+  }
+
+  counts(countsJson) {
+    const counts = JSON.parse(countsJson);
+    const running = counts.PROCESSING + counts.ABORTING;
+    const values = {
+      pending: counts.PENDING,
+      running,
+      completed: counts.COMPLETED,
+      failed: counts.FAILED + counts.DISABLED,
+      total: Object.values(counts).reduce((a, b) => a + b, 0),
+    };
+    for (const [name, value] of Object.entries(values)) {
+      this.root.querySelector(`[data-stat="${name}"]`).textContent = value.toLocaleString("en");
+    }
+  }
+
+  serverStats(stats) {
+    const text = (name, value) => {
+      this.root.querySelector(`[data-stat="${name}"]`).textContent = value;
+    };
+    if (!stats) {
+      text("retried", "–");
+      text("average", "–");
+      return;
+    }
+    text("retried", stats.retried_jobs.toLocaleString("en"));
+    const average = stats.average_processing_time;
+    text("average", average === null ? "–" : average < 1000 ? `${Math.round(average)} ms` : `${(average / 1000).toFixed(1)} s`);
+  }
+
+  // -- the job list ---------------------------------------------------------------------
+
+  jobs(jobsJson) {
+    const jobs = JSON.parse(jobsJson);
+    const seen = new Set(jobs.map((job) => job.id));
+    for (const [id, row] of this.rows) {
+      if (!seen.has(id)) {
+        row.node.remove();
+        this.rows.delete(id);
+      }
+    }
+    for (const job of jobs) this.upsert(job);
+    this.updateEmpty();
+  }
+
+  job(jobJson) {
+    this.upsert(JSON.parse(jobJson));
+    this.updateEmpty();
+  }
+
+  progress(jobId, progress, message) {
+    const row = this.rows.get(jobId);
+    if (!row || FINISHED.has(row.job.status)) return;
+    row.job.progress = progress;
+    row.job.progress_message = message;
+    if (row.job.status === "PENDING") {
+      // Its job_start (and the re-read it triggers) may still be on the way: a claim
+      // starts a new attempt.
+      row.job.status = "PROCESSING";
+      row.job.run_attempts += 1;
+    }
+    this.fill(row);
+  }
+
+  upsert(job) {
+    let row = this.rows.get(job.id);
+    if (!row) {
+      row = this.createRow(job);
+      this.rows.set(job.id, row);
+      this.insertInOrder(row);
+    }
+    const previous = row.job;
+    if (previous !== job && job.status === "PROCESSING" && previous.status === "PROCESSING" && previous.run_attempts === job.run_attempts && previous.progress > job.progress) {
+      // A storage read that started before the latest progress event: keep the newer progress.
+      job.progress = previous.progress;
+      job.progress_message = previous.progress_message;
+    }
+    row.job = job;
+    this.fill(row);
+    this.applyFilter(row);
+  }
+
+  insertInOrder(row) {
+    // Newest first: before the first row with a smaller id.
+    let before = null;
+    for (const [id, other] of this.rows) {
+      if (id < row.job.id && (before === null || id > before.job.id)) before = other;
+    }
+    this.list.insertBefore(row.node, before ? before.node : null);
+  }
+
+  createRow(job) {
+    const parts = {
+      status: el("span", { class: "status" }),
+      attempts: el("span", { class: "attempts" }),
+      time: el("span", { class: "time" }),
+      bar: el("div", { class: "bar" }),
+      percent: el("span", { class: "percent" }),
+      message: el("span", { class: "message" }),
+      result: el("pre", { class: "result" }),
+      abort: el("button", { type: "button", class: "action abort", text: "Abort" }),
+      retry: el("button", { type: "button", class: "action retry", text: "Retry" }),
+      batch: el("button", { type: "button", class: "batch" }),
+    };
+    const task = this.tasks.get(job.input && job.input.task);
+    const progress = el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, parts.bar);
+    const node = el(
+      "li",
+      { class: "job", "data-job-id": String(job.id) },
+      el(
+        "div",
+        { class: "job-head" },
+        el("span", { class: "job-id", text: `#${job.id}` }),
+        el("span", { class: "job-task", text: task ? task.title : String(job.input && job.input.task) }),
+        el("span", { class: "job-input", text: describeInput(job.input) }),
+        parts.batch,
+        el("span", { class: "spacer" }),
+        parts.time,
+        parts.attempts,
+        parts.status,
+      ),
+      el("div", { class: "job-progress" }, progress, parts.percent),
+      el("div", { class: "job-foot" }, parts.message, el("span", { class: "spacer" }), parts.retry, parts.abort),
+      parts.result,
+    );
+    parts.progress = progress;
+    parts.abort.addEventListener("click", () => this.act("abort", () => this.actions.abort(job.id)));
+    parts.retry.addEventListener("click", () => this.act("retry", () => this.actions.retry(job.id)));
+    parts.batch.addEventListener("click", () => this.act("abort batch", () => this.actions.abortRun(job.job_run_id)));
+    return { job, node, parts };
+  }
+
+  fill(row) {
+    const { job, node, parts } = row;
+    node.dataset.status = job.status;
+    parts.status.textContent = STATUS_LABELS[job.status] || job.status.toLowerCase();
+    parts.attempts.textContent = `attempt ${job.run_attempts} of ${job.max_retries + 1}`;
+    parts.time.textContent = this.timing(job);
+    const percent = job.status === "COMPLETED" ? 100 : Math.round(job.progress);
+    parts.bar.style.width = `${percent}%`;
+    parts.progress.setAttribute("aria-valuenow", String(percent));
+    parts.percent.textContent = `${percent}%`;
+    parts.message.textContent = this.message(job);
+    parts.abort.hidden = !ACTIVE.has(job.status) || job.status === "ABORTING";
+    parts.retry.hidden = !(job.status === "FAILED" || job.status === "DISABLED");
+    parts.batch.hidden = !job.job_run_id;
+    parts.batch.textContent = job.job_run_id || "";
+    parts.batch.title = `abort every unfinished job of ${job.job_run_id}`;
+    if (job.status === "COMPLETED") {
+      parts.result.className = "result output";
+      parts.result.textContent = JSON.stringify(job.output);
+    } else if (job.error) {
+      parts.result.className = "result error";
+      parts.result.textContent = `${job.error_code}: ${job.error}`;
+    } else {
+      parts.result.className = "result";
+      parts.result.textContent = "";
+    }
+    parts.result.hidden = !parts.result.textContent;
+  }
+
+  timing(job) {
+    if (FINISHED.has(job.status) && job.completed_at && job.last_ran_at) {
+      return `${clock(job.completed_at)} · took ${seconds(job.last_ran_at, job.completed_at)}`;
+    }
+    if (job.status === "PENDING" && job.run_after && new Date(job.run_after) > Date.now()) {
+      return `retry at ${clock(job.run_after)}`;
+    }
+    return clock(job.created_at);
+  }
+
+  message(job) {
+    if (job.status === "PENDING") return job.run_attempts ? "waiting to run again" : "waiting for a worker";
+    if (job.status === "ABORTING") return "aborting…";
+    return job.progress_message || (job.status === "PROCESSING" ? "started" : "");
+  }
+
+  // -- the leader badge -----------------------------------------------------------------
+
+  leader(state) {
+    const badge = this.root.querySelector("#leader-badge");
+    badge.dataset.role = state.role;
+    badge.dataset.leaderTab = state.leaderTab || "";
+    const label = badge.querySelector(".label");
+    if (state.role === "leader") label.textContent = "Leader · this tab runs the jobs";
+    else if (state.role === "standby") label.textContent = state.leaderTab ? `Standby · tab ${state.leaderTab} runs the jobs` : "Standby · waiting for the leader";
+    else label.textContent = state.text || "Starting…";
+  }
+}

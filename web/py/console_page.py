@@ -1,0 +1,220 @@
+"""The page side of the console: a JobQueueClient on the IndexedDB queue that feeds the view.
+
+The page's Pyodide runs no jobs (the Web Worker's server does): this module submits,
+aborts and retries jobs, listens to the queue's events from every tab over
+BroadcastChannel, re-reads the jobs they concern and hands them to the JavaScript view
+(`web/js/view.js`) as JSON text, which crosses the bridge without proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from console_jobs import QUEUE_NAME, TASKS, catalogue, make_input
+
+from pyjobqueue import JobQueueClient, JobStatus
+from pyjobqueue.events import JOB_AVAILABLE, JobEvent
+from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
+
+logger = logging.getLogger("pyjobqueue.console")
+
+JOBS_PER_STATUS = 500  # the view lists at most this many jobs of each status
+MAX_BATCH = 500
+REFRESH_DELAY_SECONDS = 0.05  # events arriving within this window share one storage read
+RESYNC_EVERY_SECONDS = 10.0  # a full re-read, for changes no event announces (deletions)
+CHANGE_EVENTS = ("job_start", "job_complete", "job_error", "job_retry", "job_disabled")
+
+
+class View(Protocol):
+    """What the JavaScript view offers (every argument is JSON text or a number)."""
+
+    def jobs(self, jobs_json: str) -> None:
+        """Replace the whole job list."""
+
+    def job(self, job_json: str) -> None:
+        """Insert or update one job."""
+
+    def progress(self, job_id: int, progress: float, message: str) -> None:
+        """Move one job's progress bar."""
+
+    def counts(self, counts_json: str) -> None:
+        """Show how many jobs have each status."""
+
+
+def job_json(job: Any) -> dict[str, Any]:
+    """A job as the view shows it."""
+    return job.as_dict()  # type: ignore[no-any-return]
+
+
+class Console:
+    """Submits and controls jobs, and keeps the view in step with the queue."""
+
+    def __init__(self, storage: QueueStorage, view: View) -> None:
+        self.storage = storage
+        self.client: JobQueueClient[dict[str, Any], dict[str, Any]] = JobQueueClient(
+            storage=storage
+        )
+        self.view = view
+        self._dirty: set[int] = set()
+        self._resync = False
+        self._flush: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect to the queue's events and show the jobs."""
+        await self.storage.setup_database()
+        await self.client.connect()
+        for name in CHANGE_EVENTS:
+            self.client.on(name, self._on_change)
+        self.client.on("job_aborting", self._on_change)
+        self.client.on("job_progress", self._on_progress)
+        # New jobs from other tabs announce themselves only as "work available".
+        await self.storage.subscribe(self._on_feed)
+        await self.sync()
+        self._timer = asyncio.ensure_future(self._resync_forever())
+
+    # -- events -> view -----------------------------------------------------------------
+
+    def _on_change(self, queue_name: str, job_id: int, *args: Any) -> None:
+        self._schedule(job_id=job_id)
+
+    def _on_progress(
+        self, queue_name: str, job_id: int, progress: float, message: str, *_: Any
+    ) -> None:
+        self.view.progress(job_id, float(progress), str(message))
+
+    def _on_feed(self, event: JobEvent) -> None:
+        if event.name == JOB_AVAILABLE:
+            self._schedule(resync=True)
+
+    def _schedule(self, *, job_id: int | None = None, resync: bool = False) -> None:
+        if job_id is not None:
+            self._dirty.add(job_id)
+        self._resync = self._resync or resync
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.ensure_future(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(REFRESH_DELAY_SECONDS)
+        dirty, self._dirty = self._dirty, set()
+        resync, self._resync = self._resync, False
+        try:
+            if resync:
+                await self.sync()
+                return
+            for job_id in sorted(dirty):
+                job = await self.storage.get(job_id)
+                if job is not None:
+                    self.view.job(json.dumps(job_json(job)))
+            await self.show_counts()
+        except Exception:
+            logger.exception("could not refresh the job list")
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_EVERY_SECONDS)
+            try:
+                await self.sync()
+            except Exception:
+                logger.exception("could not refresh the job list")
+
+    async def sync(self) -> None:
+        """Re-read every job of the queue and show them."""
+        jobs = []
+        for status in JobStatus:
+            jobs += await self.storage.peek(status, JOBS_PER_STATUS)
+        self.view.jobs(json.dumps([job_json(job) for job in jobs]))
+        await self.show_counts()
+
+    async def show_counts(self) -> None:
+        """Show how many jobs have each status."""
+        counts = {status.value: await self.storage.size(status) for status in JobStatus}
+        self.view.counts(json.dumps(counts))
+
+    # -- actions from the page ------------------------------------------------------------
+
+    async def submit(self, request_json: str) -> str:
+        """Submit `count` jobs of one task: `{"task", "params", "count", "max_retries"}`."""
+        request = json.loads(request_json)
+        count = _whole(request.get("count", 1), "count", 1, MAX_BATCH)
+        task = make_input(request.get("task"), request.get("params", {}))
+        default_retries = TASKS[task["task"]].max_retries
+        max_retries = _whole(request.get("max_retries", default_retries), "max_retries", 0, 20)
+        if count == 1:
+            handles = [await self.client.submit(task, max_retries=max_retries)]
+        else:
+            # Distinct inputs (their fingerprints differ) and one run id to abort them by.
+            batch = [{**task, "index": index} for index in range(count)]
+            run_id = f"batch-{uuid.uuid4().hex[:6]}"
+            handles = await self.client.submit_batch(
+                batch, max_retries=max_retries, job_run_id=run_id
+            )
+        await self._show_new([handle.id for handle in handles])
+        return json.dumps([handle.id for handle in handles])
+
+    async def submit_mix(self) -> str:
+        """Submit one job of every task with its default parameters, as one batch."""
+        run_id = f"mix-{uuid.uuid4().hex[:6]}"
+        ids = []
+        for name, task in TASKS.items():
+            handle = await self.client.submit(
+                make_input(name, {}), max_retries=task.max_retries, job_run_id=run_id
+            )
+            ids.append(handle.id)
+        await self._show_new(ids)
+        return json.dumps(ids)
+
+    async def _show_new(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            job = await self.storage.get(job_id)
+            if job is not None:
+                self.view.job(json.dumps(job_json(job)))
+        await self.show_counts()
+
+    async def abort(self, job_id: int) -> None:
+        """Abort one job (a running one stops at its next check of the signal)."""
+        await self.client.abort(int(job_id))
+        self._schedule(job_id=int(job_id))
+
+    async def abort_run(self, job_run_id: str) -> None:
+        """Abort every unfinished job of a batch."""
+        await self.client.abort_job_run(str(job_run_id))
+        self._schedule(resync=True)
+
+    async def retry(self, job_id: int) -> None:
+        """Run a failed job again."""
+        await self.client.retry(int(job_id))
+        self._schedule(job_id=int(job_id))
+
+    async def clear_finished(self) -> int:
+        """Delete every completed, failed and disabled job; how many."""
+        now = datetime.now(UTC)
+        deleted = 0
+        for status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DISABLED):
+            deleted += await self.storage.delete_finished(status, now)
+        await self.sync()
+        return deleted
+
+
+def _whole(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+async def start(view: View) -> Console:
+    """Open the console's queue and connect it to the view."""
+    console = Console(IndexedDbQueueStorage(QUEUE_NAME), view)
+    await console.start()
+    return console
+
+
+def tasks_json() -> str:
+    """The task catalogue for the page's form."""
+    return json.dumps(catalogue())

@@ -1,0 +1,92 @@
+"""The Web Worker side of the console: the JobQueueServer that runs the jobs.
+
+Every tab starts this server in its own module worker, so CPU-bound jobs never block a
+page. They all share one IndexedDB queue, and a Web Locks leader lock lets one of them
+process it at a time: when the leader's tab closes, the browser hands the lock to
+another tab, whose server re-queues the jobs the closed tab left running and goes on.
+The worker reports to its page with `postMessage` (JSON text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import js  # the worker's globalThis
+from console_jobs import QUEUE_NAME, WORKER_COUNT, ConsoleJob
+
+from pyjobqueue import JobQueueServer
+from pyjobqueue.browser import WebLocksLeaderLock
+from pyjobqueue.leader import LeaderLock
+from pyjobqueue.storage import IndexedDbQueueStorage
+
+LEADER_LOCK_NAME = f"pyjobqueue-console {QUEUE_NAME}"
+
+
+def post(message: dict[str, Any]) -> None:
+    """Send a message to this worker's page."""
+    js.postMessage(json.dumps(message, default=str))
+
+
+class ReportingLeaderLock:
+    """A leader lock that tells the page when this tab gains or loses the lead."""
+
+    def __init__(self, lock: LeaderLock, report: Callable[[bool], None]) -> None:
+        self.name = lock.name
+        self._lock = lock
+        self._report = report
+
+    async def acquire(self) -> None:
+        """Wait for the lock, then report the lead."""
+        await self._lock.acquire()
+        self._report(True)
+
+    async def release(self) -> None:
+        """Give the lock up, then report it."""
+        await self._lock.release()
+        self._report(False)
+
+
+class ConsoleServer:
+    """The server of one tab, and what it tells its page."""
+
+    def __init__(self) -> None:
+        storage = IndexedDbQueueStorage(QUEUE_NAME)
+        lock = ReportingLeaderLock(WebLocksLeaderLock(LEADER_LOCK_NAME), self._report_lead)
+        self.server: JobQueueServer[Any, Any] = JobQueueServer(
+            ConsoleJob,
+            storage=storage,
+            worker_count=WORKER_COUNT,
+            leader_lock=lock,
+            poll_interval_ms=250,
+        )
+        for event in ("job_complete", "job_error", "job_retry"):
+            self.server.on(event, self._report_stats)
+
+    async def start(self) -> None:
+        """Open the queue and start the server (it runs jobs once it leads)."""
+        await self.server.get_storage().setup_database()
+        await self.server.start()
+        post({"type": "started", "workers": WORKER_COUNT})
+
+    async def scale(self, count: int) -> None:
+        """Run up to `count` jobs at once."""
+        await self.server.scale_workers(int(count))
+        post({"type": "workers", "workers": self.server.get_worker_count()})
+
+    def _report_lead(self, leading: bool) -> None:
+        post({"type": "leader", "leader": leading})
+        self._report_stats()
+
+    def _report_stats(self, *_: Any) -> None:
+        stats = dataclasses.asdict(self.server.get_stats())
+        post({"type": "stats", "stats": stats})
+
+
+async def start() -> ConsoleServer:
+    """Start this tab's server."""
+    console = ConsoleServer()
+    await console.start()
+    return console
