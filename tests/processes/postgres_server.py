@@ -29,7 +29,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--name", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--lease-ms", type=float, default=500)
+    parser.add_argument("--lease-ms", type=float, default=30_000)
     parser.add_argument("--poll-ms", type=float, default=200)
     return parser.parse_args()
 
