@@ -315,9 +315,15 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         validate_json(details, "details")
         job = run.job
         assert job.id is not None
-        saved = await self.storage.save_progress(
-            job.id, self.worker_id, run.attempt, progress, message, details
-        )
+        try:
+            saved = await self.storage.save_progress(
+                job.id, self.worker_id, run.attempt, progress, message, details
+            )
+        except Exception:
+            # The storage is unreachable for now (a restart, a dropped connection):
+            # progress is not worth failing the job for; the heartbeat guards the lease.
+            logger.warning("job %s: could not save progress", job.id, exc_info=True)
+            return
         if not saved:
             run.signal.abort(AbortReason.LEASE_LOST.value)
             return

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pyjobqueue.storage import QueueStorage
 from pyjobqueue.storage.base import RateLimiterStorage
@@ -176,3 +177,72 @@ def restart_postgres(command: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, f"pg_ctl restart failed: {result.stderr!r}"
+
+
+class CuttableProxy:
+    """A TCP proxy to the test database that a test can cut: a real network outage.
+
+    While cut, open connections are dropped and new ones are closed at once; restore()
+    lets connections through again.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        parts = urlsplit(dsn)
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._dsn = dsn
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cut_off = False
+
+    async def start(self) -> str:
+        """Listen on a free local port; the DSN that goes through the proxy."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        parts = urlsplit(self._dsn)
+        netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+        self._writers.discard(sink)
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        self.cut_off = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        """Let connections through again."""
+        self.cut_off = False
+
+    async def close(self) -> None:
+        """Stop listening and drop everything."""
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -45,6 +45,7 @@ HEALTH_CHECK_SECONDS = 10.0
 HEALTH_CHECK_TIMEOUT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 5.0
+STOP_GRACE_SECONDS = 1.0
 
 # NOTIFY payloads: a tag, then the data.
 HINT_TAG = "A"  # a job became claimable; no data
@@ -299,7 +300,12 @@ class _Feed:
         supervisor, self._supervisor = self._supervisor, None
         dispatcher, self._dispatcher = self._dispatcher, None
         if supervisor is not None:
-            await supervisor
+            # It notices the stop at once, unless it is stuck connecting to a dead server.
+            _done, pending = await asyncio.wait({supervisor}, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if dispatcher is not None:
             dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

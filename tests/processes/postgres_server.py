@@ -4,9 +4,10 @@ Prints "ready" once the server runs and stops gracefully when its stdin closes. 
 execution appends "job_id attempt pid" to the --log file before the job does anything
 else, so the test sees each run even of a process it kills.
 
-Jobs do what their input says: {"n": ...} returns at once, {"sleep": s} sleeps first,
-{"hang_in": name} never ends in the server named `name`, {"steps": [...]} reports
-progress, {"fail": message} fails permanently, {"big": n} returns n characters.
+Jobs do what their input says: {"n": ...} returns at once, {"steps": [...]} reports
+progress, {"sleep": s} sleeps before each step and before returning, {"hang_in": name}
+never ends in the server named `name`, {"fail": message} fails permanently, {"big": n}
+returns n characters.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ async def run(args: argparse.Namespace) -> None:
         log.write(f"{context.job.id} {context.job.run_attempts} {os.getpid()}\n")
         if input.get("hang_in") == args.name:
             await asyncio.Event().wait()
-        if "sleep" in input:
-            await asyncio.sleep(input["sleep"])
         for step in input.get("steps", ()):
+            await asyncio.sleep(input.get("sleep", 0))
             await context.update_progress(step, f"step {step}", {"step": step})
+        await asyncio.sleep(input.get("sleep", 0))
         if "fail" in input:
             raise PermanentJobError(input["fail"])
         if "big" in input:
