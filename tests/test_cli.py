@@ -121,6 +121,17 @@ def test_sigterm_lets_the_running_job_finish(cli: Cli) -> None:
     assert job["output"] == {"gate": "opened", "attempt": 1}
 
 
+def test_stop_timeout_0_puts_running_jobs_back_at_once(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Gated", "--stop-timeout", "0")
+    [job_id] = submitted_ids(cli, f'{{"gate": "{cli.cwd / "never"}"}}')
+    worker.event("job_progress", job_id)
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    job = cli.job(job_id)
+    # Stopped by the worker, not failed: back in the queue, the attempt given back.
+    assert (job["status"], job["run_attempts"], job["error_code"]) == ("PENDING", 0, None)
+
+
 def test_sigint_stops_an_idle_worker_cleanly(cli: Cli) -> None:
     worker = cli.worker("cli_jobs:Steps")
     worker.send(signal.SIGINT)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._render import print_line, shorten, terminal_console
 
@@ -16,8 +15,6 @@ if TYPE_CHECKING:
 # With more jobs than this, bars show only for running jobs (and one for the batch).
 MAX_BARS = 12
 MESSAGE_LIMIT = 60
-
-ProgressListener = Callable[[float, str, "dict[str, Any] | None"], None]
 
 
 class ProgressDisplay:
@@ -33,14 +30,6 @@ class ProgressDisplay:
         traceback: TracebackType | None,
     ) -> None:
         return None
-
-    def progress_listener(self, job_id: int) -> ProgressListener:
-        """A client progress listener for one job."""
-
-        def listener(progress: float, message: str, details: dict[str, Any] | None) -> None:
-            self.update(job_id, progress, message)
-
-        return listener
 
     def started(self, job_id: int) -> None:
         """A job began an attempt."""

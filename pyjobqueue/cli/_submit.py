@@ -85,18 +85,58 @@ async def run_submit(args: argparse.Namespace) -> int:
         client: JobQueueClient[Any, Any] = JobQueueClient(
             storage=storage, poll_interval_ms=args.poll_interval * 1000
         )
-        if args.wait:
-            # Listen before submitting: an event of a fast job cannot slip past.
-            await client.connect()
+        if not args.wait:
+            _print_ids(await _submit(client, inputs, args), as_json=args.json)
+            return 0
+        # Listen before submitting: events of a fast job may come before the ids do.
+        await client.connect()
+        early = EarlyEvents(client)
         try:
             ids = await _submit(client, inputs, args)
-            if not args.wait:
-                _print_ids(ids, as_json=args.json)
-                return 0
-            results = await _wait_all(client, ids, args)
+            results = await _wait_all(client, ids, early, args)
         finally:
+            early.close()
             await client.disconnect()
     return _print_results(results, as_json=args.json)
+
+
+class EarlyEvents:
+    """Job start and progress events, kept from before the submitted ids are known."""
+
+    def __init__(self, client: JobQueueClient[Any, Any]) -> None:
+        self.kept: list[tuple[int, tuple[Any, ...]]] = []
+        self.display: ProgressDisplay | None = None
+        self.ids: set[int] = set()
+        self._removers = [
+            client.on("job_start", lambda _queue, job_id: self._route(job_id, ())),
+            client.on(
+                "job_progress",
+                lambda _queue, job_id, progress, message, _details: self._route(
+                    job_id, (progress, message)
+                ),
+            ),
+        ]
+
+    def _route(self, job_id: int, progress: tuple[Any, ...]) -> None:
+        if self.display is None:
+            self.kept.append((job_id, progress))
+        elif job_id in self.ids:
+            if progress:
+                self.display.update(job_id, *progress)
+            else:
+                self.display.started(job_id)
+
+    def attach(self, display: ProgressDisplay, ids: list[int]) -> None:
+        """Show what came so far for these jobs, then every event as it comes."""
+        self.display, self.ids = display, set(ids)
+        kept, self.kept = self.kept, []
+        for job_id, progress in kept:
+            self._route(job_id, progress)
+
+    def close(self) -> None:
+        """Stop listening."""
+        for remove in self._removers:
+            remove()
 
 
 async def _submit(
@@ -125,14 +165,15 @@ def _print_ids(ids: Sequence[int], *, as_json: bool) -> None:
 
 
 async def _wait_all(
-    client: JobQueueClient[Any, Any], ids: list[int], args: argparse.Namespace
+    client: JobQueueClient[Any, Any],
+    ids: list[int],
+    early: EarlyEvents,
+    args: argparse.Namespace,
 ) -> list[JobResult]:
     display = make_display(ids, quiet=args.quiet)
-    removers = [client.on_job_progress(job_id, display.progress_listener(job_id)) for job_id in ids]
-    removers.append(client.on("job_start", lambda _queue, job_id: display.started(job_id)))
+    early.attach(display, ids)
     try:
         with display:
-            await _seed(client, ids, display)
             waits = [_wait_one(client, job_id, display) for job_id in ids]
             async with asyncio.timeout(args.timeout):
                 return list(await asyncio.gather(*waits))
@@ -144,17 +185,6 @@ async def _wait_all(
     except asyncio.CancelledError:
         print_line("stopped waiting; the jobs keep running", stream=sys.stderr)
         raise
-    finally:
-        for remove in removers:
-            remove()
-
-
-async def _seed(client: JobQueueClient[Any, Any], ids: list[int], display: ProgressDisplay) -> None:
-    """Show where jobs already are: progress may have been made before the listeners."""
-    for job_id in ids:
-        job = await client.get_job(job_id)
-        if job is not None and job.progress:
-            display.update(job_id, job.progress, job.progress_message)
 
 
 async def _wait_one(
