@@ -150,8 +150,13 @@ def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, path:
         SqliteRateLimiterStorage(path)
 
 
-async def test_a_closed_storage_says_so(path: Path) -> None:
+async def test_a_storage_not_set_up_or_closed_says_so(path: Path) -> None:
     storage = SqliteQueueStorage(path, "q")
+    with pytest.raises(RuntimeError, match=r"not set up: await storage.setup_database\(\)"):
+        await storage.add(Job(input=1))
+    limits = SqliteRateLimiterStorage(path)
+    with pytest.raises(RuntimeError, match="not set up"):
+        await limits.execution_count("q", now())
     await storage.setup_database()
     await storage.close()
     with pytest.raises(RuntimeError, match="closed"):

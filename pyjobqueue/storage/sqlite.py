@@ -367,10 +367,14 @@ class _Database:
         return version
 
     async def _ready(self) -> aiosqlite.Connection:
-        if self._connection is None:
-            await self.open()
-        assert self._connection is not None
-        return self._connection
+        if self._connection is not None:
+            return self._connection
+        if self._closed:
+            raise RuntimeError(f"the SQLite storage of {self.path!r} is closed")
+        raise RuntimeError(
+            f"the SQLite storage of {self.path!r} is not set up: "
+            "await storage.setup_database() first (or use `async with storage:`)"
+        )
 
     async def rows(self, statement: str, params: Params | None = None) -> list[sqlite3.Row]:
         """Run one statement, a read or a write, as its own transaction; its rows.
