@@ -31,6 +31,11 @@ from .worker import JobQueueWorker, outcome_event
 
 logger = logging.getLogger("pyjobqueue")
 
+# The periodic sweep leaves jobs that finished this recently alone: with a retention
+# of 0 their finisher deletes them itself, after announcing the outcome, and a sweep in
+# between would make a client waiting on the job find it gone.
+SWEEP_MIN_AGE_MS = 1_000
+
 
 @dataclasses.dataclass(frozen=True)
 class JobQueueStats:
@@ -313,7 +318,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
                 await self.recover_expired_leases()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self.cleanup_interval_ms / 1000
-                    await self.cleanup()
+                    await self.cleanup(min_age_ms=SWEEP_MIN_AGE_MS)
             except Exception:
                 logger.exception("maintenance of queue %s failed", self.queue_name)
             await asyncio.sleep(tick)
@@ -347,12 +352,12 @@ class JobQueueServer(Generic[InputT, OutputT]):
             await self._after_outcome(job.id, outcome, None)
         return recovered
 
-    async def cleanup(self) -> int:
-        """Delete finished jobs older than their retention; the count."""
+    async def cleanup(self, *, min_age_ms: float = 0) -> int:
+        """Delete finished jobs older than their retention (and `min_age_ms`); the count."""
         deleted = 0
         now = utcnow()
         for status, retention_ms in self.retention.items():
             if retention_ms is not None:
-                cutoff = now - timedelta(milliseconds=retention_ms)
+                cutoff = now - timedelta(milliseconds=max(retention_ms, min_age_ms))
                 deleted += await self.storage.delete_finished(status, cutoff)
         return deleted
