@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -31,14 +33,44 @@ needs_sqlite = pytest.mark.skipif(
     reason="aiosqlite is not installed (pip install 'pyjobqueue[sqlite]')",
 )
 
-APP = """
-from pyjobqueue import Job
+ROOT = Path(__file__).resolve().parent.parent
+# Documents whose shell example runs as a test: (file, heading of its section).
+SHELL_EXAMPLES = [
+    ("docs/cli.md", "Two terminals are a complete setup"),
+    ("README.md", "From the shell"),
+]
 
-class Double(Job[dict, int]):
-    async def execute(self, input, context):
-        await context.update_progress(50, "halfway")
-        return input["n"] * 2
-"""
+
+@dataclasses.dataclass
+class ShellExample:
+    """A documented two-terminal session: app.py, the two commands, the printed output."""
+
+    app: str
+    worker: list[str]
+    submit: list[str]
+    output: list[str]
+
+
+def shell_example(document: str, heading: str) -> ShellExample:
+    """The example of a document's section: its ```python block and ```sh session."""
+    text = (ROOT / document).read_text(encoding="utf-8")
+    pattern = rf"\n#+ {re.escape(heading)}\n(.*?)(?=\n## |\Z)"
+    match = re.search(pattern, text, flags=re.DOTALL)
+    if match is None:
+        pytest.skip(f"{document} has no section {heading!r}")
+    section = match.group(1)
+    [app] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    example = ShellExample(app, [], [], [])
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:2] == ["pyjobqueue", "worker"]:
+                example.worker = words[1:]
+            elif words[:2] == ["pyjobqueue", "submit"]:
+                example.submit = words[1:]
+            elif words and words[0] not in ("pyjobqueue", "pip"):
+                example.output.append(line)
+    return example
 
 
 @pytest.fixture
@@ -62,13 +94,19 @@ def bare(tmp_path: Path) -> Iterator[Cli]:
 
 @needs_sqlite
 @pytest.mark.slow
-def test_worker_and_submit_with_defaults_are_a_complete_setup(bare: Cli) -> None:
-    (bare.cwd / "app.py").write_text(APP)
+@pytest.mark.parametrize(("document", "heading"), SHELL_EXAMPLES)
+def test_worker_and_submit_with_defaults_are_a_complete_setup(
+    bare: Cli, document: str, heading: str
+) -> None:
+    """The documented session, as pasted: app.py, a worker, then submit --wait."""
+    example = shell_example(document, heading)
+    (bare.cwd / "app.py").write_text(example.app)
     command = script_command()
-    worker = bare.start("worker", "app:Double", "--json", command=command)
+    worker = bare.start(*example.worker, "--json", command=command)
     worker.event("worker_start")
-    result = bare.run("submit", "--wait", '{"n": 21}', command=command)
-    assert (result.returncode, result.stdout) == (0, "42\n")
+    result = bare.run(*example.submit, command=command)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == example.output
     assert (bare.cwd / "pyjobqueue.db").is_file()
     assert bare.json("status")["queue"] == "default"
     worker.send(signal.SIGTERM)
