@@ -52,7 +52,7 @@ class ShellExample:
 
 
 def shell_example(document: str, heading: str) -> ShellExample:
-    """The example of a document's section: its ```python block and ```sh session."""
+    """A document section's example: its ```python block and its first ```sh block."""
     text = (ROOT / document).read_text(encoding="utf-8")
     pattern = rf"\n#+ {re.escape(heading)}\n(.*?)(?=\n## |\Z)"
     match = re.search(pattern, text, flags=re.DOTALL)
@@ -60,16 +60,16 @@ def shell_example(document: str, heading: str) -> ShellExample:
         pytest.skip(f"{document} has no section {heading!r}")
     section = match.group(1)
     [app] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    session = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)[0]
     example = ShellExample(app, [], [], [])
-    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL):
-        for line in block.splitlines():
-            words = shlex.split(line, comments=True)
-            if words[:2] == ["pyjobqueue", "worker"]:
-                example.worker = words[1:]
-            elif words[:2] == ["pyjobqueue", "submit"]:
-                example.submit = words[1:]
-            elif words and words[0] not in ("pyjobqueue", "pip"):
-                example.output.append(line)
+    for line in session.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:2] == ["pyjobqueue", "worker"]:
+            example.worker = words[1:]
+        elif words[:2] == ["pyjobqueue", "submit"]:
+            example.submit = words[1:]
+        elif words and words[0] not in ("pyjobqueue", "pip"):
+            example.output.append(line)
     return example
 
 
