@@ -142,9 +142,11 @@ def one_line_error(result_stderr: str) -> str:
         (["submit", '{"x": NaN}'], "NaN is not valid JSON"),
         (["submit", "1", "[2,"], "invalid JSON in input 2"),
         (["show", "1", "--storage", "sqlite:///no/such/dir/jobs.db"], "cannot open storage"),
+        (["status", "--storage", "sqlite:///not-a-database.txt"], "cannot open storage"),
     ],
 )
 def test_bad_input_gets_one_clear_line(cli: Cli, args: list[str], message: str) -> None:
+    (cli.cwd / "not-a-database.txt").write_text("plain text, not SQLite\n" * 100)
     result = cli.run(*args)
     assert result.returncode == 1
     line = one_line_error(result.stderr)
@@ -168,6 +170,7 @@ def test_an_unreachable_database_is_one_line(cli: Cli) -> None:
     [
         (["worker", "cli_jobs:Steps", "--rate", "10"], "invalid rate '10'"),
         (["worker", "cli_jobs:Steps", "--workers", "0"], "must be at least 1"),
+        (["worker", "cli_jobs:Steps", "--poll-interval", "0"], "must be greater than 0"),
         (["purge", "--status", "pending", "--older-than", "1h"], "only finished jobs"),
         (["purge", "--status", "failed", "--older-than", "soon"], "invalid duration 'soon'"),
         (["jobs", "--status", "lost"], "unknown status 'lost'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
@@ -19,12 +20,14 @@ from ._values import (
     parse_duration,
     parse_finished_statuses,
     parse_job_id,
+    parse_positive_duration,
     parse_positive_int,
     parse_rate,
     parse_statuses,
 )
 from ._worker import run_worker
 
+TRACEBACK_VARIABLE = "PYJOBQUEUE_TRACEBACK"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 Command = Callable[[argparse.Namespace], Awaitable[int]]
@@ -112,14 +115,14 @@ def _worker_parser(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     parser.add_argument(
         "--poll-interval",
-        type=parse_duration,
+        type=parse_positive_duration,
         default=0.1,
         metavar="DURATION",
         help="how often to look for jobs when idle (default 100ms)",
     )
     parser.add_argument(
         "--lease",
-        type=parse_duration,
+        type=parse_positive_duration,
         default=30.0,
         metavar="DURATION",
         help="how long a job of a dead worker stays claimed before it is retried (default 30s)",
@@ -141,7 +144,10 @@ def _submit_parser(commands: argparse._SubParsersAction[Parser]) -> None:
         "--wait", action="store_true", help="show progress until the jobs end; print outputs"
     )
     parser.add_argument(
-        "--timeout", type=parse_duration, metavar="DURATION", help="with --wait: give up after"
+        "--timeout",
+        type=parse_positive_duration,
+        metavar="DURATION",
+        help="with --wait: give up after this long",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="with --wait: no progress, only the outputs"
@@ -158,7 +164,7 @@ def _submit_parser(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     parser.add_argument(
         "--poll-interval",
-        type=parse_duration,
+        type=parse_positive_duration,
         default=0.1,
         metavar="DURATION",
         help=argparse.SUPPRESS,
@@ -232,3 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `pyjobqueue jobs | head`: the reader left; that is not an error.
         sys.stderr.close()
         return 0
+    except Exception as error:
+        # A storage failing mid-command (a dropped connection, a locked file): one
+        # line, like every other error; the traceback on request.
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        text = str(error).strip()
+        detail = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        print(
+            f"pyjobqueue: error: {detail} (set {TRACEBACK_VARIABLE}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1

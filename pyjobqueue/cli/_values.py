@@ -40,6 +40,14 @@ def parse_duration(text: str) -> float:
     )
 
 
+def parse_positive_duration(text: str) -> float:
+    """A duration greater than 0."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be greater than 0")
+    return seconds
+
+
 def parse_rate(text: str) -> tuple[int, float]:
     """(max executions, window in seconds) from 'N/SECONDS' such as '10/60', '10/1m' or '5/s'."""
     count_text, slash, window_text = text.partition("/")

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..server import JobQueueServer
 from ..storage.base import QueueStorage
 from ._render import compact_json, print_line, shorten
 from ._target import Target, load_job_class, opened_queue, opened_rate_limiter_storage, target_from
+from ._values import CliError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DETAIL_LIMIT = 120
@@ -102,16 +103,33 @@ class SignalWatcher:
         self.received: asyncio.Queue[int] = asyncio.Queue()
 
     @contextlib.contextmanager
-    def installed(self) -> Any:
+    def installed(self) -> Iterator[SignalWatcher]:
         """Handle the stop signals inside the block; restore the defaults afterwards."""
         loop = asyncio.get_running_loop()
-        for number in STOP_SIGNALS:
-            loop.add_signal_handler(number, self.received.put_nowait, number)
+        try:
+            for number in STOP_SIGNALS:
+                loop.add_signal_handler(number, self.received.put_nowait, number)
+        except NotImplementedError:  # Windows: no loop signal handlers, plain ones work
+            with self._plain_handlers(loop):
+                yield self
+            return
         try:
             yield self
         finally:
             for number in STOP_SIGNALS:
                 loop.remove_signal_handler(number)
+
+    @contextlib.contextmanager
+    def _plain_handlers(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+        def handler(number: int, _frame: object) -> None:
+            loop.call_soon_threadsafe(self.received.put_nowait, number)
+
+        previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for number, old in previous.items():
+                signal.signal(number, old)
 
     async def next(self) -> int:
         """Wait for the next stop signal; its number."""
@@ -146,7 +164,7 @@ async def _limiter(args: argparse.Namespace, target: Target) -> AsyncIterator[Li
         yield CompositeLimiter([*parts, rate]) if parts else rate
 
 
-def _describe(args: argparse.Namespace, target: Target, job_class: type[Job[Any, Any]]) -> str:
+def _describe(args: argparse.Namespace, target: Target) -> str:
     settings = [
         f"job={args.job}",
         f"queue={target.queue}",
@@ -172,10 +190,10 @@ async def run_worker(args: argparse.Namespace) -> int:
         watcher = SignalWatcher()
         with watcher.installed():
             await server.start()
-            log.note("worker_start", _describe(args, target, job_class), pid=os.getpid())
+            log.note("worker_start", _describe(args, target), pid=os.getpid())
             first = await watcher.next()
-            return await _stop(server, watcher, log, first, args.stop_timeout)
-    return 0  # pragma: no cover - the block always returns
+            status = await _stop(server, watcher, log, first, args.stop_timeout)
+    return status
 
 
 def _make_server(
@@ -184,15 +202,18 @@ def _make_server(
     storage: QueueStorage,
     limiter: Limiter | None,
 ) -> JobQueueServer[Any, Any]:
-    return JobQueueServer(
-        job_class,
-        storage=storage,
-        limiter=limiter,
-        worker_count=_worker_count(args),
-        poll_interval_ms=args.poll_interval * 1000,
-        lease_ms=args.lease * 1000,
-        stop_timeout_ms=args.stop_timeout * 1000,
-    )
+    try:
+        return JobQueueServer(
+            job_class,
+            storage=storage,
+            limiter=limiter,
+            worker_count=_worker_count(args),
+            poll_interval_ms=args.poll_interval * 1000,
+            lease_ms=args.lease * 1000,
+            stop_timeout_ms=args.stop_timeout * 1000,
+        )
+    except (TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
 
 
 async def _stop(
