@@ -105,7 +105,10 @@ def print_table(
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", header_style="bold")
+    if title:
+        # Above the table, not as its title: a long storage URL would wrap to its width.
+        console.print(Text(title, style="bold"))
+    table = Table(header_style="bold")
     for index, column in enumerate(columns):
         last = index == len(columns) - 1
         table.add_column(
@@ -152,7 +155,9 @@ def print_fields(fields: Sequence[tuple[str, str]], *, title: str | None = None)
     from rich.table import Table
     from rich.text import Text
 
-    grid = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    if title:
+        console.print(Text(title, style="bold"))
+    grid = Table(show_header=False, box=None, padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for name, value in fields:
