@@ -262,8 +262,11 @@ class JobQueueClient(Generic[InputT, OutputT]):
                 raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
             if job.status in FINISHED_STATUSES:
                 return _result_of(job)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # of this task that arrives just as the future completes.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), interval)
+                async with asyncio.timeout(interval):
+                    await asyncio.shield(future)
 
     @staticmethod
     def _result_of_event(event: JobEvent) -> Any:

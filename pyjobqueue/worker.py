@@ -210,7 +210,8 @@ class JobQueueWorker(Generic[InputT, OutputT]):
                 timeout = self.poll_interval
             if timeout is not None and not self._stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
 
     async def _claim_round(self) -> float | None:
         """Claim and start what the limiter allows; how long to idle (None: go on)."""

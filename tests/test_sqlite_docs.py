@@ -1,4 +1,4 @@
-"""The SQLite quick start of docs/sqlite.md runs as pasted: a worker and a client process."""
+"""The README's SQLite quick start runs as pasted: a worker and a client process."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from .backend_sqlite import BACKEND
 from .test_sqlite_processes import child_environment
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "sqlite.md"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,8 +24,8 @@ pytestmark = [
 
 
 def two_terminals_script() -> str:
-    text = DOCS.read_text(encoding="utf-8")
-    section = text[text.index("\n## Two terminals\n") :]
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("\n## Several processes: SQLite\n") :]
     section = section[: section.index("\n## ", 1)]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     return code
