@@ -508,13 +508,19 @@ async def _holds(value: bool) -> bool:
 
 
 async def test_cleanup_deletes_finished_jobs(make_queue: Any) -> None:
-    queue = await make_queue(delete_after_completion_ms=0, delete_after_failure_ms=60_000)
+    queue = await make_queue(
+        start=False, delete_after_completion_ms=0, delete_after_failure_ms=60_000
+    )
     probe = new_probe()
     done = await queue.client.submit({"probe": probe.key})
     failed = await queue.client.submit({"probe": probe.key, "mode": "permanent"})
-    await done.wait_for()
-    with pytest.raises(PermanentJobError):
-        await failed.wait_for()
+    # The waits are registered before the server starts: a job deleted at once when it
+    # completes would be gone for a wait_for that only began afterwards.
+    waits = asyncio.gather(done.wait_for(), failed.wait_for(), return_exceptions=True)
+    await queue.server.start()
+    output, error = await waits
+    assert output == {"echo": None, "attempt": 1}
+    assert isinstance(error, PermanentJobError)
     await eventually(lambda: _is_gone(queue, done.id))
     assert await queue.client.get_job(failed.id) is not None
     queue.server.retention[JobStatus.FAILED] = 0
