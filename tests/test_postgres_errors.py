@@ -57,6 +57,9 @@ def test_bad_dsns_are_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="invalid PostgreSQL DSN") as raised:
         PostgresRateLimiterStorage("localhost:5432")
     assert "secret" not in str(raised.value)
+    with pytest.raises(ValueError, match=r"password=\*\*\*") as raised:
+        PostgresQueueStorage("mysql://db/app?user=me&password=secret", "q")
+    assert "secret" not in str(raised.value)
     with pytest.raises(TypeError, match=r"DSN str or an asyncpg\.Pool"):
         PostgresQueueStorage(5432, "q")
     with pytest.raises(ValueError, match="NUL"):
