@@ -36,7 +36,7 @@ def open_storage(url: str, queue_name: str) -> QueueStorage:
         from .indexeddb import IndexedDbQueueStorage
 
         database = unquote(url[len("indexeddb://") :]) or "pyjobqueue"
-        return IndexedDbQueueStorage(queue_name, database)  # type: ignore[return-value]
+        return IndexedDbQueueStorage(queue_name, database)
     raise ValueError(f"unknown storage url {url!r}; expected one of: {', '.join(SCHEMES)}")
 
 
@@ -58,7 +58,7 @@ def default_storage(queue_name: str) -> QueueStorage:
     if IN_PYODIDE:
         from .indexeddb import IndexedDbQueueStorage
 
-        return IndexedDbQueueStorage(queue_name)  # type: ignore[return-value]
+        return IndexedDbQueueStorage(queue_name)
     from .sqlite import SqliteQueueStorage
 
     return SqliteQueueStorage(DEFAULT_SQLITE_PATH, queue_name)

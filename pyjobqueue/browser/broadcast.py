@@ -1,0 +1,97 @@
+"""Job events between tabs: a BroadcastChannel per database and queue.
+
+A message posted on a BroadcastChannel reaches every other channel object of that name
+in the origin (other tabs, workers, other storages of this tab) but not the object that
+posted it, so `publish` also hands the event to this feed's own listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from ..events import JobEvent
+from ._ffi import JsObject, create_proxy, js_global
+
+logger = logging.getLogger("pyjobqueue")
+
+EventListener = Callable[[JobEvent], None]
+
+
+def channel_name(database_name: str, queue_name: str) -> str:
+    """The channel of one queue of one database (JSON, so no two pairs share a name)."""
+    return "pyjobqueue " + json.dumps([database_name, queue_name], ensure_ascii=False)
+
+
+class BroadcastFeed:
+    """Publish and subscribe to the job events of one queue across the tabs of an origin."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._listeners: list[EventListener] = []
+        self._channel: JsObject | None = None
+        self._on_message: JsObject | None = None
+        self._closed = False
+
+    def _open_channel(self) -> JsObject:
+        if self._closed:
+            raise RuntimeError(f"the event feed {self.name!r} is closed")
+        if self._channel is None:
+            self._channel = js_global().BroadcastChannel.new(self.name)
+        return self._channel
+
+    def publish(self, event: JobEvent) -> None:
+        """Send `event` to every other tab and to this feed's listeners."""
+        # A string crosses the bridge and the structured clone as is: no proxy, no leak.
+        self._open_channel().postMessage(json.dumps(event.to_json(), allow_nan=False))
+        self._deliver(event)
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call `listener` for every event of the queue; returns a function that stops it."""
+        channel = self._open_channel()
+        if self._on_message is None:
+            self._on_message = create_proxy(self._receive)
+            channel.onmessage = self._on_message
+        self._listeners.append(listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener: EventListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        if not self._listeners:
+            self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        if self._on_message is not None:
+            if self._channel is not None:
+                self._channel.onmessage = None
+            # Destroyed after the current callback: a listener may unsubscribe from `_receive`.
+            asyncio.get_running_loop().call_soon(self._on_message.destroy)
+            self._on_message = None
+
+    def _receive(self, message: JsObject) -> None:
+        data = message.data
+        try:
+            event = JobEvent.from_json(json.loads(data))
+        except (TypeError, ValueError, KeyError):
+            logger.warning("ignoring a malformed message on channel %r", self.name)
+            return
+        self._deliver(event)
+
+    def _deliver(self, event: JobEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener failed on %s", event.name)
+
+    def close(self) -> None:
+        """Stop listening and close the channel; the feed is unusable afterwards."""
+        self._listeners.clear()
+        self._stop_listening()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self._closed = True
