@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import enum
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -160,7 +161,7 @@ def job(
     function: Callable[[InputT, JobContext], Awaitable[OutputT]],
 ) -> type[Job[InputT, OutputT]]:
     """Turn `async def f(input, context)` into a Job subclass named like the function."""
-    if not asyncio.iscoroutinefunction(function):
+    if not inspect.iscoroutinefunction(function):
         raise TypeError(f"@job needs an async function, got {function!r}")
 
     class FunctionJob(Job[InputT, OutputT]):
