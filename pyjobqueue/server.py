@@ -143,6 +143,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
         self._running = False
         self._leading = False
         self._leadership: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Future[None] | None = None
 
     # -- events -----------------------------------------------------------------
 
@@ -227,10 +228,34 @@ class JobQueueServer(Generic[InputT, OutputT]):
         await self._worker.start(subscribe=False)
         self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
 
-    async def stop(self) -> Self:
-        """Stop claiming, let running jobs finish (stop_timeout_ms), re-queue what is left."""
-        if not self._running:
-            return self
+    async def stop(self, *, timeout_ms: float | None = None) -> Self:
+        """Stop claiming, let running jobs finish (stop_timeout_ms), re-queue what is left.
+
+        `timeout_ms` overrides stop_timeout_ms; `stop(timeout_ms=0)` while a stop is
+        under way cuts it short (running jobs go back to the queue at once).
+        """
+        if timeout_ms is not None:
+            self._shorten_stop(require_ms("timeout_ms", timeout_ms) / 1000)
+        if self._stopping is None:
+            if not self._running:
+                return self
+            self._stopping = asyncio.ensure_future(self._stop())
+        stopping = self._stopping
+        try:
+            await asyncio.shield(stopping)
+        finally:
+            if stopping.done():
+                self._stopping = None
+        return self
+
+    def _shorten_stop(self, seconds: float) -> None:
+        if self._worker is None:
+            return
+        self._worker.stop_timeout = min(self._worker.stop_timeout, seconds)
+        if seconds == 0:
+            self._worker.hurry()
+
+    async def _stop(self) -> None:
         self._running = False
         if self._leadership is not None:
             self._leadership.cancel()
@@ -252,7 +277,6 @@ class JobQueueServer(Generic[InputT, OutputT]):
             await self._unsubscribe()
             self._unsubscribe = None
         self.events.emit("server_stop", self.queue_name)
-        return self
 
     async def __aenter__(self) -> Self:
         return await self.start()

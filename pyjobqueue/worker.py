@@ -38,6 +38,7 @@ class _Run:
     signal: AbortSignal
     started: float
     task: asyncio.Task[None] | None = None
+    execute: asyncio.Future[Any] | None = None
 
     @property
     def attempt(self) -> int:
@@ -95,6 +96,7 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         self._loop_task: asyncio.Task[None] | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._stopping = False
+        self._hurry: asyncio.Event | None = None
 
     # -- events -----------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class JobQueueWorker(Generic[InputT, OutputT]):
             return
         self._stopping = False
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
         if subscribe:
             self._unsubscribe = await self.storage.subscribe(self.handle_feed_event)
         self._loop_task = asyncio.create_task(self._loop(), name=f"pyjobqueue {self.worker_id}")
@@ -148,10 +151,20 @@ class JobQueueWorker(Generic[InputT, OutputT]):
             await self._unsubscribe()
             self._unsubscribe = None
 
+    def hurry(self) -> None:
+        """Cut a graceful stop short: running jobs are stopped now and go back to the queue."""
+        if self._hurry is None or not self._stopping:
+            return
+        self._hurry.set()
+        for run in list(self._running.values()):
+            run.signal.abort(AbortReason.STOP.value)
+            if run.execute is not None:
+                run.execute.cancel()
+
     async def _drain(self) -> None:
         tasks = {run.task for run in self._running.values() if run.task is not None}
         if tasks and self.stop_timeout > 0:
-            _done, tasks = await asyncio.wait(tasks, timeout=self.stop_timeout)
+            tasks = await self._wait_unless_hurried(tasks, self.stop_timeout)
         if tasks:
             for run in list(self._running.values()):
                 run.signal.abort(AbortReason.STOP.value)
@@ -161,6 +174,26 @@ class JobQueueWorker(Generic[InputT, OutputT]):
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+    async def _wait_unless_hurried(
+        self, tasks: set[asyncio.Task[None]], timeout: float
+    ) -> set[asyncio.Task[None]]:
+        """Wait for `tasks` up to `timeout` or until `hurry()`; those still running."""
+        assert self._hurry is not None
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            while tasks and not hurried.done():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    {*tasks, hurried}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                tasks = {task for task in tasks if not task.done()}
+        finally:
+            hurried.cancel()
+        return tasks
 
     def wake(self) -> None:
         """Make the claim loop look for work now instead of at the next poll."""
@@ -286,6 +319,7 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         instance = self.job_class.from_record(job)
         context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
         execute = asyncio.ensure_future(instance.execute(instance.input, context))
+        run.execute = execute
         loop = asyncio.get_running_loop()
         # An aborted job gets abort_grace_ms to end by itself, then it is cancelled.
         remove_listener = run.signal.add_listener(

@@ -149,11 +149,12 @@ def test_a_second_signal_exits_at_once_and_the_job_runs_again_later(cli: Cli) ->
     worker.send(signal.SIGTERM)
     assert worker.wait() == 128 + signal.SIGTERM
     assert worker.events()[-1] == "worker_exit"
-    assert cli.job(job_id)["status"] == "PROCESSING"
-    # The lease of the dead worker expires and the next worker runs the job again.
+    # The job went back to the queue at once, without being charged an attempt.
+    job = cli.job(job_id)
+    assert (job["status"], job["run_attempts"]) == ("PENDING", 0)
     gate.touch()
     successor = cli.worker("cli_jobs:Gated")
-    assert successor.event("job_complete", job_id)["output"] == {"gate": "opened", "attempt": 2}
+    assert successor.event("job_complete", job_id)["output"] == {"gate": "opened", "attempt": 1}
 
 
 # -- inspecting and acting on jobs -------------------------------------------------------

@@ -390,6 +390,21 @@ async def test_stop_timeout_zero_requeues_at_once(make_queue: Any) -> None:
     assert job is not None and (job.status, job.run_attempts) == (JobStatus.PENDING, 0)
 
 
+async def test_a_stop_can_be_cut_short(make_queue: Any) -> None:
+    queue = await make_queue(stop_timeout_ms=3_600_000, abort_grace_ms=3_600_000)
+    probe = new_probe()
+    handle = await queue.client.submit({"probe": probe.key, "mode": "ignore_abort"})
+    await asyncio.wait_for(probe.started.get(), 10)
+    graceful = asyncio.create_task(queue.server.stop())
+    await eventually(lambda: _holds(not queue.server.is_running()))
+    assert not graceful.done()
+    await asyncio.wait_for(queue.server.stop(timeout_ms=0), 10)
+    await asyncio.wait_for(graceful, 10)
+    assert probe.signals_seen == ["Server stopping", "cancelled"]
+    job = await queue.client.get_job(handle.id)
+    assert job is not None and (job.status, job.run_attempts) == (JobStatus.PENDING, 0)
+
+
 async def test_wait_for_unknown_job(make_queue: Any) -> None:
     queue = await make_queue()
     assert await queue.client.get_job(10**9) is None

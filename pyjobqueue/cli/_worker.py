@@ -23,6 +23,8 @@ from ._target import Target, load_job_class, opened_queue, opened_rate_limiter_s
 from ._values import CliError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long the second signal's stop may take before the process leaves regardless.
+HURRIED_STOP_SECONDS = 5.0
 DETAIL_LIMIT = 120
 
 
@@ -241,10 +243,15 @@ async def _stop(
     number = second.result()
     log.note(
         "worker_exit",
-        f"{signal.Signals(number).name} again: exiting at once; jobs still running go back to "
-        "the queue when their lease expires",
+        f"{signal.Signals(number).name} again: stopping running jobs now; they go back to "
+        "the queue",
         signal=signal.Signals(number).name,
     )
+    # Cut the graceful stop short: jobs are cancelled and re-queued uncharged. If that
+    # hangs (a job swallowing cancellation, a dead database), leave regardless.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(HURRIED_STOP_SECONDS):
+            await server.stop(timeout_ms=0)
     sys.stderr.flush()
-    # At once means at once: no awaiting jobs or connections that may be what hangs.
+    # At once means at once: no awaiting connections that may be what hangs.
     os._exit(128 + number)
