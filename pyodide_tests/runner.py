@@ -134,9 +134,15 @@ def pack_suite() -> bytes:
     return buffer.getvalue()
 
 
-def default_args() -> list[str]:
-    """pytest arguments of the standard run: the contract suites and the inside tests."""
-    return ["-v", *SUITES, *inside_test_paths()]
+def default_paths() -> list[str]:
+    """What the standard run covers: the contract suites and pyodide_tests/inside/."""
+    return [*SUITES, *inside_test_paths()]
+
+
+def with_default_paths(args: Sequence[str]) -> list[str]:
+    """`args`, plus the default paths when they name no test path of their own."""
+    names_a_path = any(arg.startswith("tests/") for arg in args)
+    return [*args] if names_a_path else [*args, *default_paths()]
 
 
 def check_runtime() -> None:
@@ -331,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("runtime", choices=sorted(RUNNERS))
     parser.add_argument("--timeout", type=float, default=300, help="seconds for the whole run")
     options, pytest_args = parser.parse_known_args(argv)
-    results = RUNNERS[options.runtime](pytest_args or default_args(), options.timeout)
+    results = RUNNERS[options.runtime](with_default_paths(pytest_args), options.timeout)
     print(results.output)
     for error in results.collection_errors:
         print(f"COLLECTION ERROR {error['nodeid']}\n{error['details']}")

@@ -2,8 +2,9 @@
 
 `navigator.locks.request(name, callback)` grants the lock to one holder in the origin
 at a time and keeps it until the promise that the callback returned settles. The
-callback here is a coroutine that waits for `release()`; when its tab closes or
-crashes, the browser drops the lock and grants it to the next tab that asked.
+callback here returns a JavaScript promise that `release()` resolves (a Python
+coroutine is not a promise to every runtime: Node.js would release at once); when the
+tab closes or crashes, the browser drops the lock and grants it to the next tab.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ._ffi import JsObject, create_proxy, js_global, json_to_js
+from ._ffi import JsObject, create_proxy, js_global, json_to_js, proxied
 
 
 class WebLocksLeaderLock:
@@ -24,7 +25,7 @@ class WebLocksLeaderLock:
         if name.startswith("-"):
             raise ValueError("Web Locks names starting with '-' are reserved")
         self.name = name
-        self._release: asyncio.Future[None] | None = None
+        self._release: JsObject | None = None  # resolves the promise that holds the lock
         self._settled: asyncio.Task[None] | None = None
 
     def _lock_manager(self) -> JsObject:
@@ -37,16 +38,15 @@ class WebLocksLeaderLock:
         """Wait until this tab holds the lock (cancelling the wait withdraws the request)."""
         if self._release is not None:
             raise RuntimeError(f"the lock {self.name!r} is already held or requested")
-        loop = asyncio.get_running_loop()
-        granted: asyncio.Future[None] = loop.create_future()
-        release: asyncio.Future[None] = loop.create_future()
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        held, release = _promise_and_resolve()
 
-        async def hold(lock: Any) -> None:
+        def on_granted(lock: Any) -> JsObject:
             if not granted.done():
                 granted.set_result(None)
-            await release  # the lock stays ours until this coroutine returns
+            return held  # the lock stays ours until `release` resolves it
 
-        callback = create_proxy(hold)
+        callback = create_proxy(on_granted)
         controller = js_global().AbortController.new()
         options = json_to_js({})
         options.signal = controller.signal
@@ -68,10 +68,23 @@ class WebLocksLeaderLock:
         """Give the lock up and wait until the browser has freed it (no error when not held)."""
         release, settled = self._release, self._settled
         self._release = self._settled = None
-        if release is not None and not release.done():
-            release.set_result(None)
+        if release is not None:
+            release()
         if settled is not None:
             await asyncio.shield(settled)
+
+
+def _promise_and_resolve() -> tuple[JsObject, JsObject]:
+    """A pending JavaScript promise and the function that resolves it."""
+    promise_class = js_global().Promise
+    if hasattr(promise_class, "withResolvers"):
+        both = promise_class.withResolvers()
+        return both.promise, both.resolve
+    functions: list[JsObject] = []
+    # The executor runs inside `new Promise(...)`, so its proxy can go right after.
+    with proxied(lambda resolve, reject: functions.append(resolve)) as executor:
+        promise = promise_class.new(executor)
+    return promise, functions[0]
 
 
 async def _settle(promise: JsObject, callback: JsObject) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .._json import dumps, loads
@@ -67,28 +67,31 @@ def _migrate_to_1(database: JsObject, transaction: JsObject) -> None:
 MIGRATIONS = (_migrate_to_1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# -- values: times as integer microseconds since the epoch (exact, sortable keys) -----
+# -- values: times as fixed-width UTC ISO 8601 text, exact to the microsecond ------------
+# (Numbers cannot do that: microseconds since 1970 pass 2**53 in the year 2255.) Text of
+# one width sorts like the times it holds, so it works as an index key.
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
-
-def to_micros(value: datetime) -> int:
-    """A timezone-aware datetime as integer microseconds since the Unix epoch."""
+def encode_time(value: datetime) -> str:
+    """A timezone-aware datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC."""
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"datetime {value.isoformat()} must be timezone-aware")
-    return (value - _EPOCH) // _MICROSECOND
+    t = value.astimezone(UTC)
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
+    )
 
 
-def from_micros(value: int | None) -> datetime | None:
-    """The UTC datetime of `to_micros`; None stays None."""
-    return None if value is None else _EPOCH + value * _MICROSECOND
+def decode_time(value: str | None) -> datetime | None:
+    """The UTC datetime that `encode_time` wrote; None stays None."""
+    return None if value is None else datetime.fromisoformat(value)
 
 
-def _optional_micros(value: datetime | None) -> int | None:
-    return None if value is None else to_micros(value)
+def _optional_time(value: datetime | None) -> str | None:
+    return None if value is None else encode_time(value)
 
 
 # Range bounds: an array sorts after every number and string, so [q, s, []] closes
@@ -100,8 +103,11 @@ def _key_range(lower: list[Any], upper: list[Any], upper_open: bool = False) -> 
     return js_global().IDBKeyRange.bound(js_array(lower), js_array(upper), False, upper_open)
 
 
+_NEVER = datetime.min.replace(tzinfo=UTC)  # stands in for a missing required time
+
+
 def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
-    """The IndexedDB record of a job (JSON values stored as JSON text, times as micros)."""
+    """The IndexedDB record of a job (JSON values and times stored as text)."""
     record: dict[str, Any] = {
         "queue": queue_name,
         "status": JobStatus(job.status).value,
@@ -114,15 +120,15 @@ def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
         "run_attempts": job.run_attempts,
         "error": job.error,
         "error_code": job.error_code,
-        "created_at": to_micros(job.created_at),
-        "completed_at": _optional_micros(job.completed_at),
-        "run_after": to_micros(job.run_after),
-        "deadline_at": _optional_micros(job.deadline_at),
-        "last_ran_at": _optional_micros(job.last_ran_at),
+        "created_at": encode_time(job.created_at),
+        "completed_at": _optional_time(job.completed_at),
+        "run_after": encode_time(job.run_after),
+        "deadline_at": _optional_time(job.deadline_at),
+        "last_ran_at": _optional_time(job.last_ran_at),
         "job_run_id": job.job_run_id,
         "fingerprint": job.fingerprint,
         "worker_id": job.worker_id,
-        "lease_expires_at": _optional_micros(job.lease_expires_at),
+        "lease_expires_at": _optional_time(job.lease_expires_at),
     }
     if job.id is not None:
         record["id"] = job.id
@@ -144,15 +150,15 @@ def record_to_job(record: dict[str, Any]) -> Job[Any, Any]:
         run_attempts=int(record["run_attempts"]),
         error=record["error"],
         error_code=record["error_code"],
-        created_at=from_micros(record["created_at"]) or _EPOCH,
-        completed_at=from_micros(record["completed_at"]),
-        run_after=from_micros(record["run_after"]) or _EPOCH,
-        deadline_at=from_micros(record["deadline_at"]),
-        last_ran_at=from_micros(record["last_ran_at"]),
+        created_at=decode_time(record["created_at"]) or _NEVER,
+        completed_at=decode_time(record["completed_at"]),
+        run_after=decode_time(record["run_after"]) or _NEVER,
+        deadline_at=decode_time(record["deadline_at"]),
+        last_ran_at=decode_time(record["last_ran_at"]),
         job_run_id=record["job_run_id"],
         fingerprint=record["fingerprint"],
         worker_id=record["worker_id"],
-        lease_expires_at=from_micros(record["lease_expires_at"]),
+        lease_expires_at=decode_time(record["lease_expires_at"]),
     )
 
 
@@ -346,8 +352,8 @@ class IndexedDbQueueStorage(_Database):
         if limit <= 0:
             return []
         pending = [self.queue_name, JobStatus.PENDING.value]
-        index_range = _key_range(pending, [*pending, to_micros(now)])
-        claimed_at, lease = to_micros(now), to_micros(lease_until)
+        index_range = _key_range(pending, [*pending, encode_time(now)])
+        claimed_at, lease = encode_time(now), encode_time(lease_until)
 
         def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
             store = transaction.objectStore(JOBS)
@@ -379,7 +385,7 @@ class IndexedDbQueueStorage(_Database):
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
     ) -> JobStatus | None:
-        to_micros(lease_until)
+        encode_time(lease_until)
 
         def change(job: Job[Any, Any]) -> tuple[bool, JobStatus | None]:
             if not self._is_attempt(job, worker_id, attempt):
@@ -434,7 +440,7 @@ class IndexedDbQueueStorage(_Database):
     # -- user actions -------------------------------------------------------------
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
-        to_micros(now)
+        encode_time(now)
 
         def change(job: Job[Any, Any]) -> tuple[bool, JobStatus | None]:
             status = abort_job(job, now)
@@ -443,7 +449,7 @@ class IndexedDbQueueStorage(_Database):
         return await self._change(job_id, change, None)
 
     async def abort_job_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
-        to_micros(now)
+        encode_time(now)
         index_range = _key_range([self.queue_name, job_run_id], [self.queue_name, job_run_id])
 
         def body(transaction: JsObject) -> Body[list[tuple[int, JobStatus]]]:
@@ -461,7 +467,7 @@ class IndexedDbQueueStorage(_Database):
         return await self._write(body)
 
     async def disable(self, job_id: int, now: datetime) -> bool:
-        to_micros(now)
+        encode_time(now)
 
         def change(job: Job[Any, Any]) -> tuple[bool, bool]:
             if job.status is not JobStatus.PENDING:
@@ -473,7 +479,7 @@ class IndexedDbQueueStorage(_Database):
         return await self._change(job_id, change, False)
 
     async def retry(self, job_id: int, now: datetime) -> bool:
-        to_micros(now)
+        encode_time(now)
 
         def change(job: Job[Any, Any]) -> tuple[bool, bool]:
             if job.status not in (JobStatus.FAILED, JobStatus.DISABLED):
@@ -493,7 +499,7 @@ class IndexedDbQueueStorage(_Database):
     # -- maintenance ----------------------------------------------------------------
 
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
-        index_range = _key_range([self.queue_name], [self.queue_name, to_micros(now)], True)
+        index_range = _key_range([self.queue_name], [self.queue_name, encode_time(now)], True)
 
         def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
             index = transaction.objectStore(JOBS).index("lease")
@@ -508,7 +514,7 @@ class IndexedDbQueueStorage(_Database):
         if status not in FINISHED_STATUSES:
             raise ValueError(f"only finished jobs can be deleted by age, not {status}")
         prefix = [self.queue_name, JobStatus(status).value]
-        index_range = _key_range(prefix, [*prefix, to_micros(completed_before)], True)
+        index_range = _key_range(prefix, [*prefix, encode_time(completed_before)], True)
         return await self._delete_keys("finished", index_range)
 
     async def _delete_keys(self, index_name: str, index_range: JsObject) -> int:
@@ -576,13 +582,13 @@ class IndexedDbRateLimiterStorage(_Database):
     @staticmethod
     def _since(queue_name: str, since: datetime) -> JsObject:
         check_queue_name(queue_name)
-        return _key_range([queue_name, to_micros(since)], [queue_name, _AFTER_ALL])
+        return _key_range([queue_name, encode_time(since)], [queue_name, _AFTER_ALL])
 
     async def try_record_execution(
         self, queue_name: str, max_executions: int, window_start: datetime, now: datetime
     ) -> bool:
         window = self._since(queue_name, window_start)
-        record = json_to_js({"queue": queue_name, "at": to_micros(now)})
+        record = json_to_js({"queue": queue_name, "at": encode_time(now)})
 
         def body(transaction: JsObject) -> Body[bool]:
             store = transaction.objectStore(RATE_EXECUTIONS)
@@ -612,7 +618,7 @@ class IndexedDbRateLimiterStorage(_Database):
             return js_to_json((yield index.getAll(window, 1))) or []
 
         first = await self._run([RATE_EXECUTIONS], "readonly", body)
-        return from_micros(first[0]["at"]) if first else None
+        return decode_time(first[0]["at"]) if first else None
 
     async def get_next_available_time(self, queue_name: str) -> datetime | None:
         check_queue_name(queue_name)
@@ -624,11 +630,11 @@ class IndexedDbRateLimiterStorage(_Database):
             return state
 
         state = await self._run([RATE_STATE], "readonly", body)
-        return None if state is None else from_micros(state["next_available"])
+        return None if state is None else decode_time(state["next_available"])
 
     async def set_next_available_time(self, queue_name: str, when: datetime | None) -> None:
         check_queue_name(queue_name)
-        state = None if when is None else {"queue": queue_name, "next_available": to_micros(when)}
+        state = None if when is None else {"queue": queue_name, "next_available": encode_time(when)}
 
         def body(transaction: JsObject) -> Body[None]:
             yield from ()  # a body is a generator, even one that waits for nothing
@@ -642,7 +648,7 @@ class IndexedDbRateLimiterStorage(_Database):
 
     async def prune(self, queue_name: str, before: datetime) -> int:
         check_queue_name(queue_name)
-        old = _key_range([queue_name], [queue_name, to_micros(before)], True)
+        old = _key_range([queue_name], [queue_name, encode_time(before)], True)
         return await self._delete_executions(old)
 
     async def clear(self, queue_name: str) -> None:
