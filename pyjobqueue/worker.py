@@ -26,6 +26,8 @@ from .storage.base import QueueStorage, Unsubscribe
 logger = logging.getLogger("pyjobqueue")
 
 RECENT_ABORTS_KEPT = 1000
+FINISH_RETRY_FIRST_DELAY = 0.05  # seconds
+FINISH_RETRY_MAX_DELAY = 2.0
 # Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
 OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
 
@@ -386,9 +388,29 @@ class JobQueueWorker(Generic[InputT, OutputT]):
             if status is JobStatus.ABORTING:
                 self._abort_run(run)
 
+    async def _finish(self, job: Job[Any, Any], outcome: Outcome) -> bool:
+        """Write an outcome, retrying through a storage outage for up to one lease.
+
+        Giving up sooner would make the job run again once its lease expires; the write
+        stays guarded, so a job recovered meanwhile by another server is not touched.
+        """
+        assert job.id is not None
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.lease.total_seconds()
+        delay = FINISH_RETRY_FIRST_DELAY
+        while True:
+            try:
+                return await self.storage.finish(job.id, self.worker_id, job.run_attempts, outcome)
+            except Exception:
+                if loop.time() + delay > give_up_at:
+                    raise
+                logger.warning("job %s: could not record its outcome; retrying", job.id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
+
     async def _apply(self, job: Job[Any, Any], outcome: Outcome, duration: float | None) -> None:
         assert job.id is not None
-        applied = await self.storage.finish(job.id, self.worker_id, job.run_attempts, outcome)
+        applied = await self._finish(job, outcome)
         if not applied:
             return
         event = outcome_event(self.queue_name, job.id, outcome, self.origin)
