@@ -593,9 +593,16 @@ class RecordedStarts:
     def __init__(self, storage: RateLimiterStorage) -> None:
         self.storage = storage
         self.starts: list[datetime] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.storage, name)
+        # Each method is spelled out: on Python 3.12+ (Pyodide runs 3.14) isinstance()
+        # against a Protocol looks attributes up statically and never sees __getattr__.
+        self.setup_database = storage.setup_database
+        self.close = storage.close
+        self.execution_count = storage.execution_count
+        self.oldest_execution_time = storage.oldest_execution_time
+        self.get_next_available_time = storage.get_next_available_time
+        self.set_next_available_time = storage.set_next_available_time
+        self.prune = storage.prune
+        self.clear = storage.clear
 
     async def try_record_execution(
         self, queue_name: str, max_executions: int, window_start: datetime, now: datetime
