@@ -41,6 +41,7 @@ DIST = ROOT / "dist"
 WEB = ROOT / "web"
 TESTS = ROOT / "tests"
 PLAYWRIGHT_TESTS = ROOT / "playwright_tests"
+PYODIDE_TESTS = ROOT / "pyodide_tests"
 
 PG_DATABASE = "pyjobqueue_test"
 PG_SUPERUSER = "postgres"  # database role created by initdb
@@ -659,10 +660,15 @@ def has_path_arg(args: Sequence[str]) -> bool:
 
 
 def names_browser_tests(args: Sequence[str]) -> bool:
-    """Whether pytest args name a path under playwright_tests/ (it needs the browser)."""
-    suite = PLAYWRIGHT_TESTS.resolve()
+    """Whether pytest args name a path under playwright_tests/ or pyodide_tests/."""
+    suites = [PLAYWRIGHT_TESTS.resolve(), PYODIDE_TESTS.resolve()]
     paths = [Path(arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-")]
-    return any(path == suite or suite in path.parents for path in paths)
+    return any(path == suite or suite in path.parents for path in paths for suite in suites)
+
+
+def pyodide_cmd(python: str) -> list[str]:
+    """pytest over pyodide_tests/: our suites run inside Pyodide in Node 24 and Chromium."""
+    return [python, "-m", "pytest", str(PYODIDE_TESTS.relative_to(ROOT))]
 
 
 def playwright_cmd(python: str) -> list[str]:
@@ -684,11 +690,12 @@ def build_steps(pytest_args: Sequence[str]) -> list[Step]:
             needs_postgres=True,
             needs_browser=names_browser_tests(pytest_args),
         ),
-        # HOOK (browser work): a later change appends, with needs_browser=True:
-        #   Step("pyodide-node", ["node", ...]),  # the Pyodide-in-Node suite
     ]
-    if targets:  # no test paths named: the whole suite, so the browser one too
-        # The console in Chromium; pytest args (-k, -x...) go to the step above only.
+    if targets:  # no test paths named: the whole suite, so the browser ones too
+        # pytest args (-k, -x...) go to the CPython step above only.
+        # The contract suites inside Pyodide, in Node 24 and in Chromium:
+        steps.append(Step("pyodide", pyodide_cmd(python), needs_browser=True))
+        # The console and the cross-tab behaviour in Chromium:
         steps.append(Step("playwright", playwright_cmd(python), needs_browser=True))
     return steps
 
