@@ -101,6 +101,47 @@ def browser_context_args(base_url: str) -> dict[str, Any]:
     return {"base_url": base_url, "viewport": VIEWPORT}
 
 
+@pytest.fixture(scope="session")
+def session_log() -> BrowserLog:
+    """The error log of the shared context."""
+    return BrowserLog()
+
+
+@pytest.fixture(scope="session")
+def shared_context(
+    browser: Browser, browser_context_args: dict[str, Any], session_log: BrowserLog
+) -> Iterator[BrowserContext]:
+    """One context for the console's tests; each test keeps to a queue of its own.
+
+    Sharing it keeps the HTTP cache, so only the first tab compiles Pyodide from cold.
+    """
+    context = browser.new_context(**browser_context_args)
+    session_log.watch(context)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def console_context(
+    shared_context: BrowserContext, session_log: BrowserLog
+) -> Iterator[BrowserContext]:
+    """The shared context for one test: errors logged meanwhile fail it; its tabs close after."""
+    before = set(shared_context.pages)
+    yield shared_context
+    for page in shared_context.pages:
+        if page not in before:
+            page.close()
+    session_log.assert_clean()
+
+
+@pytest.fixture
+def queue_name(request: pytest.FixtureRequest) -> str:
+    """A console queue of this test's own (`?queue=`), named after it."""
+    return "test " + request.node.name
+
+
 @pytest.fixture
 def browser_log() -> Iterator[BrowserLog]:
     """Records errors of the contexts it watches; the test fails if any was logged."""

@@ -5,6 +5,7 @@ Every wait is on a DOM state or a promise, with a timeout; none is a bare sleep.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from playwright.sync_api import BrowserContext, Locator, Page, expect
@@ -31,6 +32,11 @@ RECORD_PROGRESS = """() => {
 }"""
 
 
+def console_url(queue: str) -> str:
+    """The console's address for one queue."""
+    return "/?" + urllib.parse.urlencode({"queue": queue})
+
+
 class ConsoleTab:
     """One open tab of the console."""
 
@@ -38,19 +44,19 @@ class ConsoleTab:
         self.page = page
 
     @classmethod
-    def open(cls, context: BrowserContext) -> ConsoleTab:
-        """Open the console in a new tab of `context` and wait until it is up."""
+    def open(cls, context: BrowserContext, queue: str) -> ConsoleTab:
+        """Open the console of `queue` in a new tab of `context` and wait until it is up."""
         tab = cls(context.new_page())
-        tab.page.goto("/")
+        tab.page.goto(console_url(queue))
         tab.wait_ready()
         return tab
 
     @classmethod
-    def open_two(cls, context: BrowserContext) -> tuple[ConsoleTab, ConsoleTab]:
+    def open_two(cls, context: BrowserContext, queue: str) -> tuple[ConsoleTab, ConsoleTab]:
         """Open two tabs at once (they boot in parallel); (the leader, the other one)."""
         tabs = [cls(context.new_page()) for _ in range(2)]
         for tab in tabs:
-            tab.page.goto("/")
+            tab.page.goto(console_url(queue))
         for tab in tabs:
             tab.wait_ready()
         roles = [tab.settled_role() for tab in tabs]
@@ -71,9 +77,11 @@ class ConsoleTab:
     def wait_ready(self) -> None:
         """Wait for window.pyjobqueueReady (the page's and the worker's Python are up)."""
         self.page.wait_for_function(
-            "window.pyjobqueueReady && document.body.dataset.ready === 'true'",
+            "document.body.dataset.ready === 'true' || !document.querySelector('#fatal').hidden",
             timeout=READY_TIMEOUT_MS,
         )
+        fatal = self.page.locator("#fatal")
+        assert fatal.is_hidden(), f"the console did not start: {fatal.inner_text()}"
         self.page.evaluate(RECORD_PROGRESS)
 
     def reload(self) -> None:

@@ -1,7 +1,7 @@
 """The console across reloads and tabs: persistence, live events, leader hand-over.
 
-Each test has its own browser context: its own IndexedDB, Web Locks and
-BroadcastChannels, so the tabs of one test share a queue and nothing else does.
+The tests share one browser context (its HTTP cache keeps Pyodide compiled) and each
+works on a queue of its own (`?queue=`): its own jobs, leader lock and channels.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from playwright.sync_api import BrowserContext, expect
 
 
 def test_reload_keeps_the_jobs_and_finishes_the_one_it_interrupted(
-    watched_context: BrowserContext,
+    console_context: BrowserContext, queue_name: str
 ) -> None:
-    tab = ConsoleTab.open(watched_context)
+    tab = ConsoleTab.open(console_context, queue_name)
     tab.expect_role("leader")
     (done,) = tab.submit("hash", rounds=50_000)
     tab.expect_status(done, "COMPLETED")
@@ -33,8 +33,10 @@ def test_reload_keeps_the_jobs_and_finishes_the_one_it_interrupted(
     expect(tab.job(interrupted).locator(".result")).to_have_text('{"waited_seconds":2}')
 
 
-def test_second_tab_sees_jobs_progress_and_aborts_live(watched_context: BrowserContext) -> None:
-    leader, other = ConsoleTab.open_two(watched_context)
+def test_second_tab_sees_jobs_progress_and_aborts_live(
+    console_context: BrowserContext, queue_name: str
+) -> None:
+    leader, other = ConsoleTab.open_two(console_context, queue_name)
     expect(other.badge).to_contain_text(f"tab {leader.tab_id} runs the jobs")
 
     # Submitted in the standby tab, run by the leader's worker, followed live in both.
@@ -59,9 +61,9 @@ def test_second_tab_sees_jobs_progress_and_aborts_live(watched_context: BrowserC
 
 
 def test_closing_the_leader_tab_hands_the_queue_to_the_other_tab(
-    watched_context: BrowserContext,
+    console_context: BrowserContext, queue_name: str
 ) -> None:
-    first, second = ConsoleTab.open_two(watched_context)
+    first, second = ConsoleTab.open_two(console_context, queue_name)
     (job_id,) = second.submit("wait", seconds=2, max_retries=2)
     second.wait_progress_above(job_id, 0)  # running in the first tab's worker
 

@@ -5,7 +5,9 @@ import { bootPython } from "./python.js";
 import { ConsoleView } from "./view.js";
 
 const TAB_ID = Math.random().toString(16).slice(2, 6);
-const LEADER_CHANNEL = "pyjobqueue-console leader";
+// One console per queue: `?queue=name` (the default is "console").
+const QUEUE = new URLSearchParams(location.search).get("queue") || "console";
+const LEADER_CHANNEL = `pyjobqueue-console leader ${JSON.stringify(QUEUE)}`;
 
 let resolveReady;
 let rejectReady;
@@ -18,6 +20,7 @@ const state = { role: "starting", leaderTab: null, stats: null, workerStarted: f
 let view = null;
 
 function showFatal(message) {
+  console.error(message);
   const banner = document.querySelector("#fatal");
   banner.textContent = message;
   banner.hidden = false;
@@ -54,9 +57,15 @@ function render() {
 // -- the worker -----------------------------------------------------------------------------
 
 function startWorker() {
-  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  const url = new URL("./worker.js", import.meta.url);
+  url.searchParams.set("queue", QUEUE);
+  const worker = new Worker(url, { type: "module" });
   return new Promise((resolve, reject) => {
-    worker.onerror = (event) => reject(new Error(`the job worker failed: ${event.message || "load error"}`));
+    worker.onerror = (event) => {
+      const message = `the job worker failed: ${event.message || "load error"}`;
+      reject(new Error(message));
+      showFatal(message);
+    };
     worker.onmessage = ({ data }) => {
       const message = JSON.parse(data);
       if (message.type === "started") {
@@ -100,7 +109,7 @@ async function startConsole(pyodide) {
   };
   view = new ConsoleView(document.querySelector("#app"), tasks, actions);
   render();
-  app = await page.start(view);
+  app = await page.start(view, QUEUE);
   // For console users: `app`, `client` and `storage` are globals of window.pyodide.
   pyodide.globals.set("app", app);
   await pyodide.runPythonAsync("client = app.client\nstorage = app.storage");
@@ -109,6 +118,7 @@ async function startConsole(pyodide) {
 
 async function main() {
   document.querySelector("#tab-id").textContent = `tab ${TAB_ID}`;
+  document.querySelector("#queue-name").textContent = QUEUE;
   const workerReady = startWorker();
   workerReady.catch(() => {}); // reported through main's await below
   const pyodide = await bootPython(["console_jobs", "console_page"]);

@@ -303,7 +303,10 @@ export class ConsoleView {
     const { job, node, parts } = row;
     node.dataset.status = job.status;
     parts.status.textContent = STATUS_LABELS[job.status] || job.status.toLowerCase();
-    parts.attempts.textContent = `attempt ${job.run_attempts} of ${job.max_retries + 1}`;
+    const attempts = job.max_retries + 1;
+    parts.attempts.textContent = job.run_attempts
+      ? `attempt ${job.run_attempts} of ${attempts}`
+      : `up to ${attempts} attempt${attempts === 1 ? "" : "s"}`;
     parts.time.textContent = this.timing(job);
     const percent = job.status === "COMPLETED" ? 100 : Math.round(job.progress);
     parts.bar.style.width = `${percent}%`;

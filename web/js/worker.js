@@ -1,40 +1,16 @@
 // The console's module Web Worker: a second Pyodide that runs this tab's JobQueueServer,
 // so CPU-bound jobs never block the page. Pyodide loads only in module workers:
-// the page starts this file with `new Worker(url, { type: "module" })`.
+// the page starts this file with `new Worker(url, { type: "module" })`. The server
+// reports to the page with postMessage (web/py/console_worker.py).
 import { bootPython } from "./python.js";
-
-function report(type, detail) {
-  postMessage(JSON.stringify({ type, ...detail }));
-}
-
-let server = null;
-const pending = [];
-
-self.onmessage = (event) => {
-  if (server === null) {
-    pending.push(event.data);
-  } else {
-    handle(event.data);
-  }
-};
-
-async function handle(data) {
-  const message = JSON.parse(data);
-  try {
-    if (message.type === "scale") {
-      await server.scale(message.count);
-    }
-  } catch (error) {
-    report("error", { message: String(error) });
-  }
-}
 
 try {
   const pyodide = await bootPython(["console_jobs", "console_worker"]);
   const module = pyodide.pyimport("console_worker");
-  server = await module.start();
+  // Kept for the life of the worker: the server runs until the tab closes.
+  const queue = new URL(self.location.href).searchParams.get("queue");
+  self.consoleServer = await module.start(queue);
   module.destroy();
-  pending.splice(0).forEach(handle);
 } catch (error) {
-  report("error", { message: `the worker could not start: ${error}` });
+  postMessage(JSON.stringify({ type: "error", message: `the job worker could not start: ${error}` }));
 }

@@ -19,7 +19,7 @@ from typing import Any
 
 from pyjobqueue import AbortSignalJobError, Job, JobContext, RetryableJobError
 
-QUEUE_NAME = "console"
+QUEUE_NAME = "console"  # the default; `?queue=name` in the URL picks another
 DATABASE_NAME = "pyjobqueue"  # IndexedDbQueueStorage's default database
 WORKER_COUNT = 2  # jobs run at once by the leader tab's server
 PROGRESS_EVERY_SECONDS = 0.1  # at most ten progress writes a second per job

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from console_jobs import QUEUE_NAME, TASKS, catalogue, make_input
+from console_jobs import TASKS, catalogue, make_input
 
 from pyjobqueue import JobQueueClient, JobStatus
 from pyjobqueue.events import JOB_AVAILABLE, JobEvent
@@ -101,20 +101,25 @@ class Console:
             self._flush = asyncio.ensure_future(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(REFRESH_DELAY_SECONDS)
-        dirty, self._dirty = self._dirty, set()
-        resync, self._resync = self._resync, False
-        try:
-            if resync:
-                await self.sync()
-                return
-            for job_id in sorted(dirty):
-                job = await self.storage.get(job_id)
-                if job is not None:
-                    self.view.job(json.dumps(job_json(job)))
-            await self.show_counts()
-        except Exception:
-            logger.exception("could not refresh the job list")
+        # Events that arrive while this runs are handled by its next round, not lost.
+        while self._dirty or self._resync:
+            await asyncio.sleep(REFRESH_DELAY_SECONDS)
+            dirty, self._dirty = self._dirty, set()
+            resync, self._resync = self._resync, False
+            try:
+                await self._refresh(dirty, resync)
+            except Exception:
+                logger.exception("could not refresh the job list")
+
+    async def _refresh(self, job_ids: set[int], resync: bool) -> None:
+        if resync:
+            await self.sync()
+            return
+        for job_id in sorted(job_ids):
+            job = await self.storage.get(job_id)
+            if job is not None:
+                self.view.job(json.dumps(job_json(job)))
+        await self.show_counts()
 
     async def _resync_forever(self) -> None:
         while True:
@@ -208,9 +213,9 @@ def _whole(value: object, name: str, low: int, high: int) -> int:
     return value
 
 
-async def start(view: View) -> Console:
+async def start(view: View, queue_name: str) -> Console:
     """Open the console's queue and connect it to the view."""
-    console = Console(IndexedDbQueueStorage(QUEUE_NAME), view)
+    console = Console(IndexedDbQueueStorage(queue_name), view)
     await console.start()
     return console
 

@@ -15,14 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import js  # the worker's globalThis
-from console_jobs import QUEUE_NAME, WORKER_COUNT, ConsoleJob
+from console_jobs import WORKER_COUNT, ConsoleJob
 
 from pyjobqueue import JobQueueServer
 from pyjobqueue.browser import WebLocksLeaderLock
 from pyjobqueue.leader import LeaderLock
 from pyjobqueue.storage import IndexedDbQueueStorage
-
-LEADER_LOCK_NAME = f"pyjobqueue-console {QUEUE_NAME}"
 
 
 def post(message: dict[str, Any]) -> None:
@@ -52,9 +50,10 @@ class ReportingLeaderLock:
 class ConsoleServer:
     """The server of one tab, and what it tells its page."""
 
-    def __init__(self) -> None:
-        storage = IndexedDbQueueStorage(QUEUE_NAME)
-        lock = ReportingLeaderLock(WebLocksLeaderLock(LEADER_LOCK_NAME), self._report_lead)
+    def __init__(self, queue_name: str) -> None:
+        storage = IndexedDbQueueStorage(queue_name)
+        lock_name = "pyjobqueue-console " + json.dumps(queue_name)
+        lock = ReportingLeaderLock(WebLocksLeaderLock(lock_name), self._report_lead)
         self.server: JobQueueServer[Any, Any] = JobQueueServer(
             ConsoleJob,
             storage=storage,
@@ -71,11 +70,6 @@ class ConsoleServer:
         await self.server.start()
         post({"type": "started", "workers": WORKER_COUNT})
 
-    async def scale(self, count: int) -> None:
-        """Run up to `count` jobs at once."""
-        await self.server.scale_workers(int(count))
-        post({"type": "workers", "workers": self.server.get_worker_count()})
-
     def _report_lead(self, leading: bool) -> None:
         post({"type": "leader", "leader": leading})
         self._report_stats()
@@ -85,8 +79,8 @@ class ConsoleServer:
         post({"type": "stats", "stats": stats})
 
 
-async def start() -> ConsoleServer:
-    """Start this tab's server."""
-    console = ConsoleServer()
+async def start(queue_name: str) -> ConsoleServer:
+    """Start this tab's server on the queue."""
+    console = ConsoleServer(queue_name)
     await console.start()
     return console
