@@ -292,8 +292,9 @@ async def test_deadline_passed_at_claim_fails_without_running(make_queue: Any) -
 async def test_deadline_aborts_a_running_job(make_queue: Any) -> None:
     queue = await make_queue()
     probe = new_probe()
+    # Far enough ahead that the job is surely claimed before it (else it fails at claim).
     handle = await queue.client.submit(
-        {"probe": probe.key, "mode": "wait_abort"}, deadline_at=utc(seconds=0.5)
+        {"probe": probe.key, "mode": "wait_abort"}, deadline_at=utc(seconds=2)
     )
     with pytest.raises(PermanentJobError, match="Deadline exceeded"):
         await handle.wait_for()
