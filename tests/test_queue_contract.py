@@ -325,7 +325,7 @@ async def test_expired_lease_without_attempts_left_fails(make_queue: Any) -> Non
 
 
 async def test_live_lease_is_renewed_and_never_taken(make_queue: Any) -> None:
-    queue = await make_queue(lease_ms=150, worker_count=2)
+    queue = await make_queue(lease_ms=600, worker_count=2)
     probe = new_probe()
     handle = await queue.client.submit({"probe": probe.key, "mode": "wait_gate"})
     await asyncio.wait_for(probe.started.get(), 10)
