@@ -5,19 +5,19 @@
 export const PACKAGES = ["pyjobqueue", "pytest", "pytest-asyncio"];
 export const SUITE_DIR = "/home/pyodide/suite";
 
-export async function loadRuntime(loadPyodide, indexURL, log = console.log) {
+export async function loadRuntime(loadPyodide, indexURL, packages = PACKAGES, log = console.log) {
   const started = Date.now();
   const pyodide = await loadPyodide({ indexURL, stdout: log, stderr: log });
   const errors = [];
   // loadPackage reports a missing package through errorCallback and does not throw.
-  await pyodide.loadPackage(PACKAGES, {
+  await pyodide.loadPackage(packages, {
     messageCallback: () => {},
     errorCallback: (message) => errors.push(message),
   });
   if (errors.length) {
-    throw new Error(`loading ${PACKAGES.join(", ")} failed: ${errors.join("; ")}`);
+    throw new Error(`loading ${packages.join(", ")} failed: ${errors.join("; ")}`);
   }
-  log(`pyodide ${pyodide.version} ready with ${PACKAGES.join(", ")} in ${Date.now() - started} ms`);
+  log(`pyodide ${pyodide.version} ready with ${packages.join(", ")} in ${Date.now() - started} ms`);
   return pyodide;
 }
 
