@@ -96,6 +96,26 @@ def test_a_client_in_another_tab_gets_every_event_and_the_result(
     assert worker_tab.call("stats") == {"completed": 1, "total": 1}
 
 
+def test_two_tabs_share_the_work_and_never_run_a_job_twice(
+    watched_context: BrowserContext, harness_url: str
+) -> None:
+    queue, database = names()
+    tabs = [open_tab(watched_context, harness_url, name) for name in ("A", "B")]
+    client = tabs[0]
+    client.call("connect_client", queue=queue, database=database)
+    job_ids = client.call("submit_batch", inputs=[{"n": n} for n in range(40)])
+    for tab in tabs:  # both claim from the start: every claim is one readwrite transaction
+        tab.call("start_server", queue=queue, database=database, leader_lock=False)
+
+    outputs = [client.call("wait_for", job_id=job_id, timeout=60) for job_id in job_ids]
+
+    assert [output["doubled"] for output in outputs] == [2 * n for n in range(40)]
+    assert {output["attempt"] for output in outputs} == {1}
+    completed = [tab.call("stats")["completed"] for tab in tabs]
+    assert sum(completed) == 40
+    print(f"jobs run per tab: {completed}")
+
+
 def _names_of(tab: Tab, job_id: int, last: str) -> list[str] | None:
     """The event names a tab's client saw for a job, once `last` is among them."""
     seen = [event[0] for event in tab.call("events") if event[2] == job_id]

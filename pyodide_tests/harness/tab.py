@@ -89,6 +89,12 @@ async def submit(input: dict[str, Any]) -> int:
     return int(handle.id)
 
 
+async def submit_batch(inputs: list[dict[str, Any]]) -> list[int]:
+    """Submit jobs in one transaction through this tab's client; their ids."""
+    handles = await TAB["client"].submit_batch(inputs)
+    return [int(handle.id) for handle in handles]
+
+
 async def wait_for(job_id: int, timeout: float) -> Any:
     """The output of a job, waited for through this tab's client."""
     return await asyncio.wait_for(TAB["client"].wait_for(job_id), timeout)
@@ -130,6 +136,7 @@ COMMANDS = {
         watch_leadership,
         connect_client,
         submit,
+        submit_batch,
         wait_for,
         events,
         get_job,
