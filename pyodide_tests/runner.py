@@ -150,7 +150,7 @@ def check_runtime() -> None:
     if not (RUNTIME / "pyodide-lock.json").is_file():
         raise RuntimeMissing(
             f"{RUNTIME.relative_to(ROOT)} is missing: run `python build.py test` "
-            "(or `python build.py pyodide`) to assemble the Pyodide runtime"
+            "(or `python build.py serve`) to assemble the Pyodide runtime"
         )
 
 

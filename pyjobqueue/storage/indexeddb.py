@@ -4,8 +4,8 @@ Runs under Pyodide only (through its JavaScript FFI); constructing it on CPython
 ImportError. Every operation is one IndexedDB transaction and every claim or state
 change one readwrite transaction, which IndexedDB serialises across the tabs of an
 origin: two tabs never claim the same job. Events travel between tabs on a
-BroadcastChannel (`pyjobqueue.browser.broadcast`). The schema is in `SCHEMA` and
-`MIGRATIONS` below and docs/browser.md.
+BroadcastChannel (`pyjobqueue.browser.broadcast`). The schema is `JOB_INDEXES`,
+`EXECUTION_INDEXES` and `MIGRATIONS` below; docs/browser.md describes it.
 """
 
 from __future__ import annotations
