@@ -64,6 +64,10 @@ def test_pyodide_defaults_to_indexeddb() -> None:
 
 async def test_wait_for_with_a_deadline_already_passed_times_out() -> None:
     """Pyodide's WebLoop raised ValueError here; pyjobqueue._platform fixes it on import."""
+    loop = asyncio.get_running_loop()
+    ran = asyncio.Event()
+    loop.call_at(loop.time() - 1, ran.set)  # CPython's loops run this at once
+    await asyncio.wait_for(ran.wait(), 5)
     never = asyncio.Event()
     for _ in range(2000):
         with pytest.raises(TimeoutError):
