@@ -22,12 +22,11 @@ from .._platform import IN_PYODIDE, pyodide_required
 from ..browser import _idb
 from ..browser._ffi import JsObject, js_array, js_global, js_to_json, json_to_js
 from ..browser.broadcast import BroadcastFeed, channel_name
-from ..errors import AbortSignalJobError
 from ..events import JOB_AVAILABLE, JobEvent
 from ..job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
-from ..outcome import AbortReason, Outcome, OutcomeKind
+from ..outcome import Outcome, OutcomeKind
 from .base import EventListener, StorageLifecycle, Unsubscribe, check_queue_name
-from .memory import apply_outcome
+from .memory import abort_job, apply_outcome
 
 T = TypeVar("T")
 logger = logging.getLogger("pyjobqueue")
@@ -557,20 +556,6 @@ class IndexedDbQueueStorage(_Database):
     async def close(self) -> None:
         self._feed.close()
         await super().close()
-
-
-def abort_job(job: Job[Any, Any], now: datetime) -> JobStatus | None:
-    """PENDING -> FAILED (aborted), PROCESSING -> ABORTING; None when nothing changes."""
-    if job.status is JobStatus.PENDING:
-        job.status = JobStatus.FAILED
-        job.error = AbortReason.USER.value
-        job.error_code = AbortSignalJobError.__name__
-        job.completed_at = now
-        return JobStatus.FAILED
-    if job.status is JobStatus.PROCESSING:
-        job.status = JobStatus.ABORTING
-        return JobStatus.ABORTING
-    return None
 
 
 class IndexedDbRateLimiterStorage(_Database):

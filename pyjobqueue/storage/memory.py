@@ -175,12 +175,12 @@ class InMemoryQueueStorage(StorageLifecycle):
         job = self._jobs.get(job_id)
         if job is None:
             return None
-        return _abort(job, now)
+        return abort_job(job, now)
 
     async def abort_job_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         changed = []
         for job in sorted(self._jobs.values(), key=lambda job: job.id or 0):
-            if job.job_run_id == job_run_id and (status := _abort(job, now)) is not None:
+            if job.job_run_id == job_run_id and (status := abort_job(job, now)) is not None:
                 changed.append((job.id or 0, status))
         return changed
 
@@ -283,7 +283,8 @@ def apply_outcome(job: Job[Any, Any], outcome: Outcome) -> None:
         job.run_after = outcome.run_after or outcome.at
 
 
-def _abort(job: Job[Any, Any], now: datetime) -> JobStatus | None:
+def abort_job(job: Job[Any, Any], now: datetime) -> JobStatus | None:
+    """Abort a job record in place (the memory form of `abort`); its new status or None."""
     if job.status is JobStatus.PENDING:
         job.status = JobStatus.FAILED
         job.error = AbortReason.USER.value
