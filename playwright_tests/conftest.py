@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import Browser, BrowserContext, expect
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -36,6 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1360, "height": 900}
+# Two Pyodides per tab on a busy 2-core machine: give DOM expectations room (default 5 s).
+expect.set_options(timeout=15_000)
 
 
 def load_build_script() -> ModuleType:

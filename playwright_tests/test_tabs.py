@@ -59,6 +59,13 @@ def test_second_tab_sees_jobs_progress_and_aborts_live(
         expect(tab.job(running).locator(".result")).to_contain_text("AbortSignalJobError")
     assert leader.stat("total") == other.stat("total") == "2"
 
+    # Deleting finished jobs in one tab empties the other's list too.
+    other.page.locator("#clear-finished").click()
+    for tab in (other, leader):
+        expect(tab.page.locator("#job-list li.job")).to_have_count(0)
+        expect(tab.page.locator("#empty")).to_have_text("No jobs yet: submit one on the left.")
+        expect(tab.page.locator('[data-stat="total"]')).to_have_text("0")
+
 
 def test_closing_the_leader_tab_hands_the_queue_to_the_other_tab(
     console_context: BrowserContext, queue_name: str

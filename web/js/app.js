@@ -7,7 +7,8 @@ import { ConsoleView } from "./view.js";
 const TAB_ID = Math.random().toString(16).slice(2, 6);
 // One console per queue: `?queue=name` (the default is "console").
 const QUEUE = new URLSearchParams(location.search).get("queue") || "console";
-const LEADER_CHANNEL = `pyjobqueue-console leader ${JSON.stringify(QUEUE)}`;
+// Between the tabs of this console: who leads, and "jobs were deleted, re-read them".
+const CONSOLE_CHANNEL = `pyjobqueue-console ${JSON.stringify(QUEUE)}`;
 
 let resolveReady;
 let rejectReady;
@@ -29,17 +30,20 @@ function showFatal(message) {
 
 // -- leadership: the worker knows whether this tab leads; other tabs learn it here ----------
 
-const leaderChannel = new BroadcastChannel(LEADER_CHANNEL);
+const consoleChannel = new BroadcastChannel(CONSOLE_CHANNEL);
+let app = null; // the page's Console (web/py/console_page.py), once it runs
 
 function announceLeader() {
   if (state.role === "leader") {
-    leaderChannel.postMessage({ type: "leader", tab: TAB_ID, stats: state.stats });
+    consoleChannel.postMessage({ type: "leader", tab: TAB_ID, stats: state.stats });
   }
 }
 
-leaderChannel.onmessage = ({ data }) => {
+consoleChannel.onmessage = ({ data }) => {
   if (data.type === "who") {
     announceLeader();
+  } else if (data.type === "deleted" && app) {
+    Promise.resolve(app.sync()).catch((error) => console.error(`cannot re-read the jobs: ${error}`));
   } else if (data.type === "leader" && state.role !== "leader") {
     state.role = "standby";
     state.leaderTab = data.tab;
@@ -71,7 +75,7 @@ function startWorker() {
       if (message.type === "started") {
         state.workerStarted = true;
         if (state.role === "starting") state.role = "standby";
-        leaderChannel.postMessage({ type: "who" });
+        consoleChannel.postMessage({ type: "who" });
         render();
         resolve(worker);
       } else if (message.type === "leader") {
@@ -98,14 +102,16 @@ function startWorker() {
 async function startConsole(pyodide) {
   const page = pyodide.pyimport("console_page");
   const tasks = JSON.parse(page.tasks_json());
-  let app = null;
   const actions = {
     submit: (request) => app.submit(request),
     submitMix: () => app.submit_mix(),
     abort: (id) => app.abort(id),
     abortRun: (runId) => app.abort_run(runId),
     retry: (id) => app.retry(id),
-    clearFinished: () => app.clear_finished(),
+    clearFinished: async () => {
+      await app.clear_finished();
+      consoleChannel.postMessage({ type: "deleted" }); // no job event tells other tabs
+    },
   };
   view = new ConsoleView(document.querySelector("#app"), tasks, actions);
   render();

@@ -53,14 +53,15 @@ export class ConsoleView {
     this.root = root;
     this.tasks = new Map(tasks.map((task) => [task.name, task]));
     this.actions = actions;
-    this.rows = new Map(); // job id -> { job, node, parts }
+    this.rows = new Map(); // job id -> { job, node, parts, changed }
+    this.clock = 0; // counts row changes, so a stale snapshot cannot undo a newer one
     this.filter = "all";
     this.list = root.querySelector("#job-list");
     this.empty = root.querySelector("#empty");
     this.buildForm(tasks);
     this.buildFilters();
-    root.querySelector("#clear-finished").addEventListener("click", () => this.act("clear", () => actions.clearFinished()));
-    root.querySelector("#submit-mix").addEventListener("click", () => this.act("mix", () => actions.submitMix()));
+    root.querySelector("#clear-finished").addEventListener("click", () => this.act(() => actions.clearFinished()));
+    root.querySelector("#submit-mix").addEventListener("click", () => this.act(() => actions.submitMix()));
   }
 
   // -- the submit form -------------------------------------------------------------------
@@ -126,10 +127,10 @@ export class ConsoleView {
       count: Number(form.elements.count.value),
       max_retries: Number(form.elements.max_retries.value),
     };
-    this.act("submit", () => this.actions.submit(JSON.stringify(request)));
+    this.act(() => this.actions.submit(JSON.stringify(request)));
   }
 
-  async act(what, action) {
+  async act(action) {
     try {
       await action();
     } catch (error) {
@@ -199,16 +200,25 @@ export class ConsoleView {
 
   // -- the job list ---------------------------------------------------------------------
 
-  jobs(jobsJson) {
+  mark() {
+    return this.clock;
+  }
+
+  // The whole list, as read from storage after mark() returned `since`: rows that
+  // changed since then are newer than this snapshot and are left as they are.
+  jobs(jobsJson, since) {
     const jobs = JSON.parse(jobsJson);
-    const seen = new Set(jobs.map((job) => job.id));
+    const listed = new Set(jobs.map((job) => job.id));
     for (const [id, row] of this.rows) {
-      if (!seen.has(id)) {
+      if (!listed.has(id) && row.changed <= since) {
         row.node.remove();
         this.rows.delete(id);
       }
     }
-    for (const job of jobs) this.upsert(job);
+    for (const job of jobs) {
+      const row = this.rows.get(job.id);
+      if (!row || row.changed <= since) this.upsert(job);
+    }
     this.updateEmpty();
   }
 
@@ -222,6 +232,7 @@ export class ConsoleView {
     if (!row || FINISHED.has(row.job.status)) return;
     row.job.progress = progress;
     row.job.progress_message = message;
+    row.changed = ++this.clock;
     if (row.job.status === "PENDING") {
       // Its job_start (and the re-read it triggers) may still be on the way: a claim
       // starts a new attempt.
@@ -245,6 +256,7 @@ export class ConsoleView {
       job.progress_message = previous.progress_message;
     }
     row.job = job;
+    row.changed = ++this.clock;
     this.fill(row);
     this.applyFilter(row);
   }
@@ -293,9 +305,9 @@ export class ConsoleView {
       parts.result,
     );
     parts.progress = progress;
-    parts.abort.addEventListener("click", () => this.act("abort", () => this.actions.abort(job.id)));
-    parts.retry.addEventListener("click", () => this.act("retry", () => this.actions.retry(job.id)));
-    parts.batch.addEventListener("click", () => this.act("abort batch", () => this.actions.abortRun(job.job_run_id)));
+    parts.abort.addEventListener("click", () => this.act(() => this.actions.abort(job.id)));
+    parts.retry.addEventListener("click", () => this.act(() => this.actions.retry(job.id)));
+    parts.batch.addEventListener("click", () => this.act(() => this.actions.abortRun(job.job_run_id)));
     return { job, node, parts };
   }
 

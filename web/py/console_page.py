@@ -33,8 +33,11 @@ CHANGE_EVENTS = ("job_start", "job_complete", "job_error", "job_retry", "job_dis
 class View(Protocol):
     """What the JavaScript view offers (every argument is JSON text or a number)."""
 
-    def jobs(self, jobs_json: str) -> None:
-        """Replace the whole job list."""
+    def mark(self) -> int:
+        """A point in the view's history, taken before reading the whole list."""
+
+    def jobs(self, jobs_json: str, since: int) -> None:
+        """Replace the whole list with what storage held after `mark()` returned `since`."""
 
     def job(self, job_json: str) -> None:
         """Insert or update one job."""
@@ -131,10 +134,11 @@ class Console:
 
     async def sync(self) -> None:
         """Re-read every job of the queue and show them."""
+        since = self.view.mark()
         jobs = []
         for status in JobStatus:
             jobs += await self.storage.peek(status, JOBS_PER_STATUS)
-        self.view.jobs(json.dumps([job_json(job) for job in jobs]))
+        self.view.jobs(json.dumps([job_json(job) for job in jobs]), since)
         await self.show_counts()
 
     async def show_counts(self) -> None:
