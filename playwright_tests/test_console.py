@@ -17,6 +17,7 @@ from playwright.sync_api import BrowserContext, expect
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB_APP_DOC = ROOT / "docs" / "web-app.md"
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -142,32 +143,36 @@ def test_window_pyodide_drives_the_same_queue(tab: ConsoleTab) -> None:
     expect(tab.job(job_id).locator(".result")).to_have_text('{"primes":168,"largest":997}')
 
 
-def browser_quick_start() -> str:
-    """The Python block under the browser quick start of docs/web-app.md."""
-    text = WEB_APP_DOC.read_text()
-    match = re.search(r"<!-- browser-quick-start -->\s*```python\n(.*?)```", text, re.DOTALL)
-    assert match, f"{WEB_APP_DOC} has no browser quick start block"
-    return match.group(1)
+def browser_quick_starts() -> dict[str, str]:
+    """The Python blocks marked `<!-- browser-quick-start -->` in the README and the docs."""
+    blocks = {}
+    for doc in (README, WEB_APP_DOC):
+        pattern = r"<!-- browser-quick-start -->\s*```python\n(.*?)```"
+        for index, code in enumerate(re.findall(pattern, doc.read_text(), re.DOTALL)):
+            blocks[f"{doc.name} #{index + 1}"] = code
+    assert f"{WEB_APP_DOC.name} #1" in blocks, f"{WEB_APP_DOC} has no browser quick start"
+    return blocks
 
 
-def test_browser_quick_start_of_the_docs_runs_in_a_fresh_pyodide(
+RUN_IN_FRESH_PYODIDE = """async (code) => {
+  const { loadPyodide } = await import("/dist/pyodide/pyodide.mjs");
+  const python = await loadPyodide({ indexURL: "/dist/pyodide/" });
+  await python.loadPackage("micropip", { messageCallback: () => {} });
+  const printed = [];
+  python.setStdout({ batched: (line) => printed.push(line) });
+  await python.runPythonAsync(code);
+  await python.runPythonAsync("await server.stop()");
+  return printed;
+}"""
+
+
+def test_browser_quick_starts_of_the_docs_run_in_a_fresh_pyodide(
     tab: ConsoleTab, base_url: str
 ) -> None:
-    code = browser_quick_start().replace("http://127.0.0.1:8000", base_url)
-    printed = tab.page.evaluate(
-        """async (code) => {
-          const { loadPyodide } = await import("/dist/pyodide/pyodide.mjs");
-          const python = await loadPyodide({ indexURL: "/dist/pyodide/" });
-          await python.loadPackage("micropip", { messageCallback: () => {} });
-          const printed = [];
-          python.setStdout({ batched: (line) => printed.push(line) });
-          await python.runPythonAsync(code);
-          await python.runPythonAsync("await server.stop()");
-          return printed;
-        }""",
-        code,
-    )
-    assert printed == ["42"]
+    for name, code in browser_quick_starts().items():
+        code = code.replace("http://127.0.0.1:8000", base_url)
+        printed = tab.page.evaluate(RUN_IN_FRESH_PYODIDE, code)
+        assert printed == ["42"], name
 
 
 def test_batches_are_listed_together_and_can_be_aborted_together(tab: ConsoleTab) -> None:

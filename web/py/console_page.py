@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from console_jobs import TASKS, catalogue, make_input
 
-from pyjobqueue import JobQueueClient, JobStatus
+from pyjobqueue import Job, JobQueueClient, JobStatus
 from pyjobqueue.events import JOB_AVAILABLE, JobEvent
 from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
 
@@ -28,6 +28,17 @@ MAX_BATCH = 500
 REFRESH_DELAY_SECONDS = 0.05  # events arriving within this window share one storage read
 RESYNC_EVERY_SECONDS = 10.0  # a full re-read, for changes no event announces (deletions)
 CHANGE_EVENTS = ("job_start", "job_complete", "job_error", "job_retry", "job_disabled")
+# Statuses read in the order jobs move through them: a job that moves on while the list
+# is read is found under its new status (the moves back, retry and recovery, announce
+# themselves with an event).
+LIFECYCLE_ORDER = (
+    JobStatus.PENDING,
+    JobStatus.PROCESSING,
+    JobStatus.ABORTING,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.DISABLED,
+)
 
 
 class View(Protocol):
@@ -49,9 +60,9 @@ class View(Protocol):
         """Show how many jobs have each status."""
 
 
-def job_json(job: Any) -> dict[str, Any]:
+def job_json(job: Job[Any, Any]) -> dict[str, Any]:
     """A job as the view shows it."""
-    return job.as_dict()  # type: ignore[no-any-return]
+    return dict(job.as_dict())
 
 
 class Console:
@@ -66,7 +77,6 @@ class Console:
         self._dirty: set[int] = set()
         self._resync = False
         self._flush: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -136,7 +146,7 @@ class Console:
         """Re-read every job of the queue and show them."""
         since = self.view.mark()
         jobs = []
-        for status in JobStatus:
+        for status in LIFECYCLE_ORDER:
             jobs += await self.storage.peek(status, JOBS_PER_STATUS)
         self.view.jobs(json.dumps([job_json(job) for job in jobs]), since)
         await self.show_counts()
