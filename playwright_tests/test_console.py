@@ -50,7 +50,8 @@ def test_submitted_job_shows_live_progress_up_to_100_percent_and_its_output(
     expect(row.locator(".status")).to_have_text("completed")
     expect(row.locator(".attempts")).to_have_text("attempt 1 of 3")
     seen = tab.progress_seen(job_id)
-    assert any(0 < value < 100 for value in seen), f"no progress between 0 and 100: {seen}"
+    # Progress events move the bar several times a second (reads alone would not).
+    assert len({value for value in seen if 0 < value < 100}) >= 3, f"bar barely moved: {seen}"
     assert seen == sorted(seen) and seen[-1] == 100
     expect(row.locator(".action.abort")).to_be_hidden()
 

@@ -48,7 +48,7 @@ def test_second_tab_sees_jobs_progress_and_aborts_live(
             '{"primes":1857859,"largest":29999999}'
         )
     seen = other.progress_seen(job_id)
-    assert any(0 < value < 100 for value in seen), f"no live progress in the other tab: {seen}"
+    assert len({value for value in seen if 0 < value < 100}) >= 3, f"no live progress: {seen}"
 
     # Aborted from the standby tab while it runs in the leader's worker.
     (running,) = leader.submit("wait", seconds=600)
