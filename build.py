@@ -610,19 +610,27 @@ def assemble_pyodide_runtime(wheels: Sequence[Path]) -> Path:
     network: every package it loads is a file next to the lock, checked against its sha256.
     """
     header("assemble Pyodide runtime")
-    if PYODIDE_DIST.exists():
-        shutil.rmtree(PYODIDE_DIST)
-    PYODIDE_DIST.mkdir(parents=True)
+    # Built beside the old one and swapped in, so a page loading meanwhile never sees a
+    # wheel that does not match the lock file.
+    staging = PYODIDE_DIST.with_name(f"{PYODIDE_DIST.name}.new-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
     for source in PYODIDE_NPM.iterdir():
         if source.is_file() and not source.name.endswith(PYODIDE_RUNTIME_SKIP):
-            shutil.copy2(source, PYODIDE_DIST / source.name)
+            shutil.copy2(source, staging / source.name)
     lock = json.loads((PYODIDE_NPM / "pyodide-lock.json").read_text())
     shipped = {normalize_name(wheel_metadata(wheel)[0]) for wheel in wheels}
     for wheel in wheels:
-        shutil.copy2(wheel, PYODIDE_DIST / wheel.name)
+        shutil.copy2(wheel, staging / wheel.name)
         entry = lock_entry(wheel, shipped)
         lock["packages"][normalize_name(str(entry["name"]))] = entry
-    (PYODIDE_DIST / "pyodide-lock.json").write_text(json.dumps(lock, indent=1) + "\n")
+    (staging / "pyodide-lock.json").write_text(json.dumps(lock, indent=1) + "\n")
+    retired = PYODIDE_DIST.with_name(f"{PYODIDE_DIST.name}.old-{os.getpid()}")
+    if PYODIDE_DIST.exists():
+        PYODIDE_DIST.rename(retired)
+    staging.rename(PYODIDE_DIST)
+    shutil.rmtree(retired, ignore_errors=True)
     print(f"==> Pyodide runtime with {len(wheels)} wheels in {PYODIDE_DIST.relative_to(ROOT)}")
     return PYODIDE_DIST
 
