@@ -126,12 +126,11 @@ def _end_tab(tab: Tab, how: str) -> None:
     if how == "close":
         tab.page.close()
         return
-    crashed: list[Page] = []
-    tab.page.on("crash", lambda page: crashed.append(page))
     session = tab.page.context.new_cdp_session(tab.page)
-    with contextlib.suppress(Exception):  # the renderer dies before it can answer
+    # expect_event pumps Playwright's events while it waits (a plain poll would not).
+    # The renderer dies before it can answer the CDP call, hence the suppress.
+    with tab.page.expect_event("crash", timeout=30_000), contextlib.suppress(Exception):
         session.send("Page.crash", timeout=2000)
-    eventually(lambda: crashed)
 
 
 @pytest.mark.parametrize("how", ["close", "crash"])
