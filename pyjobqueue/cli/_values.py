@@ -71,30 +71,27 @@ def parse_rate(text: str) -> tuple[int, float]:
     return count, window
 
 
-def parse_positive_int(text: str) -> int:
-    """An int of at least 1."""
+def _parse_int(text: str, minimum: int, bound: str) -> int:
+    """An int of at least `minimum`; `bound` says so in the error."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid number {text!r}: expected a whole number"
         ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: must be {bound}")
     return value
+
+
+def parse_positive_int(text: str) -> int:
+    """An int of at least 1."""
+    return _parse_int(text, 1, "at least 1")
 
 
 def parse_count(text: str) -> int:
     """An int of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid number {text!r}: expected a whole number"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: must be 0 or more")
-    return value
+    return _parse_int(text, 0, "0 or more")
 
 
 def parse_job_id(text: str) -> int:
