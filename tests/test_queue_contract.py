@@ -539,6 +539,8 @@ async def test_cleanup_deletes_finished_jobs(make_queue: Any) -> None:
     assert isinstance(error, PermanentJobError)
     await eventually(lambda: _is_gone(queue, done.id))
     assert await queue.client.get_job(failed.id) is not None
+    # Stopped, so that only this explicit cleanup can delete (no periodic sweep races it).
+    await queue.server.stop()
     queue.server.retention[JobStatus.FAILED] = 0
     assert await queue.server.cleanup() == 1
     assert await queue.client.get_job(failed.id) is None
