@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from ._json import fingerprint, validate_json
 from ._options import require_count, require_ms, require_storage
 from .errors import AbortSignalJobError, JobDisabledError, JobNotFoundError, error_from_code
-from .events import JOB_EVENTS, EventEmitter, JobEvent, Listener, call_listener
+from .events import JOB_EVENTS, EventEmitter, JobEvent, Observable, call_listener
 from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, utcnow
 from .outcome import AbortReason
 from .storage.base import QueueStorage, Unsubscribe
@@ -67,7 +67,7 @@ def _result_of(job: Job[Any, Any]) -> Any:
     raise error_from_code(job.error_code, job.error or "")
 
 
-class JobQueueClient(Generic[InputT, OutputT]):
+class JobQueueClient(Observable, Generic[InputT, OutputT]):
     """Submits jobs to a queue and follows them, in this process or from another one."""
 
     def __init__(
@@ -335,19 +335,3 @@ class JobQueueClient(Generic[InputT, OutputT]):
                 self._progress.pop(job_id, None)
 
         return remove
-
-    def on(self, event: str, listener: Listener) -> Callable[[], None]:
-        """Listen to a job event (see the events table in the README)."""
-        return self.events.on(event, listener)
-
-    def off(self, event: str, listener: Listener) -> None:
-        """Stop listening."""
-        self.events.off(event, listener)
-
-    def once(self, event: str, listener: Listener) -> Callable[[], None]:
-        """Listen to the next occurrence only."""
-        return self.events.once(event, listener)
-
-    async def wait_on(self, event: str) -> tuple[Any, ...]:
-        """Wait for the next occurrence of `event`; its arguments."""
-        return await self.events.wait_on(event)

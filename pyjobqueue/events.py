@@ -90,6 +90,28 @@ class EventEmitter:
             call_listener(listener, args, self._tasks)
 
 
+class Observable:
+    """on/off/once/wait_on for classes that keep their listeners in `self.events`."""
+
+    events: EventEmitter
+
+    def on(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener(*args)` on every `event`; returns a function that removes it."""
+        return self.events.on(event, listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Stop listening."""
+        self.events.off(event, listener)
+
+    def once(self, event: str, listener: Listener) -> Callable[[], None]:
+        """Listen to the next occurrence only."""
+        return self.events.once(event, listener)
+
+    async def wait_on(self, event: str) -> tuple[Any, ...]:
+        """Wait for the next occurrence of `event`; its arguments."""
+        return await self.events.wait_on(event)
+
+
 def call_listener(listener: Listener, args: tuple[Any, ...], tasks: set[asyncio.Task[Any]]) -> None:
     """Call a function or coroutine function listener; log its failure, never raise it."""
     try:

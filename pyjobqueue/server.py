@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, Self
+from typing import Generic, Self
 
 from ._options import (
     optional_ms,
@@ -21,7 +21,7 @@ from ._options import (
     require_ms,
     require_storage,
 )
-from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, JobEvent, Listener
+from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, JobEvent, Observable
 from .job import InputT, Job, JobStatus, OutputT, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
@@ -86,7 +86,7 @@ class _StatsCounter:
         )
 
 
-class JobQueueServer(Generic[InputT, OutputT]):
+class JobQueueServer(Observable, Generic[InputT, OutputT]):
     """Runs `worker_count` jobs at a time on a queue, with lease recovery and cleanup."""
 
     def __init__(
@@ -141,27 +141,10 @@ class JobQueueServer(Generic[InputT, OutputT]):
         self._maintenance: asyncio.Task[None] | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._running = False
-        self._leading = False
         self._leadership: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
 
     # -- events -----------------------------------------------------------------
-
-    def on(self, event: str, listener: Listener) -> Callable[[], None]:
-        """Listen to a job event or server_start / server_stop."""
-        return self.events.on(event, listener)
-
-    def off(self, event: str, listener: Listener) -> None:
-        """Stop listening."""
-        self.events.off(event, listener)
-
-    def once(self, event: str, listener: Listener) -> Callable[[], None]:
-        """Listen to the next occurrence only."""
-        return self.events.once(event, listener)
-
-    async def wait_on(self, event: str) -> tuple[Any, ...]:
-        """Wait for the next occurrence of `event`; its arguments."""
-        return await self.events.wait_on(event)
 
     def emit_event(self, event: JobEvent) -> None:
         """Send a job event to this server's listeners and attached clients."""
@@ -197,7 +180,7 @@ class JobQueueServer(Generic[InputT, OutputT]):
 
     def is_leader(self) -> bool:
         """True while this server processes jobs (always, when it has no leader lock)."""
-        return self._leading
+        return self._worker is not None
 
     async def start(self) -> Self:
         """Start processing (once leader, with a leader lock); emits server_start."""
@@ -223,7 +206,6 @@ class JobQueueServer(Generic[InputT, OutputT]):
         await self._lead()
 
     async def _lead(self) -> None:
-        self._leading = True
         self._worker = self._make_worker()
         await self._worker.start(subscribe=False)
         self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
@@ -272,7 +254,6 @@ class JobQueueServer(Generic[InputT, OutputT]):
             self._worker = None
         if self.leader_lock is not None:
             await self.leader_lock.release()
-        self._leading = False
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None

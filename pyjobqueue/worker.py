@@ -16,7 +16,7 @@ from typing import Any, Generic
 from ._json import validate_json
 from ._options import require_count, require_job_class, require_limiter, require_ms, require_storage
 from .errors import RetryableJobError
-from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Listener
+from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
 from .limiters import Limiter
@@ -60,7 +60,7 @@ def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -
     return None
 
 
-class JobQueueWorker(Generic[InputT, OutputT]):
+class JobQueueWorker(Observable, Generic[InputT, OutputT]):
     """Processes jobs of one queue: up to `concurrency` at a time, as the limiter allows."""
 
     def __init__(
@@ -101,14 +101,6 @@ class JobQueueWorker(Generic[InputT, OutputT]):
         self._hurry: asyncio.Event | None = None
 
     # -- events -----------------------------------------------------------------
-
-    def on(self, event: str, listener: Listener) -> Callable[[], None]:
-        """Listen to this worker's job events."""
-        return self.events.on(event, listener)
-
-    def off(self, event: str, listener: Listener) -> None:
-        """Stop listening."""
-        self.events.off(event, listener)
 
     def _emit_local(self, event: JobEvent) -> None:
         self.events.emit(event.name, *event.listener_args())
