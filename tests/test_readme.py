@@ -19,16 +19,21 @@ def python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
 
 
-def test_quick_start_prints_the_word_count(tmp_path: Path) -> None:
-    (code,) = python_blocks("Quick start")
-    assert 10 <= len(code.strip().splitlines()) <= 25
-    script = tmp_path / "quick_start.py"
+def run_program(tmp_path: Path, name: str, code: str) -> str:
+    """Run `code` as a script in a fresh interpreter; what it printed (it must succeed)."""
+    script = tmp_path / name
     script.write_text(code, encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "{'words': 4}"
+    return result.stdout.strip()
+
+
+def test_quick_start_prints_the_word_count(tmp_path: Path) -> None:
+    (code,) = python_blocks("Quick start")
+    assert 10 <= len(code.strip().splitlines()) <= 25
+    assert run_program(tmp_path, "quick_start.py", code) == "{'words': 4}"
 
 
 def test_concept_examples_run_together(tmp_path: Path) -> None:
@@ -38,10 +43,4 @@ def test_concept_examples_run_together(tmp_path: Path) -> None:
     program = quick_start.replace("asyncio.run(main())", "")
     program += "storage = InMemoryQueueStorage('words')\n" + "\n".join(examples)
     program += "\nprint('examples ok')\n"
-    script = tmp_path / "concepts.py"
-    script.write_text(program, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "examples ok"
+    assert run_program(tmp_path, "concepts.py", program) == "examples ok"
