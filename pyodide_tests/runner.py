@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tomllib
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +52,10 @@ CHROMIUM_ARGS = (
 BACKENDS = ("memory", "indexeddb")
 SUITES = ("tests/test_storage_contract.py", "tests/test_queue_contract.py")
 INSIDE_PREFIX = "tests/test_inside_"  # pyodide_tests/inside/test_x.py -> tests/test_inside_x.py
+# Progress lines that harness/pyodide_pytest.py writes to the console as tests go.
+STARTED_MARK = "pyjobqueue-test-started "
+FINISHED_MARK = "pyjobqueue-test-finished "
+HOLD_PATH = "/hold"  # where the page waits, at the start of the tests it is told to hold at
 
 
 class RuntimeMissing(RuntimeError):
@@ -66,6 +71,8 @@ class Results:
     collection_errors: list[dict[str, str]]
     python: str
     output: str
+    # The tests that were running when a Chromium renderer crashed and the run resumed.
+    renderer_crashes: list[str | None] = dataclasses.field(default_factory=list)
 
     def with_outcome(self, outcome: str) -> list[str]:
         """Node ids of the tests that ended with `outcome`."""
@@ -74,7 +81,10 @@ class Results:
     def summary(self) -> str:
         """`N passed, N failed, N skipped` of this run."""
         counts = {o: len(self.with_outcome(o)) for o in ("passed", "failed", "skipped")}
-        return ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+        for nodeid in self.renderer_crashes:
+            summary += f"; the renderer crashed during {nodeid} and the run resumed"
+        return summary
 
 
 # -- the suite archive -------------------------------------------------------------------
@@ -189,10 +199,16 @@ def run_node(args: Sequence[str], timeout: float = 240) -> Results:
         except subprocess.TimeoutExpired as expired:
             partial = _text(expired.stdout) + _text(expired.stderr)
             raise RuntimeError(f"Node run timed out after {timeout}s:\n{partial[-8000:]}") from None
-        output = done.stdout + done.stderr
+        output = _without_marks(done.stdout + done.stderr)
         if not results.is_file():
             raise RuntimeError(f"the run in Node reported no results:\n{output[-8000:]}")
         return make_results(json.loads(results.read_text()), output)
+
+
+def _without_marks(output: str) -> str:
+    """The run's output less the per-test progress lines meant for the Chromium host."""
+    marks = (STARTED_MARK, FINISHED_MARK)
+    return "".join(line for line in output.splitlines(True) if not line.startswith(marks))
 
 
 def _text(value: str | bytes | None) -> str:
@@ -211,10 +227,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves directories under URL prefixes and files from memory, never cached."""
 
     def __init__(
-        self, *args: Any, routes: dict[str, Path], files: dict[str, bytes], **kwargs: Any
+        self,
+        *args: Any,
+        routes: dict[str, Path],
+        files: dict[str, bytes],
+        released: threading.Semaphore,
+        **kwargs: Any,
     ) -> None:
         self.routes = routes
         self.files = files
+        self.released = released
         super().__init__(*args, **kwargs)
 
     def translate_path(self, path: str) -> str:
@@ -225,6 +247,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return str(HERE / "__nothing_here__")
 
     def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == HOLD_PATH:
+            # A page held at a test's start (see crash_at): answered once released.
+            self.released.acquire(timeout=60)
+            self.send_response(204)
+            self.end_headers()
+            return
         content = self.files.get(self.path.split("?", 1)[0])
         if content is None:
             super().do_GET()
@@ -248,17 +276,21 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve(
-    files: dict[str, bytes] | None = None, routes: dict[str, Path] | None = None
+    files: dict[str, bytes] | None = None,
+    routes: dict[str, Path] | None = None,
+    released: threading.Semaphore | None = None,
 ) -> Iterator[str]:
     """Serve the runtime (/pyodide/), our harness (/harness/) and `files` on 127.0.0.1.
 
-    Yields the base URL (a free port).
+    Yields the base URL (a free port). A GET of HOLD_PATH is answered once `released`
+    is released.
     """
     check_runtime()
     handler = functools.partial(
         _Handler,
         routes={"/pyodide/": RUNTIME, "/harness/": HARNESS, **(routes or {})},
         files=files or {},
+        released=released or threading.Semaphore(0),
     )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="pyodide-tests http", daemon=True)
@@ -288,32 +320,140 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def run_chromium(args: Sequence[str], timeout: float = 300) -> Results:
-    """Run pytest inside Pyodide in a Chromium page against real IndexedDB; its results."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+# A renderer that crashes mid-run (Chromium's WebAssembly stack switching, which
+# pytest-asyncio needs inside Pyodide, has known rare crashes) does not lose the run:
+# a fresh browser runs the tests that had not finished. A test that was running at
+# two crashes fails the run, as does a third crash.
+MAX_RENDERER_CRASHES = 2
 
-    lines: list[str] = []
-    with serve({"/suite.zip": pack_suite()}) as base, chromium() as browser:
-        page = browser.new_page()
-        page.on("console", lambda message: lines.append(message.text))
-        page.on("pageerror", lambda error: lines.append(f"page error: {error}"))
-        query = json.dumps(list(args))
-        page.goto(f"{base}/harness/suite.html?args={_quote(query)}")
-        try:
-            page.wait_for_function(
-                "window.pyjobqueueResults !== undefined || window.pyjobqueueError !== undefined",
-                timeout=timeout * 1000,
-                polling=200,
-            )
-        except PlaywrightTimeout:
-            tail = "\n".join(lines)[-8000:]
-            raise RuntimeError(f"Chromium run timed out after {timeout}s:\n{tail}") from None
-        error = page.evaluate("window.pyjobqueueError || null")
-        results = page.evaluate("window.pyjobqueueResults || null")
-    output = "\n".join(lines)
+
+@dataclasses.dataclass
+class _PageRun:
+    """What one Chromium page reported: results, or how far it got before crashing."""
+
+    results: dict[str, Any] | None
+    finished: dict[str, dict[str, Any]]
+    running: str | None
+    lines: list[str]
+
+
+def _chromium_page_run(
+    browser: Any,
+    base: str,
+    args: Sequence[str],
+    timeout: float,
+    crash_at: list[str],
+    released: threading.Semaphore,
+) -> _PageRun:
+    """One page running pytest over `args`; returns early when the renderer crashes.
+
+    `crash_at` is for testing this runner: the page is crashed on purpose when one of
+    these tests starts (once per time it is listed). The page holds at their start (a
+    synchronous request to HOLD_PATH) so that the crash, which the renderer takes in
+    its next task, lands inside the test.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    run = _PageRun(results=None, finished={}, running=None, lines=[])
+    crashed = threading.Event()
+
+    def on_console(message: Any) -> None:
+        text: str = message.text
+        if text.startswith(STARTED_MARK):
+            run.running = json.loads(text.removeprefix(STARTED_MARK))
+            if run.running in crash_at:
+                crash_at.remove(run.running)
+                threading.Timer(0.5, released.release).start()
+                _crash(page)
+        elif text.startswith(FINISHED_MARK):
+            entry = json.loads(text.removeprefix(FINISHED_MARK))
+            run.finished[entry.pop("nodeid")] = entry
+            run.running = None
+        else:
+            run.lines.append(text)
+
+    page = browser.new_page()
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: run.lines.append(f"page error: {error}"))
+    page.on("crash", lambda _page: crashed.set())
+    query = f"args={_quote(json.dumps(list(args)))}&hold={_quote(json.dumps(crash_at))}"
+    page.goto(f"{base}/harness/suite.html?{query}")
+    deadline = time.monotonic() + timeout
+    done = "window.pyjobqueueResults !== undefined || window.pyjobqueueError !== undefined"
+    try:
+        while not page.evaluate(done):
+            if time.monotonic() > deadline:
+                tail = "\n".join(run.lines)[-8000:]
+                raise RuntimeError(
+                    f"Chromium run timed out after {timeout:.0f}s (running {run.running}):\n{tail}"
+                )
+            page.wait_for_timeout(200)
+    except PlaywrightError:
+        if not crashed.is_set():
+            raise
+        run.lines.append(f"the renderer crashed while {run.running} was running")
+        return run
+    error = page.evaluate("window.pyjobqueueError || null")
+    results = page.evaluate("window.pyjobqueueResults || null")
     if error or not results:
-        raise RuntimeError(f"the run in Chromium failed: {error}\n{output[-8000:]}")
-    return make_results(json.loads(results), output)
+        tail = "\n".join(run.lines)[-8000:]
+        raise RuntimeError(f"the run in Chromium failed: {error}\n{tail}")
+    run.results = json.loads(results)
+    return run
+
+
+def _crash(page: Any) -> None:
+    """Crash the page's renderer, as a browser bug would."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    session = page.context.new_cdp_session(page)
+    with contextlib.suppress(PlaywrightError):  # the answer never comes: the target is gone
+        session.send("Page.crash")
+
+
+def run_chromium(
+    args: Sequence[str], timeout: float = 300, *, crash_at: Sequence[str] = ()
+) -> Results:
+    """Run pytest inside Pyodide in a Chromium page against real IndexedDB; its results.
+
+    `crash_at`: node ids at whose start the renderer is crashed on purpose (tests only).
+    """
+    to_crash = list(crash_at)
+    released = threading.Semaphore(0)
+    deadline = time.monotonic() + timeout
+    finished: dict[str, dict[str, Any]] = {}
+    crashed_in: list[str | None] = []
+    lines: list[str] = []
+    with serve({"/suite.zip": pack_suite()}, released=released) as base:
+        while True:
+            deselect = [arg for nodeid in finished for arg in ("--deselect", nodeid)]
+            with chromium() as browser:  # a fresh profile each time: no state carried over
+                run = _chromium_page_run(
+                    browser,
+                    base,
+                    [*args, *deselect],
+                    deadline - time.monotonic(),
+                    to_crash,
+                    released,
+                )
+            lines += run.lines
+            finished.update(run.finished)
+            if run.results is not None:
+                break
+            if run.running in crashed_in or len(crashed_in) == MAX_RENDERER_CRASHES:
+                tail = "\n".join(lines)[-8000:]
+                raise RuntimeError(
+                    f"the renderer crashed {len(crashed_in) + 1} times, the last while "
+                    f"{run.running} was running:\n{tail}"
+                )
+            crashed_in.append(run.running)
+    data = run.results
+    data["tests"] = {**finished, **data["tests"]}
+    if any(test["outcome"] == "failed" for test in finished.values()):
+        data["exit_code"] = data["exit_code"] or 1
+    results = make_results(data, "\n".join(lines))
+    results.renderer_crashes = crashed_in
+    return results
 
 
 def _quote(text: str) -> str:

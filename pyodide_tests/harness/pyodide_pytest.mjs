@@ -21,7 +21,7 @@ export async function loadRuntime(loadPyodide, indexURL, packages = PACKAGES, lo
   return pyodide;
 }
 
-export async function runSuite(pyodide, archive, args) {
+export async function runSuite(pyodide, archive, args, holdAt = []) {
   pyodide.FS.mkdirTree(SUITE_DIR);
   pyodide.unpackArchive(archive, "zip", { extractDir: SUITE_DIR });
   const run = pyodide.runPython(`
@@ -32,7 +32,7 @@ pyodide_pytest.run
 `);
   try {
     // callPromising lets pytest-asyncio block on coroutines (JSPI stack switching).
-    return await run.callPromising(SUITE_DIR, pyodide.toPy(args));
+    return await run.callPromising(SUITE_DIR, pyodide.toPy(args), pyodide.toPy(holdAt));
   } finally {
     run.destroy();
   }

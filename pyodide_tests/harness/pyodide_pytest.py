@@ -19,12 +19,17 @@ from typing import Any
 import pytest
 
 STALL_SECONDS = 30.0  # a test running longer gets its asyncio tasks printed (once)
+# Console lines the host reads while the run goes on, so that a page that crashes
+# mid-run still tells which tests finished (and how) and which one was running.
+STARTED_MARK = "pyjobqueue-test-started "
+FINISHED_MARK = "pyjobqueue-test-finished "
 
 
 class Recorder:
     """A pytest plugin: the outcome of every test (setup, call and teardown merged)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_at: list[str]) -> None:
+        self.hold_at = hold_at
         self.tests: dict[str, dict[str, Any]] = {}
         self.collection_errors: list[dict[str, str]] = []
         self.current: tuple[str, float] | None = None
@@ -33,6 +38,13 @@ class Recorder:
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         self.current = (nodeid, time.monotonic())
         self.reported_stall = False
+        _to_console(STARTED_MARK + json.dumps(nodeid))
+        if nodeid in self.hold_at:
+            _hold()
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        if nodeid in self.tests:
+            _to_console(FINISHED_MARK + json.dumps({"nodeid": nodeid, **self.tests[nodeid]}))
 
     def check_stall(self) -> None:
         """Print every asyncio task's stack when one test has run for too long."""
@@ -42,7 +54,6 @@ class Recorder:
         if time.monotonic() - started < STALL_SECONDS:
             return
         self.reported_stall = True
-        # Straight to the JavaScript console: pytest captures file descriptor 1 in a test.
         out = io.StringIO()
         print(f"STALLED for {STALL_SECONDS}s: {nodeid}; its asyncio tasks:", file=out)
         try:
@@ -53,9 +64,7 @@ class Recorder:
                 task.print_stack(file=out)
         except Exception as error:
             print(f"cannot list the tasks: {error!r}", file=out)
-        import js
-
-        js.console.log(out.getvalue())
+        _to_console(out.getvalue())
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.tests.setdefault(
@@ -74,6 +83,22 @@ class Recorder:
             self.collection_errors.append({"nodeid": report.nodeid, "details": report.longreprtext})
 
 
+def _hold() -> None:
+    """Wait, blocking this page, until the host answers /hold (runner.py's crash_at)."""
+    import js
+
+    request = js.XMLHttpRequest.new()
+    request.open("GET", "/hold", False)
+    request.send()
+
+
+def _to_console(text: str) -> None:
+    """Straight to the JavaScript console: pytest captures file descriptor 1 in a test."""
+    import js
+
+    js.console.log(text)
+
+
 def _skip_reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -81,12 +106,15 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
-def run(suite_dir: str, args: list[str]) -> str:
-    """Run pytest in `suite_dir` with `args`; the recorded results as JSON text."""
+def run(suite_dir: str, args: list[str], hold_at: list[str] | None = None) -> str:
+    """Run pytest in `suite_dir` with `args`; the recorded results as JSON text.
+
+    At the start of the tests in `hold_at`, the page waits for the host (a browser only).
+    """
     os.chdir(suite_dir)
     if suite_dir not in sys.path:
         sys.path.insert(0, suite_dir)
-    recorder = Recorder()
+    recorder = Recorder(hold_at or [])
     import js
     from pyodide.ffi import create_proxy
 
