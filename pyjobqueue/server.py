@@ -340,20 +340,20 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             if job.id is None or job.worker_id is None:
                 continue
             outcome = decide_recovery(job, now)
+            event = outcome_event(self.queue_name, job.id, outcome, self.server_id)
             applied = await self.storage.finish(
                 job.id,
                 job.worker_id,
                 job.run_attempts,
                 outcome,
                 lease_expired_before=expired_before,
+                event=event,
             )
             if not applied:
                 continue
             recovered += 1
-            event = outcome_event(self.queue_name, job.id, outcome, self.server_id)
             if event is not None:
                 self.emit_event(event)
-                await self.storage.publish(event)
             await self._after_outcome(job.id, outcome, None)
         return recovered
 

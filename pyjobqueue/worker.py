@@ -41,6 +41,8 @@ class _Run:
     started: float
     task: asyncio.Task[None] | None = None
     execute: asyncio.Future[Any] | None = None
+    # job_start on its way to the storage; what the attempt publishes next waits for it.
+    announced: asyncio.Future[None] | None = None
 
     @property
     def attempt(self) -> int:
@@ -281,9 +283,13 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
     async def _run(self, run: _Run) -> None:
         job = run.job
         assert job.id is not None
+        start = JobEvent("job_start", self.queue_name, job.id, (), self.origin)
+        self.sink(start)
+        # The storage round trip overlaps the job itself instead of delaying it.
+        run.announced = asyncio.ensure_future(self._publish_to_storage(start))
         try:
-            await self._publish(JobEvent("job_start", self.queue_name, job.id, (), self.origin))
             output, error = await self._execute(run)
+            await run.announced
             reason = AbortReason(run.signal.reason) if run.signal.reason else None
             if reason is AbortReason.LEASE_LOST:
                 logger.warning("job %s: lease lost, its result is dropped", job.id)
@@ -359,6 +365,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         event = JobEvent(
             "job_progress", self.queue_name, job.id, (progress, message, details), self.origin
         )
+        if run.announced is not None:
+            await run.announced
         await self._publish(event)
 
     async def _heartbeat(self, run: _Run) -> None:
@@ -380,8 +388,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             if status is JobStatus.ABORTING:
                 self._abort_run(run)
 
-    async def _finish(self, job: Job[Any, Any], outcome: Outcome) -> bool:
-        """Write an outcome, retrying through a storage outage for up to one lease.
+    async def _finish(
+        self, job: Job[Any, Any], outcome: Outcome, event: JobEvent | None = None
+    ) -> bool:
+        """Write an outcome (and publish its event), retrying through an outage for a lease.
 
         Giving up sooner would make the job run again once its lease expires; the write
         stays guarded, so a job recovered meanwhile by another server is not touched.
@@ -392,7 +402,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         delay = FINISH_RETRY_FIRST_DELAY
         while True:
             try:
-                return await self.storage.finish(job.id, self.worker_id, job.run_attempts, outcome)
+                return await self.storage.finish(
+                    job.id, self.worker_id, job.run_attempts, outcome, event=event
+                )
             except Exception:
                 if loop.time() + delay > give_up_at:
                     raise
@@ -402,14 +414,13 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     async def _apply(self, job: Job[Any, Any], outcome: Outcome, duration: float | None) -> None:
         assert job.id is not None
-        applied = await self._finish(job, outcome)
+        event = outcome_event(self.queue_name, job.id, outcome, self.origin)
+        # The storage publishes the event with the outcome: one write, never one without
+        # the other.
+        applied = await self._finish(job, outcome, event)
         if not applied:
             return
-        event = outcome_event(self.queue_name, job.id, outcome, self.origin)
         if event is not None:
             self.sink(event)
-        # Counted before anything awaits: whoever the event woke sees it in the stats.
         if self.on_outcome is not None:
             await self.on_outcome(job.id, outcome, duration)
-        if event is not None:
-            await self._publish_to_storage(event)

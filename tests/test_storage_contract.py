@@ -364,6 +364,35 @@ async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages
             assert event.name == "job_available"
 
 
+async def test_finish_publishes_its_event_only_when_it_applies(storages: Storages) -> None:
+    storage = await storages.queue()
+    listener_storage = await storages.queue() if storages.backend.shares_location else storage
+    received: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await listener_storage.subscribe(received.put_nowait)
+    small, large = await storage.add_batch([new_job({"i": 0}), new_job({"i": 1})])
+    await storage.claim("w1", now(), now() + timedelta(seconds=30), 2)
+    at = now()
+    # An output too large for one PostgreSQL notification takes the events table.
+    big = {"text": "é" * 6000}
+    done = JobEvent("job_complete", storage.queue_name, small, ({"r": 1},), "me")
+    big_done = JobEvent("job_complete", storage.queue_name, large, (big,), "me")
+    stale = JobEvent("job_error", storage.queue_name, small, ("stale",), "me", "X")
+    complete = Outcome(OutcomeKind.COMPLETE, at, output={"r": 1})
+    assert await storage.finish(small, "w1", 1, complete, event=done)
+    assert not await storage.finish(small, "w1", 1, Outcome(OutcomeKind.FAIL, at), event=stale)
+    big_outcome = Outcome(OutcomeKind.COMPLETE, at, output=big)
+    assert not await storage.finish(large, "w2", 1, big_outcome, event=stale)
+    assert await storage.finish(large, "w1", 1, big_outcome, event=big_done)
+    got = []
+    with pytest.raises(TimeoutError):
+        while True:
+            event = await asyncio.wait_for(received.get(), 1.0 if len(got) == 2 else 10)
+            if event.name != "job_available":
+                got.append(event)
+    assert got == [done, big_done]
+    await unsubscribe()
+
+
 # -- rate limiter storage ---------------------------------------------------------------
 
 

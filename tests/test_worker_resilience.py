@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pyjobqueue import JobQueueClient, JobQueueServer
+from pyjobqueue.events import JobEvent
 from pyjobqueue.outcome import Outcome
 from pyjobqueue.storage import InMemoryQueueStorage
 
@@ -26,11 +27,14 @@ class OutcomeWritesFail(InMemoryQueueStorage):
         attempt: int,
         outcome: Outcome,
         lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
     ) -> bool:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("database unreachable")
-        return await super().finish(job_id, worker_id, attempt, outcome, lease_expired_before)
+        return await super().finish(
+            job_id, worker_id, attempt, outcome, lease_expired_before, event
+        )
 
 
 async def test_an_outcome_write_is_retried_instead_of_running_the_job_again() -> None:

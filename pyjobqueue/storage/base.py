@@ -103,6 +103,7 @@ class QueueStorage(Protocol):
         attempt: int,
         outcome: Outcome,
         lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
     ) -> bool:
         """Apply an outcome to a PROCESSING/ABORTING attempt owned by worker_id.
 
@@ -113,6 +114,12 @@ class QueueStorage(Protocol):
         RETRY makes it PENDING at run_after with the error kept; REQUEUE makes it
         PENDING at run_after and gives the attempt back (run_attempts - 1). Worker
         and lease are cleared in every case.
+
+        `event`, the event that announces the outcome, is published if and only if
+        the outcome applied, as `publish` would. Where the backend can, it goes out
+        with the write itself (PostgreSQL: in the same statement), so subscribers
+        never miss it when the writer dies just after the write, and it costs no
+        extra round trip.
         """
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:

@@ -420,6 +420,7 @@ class IndexedDbQueueStorage(_Database):
         attempt: int,
         outcome: Outcome,
         lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
     ) -> bool:
         def change(job: Job[Any, Any]) -> tuple[bool, bool]:
             if not self._is_attempt(job, worker_id, attempt):
@@ -432,6 +433,8 @@ class IndexedDbQueueStorage(_Database):
             return True, True
 
         applied = await self._change(job_id, change, False)
+        if applied and event is not None:
+            await self.publish(event)  # before the job can start again: events stay in order
         if applied and outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE):
             self._announce_available()
         return applied

@@ -157,6 +157,7 @@ class InMemoryQueueStorage(StorageLifecycle):
         attempt: int,
         outcome: Outcome,
         lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
     ) -> bool:
         job = self._attempt(job_id, worker_id, attempt)
         if job is None:
@@ -166,6 +167,8 @@ class InMemoryQueueStorage(StorageLifecycle):
         ):
             return False
         apply_outcome(job, outcome)
+        if event is not None:
+            self._deliver(event)
         if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE):
             self._mark_claimable(job)
             self._announce_available()

@@ -77,6 +77,11 @@ def _no_nul(name: str, value: str | None) -> str | None:
     return value
 
 
+def _fits_notify(payload: str) -> bool:
+    """Whether an event payload fits in one NOTIFY (8000 bytes, less a margin)."""
+    return len(payload.encode("utf-8")) < NOTIFY_PAYLOAD_LIMIT
+
+
 def _text(value: str | None) -> str | None:
     """Messages (errors, progress) keep their NULs visible as U+FFFD instead of failing."""
     return None if value is None else value.replace("\x00", "\ufffd")
@@ -609,10 +614,20 @@ class PostgresQueueStorage(StorageLifecycle):
         attempt: int,
         outcome: Outcome,
         lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
     ) -> bool:
         attempt_args = (job_id, self.queue_name, worker_id, attempt, lease_expired_before)
         statement, args = self._finish_statement(outcome)
+        payload = None if event is None else EVENT_TAG + _json.dumps(event.to_json())
+        announce = payload is not None and _fits_notify(payload)
+        if announce:
+            # The event goes out with the outcome, in the same statement and transaction.
+            first = len(attempt_args) + len(args) + 1
+            statement = sql.with_notify(statement, first)
+            args = (*args, self._channel, payload)
         row = await self._database.require().fetchrow(statement, *attempt_args, *args)
+        if row is not None and event is not None and not announce:
+            await self.publish(event)  # too large for NOTIFY: through the events table
         return row is not None
 
     def _finish_statement(self, outcome: Outcome) -> tuple[str, tuple[Any, ...]]:
@@ -690,7 +705,7 @@ class PostgresQueueStorage(StorageLifecycle):
         pool = self._database.require()
         data = _json.dumps(event.to_json())
         payload = EVENT_TAG + data
-        if len(payload.encode("utf-8")) < NOTIFY_PAYLOAD_LIMIT:
+        if _fits_notify(payload):
             await pool.execute(sql.NOTIFY, self._channel, payload)
             return
         await pool.execute(

@@ -288,6 +288,15 @@ DELETE FROM pyjobqueue_jobs WHERE queue_name = $1
 
 NOTIFY = "SELECT pg_notify($1, $2)"
 
+
+def with_notify(statement: str, first: int) -> str:
+    """A write ending in RETURNING that also notifies channel ${first} with ${first + 1}.
+
+    The scalar subquery is evaluated only when a row is returned: no row, no notification.
+    """
+    return f"{statement.rstrip()}, (SELECT pg_notify(${first}, ${first + 1})) AS told\n"
+
+
 # Store an event too large for NOTIFY ($2), prune old ones, notify $4 || the new row id.
 STORE_EVENT = """
 WITH expired AS (

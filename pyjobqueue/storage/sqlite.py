@@ -691,6 +691,7 @@ class SqliteQueueStorage(StorageLifecycle):
         attempt: int,
         outcome: Outcome,
         lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
     ) -> bool:
         statement, outcome_params = _finish_statement(outcome)
         params = {
@@ -700,6 +701,8 @@ class SqliteQueueStorage(StorageLifecycle):
         }
 
         applied = await self._database.count(statement, params) == 1
+        if applied and event is not None:
+            await self.publish(event)  # before the job can start again: events stay in order
         if applied and outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE):
             self._feed.announce_available()
         return applied
