@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from ._json import validate_json
@@ -19,7 +19,7 @@ from .errors import RetryableJobError
 from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
-from .limiters import Limiter
+from .limiters import Limiter, NullLimiter
 from .outcome import AbortReason, Outcome, OutcomeKind, decide_deadline, decide_outcome
 from .storage.base import QueueStorage, Unsubscribe
 
@@ -39,10 +39,11 @@ class _Run:
     job: Job[Any, Any]
     signal: AbortSignal
     started: float
+    announced: bool = False  # the claim published job_start
     task: asyncio.Task[None] | None = None
     execute: asyncio.Future[Any] | None = None
     # job_start on its way to the storage; what the attempt publishes next waits for it.
-    announced: asyncio.Future[None] | None = None
+    announcing: asyncio.Future[None] | None = None
 
     @property
     def attempt(self) -> int:
@@ -252,16 +253,19 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             wait = (next_time - utcnow()).total_seconds()
             return min(self.poll_interval, max(wait, 0.001))
         now = utcnow()
-        jobs = await self.storage.claim(self.worker_id, now, now + self.lease, free)
+        # Without a limiter every claimed job starts unless its deadline has passed, which
+        # the storage can tell too: it announces job_start with the claim.
+        announce = self.origin if isinstance(self.limiter, NullLimiter) else None
+        jobs = await self.storage.claim(self.worker_id, now, now + self.lease, free, announce)
         if not jobs:
             return self.poll_interval
         for job in jobs:
-            await self._begin(job)
+            await self._begin(job, now, announced=announce is not None)
         return None
 
-    async def _begin(self, job: Job[Any, Any]) -> None:
+    async def _begin(self, job: Job[Any, Any], now: datetime, *, announced: bool) -> None:
+        """Start a claimed job (`announced`: the claim published its job_start)."""
         assert job.id is not None
-        now = utcnow()
         expired = decide_deadline(job, now)
         if expired is not None:
             await self._apply(job, expired, None)
@@ -270,7 +274,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             requeue = Outcome(OutcomeKind.REQUEUE, now, run_after=now)
             await self.storage.finish(job.id, self.worker_id, job.run_attempts, requeue)
             return
-        run = _Run(job, AbortSignal(), time.monotonic())
+        run = _Run(job, AbortSignal(), time.monotonic(), announced=announced)
         self._running[job.id] = run
         abort_requested = job.id in self._recent_aborts
         self._recent_aborts.pop(job.id, None)
@@ -285,11 +289,13 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         assert job.id is not None
         start = JobEvent("job_start", self.queue_name, job.id, (), self.origin)
         self.sink(start)
-        # The storage round trip overlaps the job itself instead of delaying it.
-        run.announced = asyncio.ensure_future(self._publish_to_storage(start))
+        if not run.announced:
+            # The storage round trip overlaps the job itself instead of delaying it.
+            run.announcing = asyncio.ensure_future(self._publish_to_storage(start))
         try:
             output, error = await self._execute(run)
-            await run.announced
+            if run.announcing is not None:
+                await run.announcing
             reason = AbortReason(run.signal.reason) if run.signal.reason else None
             if reason is AbortReason.LEASE_LOST:
                 logger.warning("job %s: lease lost, its result is dropped", job.id)
@@ -365,8 +371,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         event = JobEvent(
             "job_progress", self.queue_name, job.id, (progress, message, details), self.origin
         )
-        if run.announced is not None:
-            await run.announced
+        if run.announcing is not None:
+            await run.announcing
         await self._publish(event)
 
     async def _heartbeat(self, run: _Run) -> None:

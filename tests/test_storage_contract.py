@@ -364,6 +364,38 @@ async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages
             assert event.name == "job_available"
 
 
+async def test_claim_can_announce_the_starts(storages: Storages) -> None:
+    storage = await storages.queue()
+    listener_storage = await storages.queue() if storages.backend.shares_location else storage
+    received: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await listener_storage.subscribe(received.put_nowait)
+    at = now()
+    quiet, late, first, second = await storage.add_batch(
+        [
+            new_job({"i": 0}),
+            new_job({"i": 1}, deadline_at=at - timedelta(seconds=1)),  # fails, never starts
+            new_job({"i": 2}, deadline_at=at + timedelta(hours=1)),
+            new_job({"i": 3}),
+        ]
+    )
+    at = now()
+    lease = at + timedelta(seconds=30)
+    assert [job.id for job in await storage.claim("w1", at, lease, 1)] == [quiet]
+    claimed = await storage.claim("w2", at, lease, 5, start_origin="server-2")
+    assert [job.id for job in claimed] == [late, first, second]
+    got = []
+    with pytest.raises(TimeoutError):
+        while True:
+            event = await asyncio.wait_for(received.get(), 1.0 if len(got) == 2 else 10)
+            if event.name != "job_available":
+                got.append(event)
+    assert sorted(got, key=lambda event: event.job_id) == [
+        JobEvent("job_start", storage.queue_name, job_id, (), "server-2")
+        for job_id in (first, second)
+    ]
+    await unsubscribe()
+
+
 async def test_finish_publishes_its_event_only_when_it_applies(storages: Storages) -> None:
     storage = await storages.queue()
     listener_storage = await storages.queue() if storages.backend.shares_location else storage

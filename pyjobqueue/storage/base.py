@@ -71,13 +71,23 @@ class QueueStorage(Protocol):
         """The most recently completed COMPLETED job with this input fingerprint."""
 
     async def claim(
-        self, worker_id: str, now: datetime, lease_until: datetime, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None = None,
     ) -> list[Job[Any, Any]]:
         """Claim up to `limit` PENDING jobs with run_after <= now, oldest first.
 
         Claimed jobs become PROCESSING with worker_id, run_attempts + 1,
         last_ran_at = now, lease_expires_at = lease_until, progress 0. Exclusive: no
         two claims, in any process, ever return the same attempt of a job.
+
+        With `start_origin`, the storage also publishes `job_start` (from that origin)
+        for every claimed job whose deadline has not passed at `now` (those are failed
+        at once instead: see `start_events`), with the claim itself where the backend
+        can (PostgreSQL: in the same statement).
         """
 
     async def renew_lease(
@@ -225,3 +235,15 @@ def check_queue_name(queue_name: object) -> str:
     if not queue_name:
         raise ValueError("queue_name must not be empty")
     return queue_name
+
+
+def start_events(
+    queue_name: str, jobs: Sequence[Job[Any, Any]], now: datetime, origin: str
+) -> list[JobEvent]:
+    """The job_start events of a claim with `start_origin`: one per claimed job that
+    will run, that is, whose deadline has not passed at `now`."""
+    return [
+        JobEvent("job_start", queue_name, job.id, (), origin)
+        for job in jobs
+        if job.id is not None and (job.deadline_at is None or job.deadline_at > now)
+    ]

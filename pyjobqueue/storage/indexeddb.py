@@ -25,7 +25,13 @@ from ..browser.broadcast import BroadcastFeed, channel_name
 from ..events import JOB_AVAILABLE, JobEvent
 from ..job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from ..outcome import Outcome, OutcomeKind
-from .base import EventListener, StorageLifecycle, Unsubscribe, check_queue_name
+from .base import (
+    EventListener,
+    StorageLifecycle,
+    Unsubscribe,
+    check_queue_name,
+    start_events,
+)
 from .memory import abort_job, apply_outcome
 
 T = TypeVar("T")
@@ -346,7 +352,12 @@ class IndexedDbQueueStorage(_Database):
     # -- claiming and running -----------------------------------------------------
 
     async def claim(
-        self, worker_id: str, now: datetime, lease_until: datetime, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None = None,
     ) -> list[Job[Any, Any]]:
         if limit <= 0:
             return []
@@ -371,7 +382,11 @@ class IndexedDbQueueStorage(_Database):
                 store.put(json_to_js(record))
             return records or []
 
-        return [record_to_job(record) for record in await self._write(body)]
+        jobs = [record_to_job(record) for record in await self._write(body)]
+        if start_origin is not None:
+            for event in start_events(self.queue_name, jobs, now, start_origin):
+                await self.publish(event)
+        return jobs
 
     @staticmethod
     def _is_attempt(job: Job[Any, Any], worker_id: str, attempt: int) -> bool:

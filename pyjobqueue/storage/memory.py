@@ -15,7 +15,13 @@ from ..errors import AbortSignalJobError
 from ..events import JOB_AVAILABLE, JobEvent
 from ..job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from ..outcome import AbortReason, Outcome, OutcomeKind
-from .base import EventListener, StorageLifecycle, Unsubscribe, check_queue_name
+from .base import (
+    EventListener,
+    StorageLifecycle,
+    Unsubscribe,
+    check_queue_name,
+    start_events,
+)
 
 logger = logging.getLogger("pyjobqueue")
 
@@ -93,7 +99,12 @@ class InMemoryQueueStorage(StorageLifecycle):
         return self._copy(max(matches, key=lambda job: (job.completed_at, job.id or 0)))
 
     async def claim(
-        self, worker_id: str, now: datetime, lease_until: datetime, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None = None,
     ) -> list[Job[Any, Any]]:
         claimed: list[Job[Any, Any]] = []
         while self._claimable and len(claimed) < limit:
@@ -112,6 +123,9 @@ class InMemoryQueueStorage(StorageLifecycle):
             job.lease_expires_at = lease_until
             job.progress, job.progress_message, job.progress_details = 0.0, "", None
             claimed.append(self._copy(job))
+        if start_origin is not None:
+            for event in start_events(self.queue_name, claimed, now, start_origin):
+                self._deliver(event)
         return claimed
 
     def _attempt(self, job_id: int, worker_id: str, attempt: int) -> Job[Any, Any] | None:

@@ -569,13 +569,23 @@ class PostgresQueueStorage(StorageLifecycle):
     # -- running ------------------------------------------------------------------------------
 
     async def claim(
-        self, worker_id: str, now: datetime, lease_until: datetime, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None = None,
     ) -> list[Job[Any, Any]]:
         if limit <= 0:
             return []
-        rows = await self._database.require().fetch(
-            sql.CLAIM, self.queue_name, now, worker_id, lease_until, limit
-        )
+        args: tuple[Any, ...] = (self.queue_name, now, worker_id, lease_until, limit)
+        if start_origin is None:
+            rows = await self._database.require().fetch(sql.CLAIM, *args)
+        else:
+            # job_start goes out with the claim: one round trip for both.
+            rows = await self._database.require().fetch(
+                sql.CLAIM_ANNOUNCING, *args, self._channel, start_origin, EVENT_TAG
+            )
         return sorted((_job_from_row(row) for row in rows), key=_claim_order)
 
     async def renew_lease(

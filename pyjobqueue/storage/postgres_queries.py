@@ -179,6 +179,21 @@ WHERE job.id = next.id
 RETURNING {_JOB_COLUMNS}
 """
 
+# CLAIM that also notifies channel $6 of job_start from origin $7 (tag $8) for each
+# claimed job whose deadline has not passed at $2; the same JSON as JobEvent.to_json.
+CLAIM_ANNOUNCING = (
+    CLAIM.rstrip()
+    + """,
+    CASE WHEN job.deadline_at IS NULL OR job.deadline_at > $2 THEN pg_notify(
+        $6,
+        $8 || json_build_object(
+            'name', 'job_start', 'queue_name', job.queue_name, 'job_id', job.id,
+            'args', json_build_array(), 'origin', $7::text, 'error_code', NULL
+        )::text
+    ) END AS told
+"""
+)
+
 # The attempt a worker owns: ($1 id, $2 queue, $3 worker, $4 attempt).
 _ATTEMPT = """
 queue_name = $2 AND id = $1 AND worker_id = $3 AND run_attempts = $4

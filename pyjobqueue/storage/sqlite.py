@@ -31,7 +31,13 @@ from ..events import JOB_AVAILABLE, JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..outcome import AbortReason, Outcome, OutcomeKind
 from . import sqlite_queries as sql
-from .base import EventListener, StorageLifecycle, Unsubscribe, check_queue_name
+from .base import (
+    EventListener,
+    StorageLifecycle,
+    Unsubscribe,
+    check_queue_name,
+    start_events,
+)
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -634,7 +640,12 @@ class SqliteQueueStorage(StorageLifecycle):
     # -- running -------------------------------------------------------------------------
 
     async def claim(
-        self, worker_id: str, now: datetime, lease_until: datetime, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None = None,
     ) -> list[Job[Any, Any]]:
         if limit <= 0:
             return []
@@ -648,9 +659,14 @@ class SqliteQueueStorage(StorageLifecycle):
 
         # One UPDATE ... RETURNING: it holds the file's write lock from choosing the
         # rows to changing them, so no other process can claim them too.
-        jobs = await self._jobs(sql.CLAIM_JOBS, params)
         # RETURNING gives no order; claims are oldest first.
-        return sorted(jobs, key=lambda job: (job.run_after, job.id or 0))
+        jobs = sorted(
+            await self._jobs(sql.CLAIM_JOBS, params), key=lambda job: (job.run_after, job.id or 0)
+        )
+        if start_origin is not None:
+            for event in start_events(self.queue_name, jobs, now, start_origin):
+                await self.publish(event)
+        return jobs
 
     def _attempt(self, job_id: int, worker_id: str, attempt: int) -> dict[str, Any]:
         return {**self._queue, "id": job_id, "worker_id": worker_id, "attempt": attempt}
