@@ -164,6 +164,64 @@ async def test_add_batch_is_one_statement_on_a_pool_the_caller_owns(
         await pool.close()
 
 
+async def test_outcomes_written_together_share_a_statement_and_keep_their_rules(
+    open_queue: OpenQueue,
+) -> None:
+    statements: list[str] = []
+
+    async def log_queries(connection: Any) -> None:
+        connection.add_query_logger(lambda query: statements.append(query.query))
+
+    pool = await asyncpg.create_pool(require_dsn(), min_size=1, max_size=4, init=log_queries)
+    try:
+        storage = await open_queue(dsn_or_pool=pool)
+        ids = await storage.add_batch([new_job({"i": i}) for i in range(6)])
+        await storage.claim("w", now(), now() + timedelta(seconds=30), 6)
+        at = now()
+        later = at + timedelta(minutes=5)
+        complete, fail, retry, requeue, stale, twice = ids
+        outcomes = [
+            (complete, "w", Outcome(OutcomeKind.COMPLETE, at, output={"r": [1, "ü"]})),
+            (fail, "w", Outcome(OutcomeKind.FAIL, at, error="bad\x00", error_code="E")),
+            (retry, "w", Outcome(OutcomeKind.RETRY, at, error="again", run_after=later)),
+            (requeue, "w", Outcome(OutcomeKind.REQUEUE, at, run_after=at)),
+            (stale, "other-worker", Outcome(OutcomeKind.COMPLETE, at, output=1)),
+            # The same attempt finished twice at once: exactly one of the two applies.
+            (twice, "w", Outcome(OutcomeKind.COMPLETE, at, output="first")),
+            (twice, "w", Outcome(OutcomeKind.FAIL, at, error="second")),
+        ]
+        statements.clear()
+        applied = await asyncio.gather(
+            *(storage.finish(job_id, worker, 1, outcome) for job_id, worker, outcome in outcomes)
+        )
+        assert applied == [True, True, True, True, False, True, False]
+        finishes = [query for query in statements if "UPDATE pyjobqueue_jobs" in query]
+        # All are waiting when the writer runs: they share one statement, but for the
+        # second finish of the same job, which waits for the next one.
+        assert len(finishes) == 2
+        jobs = {job_id: await storage.get(job_id) for job_id in ids}
+        assert jobs[complete].status is JobStatus.COMPLETED
+        assert (jobs[complete].output, jobs[complete].progress) == ({"r": [1, "ü"]}, 100)
+        assert jobs[complete].worker_id is None and jobs[complete].lease_expires_at is None
+        assert (jobs[fail].status, jobs[fail].error, jobs[fail].error_code) == (
+            JobStatus.FAILED,
+            "bad\ufffd",
+            "E",
+        )
+        assert jobs[fail].completed_at is not None and jobs[fail].output is None
+        assert (jobs[retry].status, jobs[retry].error, jobs[retry].run_attempts) == (
+            JobStatus.PENDING,
+            "again",
+            1,
+        )
+        assert jobs[retry].run_after == later and jobs[retry].completed_at is None
+        assert (jobs[requeue].status, jobs[requeue].run_attempts) == (JobStatus.PENDING, 0)
+        assert jobs[stale].status is JobStatus.PROCESSING and jobs[stale].worker_id == "w"
+        assert (jobs[twice].status, jobs[twice].output) == (JobStatus.COMPLETED, "first")
+    finally:
+        await pool.close()
+
+
 async def test_a_bad_job_in_a_batch_stores_nothing(open_queue: OpenQueue) -> None:
     storage = await open_queue()
     with pytest.raises(ValueError, match="NUL"):

@@ -452,6 +452,104 @@ class _Feed:
         return None
 
 
+FinishRow = tuple[Any, ...]  # one attempt's values, in the order of sql.FINISH's arrays
+_Waiting = tuple[FinishRow, "asyncio.Future[bool]"]
+
+_FINISHED_STATUS = {
+    OutcomeKind.COMPLETE: JobStatus.COMPLETED.value,
+    OutcomeKind.FAIL: JobStatus.FAILED.value,
+    OutcomeKind.RETRY: JobStatus.PENDING.value,
+    OutcomeKind.REQUEUE: JobStatus.PENDING.value,
+}
+
+
+def _finish_row(
+    job_id: int,
+    worker_id: str,
+    attempt: int,
+    outcome: Outcome,
+    lease_expired_before: datetime | None,
+) -> FinishRow:
+    """(id, worker, attempt, expired_before, kind, status, output, error, error_code,
+    completed_at, run_after) of one outcome; the payload is appended by the caller."""
+    kind = outcome.kind
+    finished = kind in (OutcomeKind.COMPLETE, OutcomeKind.FAIL)
+    return (
+        job_id,
+        worker_id,
+        attempt,
+        lease_expired_before,
+        kind.name,
+        _FINISHED_STATUS[kind],
+        _json.dumps(outcome.output) if kind is OutcomeKind.COMPLETE else None,
+        _text(outcome.error) if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
+        outcome.error_code if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
+        outcome.at if finished else None,
+        None if finished else (outcome.run_after or outcome.at),
+    )
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _Finisher:
+    """Writes outcomes; those that arrive while a write is on its way share the next one.
+
+    Group commit: a lone outcome costs one statement as before, and workers that finish
+    together (a server with many workers, short jobs) pay one round trip between them.
+    A batch never holds one job twice, so each outcome is applied or refused on its own.
+    """
+
+    def __init__(self, database: _Database, queue_name: str, channel: str) -> None:
+        self._database = database
+        self._queue_name = queue_name
+        self._channel = channel
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def finish(self, row: FinishRow) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)  # its caller may be gone (cancelled)
+        self._waiting.append((row, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="pyjobqueue finish")
+        # Shielded: a cancelled caller's outcome is still written, whole or not at all.
+        return await asyncio.shield(future)
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                batch: list[_Waiting] = []
+                later: list[_Waiting] = []
+                seen: set[int] = set()
+                for entry in self._waiting:
+                    job_id = entry[0][0]
+                    (later if job_id in seen else batch).append(entry)
+                    seen.add(job_id)
+                self._waiting = later
+                await self._write_batch(batch)
+        finally:
+            self._writer = None
+
+    async def _write_batch(self, batch: list[_Waiting]) -> None:
+        columns = list(zip(*(row for row, _future in batch), strict=True))
+        try:
+            rows = await self._database.require().fetch(
+                sql.FINISH, self._queue_name, *map(list, columns), self._channel, HINT_TAG
+            )
+        except Exception as error:
+            for _row, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        applied = {row["id"] for row in rows}
+        for row, future in batch:
+            if not future.done():
+                future.set_result(row[0] in applied)
+
+
 def _job_from_row(row: Any) -> Job[Any, Any]:
     return Job(
         id=row["id"],
@@ -498,6 +596,7 @@ class PostgresQueueStorage(StorageLifecycle):
         self._database = _Database(dsn_or_pool)
         self._channel = channel_for(queue_name)
         self._feed = _Feed(self._database, queue_name, self._channel)
+        self._finisher = _Finisher(self._database, queue_name, self._channel)
 
     def __repr__(self) -> str:
         return f"PostgresQueueStorage({self._database.where!r}, {self.queue_name!r})"
@@ -626,37 +725,14 @@ class PostgresQueueStorage(StorageLifecycle):
         lease_expired_before: datetime | None = None,
         event: JobEvent | None = None,
     ) -> bool:
-        attempt_args = (job_id, self.queue_name, worker_id, attempt, lease_expired_before)
-        statement, args = self._finish_statement(outcome)
         payload = None if event is None else EVENT_TAG + _json.dumps(event.to_json())
         announce = payload is not None and _fits_notify(payload)
-        if announce:
-            # The event goes out with the outcome, in the same statement and transaction.
-            first = len(attempt_args) + len(args) + 1
-            statement = sql.with_notify(statement, first)
-            args = (*args, self._channel, payload)
-        row = await self._database.require().fetchrow(statement, *attempt_args, *args)
-        if row is not None and event is not None and not announce:
+        row = _finish_row(job_id, worker_id, attempt, outcome, lease_expired_before)
+        # The event goes out with the outcome, in the same statement and transaction.
+        applied = await self._finisher.finish((*row, payload if announce else None))
+        if applied and event is not None and not announce:
             await self.publish(event)  # too large for NOTIFY: through the events table
-        return row is not None
-
-    def _finish_statement(self, outcome: Outcome) -> tuple[str, tuple[Any, ...]]:
-        kind = outcome.kind
-        if kind is OutcomeKind.COMPLETE:
-            return sql.FINISH_COMPLETE, (_json.dumps(outcome.output), outcome.at)
-        error = _text(outcome.error)
-        if kind is OutcomeKind.FAIL:
-            return sql.FINISH_FAIL, (error, outcome.error_code, outcome.at)
-        run_after = outcome.run_after or outcome.at
-        if kind is OutcomeKind.RETRY:
-            return sql.FINISH_RETRY, (
-                error,
-                outcome.error_code,
-                run_after,
-                self._channel,
-                HINT_TAG,
-            )
-        return sql.FINISH_REQUEUE, (run_after, self._channel, HINT_TAG)
+        return applied
 
     # -- aborting, disabling, cleaning up -------------------------------------------------------
 

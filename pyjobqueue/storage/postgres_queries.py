@@ -212,38 +212,36 @@ WHERE {_ATTEMPT}
 RETURNING id
 """
 
-# finish: the attempt, and with $5 set only a lease that expired before $5.
-_FINISHABLE = f"{_ATTEMPT} AND ($5::timestamptz IS NULL OR lease_expires_at < $5)"
-_RELEASE = "worker_id = NULL, lease_expires_at = NULL"
-
-FINISH_COMPLETE = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'COMPLETED', output = $6, progress = 100, error = NULL, error_code = NULL,
-    completed_at = $7, {_RELEASE}
-WHERE {_FINISHABLE}
-RETURNING id
-"""
-
-FINISH_FAIL = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'FAILED', error = $6, error_code = $7, completed_at = $8, {_RELEASE}
-WHERE {_FINISHABLE}
-RETURNING id
-"""
-
-FINISH_RETRY = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'PENDING', error = $6, error_code = $7, run_after = $8, {_RELEASE}
-WHERE {_FINISHABLE}
-RETURNING id, (SELECT pg_notify($9, $10)) AS announced
-"""
-
-FINISH_REQUEUE = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'PENDING', run_attempts = greatest(run_attempts - 1, 0), run_after = $6,
-    {_RELEASE}
-WHERE {_FINISHABLE}
-RETURNING id, (SELECT pg_notify($7, $8)) AS announced
+# finish, for any number of attempts at once (workers finishing together share one
+# statement): row i of the arrays is attempt ($2 id, $3 worker, $4 run_attempts) of queue
+# $1, changed only while it is that attempt and, with $5 set, only if its lease expired
+# before $5. $6 is the outcome kind; its status ($7), output ($8), error ($9, $10),
+# completed_at ($11) and run_after ($12) are set as the kind wants (NULL: kept). Each
+# changed row notifies channel $14 with its event ($13, when not NULL) and, when the
+# job can be claimed again, with the hint $15. The right-hand sides read the old row.
+FINISH = """
+UPDATE pyjobqueue_jobs AS job
+SET status = f.status,
+    output = CASE WHEN f.kind = 'COMPLETE' THEN f.output::json ELSE job.output END,
+    progress = CASE WHEN f.kind = 'COMPLETE' THEN 100 ELSE job.progress END,
+    error = CASE WHEN f.kind = 'REQUEUE' THEN job.error ELSE f.error END,
+    error_code = CASE WHEN f.kind = 'REQUEUE' THEN job.error_code ELSE f.error_code END,
+    completed_at = coalesce(f.completed_at, job.completed_at),
+    run_after = coalesce(f.run_after, job.run_after),
+    run_attempts = CASE WHEN f.kind = 'REQUEUE' THEN greatest(job.run_attempts - 1, 0)
+        ELSE job.run_attempts END,
+    worker_id = NULL, lease_expires_at = NULL
+FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+        $12::timestamptz[], $13::text[])
+    AS f(id, worker_id, attempt, expired_before, kind, status, output, error, error_code,
+        completed_at, run_after, payload)
+WHERE job.queue_name = $1 AND job.id = f.id AND job.worker_id = f.worker_id
+    AND job.run_attempts = f.attempt AND job.status IN ('PROCESSING', 'ABORTING')
+    AND (f.expired_before IS NULL OR job.lease_expires_at < f.expired_before)
+RETURNING job.id,
+    CASE WHEN f.payload IS NOT NULL THEN pg_notify($14, f.payload) END AS told,
+    CASE WHEN f.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($14, $15) END AS hinted
 """
 
 # abort: PENDING -> FAILED ($3 error, $4 error_code, $5 completed_at), PROCESSING -> ABORTING.
@@ -302,15 +300,6 @@ DELETE FROM pyjobqueue_jobs WHERE queue_name = $1
 # -- events -----------------------------------------------------------------------------------
 
 NOTIFY = "SELECT pg_notify($1, $2)"
-
-
-def with_notify(statement: str, first: int) -> str:
-    """A write ending in RETURNING that also notifies channel ${first} with ${first + 1}.
-
-    The scalar subquery is evaluated only when a row is returned: no row, no notification.
-    """
-    return f"{statement.rstrip()}, (SELECT pg_notify(${first}, ${first + 1})) AS told\n"
-
 
 # Store an event too large for NOTIFY ($2), prune old ones, notify $4 || the new row id.
 STORE_EVENT = """
