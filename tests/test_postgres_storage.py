@@ -59,6 +59,15 @@ async def open_queue() -> AsyncIterator[OpenQueue]:
         await storage.close()
 
 
+async def logging_pool(statements: list[str], max_size: int) -> Any:
+    """An asyncpg pool on the test database that appends every query it runs to `statements`."""
+
+    async def log_queries(connection: Any) -> None:
+        connection.add_query_logger(lambda query: statements.append(query.query))
+
+    return await asyncpg.create_pool(require_dsn(), min_size=1, max_size=max_size, init=log_queries)
+
+
 async def next_event(events: asyncio.Queue[JobEvent], name: str | None = None) -> JobEvent:
     """The next event (named `name`, skipping others), or a timeout failure."""
     while True:
@@ -143,11 +152,7 @@ async def test_add_batch_is_one_statement_on_a_pool_the_caller_owns(
     open_queue: OpenQueue,
 ) -> None:
     statements: list[str] = []
-
-    async def log_queries(connection: Any) -> None:
-        connection.add_query_logger(lambda query: statements.append(query.query))
-
-    pool = await asyncpg.create_pool(require_dsn(), min_size=1, max_size=2, init=log_queries)
+    pool = await logging_pool(statements, max_size=2)
     try:
         storage = await open_queue(dsn_or_pool=pool)
         statements.clear()
@@ -168,11 +173,7 @@ async def test_outcomes_written_together_share_a_statement_and_keep_their_rules(
     open_queue: OpenQueue,
 ) -> None:
     statements: list[str] = []
-
-    async def log_queries(connection: Any) -> None:
-        connection.add_query_logger(lambda query: statements.append(query.query))
-
-    pool = await asyncpg.create_pool(require_dsn(), min_size=1, max_size=4, init=log_queries)
+    pool = await logging_pool(statements, max_size=4)
     try:
         storage = await open_queue(dsn_or_pool=pool)
         ids = await storage.add_batch([new_job({"i": i}) for i in range(6)])

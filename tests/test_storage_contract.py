@@ -364,6 +364,18 @@ async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages
             assert event.name == "job_available"
 
 
+async def job_events(received: asyncio.Queue[JobEvent], expected: int) -> list[JobEvent]:
+    """The job events that arrive (hints left out): `expected` of them, then a second of
+    quiet in which no more may come."""
+    got: list[JobEvent] = []
+    with pytest.raises(TimeoutError):
+        while True:
+            event = await asyncio.wait_for(received.get(), 1.0 if len(got) >= expected else 10)
+            if event.name != "job_available":
+                got.append(event)
+    return got
+
+
 async def test_claim_can_announce_the_starts(storages: Storages) -> None:
     storage = await storages.queue()
     listener_storage = await storages.queue() if storages.backend.shares_location else storage
@@ -383,12 +395,7 @@ async def test_claim_can_announce_the_starts(storages: Storages) -> None:
     assert [job.id for job in await storage.claim("w1", at, lease, 1)] == [quiet]
     claimed = await storage.claim("w2", at, lease, 5, start_origin="server-2")
     assert [job.id for job in claimed] == [late, first, second]
-    got = []
-    with pytest.raises(TimeoutError):
-        while True:
-            event = await asyncio.wait_for(received.get(), 1.0 if len(got) == 2 else 10)
-            if event.name != "job_available":
-                got.append(event)
+    got = await job_events(received, expected=2)
     assert sorted(got, key=lambda event: event.job_id) == [
         JobEvent("job_start", storage.queue_name, job_id, (), "server-2")
         for job_id in (first, second)
@@ -415,12 +422,7 @@ async def test_finish_publishes_its_event_only_when_it_applies(storages: Storage
     big_outcome = Outcome(OutcomeKind.COMPLETE, at, output=big)
     assert not await storage.finish(large, "w2", 1, big_outcome, event=stale)
     assert await storage.finish(large, "w1", 1, big_outcome, event=big_done)
-    got = []
-    with pytest.raises(TimeoutError):
-        while True:
-            event = await asyncio.wait_for(received.get(), 1.0 if len(got) == 2 else 10)
-            if event.name != "job_available":
-                got.append(event)
+    got = await job_events(received, expected=2)
     assert got == [done, big_done]
     await unsubscribe()
 
