@@ -50,6 +50,11 @@ class _Run:
         return self.job.run_attempts
 
 
+def _executing(run: _Run) -> bool:
+    """Whether the attempt's `execute` is still running (its lease must be kept)."""
+    return run.execute is not None and not run.execute.done()
+
+
 def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -> JobEvent | None:
     """The job event that announces an applied outcome (none for a re-queue on stop)."""
     if outcome.kind is OutcomeKind.COMPLETE:
@@ -99,6 +104,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._recent_aborts: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._stopping = False
         self._hurry: asyncio.Event | None = None
@@ -134,6 +140,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if subscribe:
             self._unsubscribe = await self.storage.subscribe(self.handle_feed_event)
         self._loop_task = asyncio.create_task(self._loop(), name=f"pyjobqueue {self.worker_id}")
+        self._heartbeat_task = asyncio.create_task(
+            self._heartbeats(), name=f"pyjobqueue {self.worker_id} leases"
+        )
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish (up to stop_timeout_ms), re-queue the rest."""
@@ -142,8 +151,13 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._stopping = True
         self.wake()
         await self._loop_task
-        await self._drain()
+        await self._drain()  # the leases of the jobs still running are renewed meanwhile
         self._loop_task = None
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
@@ -331,7 +345,6 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         remove_listener = run.signal.add_listener(
             lambda _reason: loop.call_later(self.abort_grace, execute.cancel)
         )
-        heartbeat = asyncio.create_task(self._heartbeat(run))
         deadline = None
         if job.deadline_at is not None:
             delay = max(0.0, (job.deadline_at - utcnow()).total_seconds())
@@ -346,7 +359,6 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             return None, error
         finally:
             remove_listener()
-            heartbeat.cancel()
             if deadline is not None:
                 deadline.cancel()
 
@@ -375,24 +387,31 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             await run.announcing
         await self._publish(event)
 
-    async def _heartbeat(self, run: _Run) -> None:
+    async def _heartbeats(self) -> None:
+        """Renew the lease of every running job, all together, every third of a lease."""
         interval = self.lease.total_seconds() / 3
-        job_id = run.job.id
-        assert job_id is not None
         while True:
             await asyncio.sleep(interval)
-            try:
-                status = await self.storage.renew_lease(
-                    job_id, self.worker_id, run.attempt, utcnow() + self.lease
-                )
-            except Exception:
-                logger.exception("job %s: lease renewal failed; will try again", job_id)
-                continue
-            if status is None:
-                run.signal.abort(AbortReason.LEASE_LOST.value)
-                return
-            if status is JobStatus.ABORTING:
-                self._abort_run(run)
+            running = [run for run in self._running.values() if _executing(run)]
+            if running:
+                await asyncio.gather(*(self._renew(run) for run in running))
+
+    async def _renew(self, run: _Run) -> None:
+        job_id = run.job.id
+        assert job_id is not None
+        try:
+            status = await self.storage.renew_lease(
+                job_id, self.worker_id, run.attempt, utcnow() + self.lease
+            )
+        except Exception:
+            logger.exception("job %s: lease renewal failed; will try again", job_id)
+            return
+        if not _executing(run):
+            return  # the attempt ended meanwhile: its outcome decides, not this answer
+        if status is None:
+            run.signal.abort(AbortReason.LEASE_LOST.value)
+        elif status is JobStatus.ABORTING:
+            self._abort_run(run)
 
     async def _finish(
         self, job: Job[Any, Any], outcome: Outcome, event: JobEvent | None = None
