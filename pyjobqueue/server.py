@@ -60,16 +60,17 @@ class _StatsCounter:
         self.timed = 0
         self.updated = utcnow()
 
-    def count(self, outcome: Outcome, duration: float | None) -> None:
+    def count(self, outcome: Outcome, duration: float | None, times: int = 1) -> None:
+        """Count an outcome (`times=-1` takes back one counted before it was refused)."""
         if outcome.kind is OutcomeKind.COMPLETE:
-            self.counts["completed"] += 1
+            self.counts["completed"] += times
             if duration is not None:
-                self.processing_ms += duration * 1000
-                self.timed += 1
+                self.processing_ms += duration * 1000 * times
+                self.timed += times
         elif outcome.kind is OutcomeKind.FAIL:
-            self.counts["aborted" if outcome.aborted else "failed"] += 1
+            self.counts["aborted" if outcome.aborted else "failed"] += times
         elif outcome.kind is OutcomeKind.RETRY:
-            self.counts["retried"] += 1
+            self.counts["retried"] += times
         self.updated = utcnow()
 
     def snapshot(self) -> JobQueueStats:
@@ -284,12 +285,12 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             concurrency=self.worker_count,
         )
         worker.sink = self.emit_event
+        worker.count_outcome = self._stats.count
         worker.on_outcome = self._after_outcome
         worker.origin = self.server_id
         return worker
 
     async def _after_outcome(self, job_id: int, outcome: Outcome, duration: float | None) -> None:
-        self._stats.count(outcome, duration)
         # A retention of 0 means: delete as soon as the job is finished.
         if self.retention.get(outcome.status) == 0:
             await self.storage.delete(job_id)
@@ -352,6 +353,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             if not applied:
                 continue
             recovered += 1
+            self._stats.count(outcome, None)
             if event is not None:
                 self.emit_event(event)
             await self._after_outcome(job.id, outcome, None)

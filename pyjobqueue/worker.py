@@ -30,6 +30,7 @@ FINISH_RETRY_FIRST_DELAY = 0.05  # seconds
 FINISH_RETRY_MAX_DELAY = 2.0
 # Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
 OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
+CountHook = Callable[[Outcome, float | None, int], None]
 
 
 @dataclasses.dataclass(eq=False)
@@ -99,6 +100,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         # A server replaces these to collect its workers' events and statistics.
         self.sink: Callable[[JobEvent], None] = self._emit_local
         self.on_outcome: OutcomeHook | None = None
+        # Counts an outcome (+1) before it is written, and takes it back (-1) if refused.
+        self.count_outcome: CountHook | None = None
         self.origin = self.worker_id
         self._running: dict[int, _Run] = {}
         self._recent_aborts: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -437,13 +440,25 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
 
+    def _count(self, outcome: Outcome, duration: float | None, times: int) -> None:
+        if self.count_outcome is not None:
+            self.count_outcome(outcome, duration, times)
+
     async def _apply(self, job: Job[Any, Any], outcome: Outcome, duration: float | None) -> None:
         assert job.id is not None
         event = outcome_event(self.queue_name, job.id, outcome, self.origin)
-        # The storage publishes the event with the outcome: one write, never one without
-        # the other.
-        applied = await self._finish(job, outcome, event)
+        # Counted before the write: once the outcome is stored, anyone may see it (a
+        # read, the event), and whoever does finds it in the server's stats.
+        self._count(outcome, duration, 1)
+        try:
+            # The storage publishes the event with the outcome: one write, never one
+            # without the other.
+            applied = await self._finish(job, outcome, event)
+        except BaseException:
+            self._count(outcome, duration, -1)
+            raise
         if not applied:
+            self._count(outcome, duration, -1)
             return
         if event is not None:
             self.sink(event)

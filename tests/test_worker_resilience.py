@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pyjobqueue import JobQueueClient, JobQueueServer
+import pytest
+
+from pyjobqueue import JobQueueClient, JobQueueServer, PermanentJobError
 from pyjobqueue.events import JobEvent
-from pyjobqueue.outcome import Outcome
+from pyjobqueue.job import utcnow
+from pyjobqueue.outcome import Outcome, OutcomeKind
 from pyjobqueue.storage import InMemoryQueueStorage
 
 from .jobs import ScriptedJob, new_probe
@@ -47,3 +50,49 @@ async def test_an_outcome_write_is_retried_instead_of_running_the_job_again() ->
         assert await handle.wait_for() == {"echo": "kept", "attempt": 1}
     assert storage.failures == 0
     assert len(probe.runs) == 1
+
+
+class StatsWatcher(InMemoryQueueStorage):
+    """Records the server's stats at the moment each outcome is stored, as another task
+    reading the job right then would see them."""
+
+    def __init__(self, queue_name: str) -> None:
+        super().__init__(queue_name)
+        self.server: JobQueueServer[Any, Any] | None = None
+        self.seen: list[tuple[int, int]] = []  # (completed, failed) at each stored outcome
+
+    async def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        outcome: Outcome,
+        lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
+    ) -> bool:
+        applied = await super().finish(
+            job_id, worker_id, attempt, outcome, lease_expired_before, event
+        )
+        if applied and self.server is not None:
+            stats = self.server.get_stats()
+            self.seen.append((stats.completed_jobs, stats.failed_jobs))
+        return applied
+
+
+async def test_an_outcome_is_counted_before_anyone_can_see_it() -> None:
+    storage = StatsWatcher("counted")
+    client: JobQueueClient[dict[str, Any], Any] = JobQueueClient(storage=storage)
+    async with JobQueueServer(ScriptedJob, storage=storage, poll_interval_ms=20) as server:
+        storage.server = server
+        client.attach(server)
+        done = await client.submit({"probe": new_probe().key, "value": 1})
+        await done.wait_for()
+        failing = await client.submit({"probe": new_probe().key, "mode": "permanent"})
+        with pytest.raises(PermanentJobError):
+            await failing.wait_for()
+        # A stale write (another worker's attempt) is refused: nothing stays counted.
+        stale = Outcome(OutcomeKind.COMPLETE, utcnow(), output=1)
+        assert not await storage.finish(done.id, "someone-else", 1, stale)
+    assert storage.seen == [(1, 0), (1, 1)]
+    assert server.get_stats().completed_jobs == 1
+    assert server.get_stats().failed_jobs == 1
