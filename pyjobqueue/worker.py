@@ -19,7 +19,8 @@ from .errors import RetryableJobError
 from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
-from .limiters import Limiter, NullLimiter
+from .limiters import Limiter
+from .limiters.base import refuses_starts
 from .outcome import AbortReason, Outcome, OutcomeKind, decide_deadline, decide_outcome
 from .storage.base import QueueStorage, Unsubscribe
 
@@ -270,9 +271,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             wait = (next_time - utcnow()).total_seconds()
             return min(self.poll_interval, max(wait, 0.001))
         now = utcnow()
-        # Without a limiter every claimed job starts unless its deadline has passed, which
-        # the storage can tell too: it announces job_start with the claim.
-        announce = self.origin if isinstance(self.limiter, NullLimiter) else None
+        # When the limiter never refuses, every claimed job starts unless its deadline has
+        # passed, which the storage can tell too: it announces job_start with the claim.
+        announce = None if refuses_starts(self.limiter) else self.origin
         jobs = await self.storage.claim(self.worker_id, now, now + self.lease, free, announce)
         if not jobs:
             return self.poll_interval

@@ -15,6 +15,7 @@ from pyjobqueue import (
     NullLimiter,
     RateLimiter,
 )
+from pyjobqueue.limiters.base import refuses_starts
 from pyjobqueue.storage import InMemoryRateLimiterStorage
 
 
@@ -211,3 +212,19 @@ async def test_composite_limiter_needs_every_limiter() -> None:
     assert await composite.get_next_available_time() > now() + timedelta(seconds=50)
     await composite.clear()
     assert await composite.try_start()
+
+
+def test_which_limiters_may_refuse_a_start() -> None:
+    """Only a worker whose limiter never refuses lets the claim announce job_start."""
+    assert not refuses_starts(NullLimiter())
+    assert refuses_starts(ConcurrencyLimiter(2))
+    assert not refuses_starts(CompositeLimiter([NullLimiter(), NullLimiter()]))
+    assert refuses_starts(CompositeLimiter([NullLimiter(), ConcurrencyLimiter(1)]))
+
+    class Unsaid:
+        """A Limiter by protocol only: it does not say, so it is taken to refuse."""
+
+        async def can_proceed(self) -> bool:
+            return True
+
+    assert refuses_starts(Unsaid())  # type: ignore[arg-type]

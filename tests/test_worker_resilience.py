@@ -1,4 +1,4 @@
-"""The worker rides out a storage that fails for a while."""
+"""The worker rides out a storage that fails for a while, and counts what it stores."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ from pyjobqueue.storage import InMemoryQueueStorage
 from .jobs import ScriptedJob, new_probe
 
 
-class OutcomeWritesFail(InMemoryQueueStorage):
-    """A storage whose first `failures` outcome writes fail, as during a database outage."""
+class WatchedOutcomes(InMemoryQueueStorage):
+    """A storage whose first `failures` outcome writes fail, as during a database outage,
+    and which records the server's stats at the moment each outcome is stored, as
+    another task reading the job right then would see them."""
 
-    def __init__(self, queue_name: str, failures: int) -> None:
+    def __init__(self, queue_name: str, failures: int = 0) -> None:
         super().__init__(queue_name)
         self.failures = failures
+        self.server: JobQueueServer[Any, Any] | None = None
+        self.seen: list[tuple[int, int]] = []  # (completed, failed) at each stored outcome
 
     async def finish(
         self,
@@ -35,13 +39,17 @@ class OutcomeWritesFail(InMemoryQueueStorage):
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("database unreachable")
-        return await super().finish(
+        applied = await super().finish(
             job_id, worker_id, attempt, outcome, lease_expired_before, event
         )
+        if applied and self.server is not None:
+            stats = self.server.get_stats()
+            self.seen.append((stats.completed_jobs, stats.failed_jobs))
+        return applied
 
 
 async def test_an_outcome_write_is_retried_instead_of_running_the_job_again() -> None:
-    storage = OutcomeWritesFail("outage", failures=3)
+    storage = WatchedOutcomes("outage", failures=3)
     probe = new_probe()
     client: JobQueueClient[dict[str, Any], Any] = JobQueueClient(storage=storage)
     async with JobQueueServer(ScriptedJob, storage=storage, poll_interval_ms=20) as server:
@@ -52,35 +60,8 @@ async def test_an_outcome_write_is_retried_instead_of_running_the_job_again() ->
     assert len(probe.runs) == 1
 
 
-class StatsWatcher(InMemoryQueueStorage):
-    """Records the server's stats at the moment each outcome is stored, as another task
-    reading the job right then would see them."""
-
-    def __init__(self, queue_name: str) -> None:
-        super().__init__(queue_name)
-        self.server: JobQueueServer[Any, Any] | None = None
-        self.seen: list[tuple[int, int]] = []  # (completed, failed) at each stored outcome
-
-    async def finish(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        outcome: Outcome,
-        lease_expired_before: datetime | None = None,
-        event: JobEvent | None = None,
-    ) -> bool:
-        applied = await super().finish(
-            job_id, worker_id, attempt, outcome, lease_expired_before, event
-        )
-        if applied and self.server is not None:
-            stats = self.server.get_stats()
-            self.seen.append((stats.completed_jobs, stats.failed_jobs))
-        return applied
-
-
 async def test_an_outcome_is_counted_before_anyone_can_see_it() -> None:
-    storage = StatsWatcher("counted")
+    storage = WatchedOutcomes("counted")
     client: JobQueueClient[dict[str, Any], Any] = JobQueueClient(storage=storage)
     async with JobQueueServer(ScriptedJob, storage=storage, poll_interval_ms=20) as server:
         storage.server = server

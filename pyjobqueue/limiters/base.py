@@ -37,6 +37,10 @@ class Limiter(Protocol):
 class LimiterBase:
     """Shared behaviour: `try_start` as check-then-record (atomic within one event loop)."""
 
+    # Whether try_start can ever say no. A worker whose limiter never does lets the
+    # storage announce job_start with the claim itself.
+    refuses_starts = True
+
     async def can_proceed(self) -> bool:
         return True
 
@@ -64,6 +68,11 @@ class LimiterBase:
         return True
 
 
+def refuses_starts(limiter: Limiter) -> bool:
+    """Whether `limiter` may refuse a start (True for limiters that do not say)."""
+    return bool(getattr(limiter, "refuses_starts", True))
+
+
 def require_greater(name: str, value: object, minimum: float, *, integer: bool = False) -> None:
     """Raise TypeError/ValueError unless `value` is a number greater than `minimum`."""
     allowed: tuple[type, ...] = (int,) if integer else (int, float)
@@ -76,3 +85,5 @@ def require_greater(name: str, value: object, minimum: float, *, integer: bool =
 
 class NullLimiter(LimiterBase):
     """Never limits."""
+
+    refuses_starts = False

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..job import utcnow
+from . import base
 from .base import Limiter, LimiterBase
 
 
@@ -18,6 +19,10 @@ class CompositeLimiter(LimiterBase):
             if not isinstance(limiter, Limiter):
                 raise TypeError(f"limiters[{index}] is not a Limiter: {limiter!r}")
         self.limiters = limiters
+
+    @property
+    def refuses_starts(self) -> bool:  # type: ignore[override]
+        return any(base.refuses_starts(limiter) for limiter in self.limiters)
 
     async def can_proceed(self) -> bool:
         for limiter in self.limiters:

@@ -455,13 +455,6 @@ class _Feed:
 FinishRow = tuple[Any, ...]  # one attempt's values, in the order of sql.FINISH's arrays
 _Waiting = tuple[FinishRow, "asyncio.Future[bool]"]
 
-_FINISHED_STATUS = {
-    OutcomeKind.COMPLETE: JobStatus.COMPLETED.value,
-    OutcomeKind.FAIL: JobStatus.FAILED.value,
-    OutcomeKind.RETRY: JobStatus.PENDING.value,
-    OutcomeKind.REQUEUE: JobStatus.PENDING.value,
-}
-
 
 def _finish_row(
     job_id: int,
@@ -480,7 +473,7 @@ def _finish_row(
         attempt,
         lease_expired_before,
         kind.name,
-        _FINISHED_STATUS[kind],
+        outcome.status.value,
         _json.dumps(outcome.output) if kind is OutcomeKind.COMPLETE else None,
         _text(outcome.error) if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
         outcome.error_code if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
