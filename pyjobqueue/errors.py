@@ -47,3 +47,31 @@ ERRORS_BY_CODE: dict[str, type[JobError]] = {
 def error_from_code(code: str | None, message: str) -> JobError:
     """Rebuild the error a finished job stored, as the library class named by its code."""
     return ERRORS_BY_CODE.get(code or "", JobError)(message)
+
+
+# -- storage errors: what a backend raises when it cannot do its work ------------------
+
+
+class StorageError(Exception):
+    """Base class of every error a storage raises about itself (not about a job)."""
+
+
+class StorageConnectionError(StorageError, ConnectionError):
+    """The storage cannot be reached or opened: a server that refuses or does not answer,
+    a login refused, a database that does not exist, a file location that cannot be used."""
+
+
+class StorageCorruptError(StorageError):
+    """The database is corrupt, or not a pyjobqueue database at all."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was set up by a newer pyjobqueue than this one: upgrade pyjobqueue."""
+
+
+class StorageClosedError(StorageError, RuntimeError):
+    """The storage is used before `setup_database()` or after `close()`."""
+
+
+class StorageOperationError(StorageError):
+    """The backend refused one operation (an IndexedDB request or transaction failed)."""

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from pyjobqueue.errors import StorageConnectionError
+
 from .backend_postgres import require_dsn, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
@@ -22,11 +24,7 @@ pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(una
 if unavailable_reason() is None:
     import asyncpg
 
-    from pyjobqueue.storage.postgres import (
-        DatabaseConnectionError,
-        PostgresQueueStorage,
-        PostgresRateLimiterStorage,
-    )
+    from pyjobqueue.storage.postgres import PostgresQueueStorage, PostgresRateLimiterStorage
 
 
 def with_parts(dsn: str, **parts: str) -> str:
@@ -41,10 +39,10 @@ def free_port() -> int:
         return port
 
 
-async def setup_error(dsn: str) -> DatabaseConnectionError:
+async def setup_error(dsn: str) -> StorageConnectionError:
     """The error setup_database() raises for `dsn` (and that close() is fine after it)."""
     storage = PostgresQueueStorage(dsn, "q")
-    with pytest.raises(DatabaseConnectionError) as raised:
+    with pytest.raises(StorageConnectionError) as raised:
         await storage.setup_database()
     await storage.close()
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
@@ -145,13 +143,13 @@ async def test_a_wrong_password_is_named_and_not_echoed() -> None:
         await connection.close()
 
 
-async def _eventually_refused(dsn: str) -> DatabaseConnectionError:
+async def _eventually_refused(dsn: str) -> StorageConnectionError:
     # pg_reload_conf() only signals the server: its new rules apply moments later.
     for _ in range(100):
         storage = PostgresRateLimiterStorage(dsn)
         try:
             await storage.setup_database()
-        except DatabaseConnectionError as error:
+        except StorageConnectionError as error:
             return error
         await storage.close()
         await asyncio.sleep(0.05)

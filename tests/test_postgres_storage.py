@@ -13,6 +13,7 @@ import pytest
 
 from pyjobqueue import JobQueueClient, JobQueueServer, JobStatus
 from pyjobqueue._json import fingerprint
+from pyjobqueue.errors import SchemaVersionError
 from pyjobqueue.events import JOB_AVAILABLE, JobEvent
 from pyjobqueue.job import Job
 from pyjobqueue.outcome import Outcome, OutcomeKind
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(una
 if unavailable_reason() is None:
     import asyncpg
 
-    from pyjobqueue.storage import postgres_queries as sql
-    from pyjobqueue.storage.postgres import PostgresQueueStorage, channel_for
+    from pyjobqueue.storage.postgres import PostgresQueueStorage, channel_for, migrations
+    from pyjobqueue.storage.postgres import queries as sql
 
 OpenQueue = Callable[..., Awaitable["PostgresQueueStorage"]]
 
@@ -94,7 +95,7 @@ async def test_concurrent_setups_migrate_once() -> None:
             versions = await connection.fetch(
                 "SELECT version FROM pyjobqueue_schema_migrations ORDER BY version"
             )
-            assert [row["version"] for row in versions] == [sql.LATEST_VERSION]
+            assert [row["version"] for row in versions] == [migrations.LATEST_VERSION]
         finally:
             await connection.close()
 
@@ -105,11 +106,11 @@ async def test_a_newer_schema_is_refused() -> None:
             pass
         connection = await asyncpg.connect(dsn)
         try:
-            await connection.execute(sql.RECORD_MIGRATION, sql.LATEST_VERSION + 1)
+            await connection.execute(sql.RECORD_MIGRATION, migrations.LATEST_VERSION + 1)
         finally:
             await connection.close()
         storage = PostgresQueueStorage(dsn, "q")
-        with pytest.raises(RuntimeError, match="upgrade pyjobqueue"):
+        with pytest.raises(SchemaVersionError, match="upgrade pyjobqueue"):
             await storage.setup_database()
         await storage.close()
 
@@ -132,7 +133,7 @@ async def test_claims_use_the_partial_index_however_many_jobs_finished(
         await connection.execute("ANALYZE pyjobqueue_jobs")
         at = now()
         plan = await connection.fetchval(
-            f"EXPLAIN (FORMAT JSON) {sql.CLAIM}",
+            f"EXPLAIN (FORMAT JSON) {sql.CLAIM_JOBS}",
             storage.queue_name,
             at,
             "w",

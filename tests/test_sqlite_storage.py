@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pyjobqueue.errors import SchemaVersionError, StorageConnectionError, StorageError
 from pyjobqueue.events import JobEvent
 from pyjobqueue.job import Job, JobStatus
 from pyjobqueue.storage import (
@@ -24,8 +25,7 @@ from pyjobqueue.storage import (
     default_storage,
     open_storage,
 )
-from pyjobqueue.storage import sqlite_queries as queries
-from pyjobqueue.storage.sqlite import SqliteStorageError
+from pyjobqueue.storage.sqlite import migrations, queries
 
 from .backend_sqlite import BACKEND
 from .conftest import eventually
@@ -71,7 +71,7 @@ def raw_session(path: Path) -> Iterator[sqlite3.Connection]:
 async def expect_error(path: str | Path, *words: str) -> str:
     """Set up a queue and a rate limiter storage at `path`; both fail with `words`."""
     for storage in (SqliteQueueStorage(path, "q"), SqliteRateLimiterStorage(path)):
-        with pytest.raises(SqliteStorageError) as raised:
+        with pytest.raises(StorageError) as raised:
             await storage.setup_database()
         await storage.close()
         message = str(raised.value)
@@ -172,8 +172,8 @@ async def test_schema_is_versioned_and_the_file_in_wal_mode(
     await storage.add(Job(input={"x": 1}))
     with raw_session(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        versions = connection.execute("SELECT version FROM pyjobqueue_schema_version").fetchall()
-        assert versions == [(queries.LATEST_SCHEMA_VERSION,)]
+        versions = connection.execute("SELECT version FROM pyjobqueue_schema_migrations").fetchall()
+        assert versions == [(version,) for version in range(1, migrations.LATEST_VERSION + 1)]
         indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"pyjobqueue_jobs_claim", "pyjobqueue_jobs_fingerprint"} <= indexes
 
@@ -191,20 +191,50 @@ async def test_setting_up_again_and_at_once_keeps_the_data(path: Path) -> None:
         for storage in again:
             await storage.close()
     with raw_session(path) as connection:
-        assert connection.execute("SELECT count(*) FROM pyjobqueue_schema_version").fetchone() == (
-            queries.LATEST_SCHEMA_VERSION,
+        count = connection.execute("SELECT count(*) FROM pyjobqueue_schema_migrations")
+        assert count.fetchone() == (migrations.LATEST_VERSION,)
+
+
+async def test_a_file_of_the_first_release_is_migrated_with_its_data(path: Path) -> None:
+    # The first release's schema: migration 1, its versions in the table of that time.
+    with raw_session(path) as connection:
+        connection.execute(
+            f"CREATE TABLE {migrations.LEGACY_MIGRATIONS_TABLE} "
+            "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
         )
+        for statement in migrations.MIGRATIONS[0].steps:
+            connection.execute(statement)
+        connection.execute(f"INSERT INTO {migrations.LEGACY_MIGRATIONS_TABLE} VALUES (1, 0)")
+        connection.execute(
+            "INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES ('q', 7)"
+        )
+        connection.commit()
+    async with SqliteQueueStorage(path, "q") as storage:
+        job_id = await storage.add(Job(input={"kept": True}))
+    async with SqliteQueueStorage(path, "q") as storage:
+        job = await storage.get(job_id)
+        assert job is not None and job.input == {"kept": True}
+    async with SqliteRateLimiterStorage(path) as limiter:
+        assert await limiter.get_next_available_time("q") == datetime(
+            1970, 1, 1, 0, 0, 0, 7, tzinfo=UTC
+        )
+    with raw_session(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        versions = connection.execute("SELECT version FROM pyjobqueue_schema_migrations")
+        assert [row[0] for row in versions] == list(range(1, migrations.LATEST_VERSION + 1))
+    assert migrations.LEGACY_MIGRATIONS_TABLE not in tables
+    assert "pyjobqueue_rate_holds" not in tables and "pyjobqueue_rate_limits" in tables
 
 
 async def test_a_schema_from_a_newer_release_is_refused(path: Path) -> None:
     async with SqliteQueueStorage(path, "q"):
         pass
-    newer = queries.LATEST_SCHEMA_VERSION + 1
+    newer = migrations.LATEST_VERSION + 1
     with raw_session(path) as connection:
         connection.execute(
-            "INSERT INTO pyjobqueue_schema_version (version, applied_at) VALUES (?, 0)", (newer,)
+            "INSERT INTO pyjobqueue_schema_migrations (version, applied_at) VALUES (?, 0)", (newer,)
         )
-    with pytest.raises(SqliteStorageError, match="newer than this pyjobqueue"):
+    with pytest.raises(SchemaVersionError, match="newer than this pyjobqueue"):
         await SqliteQueueStorage(path, "q").setup_database()
 
 
@@ -254,7 +284,7 @@ async def test_urls_and_the_default_storage(
         async with opened:
             await opened.add(Job(input=1))
     assert (tmp_path / "relative.db").is_file() and (tmp_path / "absolute.db").is_file()
-    with pytest.raises(SqliteStorageError, match="does not exist"):
+    with pytest.raises(StorageConnectionError, match="does not exist"):
         await open_storage(f"sqlite:///{tmp_path / 'missing' / 'x.db'}", "q").setup_database()
 
 
@@ -365,7 +395,7 @@ async def test_old_events_are_pruned(storage: SqliteQueueStorage, path: Path) ->
     await storage.publish(JobEvent("job_start", "q", 1))
     with raw_session(path) as connection:
         connection.execute("UPDATE pyjobqueue_events SET created_at = 0")
-    storage._next_event_prune = 0.0  # as if the prune interval had passed
+    storage._feed._next_prune = 0.0  # as if the prune interval had passed
     await storage.publish(JobEvent("job_start", "q", 2))
     with raw_session(path) as connection:
         payloads = connection.execute("SELECT payload FROM pyjobqueue_events").fetchall()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from pyjobqueue import JobStatus
+from pyjobqueue import JobStatus, transitions
 from pyjobqueue._json import fingerprint
 from pyjobqueue.events import JobEvent
 from pyjobqueue.job import Job
-from pyjobqueue.outcome import Outcome, OutcomeKind
+from pyjobqueue.outcome import Outcome, OutcomeKind, decide_recovery
 from pyjobqueue.storage import QueueStorage
 
 from .conftest import Storages
@@ -502,3 +505,227 @@ async def test_retry_makes_a_finished_job_new(storage: QueueStorage) -> None:
     assert not await storage.retry(10**9, at)
     claimed = await storage.claim("w2", now(), now() + timedelta(seconds=30), 5)
     assert sorted(job.id for job in claimed) == sorted([failed, disabled, pending])
+
+
+# -- the transition table: each backend applies exactly the rules of pyjobqueue.transitions --
+
+T0 = datetime(2031, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+LEASE = T0 + timedelta(seconds=30)
+LATER = T0 + timedelta(seconds=2)
+State = Callable[[QueueStorage], Awaitable[int]]
+
+
+async def _fresh(storage: QueueStorage) -> int:
+    return await storage.add(new_job({"state": "fresh"}, run_after=T0 - timedelta(seconds=1)))
+
+
+async def _running(storage: QueueStorage) -> int:
+    job_id = await _fresh(storage)
+    (claimed,) = await storage.claim("w1", T0, LEASE, 1)
+    assert claimed.id == job_id
+    return job_id
+
+
+async def _running_with_progress(storage: QueueStorage) -> int:
+    job_id = await _running(storage)
+    assert await storage.save_progress(job_id, "w1", 1, 40.0, "halfway", {"step": 2})
+    return job_id
+
+
+async def _ended(storage: QueueStorage, outcome: Outcome) -> int:
+    job_id = await _running_with_progress(storage)
+    assert await storage.finish(job_id, "w1", 1, outcome)
+    return job_id
+
+
+async def _retried(storage: QueueStorage) -> int:
+    retry = Outcome(OutcomeKind.RETRY, T0, error="boom", error_code="RetryableJobError")
+    return await _ended(storage, replace(retry, run_after=T0 - timedelta(microseconds=5)))
+
+
+async def _aborting(storage: QueueStorage) -> int:
+    job_id = await _running_with_progress(storage)
+    assert await storage.abort(job_id, T0) is JobStatus.ABORTING
+    return job_id
+
+
+async def _disabled(storage: QueueStorage) -> int:
+    job_id = await _fresh(storage)
+    assert await storage.disable(job_id, T0)
+    return job_id
+
+
+STATES: dict[str, State] = {
+    "pending": _fresh,
+    "pending after a retry": _retried,
+    "processing": _running,
+    "processing with progress": _running_with_progress,
+    "aborting": _aborting,
+    "completed": lambda s: _ended(s, Outcome(OutcomeKind.COMPLETE, T0, output={"ok": [1, 2]})),
+    "failed": lambda s: _ended(s, Outcome(OutcomeKind.FAIL, T0, error="bad", error_code="E")),
+    "disabled": _disabled,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """One storage operation, and what `transitions` says it does to a job record."""
+
+    on_storage: Callable[[QueueStorage, int], Awaitable[Any]]
+    on_record: Callable[[Job[Any, Any]], Any]
+
+
+def _finish(
+    outcome: Outcome, worker: str = "w1", attempt: int = 1, expired_before: datetime | None = None
+) -> Operation:
+    def on_record(job: Job[Any, Any]) -> bool:
+        if not transitions.is_attempt(job, worker, attempt):
+            return False
+        if not transitions.lease_expired(job, expired_before):
+            return False
+        transitions.finish(job, outcome)
+        return True
+
+    async def on_storage(storage: QueueStorage, job_id: int) -> bool:
+        return await storage.finish(job_id, worker, attempt, outcome, expired_before)
+
+    return Operation(on_storage, on_record)
+
+
+def _claim() -> Operation:
+    def on_record(job: Job[Any, Any]) -> list[int]:
+        if not transitions.is_claimable(job, LATER):
+            return []
+        transitions.claim(job, "w2", LATER, LATER + timedelta(seconds=30))
+        return [job.id or 0]
+
+    async def on_storage(storage: QueueStorage, job_id: int) -> list[int]:
+        claimed = await storage.claim("w2", LATER, LATER + timedelta(seconds=30), 5)
+        return [job.id or 0 for job in claimed]
+
+    return Operation(on_storage, on_record)
+
+
+def _renew(worker: str, attempt: int) -> Operation:
+    def on_record(job: Job[Any, Any]) -> JobStatus | None:
+        if not transitions.is_attempt(job, worker, attempt):
+            return None
+        return transitions.renew_lease(job, LATER + timedelta(seconds=30))
+
+    async def on_storage(storage: QueueStorage, job_id: int) -> JobStatus | None:
+        return await storage.renew_lease(job_id, worker, attempt, LATER + timedelta(seconds=30))
+
+    return Operation(on_storage, on_record)
+
+
+def _progress(worker: str, attempt: int) -> Operation:
+    def on_record(job: Job[Any, Any]) -> bool:
+        if not transitions.is_attempt(job, worker, attempt):
+            return False
+        transitions.save_progress(job, 75.5, "nearly", {"left": [1]})
+        return True
+
+    async def on_storage(storage: QueueStorage, job_id: int) -> bool:
+        return await storage.save_progress(job_id, worker, attempt, 75.5, "nearly", {"left": [1]})
+
+    return Operation(on_storage, on_record)
+
+
+def _recover() -> Operation:
+    """What the server's lease recovery does: a still-expired lease, decided by outcome.py."""
+
+    async def on_storage(storage: QueueStorage, job_id: int) -> bool:
+        late = T0 + timedelta(minutes=5)
+        expired = [job for job in await storage.expired_leases(late) if job.id == job_id]
+        if not expired:
+            return False
+        job = expired[0]
+        assert job.worker_id is not None
+        outcome = decide_recovery(job, late)
+        return await storage.finish(job_id, job.worker_id, job.run_attempts, outcome, late)
+
+    def on_record(job: Job[Any, Any]) -> bool:
+        late = T0 + timedelta(minutes=5)
+        if not transitions.lease_has_expired(job, late) or job.worker_id is None:
+            return False
+        outcome = decide_recovery(job, late)
+        return _finish(outcome, job.worker_id, job.run_attempts, late).on_record(job)
+
+    return Operation(on_storage, on_record)
+
+
+def _user(name: str) -> Operation:
+    async def on_storage(storage: QueueStorage, job_id: int) -> Any:
+        return await getattr(storage, name)(job_id, LATER)
+
+    def on_record(job: Job[Any, Any]) -> Any:
+        return getattr(transitions, name)(job, LATER)
+
+    return Operation(on_storage, on_record)
+
+
+def _abort_run() -> Operation:
+    async def on_storage(storage: QueueStorage, job_id: int) -> Any:
+        job = await storage.get(job_id)
+        assert job is not None and job.job_run_id is None
+        return await storage.abort_job_run("no-such-run", LATER)
+
+    return Operation(on_storage, lambda job: [])
+
+
+_COMPLETE = Outcome(OutcomeKind.COMPLETE, LATER, output={"done": True, "n": 2.5})
+_FAIL = Outcome(OutcomeKind.FAIL, LATER, error="it broke", error_code="ValueError")
+_RETRY = Outcome(
+    OutcomeKind.RETRY,
+    LATER,
+    error="again",
+    error_code="RetryableJobError",
+    run_after=LATER + timedelta(seconds=9),
+)
+_REQUEUE = Outcome(OutcomeKind.REQUEUE, LATER, run_after=LATER)
+
+OPERATIONS: dict[str, Operation] = {
+    "claim": _claim(),
+    "renew the lease": _renew("w1", 1),
+    "renew another worker's lease": _renew("w2", 1),
+    "save progress": _progress("w1", 1),
+    "save progress of an old attempt": _progress("w1", 0),
+    "complete": _finish(_COMPLETE),
+    "fail": _finish(_FAIL),
+    "retry later": _finish(_RETRY),
+    "requeue on stop": _finish(_REQUEUE),
+    "complete as another worker": _finish(_COMPLETE, worker="w2"),
+    "fail an old attempt": _finish(_FAIL, attempt=0),
+    "recover while the lease lives": _finish(_FAIL, expired_before=T0 + timedelta(seconds=10)),
+    "recover an expired lease": _recover(),
+    "abort": _user("abort"),
+    "disable": _user("disable"),
+    "retry": _user("retry"),
+    "abort another run": _abort_run(),
+}
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=str)
+async def test_every_transition_follows_the_pure_rules(
+    storage: QueueStorage, operation: str
+) -> None:
+    """From every state, the storage's result and stored job are what `transitions` says."""
+    apply = OPERATIONS[operation]
+    mismatches = []
+    for state, build in STATES.items():
+        job_id = await build(storage)
+        before = await storage.get(job_id)
+        assert before is not None
+        expected_job = replace(before)
+        expected = apply.on_record(expected_job)
+        result = await apply.on_storage(storage, job_id)
+        after = await storage.get(job_id)
+        assert after is not None
+        if result != expected:
+            mismatches.append(f"{state}: returned {result!r}, the rules say {expected!r}")
+        for field, value in expected_job.fields().items():
+            if getattr(after, field) != value:
+                got = getattr(after, field)
+                mismatches.append(f"{state}: {field} is {got!r}, the rules say {value!r}")
+        assert await storage.delete(job_id)  # one job at a time: claims see only the next one
+    assert not mismatches, "\n".join(mismatches)

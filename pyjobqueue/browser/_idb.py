@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Generic, TypeVar
 
+from ..errors import SchemaVersionError, StorageClosedError, StorageOperationError
 from ._ffi import JsObject, create_proxy, error_text, is_missing, js_array, js_global
 
 T = TypeVar("T")
@@ -23,10 +24,10 @@ logger = logging.getLogger("pyjobqueue")
 # A transaction body: gets the IDBTransaction, yields IDBRequests, returns the result.
 TransactionBody = Callable[[JsObject], Generator[JsObject, Any, T]]
 # A schema upgrade step: (IDBDatabase, versionchange IDBTransaction) -> None.
-Migration = Callable[[JsObject, JsObject], None]
+Upgrade = Callable[[JsObject, JsObject], None]
 
 
-class IndexedDbError(RuntimeError):
+class IndexedDbError(StorageOperationError):
     """An IndexedDB request or transaction failed (the DOMException's name and message)."""
 
 
@@ -112,7 +113,7 @@ async def run_transaction(
 class _OpenRun:
     """The events of one `indexedDB.open` request."""
 
-    def __init__(self, name: str, version: int, migrations: Sequence[Migration]) -> None:
+    def __init__(self, name: str, version: int, migrations: Sequence[Upgrade]) -> None:
         self.name = name
         self.migrations = migrations
         self.future: asyncio.Future[JsObject] = asyncio.get_running_loop().create_future()
@@ -138,10 +139,17 @@ class _OpenRun:
         elif kind == "error":
             self.handler.release_soon()
             if not self.future.done():
-                reason = error_text(self.request.error)
-                self.future.set_exception(
-                    self.failure or IndexedDbError(f"cannot open IndexedDB {self.name!r}: {reason}")
-                )
+                self.future.set_exception(self.failure or self.open_error())
+
+    def open_error(self) -> Exception:
+        """Why the open request failed: a newer schema, or another reason."""
+        reason = error_text(self.request.error)
+        if getattr(self.request.error, "name", None) == "VersionError":
+            return SchemaVersionError(
+                f"cannot open IndexedDB {self.name!r}: a newer pyjobqueue has upgraded its "
+                f"schema ({reason}): upgrade pyjobqueue"
+            )
+        return IndexedDbError(f"cannot open IndexedDB {self.name!r}: {reason}")
 
     def upgrade(self, old_version: int, new_version: int) -> None:
         """Apply migrations old_version+1 .. new_version inside the versionchange transaction."""
@@ -154,7 +162,7 @@ class _OpenRun:
             transaction.abort()
 
 
-async def open_database(name: str, migrations: Sequence[Migration]) -> Connection:
+async def open_database(name: str, migrations: Sequence[Upgrade]) -> Connection:
     """Open (creating or upgrading) database `name` at version len(migrations)."""
     version = len(migrations)
     try:
@@ -184,9 +192,9 @@ class Connection:
     async def transaction(self, stores: Sequence[str], mode: str, body: TransactionBody[T]) -> T:
         """Run one transaction on this connection."""
         if self.closed:
-            raise IndexedDbError(f"IndexedDB {self.name!r} connection is closed")
+            raise StorageClosedError(f"IndexedDB {self.name!r} connection is closed")
         if self.superseded:
-            raise IndexedDbError(
+            raise SchemaVersionError(
                 f"IndexedDB {self.name!r} was upgraded by a newer pyjobqueue in another tab; "
                 "reload this page"
             )

@@ -12,12 +12,12 @@ import json
 import logging
 from collections.abc import Callable
 
+from ..errors import StorageClosedError
 from ..events import JobEvent
+from ..storage.feed import EventListener, Listeners
 from ._ffi import JsObject, create_proxy, js_global
 
-logger = logging.getLogger("pyjobqueue")
-
-EventListener = Callable[[JobEvent], None]
+logger = logging.getLogger(__name__)
 
 
 def channel_name(database_name: str, queue_name: str) -> str:
@@ -28,16 +28,16 @@ def channel_name(database_name: str, queue_name: str) -> str:
 class BroadcastFeed:
     """Publish and subscribe to the job events of one queue across the tabs of an origin."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, queue_name: str) -> None:
         self.name = name
-        self._listeners: list[EventListener] = []
+        self._listeners = Listeners(queue_name)
         self._channel: JsObject | None = None
         self._on_message: JsObject | None = None
         self._closed = False
 
     def _open_channel(self) -> JsObject:
         if self._closed:
-            raise RuntimeError(f"the event feed {self.name!r} is closed")
+            raise StorageClosedError(f"the event feed {self.name!r} is closed")
         if self._channel is None:
             self._channel = js_global().BroadcastChannel.new(self.name)
         return self._channel
@@ -46,7 +46,7 @@ class BroadcastFeed:
         """Send `event` to every other tab and to this feed's listeners."""
         # A string crosses the bridge and the structured clone as is: no proxy, no leak.
         self._open_channel().postMessage(json.dumps(event.to_json(), allow_nan=False))
-        self._deliver(event)
+        self._listeners.deliver(event)
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Call `listener` for every event of the queue; returns a function that stops it."""
@@ -54,12 +54,11 @@ class BroadcastFeed:
         if self._on_message is None:
             self._on_message = create_proxy(self._receive)
             channel.onmessage = self._on_message
-        self._listeners.append(listener)
-        return lambda: self._unsubscribe(listener)
+        token = self._listeners.add(listener)
+        return lambda: self._unsubscribe(token)
 
-    def _unsubscribe(self, listener: EventListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+    def _unsubscribe(self, token: int) -> None:
+        self._listeners.remove(token)
         if not self._listeners:
             self._stop_listening()
 
@@ -78,14 +77,7 @@ class BroadcastFeed:
         except (TypeError, ValueError, KeyError):
             logger.warning("ignoring a malformed message on channel %r", self.name)
             return
-        self._deliver(event)
-
-    def _deliver(self, event: JobEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("event listener failed on %s", event.name)
+        self._listeners.deliver(event)
 
     def close(self) -> None:
         """Stop listening and close the channel; the feed is unusable afterwards."""

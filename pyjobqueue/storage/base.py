@@ -8,7 +8,7 @@ or tabs can race safely.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -16,9 +16,16 @@ from typing import Any, Protocol, Self, runtime_checkable
 from ..events import JobEvent
 from ..job import Job, JobStatus
 from ..outcome import Outcome
+from .feed import EventListener, Unsubscribe
 
-EventListener = Callable[[JobEvent], None]
-Unsubscribe = Callable[[], Awaitable[None]]
+__all__ = [
+    "EventListener",
+    "QueueStorage",
+    "RateLimiterStorage",
+    "StorageLifecycle",
+    "Unsubscribe",
+    "check_queue_name",
+]
 
 
 @runtime_checkable
@@ -235,15 +242,3 @@ def check_queue_name(queue_name: object) -> str:
     if not queue_name:
         raise ValueError("queue_name must not be empty")
     return queue_name
-
-
-def start_events(
-    queue_name: str, jobs: Sequence[Job[Any, Any]], now: datetime, origin: str
-) -> list[JobEvent]:
-    """The job_start events of a claim with `start_origin`: one per claimed job that
-    will run, that is, whose deadline has not passed at `now`."""
-    return [
-        JobEvent("job_start", queue_name, job.id, (), origin)
-        for job in jobs
-        if job.id is not None and (job.deadline_at is None or job.deadline_at > now)
-    ]

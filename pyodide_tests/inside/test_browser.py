@@ -23,6 +23,7 @@ from pyjobqueue._platform import IN_PYODIDE
 from pyjobqueue.browser import WebLocksLeaderLock
 from pyjobqueue.browser._ffi import JsObject, create_proxy, js_to_json, json_to_js
 from pyjobqueue.browser._idb import IndexedDbError, delete_database, open_database
+from pyjobqueue.errors import SchemaVersionError
 from pyjobqueue.events import JobEvent
 from pyjobqueue.job import Job
 from pyjobqueue.outcome import Outcome, OutcomeKind
@@ -147,13 +148,13 @@ async def test_versioned_upgrades_run_each_migration_once() -> None:
     )
     upgraded = await open_database(name, [v1, v2])  # closes `first` (versionchange)
     assert ran == [1, 2]
-    with pytest.raises(IndexedDbError, match="upgraded by a newer pyjobqueue"):
+    with pytest.raises(SchemaVersionError, match="upgraded by a newer pyjobqueue"):
         await first.transaction(["things"], "readonly", _store_body(lambda s: s.count()))
     kept = await upgraded.transaction(["things"], "readonly", _store_body(lambda s: s.get(1)))
     assert kept == {"id": 1, "kind": "a"}
     again = await open_database(name, [v1, v2])
     assert ran == [1, 2]
-    with pytest.raises(IndexedDbError, match="VersionError"):
+    with pytest.raises(SchemaVersionError, match="VersionError"):
         await open_database(name, [v1])  # an older pyjobqueue cannot open a newer schema
     for connection in (upgraded, again):
         connection.close()

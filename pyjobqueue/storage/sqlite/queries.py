@@ -1,4 +1,4 @@
-"""Every SQL statement of the SQLite backend, by name, and the schema migrations.
+"""Every SQL statement of the SQLite backend, by name (the schema is in migrations.py).
 
 A statement that runs alone is its own transaction: a write statement takes the
 file's write lock before it reads anything (as BEGIN IMMEDIATE does), so it is atomic
@@ -11,91 +11,23 @@ are text. Statuses are the `JobStatus` values.
 
 from __future__ import annotations
 
-# -- schema --------------------------------------------------------------------------
+# -- schema versions (the migrations themselves are in migrations.py) ---------------
 
-SCHEMA_VERSION_TABLE = """
-CREATE TABLE IF NOT EXISTS pyjobqueue_schema_version (
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS pyjobqueue_schema_migrations (
     version INTEGER PRIMARY KEY,
     applied_at INTEGER NOT NULL
 )
 """
-SCHEMA_VERSION_TABLE_EXISTS = """
-SELECT count(*) FROM sqlite_master
-WHERE type = 'table' AND name = 'pyjobqueue_schema_version'
-"""
-CURRENT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_version"
-RECORD_SCHEMA_VERSION = """
-INSERT INTO pyjobqueue_schema_version (version, applied_at) VALUES (:version, :applied_at)
-"""
-
-# Each entry moves the schema from version N-1 to N. Append, never edit: a database
-# created by an older release is brought up to date by the entries it lacks.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        # AUTOINCREMENT: an id is never reused after a delete, so a client still
-        # waiting on a deleted job cannot be answered by a newer job.
-        """
-        CREATE TABLE pyjobqueue_jobs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            queue_name TEXT NOT NULL,
-            input TEXT NOT NULL,
-            output TEXT,
-            status TEXT NOT NULL,
-            progress REAL NOT NULL DEFAULT 0,
-            progress_message TEXT NOT NULL DEFAULT '',
-            progress_details TEXT,
-            max_retries INTEGER NOT NULL,
-            run_attempts INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            error_code TEXT,
-            created_at INTEGER NOT NULL,
-            completed_at INTEGER,
-            run_after INTEGER NOT NULL,
-            deadline_at INTEGER,
-            last_ran_at INTEGER,
-            job_run_id TEXT,
-            fingerprint TEXT,
-            worker_id TEXT,
-            lease_expires_at INTEGER
-        )
-        """,
-        # Claims, peek, size and lease scans walk this index in claim order.
-        """
-        CREATE INDEX pyjobqueue_jobs_claim
-        ON pyjobqueue_jobs (queue_name, status, run_after, id)
-        """,
-        "CREATE INDEX pyjobqueue_jobs_run ON pyjobqueue_jobs (queue_name, job_run_id)",
-        "CREATE INDEX pyjobqueue_jobs_fingerprint ON pyjobqueue_jobs (queue_name, fingerprint)",
-        # The change feed: AUTOINCREMENT keeps ids rising after pruning, so a
-        # subscriber's "id > last seen" never skips a new event.
-        """
-        CREATE TABLE pyjobqueue_events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            queue_name TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            created_at INTEGER NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE pyjobqueue_rate_executions (
-            id INTEGER PRIMARY KEY,
-            queue_name TEXT NOT NULL,
-            executed_at INTEGER NOT NULL
-        )
-        """,
-        """
-        CREATE INDEX pyjobqueue_rate_executions_window
-        ON pyjobqueue_rate_executions (queue_name, executed_at)
-        """,
-        """
-        CREATE TABLE pyjobqueue_rate_holds (
-            queue_name TEXT PRIMARY KEY,
-            next_available_at INTEGER NOT NULL
-        )
-        """,
-    ),
+TABLE_EXISTS = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name"
+RENAME_LEGACY_MIGRATIONS_TABLE = (
+    "ALTER TABLE pyjobqueue_schema_version RENAME TO pyjobqueue_schema_migrations"
 )
-LATEST_SCHEMA_VERSION = len(MIGRATIONS)
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_migrations"
+LEGACY_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_version"
+RECORD_MIGRATION = """
+INSERT INTO pyjobqueue_schema_migrations (version, applied_at) VALUES (:version, :applied_at)
+"""
 
 # -- jobs ------------------------------------------------------------------------------
 
@@ -314,9 +246,11 @@ DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name AND execut
 RETURNING id
 """
 CLEAR_EXECUTIONS = "DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name"
-GET_HOLD = "SELECT next_available_at FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
-SET_HOLD = """
-INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES (:queue_name, :until)
+GET_NEXT_AVAILABLE = """
+SELECT next_available_at FROM pyjobqueue_rate_limits WHERE queue_name = :queue_name
+"""
+SET_NEXT_AVAILABLE = """
+INSERT INTO pyjobqueue_rate_limits (queue_name, next_available_at) VALUES (:queue_name, :until)
 ON CONFLICT (queue_name) DO UPDATE SET next_available_at = excluded.next_available_at
 """
-CLEAR_HOLD = "DELETE FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
+CLEAR_NEXT_AVAILABLE = "DELETE FROM pyjobqueue_rate_limits WHERE queue_name = :queue_name"

@@ -1,0 +1,334 @@
+"""The shared half of every queue storage: what all backends do alike, written once.
+
+A backend supplies a `QueueEngine`: each storage operation applied atomically with the
+rules of `pyjobqueue.transitions`, and its change feed. `BaseQueueStorage` wraps an
+engine into a `QueueStorage` and adds what is the same everywhere: argument checks,
+claim order, the `job_available` announcement after a job becomes claimable (added,
+retried, re-queued), an outcome's event published if and only if the outcome applied,
+the `job_start` events of a claim, the finished-status check of cleanup. A backend that
+sends events with its writes (PostgreSQL: `pg_notify` inside the statement) says so
+with `announces_with_writes`, and gets the events to send instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from .. import transitions
+from ..events import JobEvent
+from ..job import FINISHED_STATUSES, Job, JobStatus
+from ..outcome import Outcome
+from .base import StorageLifecycle, check_queue_name
+from .feed import ChangeFeed, EventListener, Unsubscribe
+
+
+class QueueEngine(Protocol):
+    """A backend's operations on the jobs of one queue, each one atomic.
+
+    Arguments arrive checked (times timezone-aware, limits positive, statuses as
+    `JobStatus`). Each method applies the rule of the `transitions` function of the
+    same name, guards included, and announces nothing unless `announces_with_writes`.
+    """
+
+    @property
+    def feed(self) -> ChangeFeed:
+        """The backend's change feed."""
+
+    # True when the events and hints of a write go out with the write itself: then
+    # `claim` gets `start_origin` and `finish` its event, and every write that makes a
+    # job claimable notifies by itself.
+    announces_with_writes: bool
+    # True when `subscribe` delivers other processes' events at once (push, not polling).
+    supports_push: bool
+    # True when other processes / tabs see this storage's jobs and events.
+    shared_across_processes: bool
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema."""
+
+    async def close(self) -> None:
+        """Release connections; the engine is unusable afterwards."""
+
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
+        """Store new jobs (their ids ignored) in one transaction; their ids, in order."""
+
+    async def get(self, job_id: int) -> Job[Any, Any] | None:
+        """The job with this id in this queue, or None."""
+
+    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
+        """Up to `num` (> 0) jobs with `status` in claim order."""
+
+    async def count(self, status: JobStatus | None) -> int:
+        """How many jobs have `status` (every job of the queue for None)."""
+
+    async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
+        """The jobs of a job run, by id."""
+
+    async def completed_by_fingerprint(self, fingerprint: str) -> Job[Any, Any] | None:
+        """The latest COMPLETED job with this fingerprint (highest id among equal times)."""
+
+    async def claim(
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None,
+    ) -> list[Job[Any, Any]]:
+        """`transitions.claim` on up to `limit` (> 0) claimable jobs, in claim order."""
+
+    async def renew_lease(
+        self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
+    ) -> JobStatus | None:
+        """`transitions.renew_lease` when `is_attempt`; else None."""
+
+    async def save_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        progress: float,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> bool:
+        """`transitions.save_progress` when `is_attempt`; whether it applied."""
+
+    async def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        outcome: Outcome,
+        lease_expired_before: datetime | None,
+        event: JobEvent | None,
+    ) -> bool:
+        """`transitions.finish` when `is_attempt` and `lease_expired`; whether it applied."""
+
+    async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
+        """`transitions.abort` on one job."""
+
+    async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
+        """`transitions.abort` on every job of a run; (id, new status) of those changed."""
+
+    async def disable(self, job_id: int, now: datetime) -> bool:
+        """`transitions.disable`."""
+
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        """`transitions.retry`."""
+
+    async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
+        """The jobs for which `transitions.lease_has_expired` holds at `now`."""
+
+    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
+        """Delete jobs of a finished `status` completed before the cutoff; the count."""
+
+    async def delete(self, job_id: int) -> bool:
+        """Delete one job; whether it existed."""
+
+    async def delete_all(self) -> None:
+        """Delete every job and stored event of the queue."""
+
+
+def check_time(name: str, value: object) -> datetime:
+    """A timezone-aware datetime, or a clear error."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} {value.isoformat()} must be timezone-aware")
+    return value
+
+
+def start_events(
+    queue_name: str, jobs: Sequence[Job[Any, Any]], now: datetime, origin: str
+) -> list[JobEvent]:
+    """The job_start events of a claim with `start_origin`: one per claimed job that
+    will run, that is, whose deadline has not passed at `now`."""
+    return [
+        JobEvent("job_start", queue_name, job.id, (), origin)
+        for job in jobs
+        if job.id is not None and (job.deadline_at is None or job.deadline_at > now)
+    ]
+
+
+class BaseQueueStorage(StorageLifecycle):
+    """A `QueueStorage` made of a backend's engine and the rules every backend shares."""
+
+    def __init__(self, queue_name: str, engine: QueueEngine) -> None:
+        self.queue_name = check_queue_name(queue_name)
+        self._engine = engine
+        self.supports_push = engine.supports_push
+        self.shared_across_processes = engine.shared_across_processes
+
+    async def setup_database(self) -> None:
+        """Connect, and create or migrate the schema (safe from several processes)."""
+        await self._engine.open()
+
+    async def close(self) -> None:
+        """Stop the change feed and release connections; unusable afterwards."""
+        await self._engine.feed.close()
+        await self._engine.close()
+
+    def _announce_available(self) -> None:
+        if not self._engine.announces_with_writes:
+            self._engine.feed.announce_available()
+
+    # -- adding and reading ------------------------------------------------------
+
+    async def add(self, job: Job[Any, Any]) -> int:
+        """Store a new PENDING job (its id is ignored); the new id."""
+        (job_id,) = await self._engine.insert([job])
+        self._announce_available()
+        return job_id
+
+    async def add_batch(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
+        """Store several new jobs in one transaction; their ids, in order."""
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        ids = await self._engine.insert(jobs)
+        self._announce_available()
+        return ids
+
+    async def get(self, job_id: int) -> Job[Any, Any] | None:
+        """The job with this id in this queue, or None."""
+        return await self._engine.get(job_id)
+
+    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
+        """Up to `num` jobs with `status`, in claim order."""
+        if num <= 0:
+            return []
+        return await self._engine.peek(JobStatus(status), num)
+
+    async def size(self, status: JobStatus | None = None) -> int:
+        """How many jobs have `status` (all jobs of the queue when None)."""
+        return await self._engine.count(None if status is None else JobStatus(status))
+
+    async def get_by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
+        """Every job of a job run, by id."""
+        return await self._engine.by_run_id(job_run_id)
+
+    async def find_completed_by_fingerprint(self, fingerprint: str) -> Job[Any, Any] | None:
+        """The most recently completed COMPLETED job with this input fingerprint."""
+        return await self._engine.completed_by_fingerprint(fingerprint)
+
+    # -- running -----------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None = None,
+    ) -> list[Job[Any, Any]]:
+        """Claim up to `limit` claimable jobs in claim order (see QueueStorage.claim)."""
+        check_time("now", now)
+        check_time("lease_until", lease_until)
+        if limit <= 0:
+            return []
+        with_claim = start_origin if self._engine.announces_with_writes else None
+        jobs = await self._engine.claim(worker_id, now, lease_until, limit, with_claim)
+        jobs.sort(key=transitions.claim_order)
+        if start_origin is not None and with_claim is None:
+            for event in start_events(self.queue_name, jobs, now, start_origin):
+                await self.publish(event)
+        return jobs
+
+    async def renew_lease(
+        self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
+    ) -> JobStatus | None:
+        """Extend the lease of an attempt; its status, or None when the lease is lost."""
+        check_time("lease_until", lease_until)
+        return await self._engine.renew_lease(job_id, worker_id, attempt, lease_until)
+
+    async def save_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        progress: float,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> bool:
+        """Record progress of a running attempt; False when the lease is lost."""
+        return await self._engine.save_progress(
+            job_id, worker_id, attempt, float(progress), message, details
+        )
+
+    async def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        outcome: Outcome,
+        lease_expired_before: datetime | None = None,
+        event: JobEvent | None = None,
+    ) -> bool:
+        """Apply an outcome to an attempt, and publish `event` iff it applied."""
+        if lease_expired_before is not None:
+            check_time("lease_expired_before", lease_expired_before)
+        with_write = self._engine.announces_with_writes
+        applied = await self._engine.finish(
+            job_id, worker_id, attempt, outcome, lease_expired_before, event if with_write else None
+        )
+        if applied and not with_write:
+            if event is not None:
+                await self.publish(event)  # before the job can start again: events stay in order
+            if transitions.makes_claimable(outcome):
+                self._engine.feed.announce_available()
+        return applied
+
+    # -- control -----------------------------------------------------------------
+
+    async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
+        """PENDING -> FAILED, PROCESSING -> ABORTING; the new status, or None."""
+        return await self._engine.abort(job_id, check_time("now", now))
+
+    async def abort_job_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
+        """Abort every job of a run as `abort` does; (id, new status) of those changed."""
+        return sorted(await self._engine.abort_run(job_run_id, check_time("now", now)))
+
+    async def disable(self, job_id: int, now: datetime) -> bool:
+        """PENDING -> DISABLED; False when the job was not PENDING."""
+        return await self._engine.disable(job_id, check_time("now", now))
+
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        """FAILED/DISABLED -> PENDING as a fresh job; False in any other status."""
+        retried = await self._engine.retry(job_id, check_time("now", now))
+        if retried:
+            self._announce_available()
+        return retried
+
+    async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
+        """PROCESSING/ABORTING jobs whose lease expired before `now`, by id."""
+        jobs = await self._engine.expired_leases(check_time("now", now))
+        return sorted(jobs, key=lambda job: job.id or 0)
+
+    # -- deleting ----------------------------------------------------------------
+
+    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
+        """Delete jobs of a finished status that finished before the cutoff; the count."""
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"only finished jobs can be deleted by age, not {status}")
+        cutoff = check_time("completed_before", completed_before)
+        return await self._engine.delete_finished(JobStatus(status), cutoff)
+
+    async def delete(self, job_id: int) -> bool:
+        """Delete one job; whether it existed."""
+        return await self._engine.delete(job_id)
+
+    async def delete_all(self) -> None:
+        """Delete every job of this queue (and its events)."""
+        await self._engine.delete_all()
+
+    # -- events ------------------------------------------------------------------
+
+    async def publish(self, event: JobEvent) -> None:
+        """Send a job event to every subscriber of this queue, in any process."""
+        await self._engine.feed.publish(event)
+
+    async def subscribe(self, listener: EventListener) -> Unsubscribe:
+        """Deliver every event of this queue from now on (see QueueStorage.subscribe)."""
+        return await self._engine.feed.subscribe(listener)

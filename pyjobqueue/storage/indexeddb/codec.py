@@ -1,0 +1,106 @@
+"""Values in and out of IndexedDB records: JSON as text, times as fixed-width UTC text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..._json import dumps, loads
+from ...browser._ffi import JsObject, js_array, js_global
+from ...job import Job, JobStatus
+
+# Times as fixed-width UTC ISO 8601 text, exact to the microsecond ------------
+# (Numbers cannot do that: microseconds since 1970 pass 2**53 in the year 2255.) Text of
+# one width sorts like the times it holds, so it works as an index key.
+
+
+def encode_time(value: datetime) -> str:
+    """A timezone-aware datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"datetime {value.isoformat()} must be timezone-aware")
+    t = value.astimezone(UTC)
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
+    )
+
+
+def decode_time(value: str | None) -> datetime | None:
+    """The UTC datetime that `encode_time` wrote; None stays None."""
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def encode_optional_time(value: datetime | None) -> str | None:
+    """`encode_time`, None kept."""
+    return None if value is None else encode_time(value)
+
+
+# Range bounds: an array sorts after every number and string, so [q, s, []] closes
+# "everything under [q, s]" and [q, s] opens it.
+AFTER_ALL: list[Any] = []
+
+
+def key_range(lower: list[Any], upper: list[Any], upper_open: bool = False) -> JsObject:
+    """An IDBKeyRange from `lower` to `upper` (both included unless upper_open)."""
+    return js_global().IDBKeyRange.bound(js_array(lower), js_array(upper), False, upper_open)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # stands in for a missing required time
+
+
+def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
+    """The IndexedDB record of a job (JSON values and times stored as text)."""
+    record: dict[str, Any] = {
+        "queue": queue_name,
+        "status": JobStatus(job.status).value,
+        "input": dumps(job.input),
+        "output": None if job.output is None else dumps(job.output),
+        "progress": float(job.progress),
+        "progress_message": job.progress_message,
+        "progress_details": None if job.progress_details is None else dumps(job.progress_details),
+        "max_retries": job.max_retries,
+        "run_attempts": job.run_attempts,
+        "error": job.error,
+        "error_code": job.error_code,
+        "created_at": encode_time(job.created_at),
+        "completed_at": encode_optional_time(job.completed_at),
+        "run_after": encode_time(job.run_after),
+        "deadline_at": encode_optional_time(job.deadline_at),
+        "last_ran_at": encode_optional_time(job.last_ran_at),
+        "job_run_id": job.job_run_id,
+        "fingerprint": job.fingerprint,
+        "worker_id": job.worker_id,
+        "lease_expires_at": encode_optional_time(job.lease_expires_at),
+    }
+    if job.id is not None:
+        record["id"] = job.id
+    return record
+
+
+def record_to_job(record: dict[str, Any]) -> Job[Any, Any]:
+    """The job a record stores."""
+    return Job(
+        id=int(record["id"]),
+        queue_name=record["queue"],
+        input=loads(record["input"]),
+        output=loads(record["output"]),
+        status=JobStatus(record["status"]),
+        progress=float(record["progress"]),
+        progress_message=record["progress_message"],
+        progress_details=loads(record["progress_details"]),
+        max_retries=int(record["max_retries"]),
+        run_attempts=int(record["run_attempts"]),
+        error=record["error"],
+        error_code=record["error_code"],
+        created_at=decode_time(record["created_at"]) or _NEVER,
+        completed_at=decode_time(record["completed_at"]),
+        run_after=decode_time(record["run_after"]) or _NEVER,
+        deadline_at=decode_time(record["deadline_at"]),
+        last_ran_at=decode_time(record["last_ran_at"]),
+        job_run_id=record["job_run_id"],
+        fingerprint=record["fingerprint"],
+        worker_id=record["worker_id"],
+        lease_expires_at=decode_time(record["lease_expires_at"]),
+    )

@@ -1,0 +1,347 @@
+"""The IndexedDB queue: job records changed by `pyjobqueue.transitions`, one transaction each.
+
+Runs under Pyodide only (through its JavaScript FFI); constructing it on CPython raises
+ImportError. Every operation is one IndexedDB transaction and every claim or state
+change one readwrite transaction, which IndexedDB serialises across the tabs of an
+origin: two tabs never claim the same job. A transaction body reads records, applies
+the pure transition to the job they hold and writes them back, all inside the request
+callbacks (see `pyjobqueue.browser._idb`). docs/browser.md describes the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ... import transitions
+from ..._json import dumps
+from ...browser._ffi import JsObject, js_to_json, json_to_js
+from ...events import JobEvent
+from ...job import Job, JobStatus
+from ...outcome import Outcome
+from ..base import check_queue_name
+from ..core import BaseQueueStorage
+from .codec import AFTER_ALL, encode_time, job_to_record, key_range, record_to_job
+from .connection import DEFAULT_DATABASE, Body, Database
+from .feed import EventFeed
+from .migrations import JOBS
+
+T = TypeVar("T")
+# What a transition does to one job: (whether to store it, what the operation returns).
+Change = Callable[[Job[Any, Any]], tuple[bool, T]]
+
+
+class IndexedDbQueueEngine:
+    """The jobs of one queue in the `jobs` object store."""
+
+    announces_with_writes = False
+    supports_push = True
+    shared_across_processes = True
+
+    def __init__(self, database: Database, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._database = database
+        self.feed = EventFeed(database.database_name, queue_name)
+
+    async def open(self) -> None:
+        """Open the database, creating or upgrading its object stores."""
+        await self._database.open()
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self._database.close()
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _status_range(self, status: JobStatus | None) -> JsObject:
+        prefix = [self.queue_name] if status is None else [self.queue_name, status.value]
+        return key_range(prefix, [*prefix, AFTER_ALL])
+
+    def _run_range(self, job_run_id: str) -> JsObject:
+        return key_range([self.queue_name, job_run_id], [self.queue_name, job_run_id])
+
+    def _record(self, job: Job[Any, Any]) -> JsObject:
+        return json_to_js(job_to_record(job, self.queue_name))
+
+    async def _read(self, body: Callable[[JsObject], Body[T]]) -> T:
+        return await self._database.run([JOBS], "readonly", body)
+
+    async def _write(self, body: Callable[[JsObject], Body[T]]) -> T:
+        return await self._database.run([JOBS], "readwrite", body)
+
+    async def _records(self, index: str, index_range: JsObject) -> list[Job[Any, Any]]:
+        def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
+            found = transaction.objectStore(JOBS).index(index).getAll(index_range)
+            return js_to_json((yield found)) or []
+
+        return [record_to_job(record) for record in await self._read(body)]
+
+    async def _change(self, job_id: int, change: Change[T], missing: T) -> T:
+        """Read one job of this queue, let `change` edit it; store it when it says so."""
+
+        def body(transaction: JsObject) -> Body[T]:
+            store = transaction.objectStore(JOBS)
+            record = js_to_json((yield store.get(job_id)))
+            if record is None or record["queue"] != self.queue_name:
+                return missing
+            job = record_to_job(record)
+            changed, result = change(job)
+            if changed:
+                store.put(self._record(job))
+            return result
+
+        return await self._write(body)
+
+    # -- adding and reading -----------------------------------------------------
+
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
+        """Add the records in one transaction."""
+        fresh = []
+        for job in jobs:
+            record = job.record()
+            record.id = None
+            fresh.append(self._record(record))  # validates everything before the transaction
+
+        def body(transaction: JsObject) -> Body[list[int]]:
+            store = transaction.objectStore(JOBS)
+            requests = [store.add(record) for record in fresh]
+            if requests:
+                yield requests[-1]  # requests succeed in order: the last one means all
+            return [int(request.result) for request in requests]
+
+        return await self._write(body)
+
+    async def get(self, job_id: int) -> Job[Any, Any] | None:
+        """The job, or None."""
+
+        def body(transaction: JsObject) -> Body[dict[str, Any] | None]:
+            record: dict[str, Any] | None = js_to_json(
+                (yield transaction.objectStore(JOBS).get(job_id))
+            )
+            return record
+
+        record = await self._read(body)
+        if record is None or record["queue"] != self.queue_name:
+            return None
+        return record_to_job(record)
+
+    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
+        """Jobs with `status` in claim order (the claim_order index)."""
+        index_range = self._status_range(status)
+
+        def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
+            index = transaction.objectStore(JOBS).index("claim_order")
+            return js_to_json((yield index.getAll(index_range, num))) or []
+
+        return [record_to_job(record) for record in await self._read(body)]
+
+    async def count(self, status: JobStatus | None) -> int:
+        """How many jobs have `status`."""
+        index_range = self._status_range(status)
+
+        def body(transaction: JsObject) -> Body[int]:
+            index = transaction.objectStore(JOBS).index("claim_order")
+            return int((yield index.count(index_range)))
+
+        return await self._read(body)
+
+    async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
+        """The jobs of a run."""
+        return await self._records("run_id", self._run_range(job_run_id))
+
+    async def completed_by_fingerprint(self, fingerprint: str) -> Job[Any, Any] | None:
+        """The latest completed job with this fingerprint."""
+        prefix = [self.queue_name, fingerprint, JobStatus.COMPLETED.value]
+        index_range = key_range(prefix, [*prefix, AFTER_ALL])
+
+        def body(transaction: JsObject) -> Body[dict[str, Any] | None]:
+            index = transaction.objectStore(JOBS).index("fingerprint")
+            # "prev": latest completed_at first, and the highest id among equal times.
+            cursor = yield index.openCursor(index_range, "prev")
+            return None if cursor is None else js_to_json(cursor.value)
+
+        record = await self._read(body)
+        return None if record is None else record_to_job(record)
+
+    # -- claiming and running -----------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None,
+    ) -> list[Job[Any, Any]]:
+        """Claim the first claimable records of the claim_order index."""
+        pending = [self.queue_name, JobStatus.PENDING.value]
+        index_range = key_range(pending, [*pending, encode_time(now)])
+
+        def body(transaction: JsObject) -> Body[list[Job[Any, Any]]]:
+            store = transaction.objectStore(JOBS)
+            records = js_to_json((yield store.index("claim_order").getAll(index_range, limit)))
+            claimed = []
+            for record in records or []:
+                job = record_to_job(record)
+                transitions.claim(job, worker_id, now, lease_until)
+                store.put(self._record(job))
+                claimed.append(job)
+            return claimed
+
+        return await self._write(body)
+
+    async def renew_lease(
+        self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
+    ) -> JobStatus | None:
+        """Renew the lease of an attempt."""
+        encode_time(lease_until)
+
+        def change(job: Job[Any, Any]) -> tuple[bool, JobStatus | None]:
+            if not transitions.is_attempt(job, worker_id, attempt):
+                return False, None
+            return True, transitions.renew_lease(job, lease_until)
+
+        return await self._change(job_id, change, None)
+
+    async def save_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        progress: float,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> bool:
+        """Save the progress of an attempt."""
+        dumps(details)  # refuse what JSON cannot hold before touching the job
+
+        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
+            if not transitions.is_attempt(job, worker_id, attempt):
+                return False, False
+            transitions.save_progress(job, progress, message, details)
+            return True, True
+
+        return await self._change(job_id, change, False)
+
+    async def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        outcome: Outcome,
+        lease_expired_before: datetime | None,
+        event: JobEvent | None,
+    ) -> bool:
+        """Apply an outcome to an attempt."""
+
+        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
+            if not transitions.is_attempt(job, worker_id, attempt):
+                return False, False
+            if not transitions.lease_expired(job, lease_expired_before):
+                return False, False
+            transitions.finish(job, outcome)
+            return True, True
+
+        return await self._change(job_id, change, False)
+
+    # -- user actions -------------------------------------------------------------
+
+    async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
+        """Abort one job."""
+
+        def change(job: Job[Any, Any]) -> tuple[bool, JobStatus | None]:
+            status = transitions.abort(job, now)
+            return status is not None, status
+
+        return await self._change(job_id, change, None)
+
+    async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
+        """Abort the jobs of a run in one transaction."""
+        index_range = self._run_range(job_run_id)
+
+        def body(transaction: JsObject) -> Body[list[tuple[int, JobStatus]]]:
+            store = transaction.objectStore(JOBS)
+            records = js_to_json((yield store.index("run_id").getAll(index_range))) or []
+            changed = []
+            for record in records:
+                job = record_to_job(record)
+                status = transitions.abort(job, now)
+                if status is not None:
+                    store.put(self._record(job))
+                    changed.append((int(record["id"]), status))
+            return changed
+
+        return await self._write(body)
+
+    async def disable(self, job_id: int, now: datetime) -> bool:
+        """Disable a PENDING job."""
+
+        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
+            disabled = transitions.disable(job, now)
+            return disabled, disabled
+
+        return await self._change(job_id, change, False)
+
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        """Run a finished job again."""
+
+        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
+            retried = transitions.retry(job, now)
+            return retried, retried
+
+        return await self._change(job_id, change, False)
+
+    # -- maintenance ----------------------------------------------------------------
+
+    async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
+        """The running jobs whose lease expired (the lease index holds running jobs)."""
+        index_range = key_range([self.queue_name], [self.queue_name, encode_time(now)], True)
+        jobs = await self._records("lease", index_range)
+        return [job for job in jobs if transitions.lease_has_expired(job, now)]
+
+    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
+        """Delete old finished jobs (the finished index)."""
+        prefix = [self.queue_name, status.value]
+        index_range = key_range(prefix, [*prefix, encode_time(completed_before)], True)
+        return await self._delete_keys("finished", index_range)
+
+    async def _delete_keys(self, index_name: str, index_range: JsObject) -> int:
+        def body(transaction: JsObject) -> Body[int]:
+            store = transaction.objectStore(JOBS)
+            keys = js_to_json((yield store.index(index_name).getAllKeys(index_range))) or []
+            for key in keys:
+                store.delete(key)
+            return len(keys)
+
+        return await self._write(body)
+
+    async def delete(self, job_id: int) -> bool:
+        """Delete one job."""
+
+        def body(transaction: JsObject) -> Body[bool]:
+            store = transaction.objectStore(JOBS)
+            record = js_to_json((yield store.get(job_id)))
+            if record is None or record["queue"] != self.queue_name:
+                return False
+            store.delete(job_id)
+            return True
+
+        return await self._write(body)
+
+    async def delete_all(self) -> None:
+        """Delete every job of the queue."""
+        await self._delete_keys("claim_order", self._status_range(None))
+
+
+class IndexedDbQueueStorage(BaseQueueStorage):
+    """The jobs of one queue in IndexedDB; events to other tabs over BroadcastChannel."""
+
+    def __init__(self, queue_name: str, database_name: str = DEFAULT_DATABASE) -> None:
+        database = Database(database_name, "IndexedDbQueueStorage")
+        check_queue_name(queue_name)
+        self.database_name = database_name
+        super().__init__(queue_name, IndexedDbQueueEngine(database, queue_name))
+
+    def __repr__(self) -> str:
+        return f"IndexedDbQueueStorage({self.queue_name!r}, {self.database_name!r})"

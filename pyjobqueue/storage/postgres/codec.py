@@ -1,0 +1,98 @@
+"""Values in and out of PostgreSQL (asyncpg converts times; JSON travels as text)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ... import _json
+from ...job import Job, JobStatus
+from ...outcome import Outcome, OutcomeKind
+
+# One attempt's values, in the order of the arrays of `queries.FINISH_ATTEMPTS`.
+FinishRow = tuple[Any, ...]
+
+
+def no_nul(name: str, value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters: refuse them before anything is stored."""
+    if value is not None and "\x00" in value:
+        raise ValueError(f"{name} contains a NUL character, which PostgreSQL cannot store")
+    return value
+
+
+def encode_text(value: str | None) -> str | None:
+    """Messages (errors, progress) keep their NULs visible as U+FFFD instead of failing."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def encode_json(value: Any) -> str | None:
+    """A JSON value as text; None stays NULL."""
+    return None if value is None else _json.dumps(value)
+
+
+def job_to_row(job: Job[Any, Any]) -> tuple[Any, ...]:
+    """One new job's values, in the order of the arrays of `queries.INSERT_JOBS`."""
+    return (
+        _json.dumps(job.input),
+        job.max_retries,
+        job.created_at,
+        job.run_after,
+        job.deadline_at,
+        no_nul("job_run_id", job.job_run_id),
+        job.fingerprint,
+    )
+
+
+def job_from_row(row: Any) -> Job[Any, Any]:
+    """The job a row of pyjobqueue_jobs holds."""
+    return Job(
+        id=row["id"],
+        queue_name=row["queue_name"],
+        input=_json.loads(row["input"]),
+        output=_json.loads(row["output"]),
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        progress_details=_json.loads(row["progress_details"]),
+        max_retries=row["max_retries"],
+        run_attempts=row["run_attempts"],
+        error=row["error"],
+        error_code=row["error_code"],
+        created_at=row["created_at"],
+        completed_at=row["completed_at"],
+        run_after=row["run_after"],
+        deadline_at=row["deadline_at"],
+        last_ran_at=row["last_ran_at"],
+        job_run_id=row["job_run_id"],
+        fingerprint=row["fingerprint"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def finish_row(
+    job_id: int,
+    worker_id: str,
+    attempt: int,
+    outcome: Outcome,
+    lease_expired_before: datetime | None,
+    payload: str | None,
+) -> FinishRow:
+    """(id, worker, attempt, expired_before, kind, status, output, error, error_code,
+    completed_at, run_after, payload) of one outcome."""
+    kind = outcome.kind
+    finished = kind in (OutcomeKind.COMPLETE, OutcomeKind.FAIL)
+    return (
+        job_id,
+        worker_id,
+        attempt,
+        lease_expired_before,
+        kind.name,
+        outcome.status.value,
+        _json.dumps(outcome.output) if kind is OutcomeKind.COMPLETE else None,
+        encode_text(outcome.error) if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
+        outcome.error_code if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
+        outcome.at if finished else None,
+        None if finished else (outcome.run_after or outcome.at),
+        payload,
+    )

@@ -1,0 +1,279 @@
+"""The PostgreSQL change feed: LISTEN/NOTIFY on one channel per queue.
+
+Events go out as NOTIFY payloads; one too large for a notification is stored in
+`pyjobqueue_events` and its row id notified instead. "Job available" hints only speed
+things up: polling stays the fallback, so a lost notification delays a job but never
+loses it. See docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+from typing import Any
+
+from ... import _json
+from ...events import JOB_AVAILABLE, JobEvent
+from ..feed import EventListener, Listeners, Unsubscribe
+from . import queries as sql
+from .connection import Database
+
+logger = logging.getLogger(__name__)
+
+# NOTIFY refuses payloads of 8000 bytes or more; larger events go through a table.
+NOTIFY_PAYLOAD_LIMIT = 7900
+STORED_EVENT_RETENTION_SECONDS = 300.0
+# The LISTEN connection: a liveness query this often (a silent network drop is not
+# noticed otherwise), and reconnect attempts backing off between these bounds.
+HEALTH_CHECK_SECONDS = 10.0
+HEALTH_CHECK_TIMEOUT_SECONDS = 5.0
+RECONNECT_MIN_SECONDS = 0.1
+RECONNECT_MAX_SECONDS = 5.0
+STOP_GRACE_SECONDS = 1.0
+
+# NOTIFY payloads: a tag, then the data.
+HINT_TAG = "A"  # a job became claimable; no data
+EVENT_TAG = "E"  # a JobEvent as JSON
+STORED_TAG = "R"  # id of a row of pyjobqueue_events holding a large JobEvent
+
+
+def channel_for(queue_name: str) -> str:
+    """The NOTIFY channel of a queue: a hash, so any queue name makes a valid identifier."""
+    return "pyjobqueue_" + hashlib.sha256(queue_name.encode("utf-8")).hexdigest()[:40]
+
+
+def fits_notify(payload: str) -> bool:
+    """Whether an event payload fits in one NOTIFY (8000 bytes, less a margin)."""
+    return len(payload.encode("utf-8")) < NOTIFY_PAYLOAD_LIMIT
+
+
+def event_payload(event: JobEvent) -> str:
+    """The NOTIFY payload that carries `event`."""
+    return EVENT_TAG + _json.dumps(event.to_json())
+
+
+class EventFeed:
+    """The LISTEN side of a queue storage: one connection shared by its listeners.
+
+    The connection comes from the storage's pool and is replaced, with backoff, when
+    it drops or stops answering; while it is down nothing is delivered and nothing
+    breaks. After a reconnect listeners get a `job_available` hint, since whatever
+    was announced in between is lost and idle workers should look for it.
+    """
+
+    def __init__(self, database: Database, queue_name: str, channel: str) -> None:
+        self._database = database
+        self._queue_name = queue_name
+        self._channel = channel
+        self._listeners = Listeners(queue_name)
+        self._lock = asyncio.Lock()
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
+        self._nudge = asyncio.Event()  # set when the connection drops or the feed stops
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    async def publish(self, event: JobEvent) -> None:
+        """NOTIFY the queue's channel of `event` (a large one through the events table)."""
+        pool = self._database.require()
+        payload = event_payload(event)
+        if fits_notify(payload):
+            await pool.execute(sql.NOTIFY, self._channel, payload)
+            return
+        await pool.execute(
+            sql.INSERT_EVENT,
+            self._queue_name,
+            payload[len(EVENT_TAG) :],
+            self._channel,
+            STORED_TAG,
+            STORED_EVENT_RETENTION_SECONDS,
+        )
+
+    def announce_available(self) -> None:
+        """Hint this process's listeners (writes notify every process themselves)."""
+        self._listeners.announce_available()
+
+    async def subscribe(self, listener: EventListener) -> Unsubscribe:
+        """Add a listener, starting the LISTEN connection for the first one."""
+        self._database.require()
+        async with self._lock:
+            if self._supervisor is None:
+                await self._start()
+            token = self._listeners.add(listener)
+
+        async def unsubscribe() -> None:
+            async with self._lock:
+                self._listeners.remove(token)
+                if not self._listeners:
+                    await self._stop()
+
+        return unsubscribe
+
+    async def close(self) -> None:
+        """Drop every listener and the connection."""
+        async with self._lock:
+            self._listeners.clear()
+            await self._stop()
+
+    async def _start(self) -> None:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stopping = False
+        self._nudge.clear()
+        self._inbox = asyncio.Queue()
+        self._supervisor = asyncio.create_task(self._supervise(ready), name="pyjobqueue listen")
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="pyjobqueue dispatch")
+        try:
+            await ready
+        except BaseException as error:
+            await self._stop()
+            explained = self._database.explain(error)
+            if explained is not None:
+                raise explained from None
+            raise
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        self._nudge.set()
+        supervisor, self._supervisor = self._supervisor, None
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if supervisor is not None:
+            # It notices the stop at once, unless it is stuck connecting to a dead server.
+            _done, pending = await asyncio.wait({supervisor}, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if dispatcher is not None:
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher
+
+    # -- the connection ---------------------------------------------------------------------
+
+    async def _supervise(self, ready: asyncio.Future[None]) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        while not self._stopping:
+            first = not ready.done()
+            try:
+                connection = await self._database.require().acquire()
+            except Exception as error:
+                if first:
+                    ready.set_exception(error)
+                    return
+                logger.warning("queue %r: LISTEN reconnect failed: %s", self._queue_name, error)
+            else:
+                if await self._listen(connection, ready):
+                    delay = RECONNECT_MIN_SECONDS
+                elif first:
+                    return  # subscribe() raises the error
+            if not self._stopping:
+                await self._pause(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    async def _listen(self, connection: Any, ready: asyncio.Future[None]) -> bool:
+        """LISTEN on a connection until it drops or the feed stops; whether LISTEN worked."""
+        self._nudge.clear()
+
+        def dropped(_connection: Any) -> None:
+            self._nudge.set()
+
+        connection.add_termination_listener(dropped)
+        listened = False
+        try:
+            await connection.add_listener(self._channel, self._notified)
+            listened = True
+            if ready.done():
+                self._inbox.put_nowait(HINT_TAG)  # reconnected: look for missed work
+            else:
+                ready.set_result(None)
+            await self._hold(connection)
+        except Exception as error:
+            if not ready.done():
+                ready.set_exception(error)
+            else:
+                logger.warning("queue %r: LISTEN connection failed: %s", self._queue_name, error)
+        finally:
+            if not self._closed(connection):
+                connection.remove_termination_listener(dropped)
+            await self._release(connection, graceful=self._stopping)
+        return listened
+
+    async def _hold(self, connection: Any) -> None:
+        """Return when the connection dropped, fails a health check, or the feed stops."""
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), HEALTH_CHECK_SECONDS)
+            if self._stopping or self._closed(connection):
+                return
+            self._nudge.clear()  # a stale drop notice of an earlier connection
+            await asyncio.wait_for(
+                connection.fetchval(sql.HEALTH_CHECK), HEALTH_CHECK_TIMEOUT_SECONDS
+            )
+
+    def _closed(self, connection: Any) -> bool:
+        # asyncpg hands a dropped connection back to its pool by itself, after which
+        # the proxy we hold refuses every call.
+        try:
+            return bool(connection.is_closed())
+        except self._database.driver.InterfaceError:
+            return True
+
+    async def _release(self, connection: Any, *, graceful: bool) -> None:
+        pool = self._database.pool
+        if graceful and not self._closed(connection):
+            try:
+                await asyncio.wait_for(
+                    connection.remove_listener(self._channel, self._notified),
+                    HEALTH_CHECK_TIMEOUT_SECONDS,
+                )
+                await asyncio.wait_for(pool.release(connection), HEALTH_CHECK_TIMEOUT_SECONDS)
+                return
+            except Exception as error:
+                logger.warning("queue %r: could not release LISTEN: %s", self._queue_name, error)
+        if not self._closed(connection):
+            connection.terminate()  # broken or unanswering: never hand it back as it is
+        with contextlib.suppress(Exception):
+            await pool.release(connection)  # a no-op once asyncpg took it back itself
+
+    async def _pause(self, delay: float) -> None:
+        if self._stopping:
+            return
+        self._nudge.clear()  # a late drop notice must not cut the pause short
+        jittered = delay * random.uniform(0.8, 1.2)  # servers restarting together spread out
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._nudge.wait(), jittered)
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._inbox.put_nowait(payload)
+
+    # -- delivering -----------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        # One at a time, in arrival order: a stored event is fetched before the next.
+        while True:
+            payload = await self._inbox.get()
+            try:
+                event = await self._decode(payload)
+            except Exception:
+                logger.exception("queue %r: could not read a notification", self._queue_name)
+                continue
+            if event is None or event.queue_name != self._queue_name:
+                continue
+            self._listeners.deliver(event)
+
+    async def _decode(self, payload: str) -> JobEvent | None:
+        tag, data = payload[:1], payload[1:]
+        if tag == HINT_TAG:
+            return JobEvent(JOB_AVAILABLE, self._queue_name, 0)
+        if tag == EVENT_TAG:
+            return JobEvent.from_json(json.loads(data))
+        if tag == STORED_TAG:
+            pool = self._database.require()
+            stored = await pool.fetchval(sql.FETCH_EVENT, int(data), self._queue_name)
+            return None if stored is None else JobEvent.from_json(json.loads(stored))
+        logger.warning("queue %r: unknown notification %.40r", self._queue_name, payload)
+        return None

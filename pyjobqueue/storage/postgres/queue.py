@@ -1,0 +1,237 @@
+"""The PostgreSQL queue: one statement per operation, events and hints inside the writes.
+
+The rules of `pyjobqueue.transitions` are written in SQL in `queries.py`; the storage
+contract suite runs them against the pure functions. Claims use `FOR UPDATE SKIP
+LOCKED`. Every write that makes a job claimable, and every outcome's event, notifies
+the queue's channel in the statement itself (`pg_notify` in its RETURNING list), so a
+refused write notifies nobody and a crash right after a write loses no event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ...errors import AbortSignalJobError
+from ...events import JobEvent
+from ...job import Job, JobStatus
+from ...outcome import AbortReason, Outcome
+from ..base import check_queue_name
+from ..core import BaseQueueStorage
+from . import queries as sql
+from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row, no_nul
+from .connection import Database, affected
+from .feed import EVENT_TAG, HINT_TAG, EventFeed, channel_for, event_payload, fits_notify
+from .finisher import Finisher
+
+
+class PostgresQueueEngine:
+    """The jobs of one queue in the `pyjobqueue_jobs` table."""
+
+    announces_with_writes = True
+    supports_push = True
+    shared_across_processes = True
+
+    def __init__(self, database: Database, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._database = database
+        self._channel = channel_for(queue_name)
+        self.feed = EventFeed(database, queue_name, self._channel)
+        self._finisher = Finisher(database, queue_name, self._channel)
+
+    async def open(self) -> None:
+        """Connect and create or migrate the tables (safe from several processes at once)."""
+        await self._database.open()
+
+    async def close(self) -> None:
+        """Close the pool if this storage made it."""
+        await self._database.close()
+
+    async def _jobs(self, statement: str, *args: Any) -> list[Job[Any, Any]]:
+        rows = await self._database.require().fetch(statement, self.queue_name, *args)
+        return [job_from_row(row) for row in rows]
+
+    async def _job(self, statement: str, *args: Any) -> Job[Any, Any] | None:
+        row = await self._database.require().fetchrow(statement, self.queue_name, *args)
+        return None if row is None else job_from_row(row)
+
+    # -- adding and reading -----------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
+        """One unnest INSERT for any number of jobs; it hints the channel."""
+        columns: list[list[Any]] = [[] for _ in range(7)]
+        for job in jobs:
+            for column, value in zip(columns, job_to_row(job), strict=True):
+                column.append(value)
+        rows = await self._database.require().fetch(
+            sql.INSERT_JOBS, self.queue_name, *columns, self._channel, HINT_TAG
+        )
+        # Ids come from the sequence in insertion order, which is the input order.
+        return sorted(row["id"] for row in rows)
+
+    async def get(self, job_id: int) -> Job[Any, Any] | None:
+        """The job, or None."""
+        return await self._job(sql.GET_JOB, job_id)
+
+    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
+        """Jobs with `status` in claim order."""
+        return await self._jobs(sql.PEEK_JOBS, status.value, num)
+
+    async def count(self, status: JobStatus | None) -> int:
+        """How many jobs have `status`."""
+        pool = self._database.require()
+        if status is None:
+            count: int = await pool.fetchval(sql.COUNT_JOBS, self.queue_name)
+        else:
+            count = await pool.fetchval(sql.COUNT_JOBS_BY_STATUS, self.queue_name, status.value)
+        return count
+
+    async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
+        """The jobs of a run."""
+        return await self._jobs(sql.JOBS_OF_RUN, job_run_id)
+
+    async def completed_by_fingerprint(self, fingerprint: str) -> Job[Any, Any] | None:
+        """The latest completed job with this fingerprint."""
+        return await self._job(sql.COMPLETED_BY_FINGERPRINT, fingerprint)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        start_origin: str | None,
+    ) -> list[Job[Any, Any]]:
+        """One SKIP LOCKED claim; with `start_origin`, job_start goes out in it too."""
+        args: tuple[Any, ...] = (now, worker_id, lease_until, limit)
+        if start_origin is None:
+            return await self._jobs(sql.CLAIM_JOBS, *args)
+        return await self._jobs(
+            sql.CLAIM_JOBS_ANNOUNCING, *args, self._channel, start_origin, EVENT_TAG
+        )
+
+    async def renew_lease(
+        self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
+    ) -> JobStatus | None:
+        """Renew the lease of an attempt."""
+        status = await self._database.require().fetchval(
+            sql.RENEW_LEASE, job_id, self.queue_name, worker_id, attempt, lease_until
+        )
+        return None if status is None else JobStatus(status)
+
+    async def save_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        progress: float,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> bool:
+        """Save the progress of an attempt."""
+        saved = await self._database.require().fetchval(
+            sql.SAVE_PROGRESS,
+            job_id,
+            self.queue_name,
+            worker_id,
+            attempt,
+            progress,
+            encode_text(message),
+            encode_json(details),
+        )
+        return saved is not None
+
+    async def finish(
+        self,
+        job_id: int,
+        worker_id: str,
+        attempt: int,
+        outcome: Outcome,
+        lease_expired_before: datetime | None,
+        event: JobEvent | None,
+    ) -> bool:
+        """The outcome and its event in one statement, shared with outcomes arriving together."""
+        payload = None if event is None else event_payload(event)
+        notify = payload is not None and fits_notify(payload)
+        row = finish_row(
+            job_id, worker_id, attempt, outcome, lease_expired_before, payload if notify else None
+        )
+        applied = await self._finisher.finish(row)
+        if applied and event is not None and not notify:
+            await self.feed.publish(event)  # too large for NOTIFY: through the events table
+        return applied
+
+    # -- aborting, disabling, cleaning up -------------------------------------------------
+
+    async def _abort(
+        self, statement: str, key: int | str, now: datetime
+    ) -> list[tuple[int, JobStatus]]:
+        rows = await self._database.require().fetch(
+            statement,
+            self.queue_name,
+            key,
+            AbortReason.USER.value,
+            AbortSignalJobError.__name__,
+            now,
+        )
+        return [(row["id"], JobStatus(row["status"])) for row in rows]
+
+    async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
+        """Abort one job."""
+        rows = await self._abort(sql.ABORT_JOB, job_id, now)
+        return rows[0][1] if rows else None
+
+    async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
+        """Abort the jobs of a run."""
+        return await self._abort(sql.ABORT_JOB_RUN, job_run_id, now)
+
+    async def disable(self, job_id: int, now: datetime) -> bool:
+        """Disable a PENDING job."""
+        row = await self._database.require().fetchrow(sql.DISABLE_JOB, self.queue_name, job_id, now)
+        return row is not None
+
+    async def retry(self, job_id: int, now: datetime) -> bool:
+        """Run a finished job again; it hints the channel."""
+        row = await self._database.require().fetchrow(
+            sql.RETRY_JOB, self.queue_name, job_id, now, self._channel, HINT_TAG
+        )
+        return row is not None
+
+    async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
+        """The running jobs whose lease expired."""
+        return await self._jobs(sql.EXPIRED_LEASES, now)
+
+    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
+        """Delete old finished jobs."""
+        result = await self._database.require().execute(
+            sql.DELETE_FINISHED, self.queue_name, status.value, completed_before
+        )
+        return affected(result)
+
+    async def delete(self, job_id: int) -> bool:
+        """Delete one job."""
+        result = await self._database.require().execute(sql.DELETE_JOB, self.queue_name, job_id)
+        return affected(result) > 0
+
+    async def delete_all(self) -> None:
+        """Delete the queue's jobs and stored events."""
+        await self._database.require().execute(sql.DELETE_QUEUE, self.queue_name)
+
+
+class PostgresQueueStorage(BaseQueueStorage):
+    """The jobs of one queue in PostgreSQL, shared by every server and client on the database.
+
+    `dsn_or_pool` is a DSN (postgresql://user:password@host:port/database; the storage
+    makes its own pool and closes it) or an `asyncpg.Pool` (used, never closed).
+    """
+
+    def __init__(self, dsn_or_pool: str | Any, queue_name: str) -> None:
+        no_nul("queue_name", check_queue_name(queue_name))
+        self._database = Database(dsn_or_pool)
+        super().__init__(queue_name, PostgresQueueEngine(self._database, queue_name))
+
+    def __repr__(self) -> str:
+        return f"PostgresQueueStorage({self._database.where!r}, {self.queue_name!r})"

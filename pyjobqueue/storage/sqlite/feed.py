@@ -1,0 +1,133 @@
+"""The SQLite change feed: an events table that every subscribed storage polls.
+
+SQLite has no push channel. `publish` inserts the event into `pyjobqueue_events`;
+each storage with subscribers reads the rows after the last one it saw, every
+`poll_interval_ms`, and an idle poll is one `PRAGMA data_version` (no table read).
+Old events are pruned by age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from ... import _json
+from ...events import JobEvent
+from ..feed import EventListener, Listeners, Unsubscribe
+from . import queries as sql
+from .codec import encode_time
+from .connection import Database
+
+logger = logging.getLogger(__name__)
+
+EVENT_RETENTION = timedelta(minutes=5)
+EVENT_PRUNE_EVERY_SECONDS = 60.0
+
+
+class EventFeed:
+    """Publishes to the events table; polls it for one queue and hands new events on."""
+
+    def __init__(self, database: Database, queue_name: str, poll_interval: float) -> None:
+        self._database = database
+        self._queue_name = queue_name
+        self._poll_interval = poll_interval
+        # Each listener with the id of the last event before it subscribed.
+        self._listeners = Listeners(queue_name)
+        self._position = 0
+        self._data_version: int | None = None
+        self._own_write = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
+        # Held while reading and delivering, and while a listener registers, so a new
+        # listener starts exactly after the last event it was not meant to see.
+        self._reading = asyncio.Lock()
+
+    async def publish(self, event: JobEvent) -> None:
+        """Store the event for every subscriber of the file (this process's too)."""
+        now = datetime.now(UTC)
+        params = {
+            "queue_name": event.queue_name,
+            "payload": _json.dumps(event.to_json()),
+            "created_at": encode_time(now),
+        }
+        await self._database.rows(sql.INSERT_EVENT, params)
+        # This connection's own writes do not change data_version: read now.
+        self._own_write = True
+        self._wake.set()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + EVENT_PRUNE_EVERY_SECONDS
+            before = encode_time(now - EVENT_RETENTION)
+            await self._database.rows(sql.PRUNE_EVENTS, {"before": before})
+
+    async def subscribe(self, listener: EventListener) -> Unsubscribe:
+        """Deliver every event stored from now on; starts polling for the first listener."""
+        async with self._reading:
+            start = int(await self._database.value(sql.LAST_EVENT_ID))
+            if self._task is None:
+                self._position, self._data_version = start, None
+                self._task = asyncio.create_task(self._poll(), name="pyjobqueue sqlite feed")
+            token = self._listeners.add(listener, start)
+
+        async def unsubscribe() -> None:
+            self._listeners.remove(token)
+            if not self._listeners:
+                await self._stop()
+
+        return unsubscribe
+
+    def announce_available(self) -> None:
+        """Tell this storage's listeners that jobs can be claimed (no round trip)."""
+        self._listeners.announce_available()
+
+    async def _poll(self) -> None:
+        # `_stop` forgets the task before cancelling it: leave even if a cancellation
+        # is swallowed on the way.
+        while self._task is asyncio.current_task():
+            self._wake.clear()
+            try:
+                await self._read_new()
+            except Exception:
+                logger.exception("reading the events of queue %r failed", self._queue_name)
+            # asyncio.timeout, not wait_for: wait_for drops a cancellation that
+            # arrives as the event is set (Python 3.11).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+
+    async def _read_new(self) -> None:
+        async with self._reading:
+            version = await self._database.value(sql.DATA_VERSION)
+            if version == self._data_version and not self._own_write:
+                return
+            self._data_version, self._own_write = version, False
+            rows = await self._database.rows(
+                sql.EVENTS_AFTER, {"after": self._position, "queue_name": self._queue_name}
+            )
+            for event_id, payload in rows:
+                self._position = max(self._position, event_id)
+                if payload is not None:
+                    self._deliver_payload(event_id, payload)
+
+    def _deliver_payload(self, event_id: int, payload: str) -> None:
+        try:
+            event = JobEvent.from_json(_json.loads(payload))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("skipping unreadable event %s of queue %r", event_id, self._queue_name)
+            return
+        self._listeners.deliver(event, event_id)
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        """Drop every listener and stop polling."""
+        self._listeners.clear()
+        await self._stop()

@@ -1,0 +1,90 @@
+"""The SQLite schema, as numbered migrations (see `pyjobqueue.storage.migrations`).
+
+Append, never edit: a database created by an older release is brought up to date by
+the migrations it lacks, each in the same transaction as the record of its version.
+"""
+
+from __future__ import annotations
+
+from ..migrations import Migration
+
+# Releases before schema version 2 recorded versions in this table; setting up
+# renames it to `pyjobqueue_schema_migrations`, the name every SQL backend uses.
+LEGACY_MIGRATIONS_TABLE = "pyjobqueue_schema_version"
+
+MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
+    Migration(
+        1,
+        "jobs, the change feed, rate limiter executions and holds",
+        (
+            # AUTOINCREMENT: an id is never reused after a delete, so a client still
+            # waiting on a deleted job cannot be answered by a newer job.
+            """
+        CREATE TABLE pyjobqueue_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue_name TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT,
+            status TEXT NOT NULL,
+            progress REAL NOT NULL DEFAULT 0,
+            progress_message TEXT NOT NULL DEFAULT '',
+            progress_details TEXT,
+            max_retries INTEGER NOT NULL,
+            run_attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            error_code TEXT,
+            created_at INTEGER NOT NULL,
+            completed_at INTEGER,
+            run_after INTEGER NOT NULL,
+            deadline_at INTEGER,
+            last_ran_at INTEGER,
+            job_run_id TEXT,
+            fingerprint TEXT,
+            worker_id TEXT,
+            lease_expires_at INTEGER
+        )
+        """,
+            # Claims, peek, size and lease scans walk this index in claim order.
+            """
+        CREATE INDEX pyjobqueue_jobs_claim
+        ON pyjobqueue_jobs (queue_name, status, run_after, id)
+        """,
+            "CREATE INDEX pyjobqueue_jobs_run ON pyjobqueue_jobs (queue_name, job_run_id)",
+            "CREATE INDEX pyjobqueue_jobs_fingerprint ON pyjobqueue_jobs (queue_name, fingerprint)",
+            # The change feed: AUTOINCREMENT keeps ids rising after pruning, so a
+            # subscriber's "id > last seen" never skips a new event.
+            """
+        CREATE TABLE pyjobqueue_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue_name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """,
+            """
+        CREATE TABLE pyjobqueue_rate_executions (
+            id INTEGER PRIMARY KEY,
+            queue_name TEXT NOT NULL,
+            executed_at INTEGER NOT NULL
+        )
+        """,
+            """
+        CREATE INDEX pyjobqueue_rate_executions_window
+        ON pyjobqueue_rate_executions (queue_name, executed_at)
+        """,
+            """
+        CREATE TABLE pyjobqueue_rate_holds (
+            queue_name TEXT PRIMARY KEY,
+            next_available_at INTEGER NOT NULL
+        )
+        """,
+        ),
+    ),
+    Migration(
+        2,
+        "the rate limiter's next available times under the name PostgreSQL uses",
+        ("ALTER TABLE pyjobqueue_rate_holds RENAME TO pyjobqueue_rate_limits",),
+    ),
+)
+
+LATEST_VERSION = len(MIGRATIONS)

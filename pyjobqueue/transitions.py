@@ -1,0 +1,151 @@
+"""What each storage operation does to a job record: every rule of the state machine, once.
+
+`outcome.py` decides where an attempt goes (complete, retry at T, fail, re-queue); this
+module says what that, and every other operation (claim, lease renewal, progress,
+abort, disable, retry, recovery), changes in the record, and when it may apply (the
+guards). The in-memory and IndexedDB storages apply these functions to their records;
+SQLite and PostgreSQL express the same rules in SQL, and the storage contract suite
+runs one table of transitions on every backend against these functions, so the SQL
+cannot drift from them. See docs/job-lifecycle.md for the picture.
+
+Every function edits the record in place and returns what the storage operation
+returns. None of them does I/O or reads the clock: the time is passed in.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+from .errors import AbortSignalJobError
+from .job import ACTIVE_STATUSES, Job, JobStatus
+from .outcome import AbortReason, Outcome, OutcomeKind
+
+# Statuses from which `abort` moves a job, and `retry` brings one back.
+ABORTABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.DISABLED})
+
+
+def claim_order(job: Job[Any, Any]) -> tuple[datetime, int]:
+    """The order in which PENDING jobs are claimed and peeked: run_after, then id."""
+    return job.run_after, job.id or 0
+
+
+def is_claimable(job: Job[Any, Any], now: datetime) -> bool:
+    """Whether a claim at `now` may take the job."""
+    return job.status is JobStatus.PENDING and job.run_after <= now
+
+
+def claim(job: Job[Any, Any], worker_id: str, now: datetime, lease_until: datetime) -> None:
+    """PENDING -> PROCESSING: a new attempt of `worker_id`, leased until `lease_until`."""
+    job.status = JobStatus.PROCESSING
+    job.worker_id = worker_id
+    job.run_attempts += 1
+    job.last_ran_at = now
+    job.lease_expires_at = lease_until
+    job.progress, job.progress_message, job.progress_details = 0.0, "", None
+
+
+def is_attempt(job: Job[Any, Any], worker_id: str, attempt: int) -> bool:
+    """The guard of every write a worker makes: the job is still this attempt of it."""
+    return (
+        job.status in ACTIVE_STATUSES and job.worker_id == worker_id and job.run_attempts == attempt
+    )
+
+
+def lease_expired(job: Job[Any, Any], before: datetime | None) -> bool:
+    """The guard of lease recovery: the lease expired before `before` (None: no guard)."""
+    if before is None:
+        return True
+    return job.lease_expires_at is not None and job.lease_expires_at < before
+
+
+def renew_lease(job: Job[Any, Any], lease_until: datetime) -> JobStatus:
+    """Extend the lease of a running attempt; the status the worker should know of."""
+    job.lease_expires_at = lease_until
+    return job.status
+
+
+def save_progress(
+    job: Job[Any, Any], progress: float, message: str, details: dict[str, Any] | None
+) -> None:
+    """Record the progress of a running attempt."""
+    job.progress, job.progress_message = float(progress), message
+    job.progress_details = copy.deepcopy(details)
+
+
+def finish(job: Job[Any, Any], outcome: Outcome) -> None:
+    """End an attempt as `outcome` says; worker and lease are cleared in every case.
+
+    COMPLETE keeps the output (progress 100, error cleared) and FAIL the error, both
+    with completed_at; RETRY makes the job PENDING at run_after with the error kept;
+    REQUEUE (a stop, not a failure) makes it PENDING and gives the attempt back.
+    """
+    job.status = outcome.status
+    job.worker_id = None
+    job.lease_expires_at = None
+    if outcome.kind is OutcomeKind.COMPLETE:
+        job.output = copy.deepcopy(outcome.output)
+        job.progress = 100.0
+        job.error = job.error_code = None
+        job.completed_at = outcome.at
+    elif outcome.kind is OutcomeKind.FAIL:
+        job.error, job.error_code = outcome.error, outcome.error_code
+        job.completed_at = outcome.at
+    else:
+        if outcome.kind is OutcomeKind.REQUEUE:
+            job.run_attempts = max(0, job.run_attempts - 1)
+        else:
+            job.error, job.error_code = outcome.error, outcome.error_code
+        job.run_after = outcome.run_after or outcome.at
+
+
+def makes_claimable(outcome: Outcome) -> bool:
+    """Whether a job is claimable again once `outcome` applied (idle workers should look)."""
+    return outcome.kind in (OutcomeKind.RETRY, OutcomeKind.REQUEUE)
+
+
+def abort(job: Job[Any, Any], now: datetime) -> JobStatus | None:
+    """PENDING -> FAILED at once (AbortSignalJobError), PROCESSING -> ABORTING (its worker
+    ends it); the new status, or None when nothing changed (finished, already aborting)."""
+    if job.status is JobStatus.PENDING:
+        job.status = JobStatus.FAILED
+        job.error = AbortReason.USER.value
+        job.error_code = AbortSignalJobError.__name__
+        job.completed_at = now
+        return JobStatus.FAILED
+    if job.status is JobStatus.PROCESSING:
+        job.status = JobStatus.ABORTING
+        return JobStatus.ABORTING
+    return None
+
+
+def disable(job: Job[Any, Any], now: datetime) -> bool:
+    """PENDING -> DISABLED (it will not run); whether it applied."""
+    if job.status is not JobStatus.PENDING:
+        return False
+    job.status = JobStatus.DISABLED
+    job.completed_at = now
+    return True
+
+
+def retry(job: Job[Any, Any], now: datetime) -> bool:
+    """FAILED/DISABLED -> PENDING at `now`, as a fresh job; whether it applied."""
+    if job.status not in RETRYABLE_STATUSES:
+        return False
+    job.status = JobStatus.PENDING
+    job.run_attempts = 0
+    job.run_after = now
+    job.error = job.error_code = job.output = job.completed_at = None
+    job.progress, job.progress_message, job.progress_details = 0.0, "", None
+    return True
+
+
+def lease_has_expired(job: Job[Any, Any], now: datetime) -> bool:
+    """Whether lease recovery at `now` should look at the job (its worker went silent)."""
+    return (
+        job.status in ACTIVE_STATUSES
+        and job.lease_expires_at is not None
+        and job.lease_expires_at < now
+    )
