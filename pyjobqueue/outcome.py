@@ -17,6 +17,7 @@ from .job import Job, JobStatus
 
 MAX_RETRIES_REACHED = "Max retries reached"
 DEADLINE_EXCEEDED = "Deadline exceeded"
+LEASE_EXPIRED = "Worker lease expired"
 
 
 class AbortReason(enum.StrEnum):
@@ -108,7 +109,16 @@ def decide_recovery(job: Job[Any, Any], now: datetime) -> Outcome:
     """Decide what becomes of a job whose worker's lease expired (its process died)."""
     if job.status is JobStatus.ABORTING:
         return _fail(now, AbortReason.USER.value, AbortSignalJobError.__name__, True)
-    return _retry_or_fail(job, now, "Worker lease expired", now)
+    if job.run_attempts > job.max_retries:
+        return _fail(now, MAX_RETRIES_REACHED, PermanentJobError.__name__)
+    # It keeps its place in the queue: claimed again before the jobs queued after it.
+    return Outcome(
+        OutcomeKind.RETRY,
+        now,
+        error=LEASE_EXPIRED,
+        error_code=RetryableJobError.__name__,
+        run_after=min(job.run_after, now),
+    )
 
 
 def decide_deadline(job: Job[Any, Any], now: datetime) -> Outcome | None:

@@ -69,6 +69,17 @@ def now() -> datetime:
             ),
             "initial_backoff_delay",
         ),
+        (
+            lambda: RateLimiter(
+                InMemoryRateLimiterStorage(),
+                "q",
+                max_executions=1,
+                window_size_in_seconds=1,
+                initial_backoff_delay=1000,
+                max_backoff_delay=500,
+            ),
+            "max_backoff_delay",
+        ),
     ],
 )
 def test_invalid_limiter_options_name_the_parameter(make: object, parameter: str) -> None:
@@ -113,6 +124,33 @@ async def test_concurrency_limiter_counts_running_jobs() -> None:
     assert await limiter.try_start()
     await limiter.clear()
     assert await limiter.can_proceed()
+
+
+async def test_concurrency_limiter_holds_starts_until_the_next_available_time() -> None:
+    limiter = ConcurrencyLimiter(5)
+    later = now() + timedelta(hours=1)
+    await limiter.set_next_available_time(later)
+    assert not await limiter.can_proceed()
+    assert not await limiter.try_start()
+    assert await limiter.get_next_available_time() == later
+    await limiter.set_next_available_time(now() - timedelta(seconds=1))
+    assert await limiter.can_proceed()
+    await limiter.set_next_available_time(later)
+    await limiter.clear()
+    assert await limiter.try_start()
+    assert await limiter.get_next_available_time() <= now()
+
+
+async def test_rate_limiter_allows_a_constant_backoff() -> None:
+    limiter = RateLimiter(
+        InMemoryRateLimiterStorage(),
+        "q",
+        max_executions=1,
+        window_size_in_seconds=1,
+        initial_backoff_delay=1000,
+        max_backoff_delay=1000,
+    )
+    assert limiter.max_backoff_delay == limiter.initial_backoff_delay
 
 
 async def test_delay_limiter_spaces_starts() -> None:

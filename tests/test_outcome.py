@@ -101,6 +101,9 @@ def test_output_must_be_json() -> None:
 
 def test_recovery_and_deadline() -> None:
     assert decide_recovery(job(1, 3), NOW).kind is OutcomeKind.RETRY
+    queued_at = NOW - timedelta(minutes=5)
+    kept = decide_recovery(job(1, 3, run_after=queued_at), NOW)
+    assert kept.run_after == queued_at  # it keeps its place in the queue
     assert decide_recovery(job(4, 3), NOW).error == "Max retries reached"
     aborting = decide_recovery(job(1, 3, status=JobStatus.ABORTING), NOW)
     assert (aborting.kind, aborting.aborted) == (OutcomeKind.FAIL, True)

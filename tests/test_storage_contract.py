@@ -729,3 +729,17 @@ async def test_every_transition_follows_the_pure_rules(
                 mismatches.append(f"{state}: {field} is {got!r}, the rules say {value!r}")
         assert await storage.delete(job_id)  # one job at a time: claims see only the next one
     assert not mismatches, "\n".join(mismatches)
+
+
+async def test_a_recovered_job_keeps_its_place_in_the_queue(storage: QueueStorage) -> None:
+    start = now()
+    crashed = await storage.add(new_job({"i": 0}, run_after=start - timedelta(seconds=3)))
+    await storage.claim("dead-worker", start, start + timedelta(milliseconds=1), 1)
+    for i in (1, 2):
+        await storage.add(new_job({"i": i}, run_after=start - timedelta(seconds=3 - i)))
+    late = start + timedelta(seconds=1)
+    (expired,) = await storage.expired_leases(late)
+    outcome = decide_recovery(expired, late)
+    assert await storage.finish(crashed, "dead-worker", 1, outcome, late)
+    (next_job,) = await storage.claim("w2", late, late + timedelta(seconds=30), 1)
+    assert next_job.id == crashed

@@ -68,6 +68,27 @@ class LimiterBase:
         return True
 
 
+class HoldableLimiter(LimiterBase):
+    """A limiter that `set_next_available_time` holds back until that time."""
+
+    def __init__(self) -> None:
+        self._next_available: datetime | None = None
+
+    def held(self) -> bool:
+        """Whether starts are held back now."""
+        return self._next_available is not None and utcnow() < self._next_available
+
+    async def get_next_available_time(self) -> datetime:
+        now = utcnow()
+        return max(now, self._next_available) if self._next_available else now
+
+    async def set_next_available_time(self, when: datetime) -> None:
+        self._next_available = when
+
+    async def clear(self) -> None:
+        self._next_available = None
+
+
 def refuses_starts(limiter: Limiter) -> bool:
     """Whether `limiter` may refuse a start (True for limiters that do not say)."""
     return bool(getattr(limiter, "refuses_starts", True))

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from ..job import utcnow
-from .base import LimiterBase, require_greater
+from .base import HoldableLimiter, require_greater
 
 
-class _SpacedStarts(LimiterBase):
+class _SpacedStarts(HoldableLimiter):
     """Starts at least `self.gap` apart (in this process)."""
 
     gap: timedelta
 
-    def __init__(self) -> None:
-        self._next_available: datetime | None = None
-
     async def can_proceed(self) -> bool:
-        return self._next_available is None or utcnow() >= self._next_available
+        return not self.held()
 
     async def record_job_start(self) -> None:
-        self._next_available = utcnow() + self.gap
-
-    async def get_next_available_time(self) -> datetime:
-        now = utcnow()
-        return max(now, self._next_available) if self._next_available else now
-
-    async def set_next_available_time(self, when: datetime) -> None:
-        self._next_available = when
-
-    async def clear(self) -> None:
-        self._next_available = None
+        await self.set_next_available_time(utcnow() + self.gap)
 
 
 class DelayLimiter(_SpacedStarts):

@@ -38,6 +38,11 @@ class RateLimiter(LimiterBase):
         require_greater("initial_backoff_delay", initial_backoff_delay, 0)
         require_greater("backoff_multiplier", backoff_multiplier, 1)
         require_greater("max_backoff_delay", max_backoff_delay, 0)
+        if max_backoff_delay < initial_backoff_delay:
+            raise ValueError(
+                "max_backoff_delay must be greater than or equal to initial_backoff_delay "
+                f"({initial_backoff_delay:g}), got {max_backoff_delay!r}"
+            )
         self.storage = storage
         self.queue_name = queue_name
         self.max_executions = max_executions
