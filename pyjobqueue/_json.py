@@ -45,6 +45,24 @@ def loads(text: str | None) -> JsonValue:
     return None if text is None else json.loads(text)
 
 
+def read_stored(texts: Mapping[str, str | None]) -> tuple[dict[str, JsonValue], str | None]:
+    """Decode stored JSON texts by column name.
+
+    A text that cannot be read back (nested too deep, an integer too long, not JSON)
+    becomes None, and the second value says which and why ("stored input cannot be
+    read: ..."); the others are decoded as usual.
+    """
+    values: dict[str, JsonValue] = {}
+    problems = []
+    for column, text in texts.items():
+        try:
+            values[column] = loads(text)
+        except (ValueError, TypeError, RecursionError) as error:
+            values[column] = None
+            problems.append(f"stored {column} cannot be read: {type(error).__name__}: {error}")
+    return values, "; ".join(problems) or None
+
+
 def fingerprint(value: JsonValue) -> str:
     """sha256 of the canonical JSON of `value` (sorted keys, no whitespace)."""
     canonical = json.dumps(

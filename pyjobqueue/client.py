@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from ._json import fingerprint, validate_json
 from ._options import require_count, require_ms, require_storage
-from .errors import AbortSignalJobError, JobDisabledError, JobNotFoundError, error_from_code
+from .errors import (
+    AbortSignalJobError,
+    JobDisabledError,
+    JobNotFoundError,
+    StoredValueError,
+    error_from_code,
+)
 from .events import JOB_EVENTS, EventEmitter, JobEvent, Observable, call_listener
 from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, utcnow
 from .outcome import AbortReason
@@ -61,6 +67,8 @@ def _check_when(name: str, value: object) -> datetime | None:
 
 def _result_of(job: Job[Any, Any]) -> Any:
     if job.status is JobStatus.COMPLETED:
+        if job.unreadable is not None and job.output is None:
+            raise StoredValueError(f"job {job.id} completed, but its {job.unreadable}")
         return job.output
     if job.status is JobStatus.DISABLED:
         raise JobDisabledError(f"job {job.id} was disabled")

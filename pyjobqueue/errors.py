@@ -65,6 +65,10 @@ class StorageCorruptError(StorageError):
     """The database is corrupt, or not a pyjobqueue database at all."""
 
 
+class StoredValueError(StorageCorruptError):
+    """A value stored for a job cannot be read back (the job fails with this error code)."""
+
+
 class SchemaVersionError(StorageError):
     """The database was set up by a newer pyjobqueue than this one: upgrade pyjobqueue."""
 

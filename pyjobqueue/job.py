@@ -122,6 +122,9 @@ class Job(Generic[InputT, OutputT]):
     fingerprint: str | None = None
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
+    # Why a stored value of this job (its input, output or progress details) could not
+    # be read back; that value is None. Such a job fails when it is claimed.
+    unreadable: str | None = None
 
     async def execute(self, input: InputT, context: JobContext) -> OutputT:
         """Do the work; raise RetryableJobError / PermanentJobError to steer the outcome."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any, cast
+
 from pyjobqueue._platform import IN_PYODIDE
 from pyjobqueue.storage import QueueStorage
 from pyjobqueue.storage.base import RateLimiterStorage
@@ -30,4 +33,21 @@ def _unavailable() -> str | None:
     return "needs Pyodide (IndexedDB is a browser API): pyodide_tests/ runs it in Node and Chromium"
 
 
-BACKEND = Backend("indexeddb", _queue, _rate_limiter, _unavailable)
+async def _overwrite_input(
+    location: Location, storage: QueueStorage, job_id: int, text: str
+) -> None:
+    from pyjobqueue.browser._ffi import JsObject, js_to_json, json_to_js
+
+    def body(transaction: JsObject) -> Generator[JsObject, Any, None]:
+        store = transaction.objectStore("jobs")
+        record = js_to_json((yield store.get(job_id)))
+        record["input"] = text
+        store.put(json_to_js(record))
+
+    database = cast(Any, storage)._engine._database
+    await database.run(["jobs"], "readwrite", body)
+
+
+BACKEND = Backend(
+    "indexeddb", _queue, _rate_limiter, _unavailable, overwrite_input=_overwrite_input
+)

@@ -53,7 +53,27 @@ async def _open_rate_limiter(location: Location) -> RateLimiterStorage:
     return PostgresRateLimiterStorage(require_dsn())
 
 
-BACKEND = Backend("postgres", _open_queue, _open_rate_limiter, unavailable_reason)
+async def _overwrite_input(
+    location: Location, storage: QueueStorage, job_id: int, text: str
+) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(require_dsn())
+    try:
+        await connection.execute(
+            "UPDATE pyjobqueue_jobs SET input = $1::json WHERE id = $2", text, job_id
+        )
+    finally:
+        await connection.close()
+
+
+BACKEND = Backend(
+    "postgres",
+    _open_queue,
+    _open_rate_limiter,
+    unavailable_reason,
+    overwrite_input=_overwrite_input,
+)
 
 
 # -- helpers of the PostgreSQL tests ---------------------------------------------------------

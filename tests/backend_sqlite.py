@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from pyjobqueue.storage import QueueStorage, SqliteQueueStorage, SqliteRateLimiterStorage
 from pyjobqueue.storage.base import RateLimiterStorage
 
@@ -26,9 +28,21 @@ async def _sqlite_rate_limiter(location: Location) -> RateLimiterStorage:
     return SqliteRateLimiterStorage(database_path(location))
 
 
+async def _overwrite_input(
+    location: Location, storage: QueueStorage, job_id: int, text: str
+) -> None:
+    connection = sqlite3.connect(database_path(location))
+    try:
+        with connection:
+            connection.execute("UPDATE pyjobqueue_jobs SET input = ? WHERE id = ?", (text, job_id))
+    finally:
+        connection.close()
+
+
 BACKEND = Backend(
     "sqlite",
     _sqlite_queue,
     _sqlite_rate_limiter,
     unavailable_reason=_module_missing("aiosqlite", "sqlite"),
+    overwrite_input=_overwrite_input,
 )

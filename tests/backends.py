@@ -35,6 +35,8 @@ class Location:
 
 QueueFactory = Callable[[Location, str], Awaitable[QueueStorage]]
 LimiterFactory = Callable[[Location], Awaitable[RateLimiterStorage]]
+# Replaces the stored text of a job's input behind the storage's back (a corrupt row).
+InputOverwriter = Callable[[Location, QueueStorage, int, str], Awaitable[None]]
 
 
 @dataclasses.dataclass
@@ -47,6 +49,8 @@ class Backend:
     unavailable_reason: Callable[[], str | None] = lambda: None
     # Storages opened twice on one location see each other's jobs (not in-memory).
     shares_location: bool = True
+    # None where jobs are kept as Python objects (in memory): nothing to decode.
+    overwrite_input: InputOverwriter | None = None
 
 
 async def _memory_queue(location: Location, queue_name: str) -> QueueStorage:

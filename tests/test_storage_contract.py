@@ -743,3 +743,42 @@ async def test_a_recovered_job_keeps_its_place_in_the_queue(storage: QueueStorag
     assert await storage.finish(crashed, "dead-worker", 1, outcome, late)
     (next_job,) = await storage.claim("w2", late, late + timedelta(seconds=30), 1)
     assert next_job.id == crashed
+
+
+async def test_a_job_whose_input_cannot_be_read_fails_alone(
+    storages: Storages, storage: QueueStorage
+) -> None:
+    overwrite = storages.backend.overwrite_input
+    if overwrite is None:
+        pytest.skip("this backend keeps jobs as Python objects: nothing to read back")
+    unreadable = '{"n": ' + "7" * 5000 + "}"  # more digits than Python reads by default
+    start = now()
+    poison = await storage.add(new_job({"i": "poison"}, run_after=start - timedelta(seconds=2)))
+    others = [await storage.add(new_job({"i": i})) for i in range(2)]
+    await overwrite(storages.location, storage, poison, unreadable)
+    shown = await storage.get(poison)
+    assert shown is not None and shown.input is None and shown.status is JobStatus.PENDING
+    assert shown.unreadable is not None and "stored input cannot be read" in shown.unreadable
+    assert [job.id for job in await storage.peek(JobStatus.PENDING, 10)] == [poison, *others]
+    events: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await storage.subscribe(events.put_nowait)
+    claimed = await storage.claim("w1", now(), now() + timedelta(seconds=30), 10)
+    assert [job.id for job in claimed] == others
+    failed = await storage.get(poison)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.error_code == "StoredValueError"
+    assert failed.error is not None and failed.error.startswith("stored input cannot be read")
+    event = await asyncio.wait_for(events.get(), 10)
+    while event.name != "job_error":
+        event = await asyncio.wait_for(events.get(), 10)
+    assert (event.job_id, event.error_code) == (poison, "StoredValueError")
+    await unsubscribe()
+    # A running job whose row goes bad is still recovered when its worker dies.
+    await overwrite(storages.location, storage, others[0], unreadable)
+    late = now() + timedelta(minutes=5)
+    expired = [job for job in await storage.expired_leases(late) if job.id == others[0]]
+    assert len(expired) == 1 and expired[0].unreadable is not None
+    outcome = decide_recovery(expired[0], late)
+    assert await storage.finish(others[0], "w1", 1, outcome, late)
+    recovered = await storage.get(others[0])
+    assert recovered is not None and recovered.status is JobStatus.PENDING

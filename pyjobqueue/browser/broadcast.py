@@ -74,7 +74,7 @@ class BroadcastFeed:
         data = message.data
         try:
             event = JobEvent.from_json(json.loads(data))
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, RecursionError):
             logger.warning("ignoring a malformed message on channel %r", self.name)
             return
         self._listeners.deliver(event)

@@ -12,16 +12,20 @@ with `announces_with_writes`, and gets the events to send instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from .. import transitions
+from ..errors import StoredValueError
 from ..events import JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
-from ..outcome import Outcome
+from ..outcome import Outcome, OutcomeKind
 from .base import StorageLifecycle, check_queue_name
 from .feed import ChangeFeed, EventListener, Unsubscribe
+
+logger = logging.getLogger(__name__)
 
 
 class QueueEngine(Protocol):
@@ -229,12 +233,27 @@ class BaseQueueStorage(StorageLifecycle):
         if limit <= 0:
             return []
         with_claim = start_origin if self._engine.announces_with_writes else None
-        jobs = await self._engine.claim(worker_id, now, lease_until, limit, with_claim)
-        jobs.sort(key=transitions.claim_order)
+        claimed = await self._engine.claim(worker_id, now, lease_until, limit, with_claim)
+        claimed.sort(key=transitions.claim_order)
+        jobs = [job for job in claimed if job.unreadable is None]
+        for job in claimed:
+            if job.unreadable is not None:
+                await self._fail_unreadable(job, worker_id, now, start_origin or worker_id)
         if start_origin is not None and with_claim is None:
             for event in start_events(self.queue_name, jobs, now, start_origin):
                 await self.publish(event)
         return jobs
+
+    async def _fail_unreadable(
+        self, job: Job[Any, Any], worker_id: str, now: datetime, origin: str
+    ) -> None:
+        """A claimed job whose stored values cannot be read fails at once, alone."""
+        assert job.id is not None and job.unreadable is not None
+        logger.error("queue %r: job %s fails: %s", self.queue_name, job.id, job.unreadable)
+        code = StoredValueError.__name__
+        outcome = Outcome(OutcomeKind.FAIL, now, error=job.unreadable, error_code=code)
+        event = JobEvent("job_error", self.queue_name, job.id, (job.unreadable,), origin, code)
+        await self.finish(job.id, worker_id, job.run_attempts, outcome, event=event)
 
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime

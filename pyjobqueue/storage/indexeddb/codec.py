@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..._json import dumps, loads
+from ..._json import dumps, read_stored
 from ...browser._ffi import JsObject, js_array, js_global
 from ...job import Job, JobStatus
 
@@ -81,15 +81,18 @@ def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
 
 def record_to_job(record: dict[str, Any]) -> Job[Any, Any]:
     """The job a record stores."""
+    values, unreadable = read_stored(
+        {column: record[column] for column in ("input", "output", "progress_details")}
+    )
     return Job(
         id=int(record["id"]),
         queue_name=record["queue"],
-        input=loads(record["input"]),
-        output=loads(record["output"]),
+        input=values["input"],
+        output=values["output"],
         status=JobStatus(record["status"]),
         progress=float(record["progress"]),
         progress_message=record["progress_message"],
-        progress_details=loads(record["progress_details"]),
+        progress_details=values["progress_details"],
         max_retries=int(record["max_retries"]),
         run_attempts=int(record["run_attempts"]),
         error=record["error"],
@@ -103,4 +106,5 @@ def record_to_job(record: dict[str, Any]) -> Job[Any, Any]:
         fingerprint=record["fingerprint"],
         worker_id=record["worker_id"],
         lease_expires_at=decode_time(record["lease_expires_at"]),
+        unreadable=unreadable,
     )

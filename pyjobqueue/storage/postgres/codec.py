@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ... import _json
+from ..._json import read_stored
 from ...job import Job, JobStatus
 from ...outcome import Outcome, OutcomeKind
 
@@ -45,15 +46,18 @@ def job_to_row(job: Job[Any, Any]) -> tuple[Any, ...]:
 
 def job_from_row(row: Any) -> Job[Any, Any]:
     """The job a row of pyjobqueue_jobs holds."""
+    values, unreadable = read_stored(
+        {column: row[column] for column in ("input", "output", "progress_details")}
+    )
     return Job(
         id=row["id"],
         queue_name=row["queue_name"],
-        input=_json.loads(row["input"]),
-        output=_json.loads(row["output"]),
+        input=values["input"],
+        output=values["output"],
         status=JobStatus(row["status"]),
         progress=row["progress"],
         progress_message=row["progress_message"],
-        progress_details=_json.loads(row["progress_details"]),
+        progress_details=values["progress_details"],
         max_retries=row["max_retries"],
         run_attempts=row["run_attempts"],
         error=row["error"],
@@ -67,6 +71,7 @@ def job_from_row(row: Any) -> Job[Any, Any]:
         fingerprint=row["fingerprint"],
         worker_id=row["worker_id"],
         lease_expires_at=row["lease_expires_at"],
+        unreadable=unreadable,
     )
 
 

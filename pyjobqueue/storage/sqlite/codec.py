@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ... import _json
+from ..._json import read_stored
 from ...job import Job, JobStatus
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,15 +66,18 @@ def job_to_row(queue_name: str, job: Job[Any, Any]) -> dict[str, Any]:
 
 def job_from_row(row: sqlite3.Row) -> Job[Any, Any]:
     """The job a row of pyjobqueue_jobs holds."""
+    values, unreadable = read_stored(
+        {column: row[column] for column in ("input", "output", "progress_details")}
+    )
     return Job(
         id=row["id"],
         queue_name=row["queue_name"],
-        input=_json.loads(row["input"]),
-        output=_json.loads(row["output"]),
+        input=values["input"],
+        output=values["output"],
         status=JobStatus(row["status"]),
         progress=float(row["progress"]),
         progress_message=row["progress_message"],
-        progress_details=_json.loads(row["progress_details"]),
+        progress_details=values["progress_details"],
         max_retries=row["max_retries"],
         run_attempts=row["run_attempts"],
         error=row["error"],
@@ -87,4 +91,5 @@ def job_from_row(row: sqlite3.Row) -> Job[Any, Any]:
         fingerprint=row["fingerprint"],
         worker_id=row["worker_id"],
         lease_expires_at=decode_time(row["lease_expires_at"]),
+        unreadable=unreadable,
     )

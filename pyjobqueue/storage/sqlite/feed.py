@@ -115,7 +115,7 @@ class EventFeed:
     def _deliver_payload(self, event_id: int, payload: str) -> None:
         try:
             event = JobEvent.from_json(_json.loads(payload))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             logger.warning("skipping unreadable event %s of queue %r", event_id, self._queue_name)
             return
         self._listeners.deliver(event, event_id)
