@@ -7,19 +7,15 @@ the test server. `python build.py test` assembles web/dist/pyodide/ before this 
 
 from __future__ import annotations
 
-import functools
-import http.server
-import importlib.util
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from browser_log import BrowserLog
 from playwright.sync_api import Browser, BrowserContext, expect
+
+from buildtasks import webserver
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -40,16 +36,6 @@ VIEWPORT = {"width": 1360, "height": 900}
 expect.set_options(timeout=15_000)
 
 
-def load_build_script() -> ModuleType:
-    """build.py as a module: the tests serve web/ with the handler `build.py serve` uses."""
-    spec = importlib.util.spec_from_file_location("pyjobqueue_build_script", ROOT / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def check_runtime() -> None:
     """Fail with the fix when the Pyodide runtime has not been assembled."""
     if not (RUNTIME / "pyodide-lock.json").is_file() or not list(RUNTIME.glob("pyjobqueue-*.whl")):
@@ -63,26 +49,13 @@ def check_runtime() -> None:
 
 @pytest.fixture(scope="session")
 def web_server() -> Iterator[str]:
-    """web/ served on 127.0.0.1 and a free port, in a thread; its base URL."""
+    """web/ served on 127.0.0.1 and a free port, in a thread; its base URL.
+
+    The server is the one `build.py serve` runs, less its line per request.
+    """
     check_runtime()
-    web_handler = load_build_script().WebHandler
-
-    class QuietHandler(web_handler):  # type: ignore[misc, valid-type]
-        def log_message(self, format: str, *args: Any) -> None:
-            """Keep the test output free of one line per request."""
-
-    handler: Callable[..., http.server.BaseHTTPRequestHandler] = functools.partial(
-        QuietHandler, directory=str(WEB)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="web server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with webserver.serving(webserver.Site({"/": WEB}, log_requests=False)) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
