@@ -13,24 +13,13 @@ from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Playwright, expect
 
-from buildtasks import webserver
+from buildtasks import chromium, webserver
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 RUNTIME = WEB / "dist" / "pyodide"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1360, "height": 900}
 # Two Pyodides per tab on a busy 2-core machine: give DOM expectations room (default 5 s).
 expect.set_options(timeout=15_000)
@@ -43,8 +32,9 @@ def check_runtime() -> None:
             f"{RUNTIME.relative_to(ROOT)} is missing or has no pyjobqueue wheel: "
             "run `python build.py test` (or `python build.py serve`) to assemble it"
         )
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (build.py test does)")
+    missing_chromium = chromium.missing_reason()
+    if missing_chromium is not None:
+        pytest.fail(missing_chromium)
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +55,19 @@ def base_url(web_server: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, headless, with no traffic of its own: the suites' one launcher."""
+    launched = chromium.launch(playwright.chromium)
+    try:
+        yield launched
+    finally:
+        launched.close()
+
+
+@pytest.fixture(scope="session")
 def browser_type_launch_args() -> dict[str, Any]:
-    """Debian's Chromium, headless, with no traffic of its own."""
-    return {"executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS, "headless": True}
+    """The same launch for any pytest-playwright fixture that launches a browser itself."""
+    return chromium.launch_options()
 
 
 @pytest.fixture(scope="session")
