@@ -114,7 +114,7 @@ def console_context(
 @pytest.fixture
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A console queue of this test's own (`?queue=`), named after it."""
-    return "test " + request.node.name
+    return "test " + str(request.node.name)
 
 
 @pytest.fixture

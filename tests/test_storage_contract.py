@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -155,7 +155,7 @@ async def test_concurrent_claims_are_exclusive(storages: Storages) -> None:
             for i in range(12)
         )
     )
-    claimed = [job.id for jobs in rounds for job in jobs]
+    claimed = [cast(int, job.id) for jobs in rounds for job in jobs]
     assert sorted(claimed) == sorted(ids)
 
 
@@ -348,7 +348,7 @@ async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages
     ]
     for event in sent:
         await publisher.publish(event)
-    got = []
+    got: list[JobEvent] = []
     while len(got) < len(sent):
         event = await asyncio.wait_for(received.get(), 10)
         if event.name != "job_available":
@@ -501,4 +501,4 @@ async def test_retry_makes_a_finished_job_new(storage: QueueStorage) -> None:
     assert not await storage.retry(failed, at)  # PENDING again
     assert not await storage.retry(10**9, at)
     claimed = await storage.claim("w2", now(), now() + timedelta(seconds=30), 5)
-    assert sorted(job.id for job in claimed) == sorted([failed, disabled, pending])
+    assert sorted(cast(int, job.id) for job in claimed) == sorted([failed, disabled, pending])
