@@ -7,47 +7,22 @@ the test server. `python build.py test` assembles web/dist/pyodide/ before this 
 
 from __future__ import annotations
 
-import functools
-import http.server
-import importlib.util
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Playwright, expect
+
+from buildtasks import chromium, webserver
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
 RUNTIME = WEB / "dist" / "pyodide"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1360, "height": 900}
 # Two Pyodides per tab on a busy 2-core machine: give DOM expectations room (default 5 s).
 expect.set_options(timeout=15_000)
-
-
-def load_build_script() -> ModuleType:
-    """build.py as a module: the tests serve web/ with the handler `build.py serve` uses."""
-    spec = importlib.util.spec_from_file_location("pyjobqueue_build_script", ROOT / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_runtime() -> None:
@@ -57,32 +32,20 @@ def check_runtime() -> None:
             f"{RUNTIME.relative_to(ROOT)} is missing or has no pyjobqueue wheel: "
             "run `python build.py test` (or `python build.py serve`) to assemble it"
         )
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (build.py test does)")
+    missing_chromium = chromium.missing_reason()
+    if missing_chromium is not None:
+        pytest.fail(missing_chromium)
 
 
 @pytest.fixture(scope="session")
 def web_server() -> Iterator[str]:
-    """web/ served on 127.0.0.1 and a free port, in a thread; its base URL."""
+    """web/ served on 127.0.0.1 and a free port, in a thread; its base URL.
+
+    The server is the one `build.py serve` runs, less its line per request.
+    """
     check_runtime()
-    web_handler = load_build_script().WebHandler
-
-    class QuietHandler(web_handler):  # type: ignore[misc, valid-type]
-        def log_message(self, format: str, *args: Any) -> None:
-            """Keep the test output free of one line per request."""
-
-    handler: Callable[..., http.server.BaseHTTPRequestHandler] = functools.partial(
-        QuietHandler, directory=str(WEB)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="web server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with webserver.serving(webserver.Site({"/": WEB}, log_requests=False)) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
@@ -92,9 +55,19 @@ def base_url(web_server: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, headless, with no traffic of its own: the suites' one launcher."""
+    launched = chromium.launch(playwright.chromium)
+    try:
+        yield launched
+    finally:
+        launched.close()
+
+
+@pytest.fixture(scope="session")
 def browser_type_launch_args() -> dict[str, Any]:
-    """Debian's Chromium, headless, with no traffic of its own."""
-    return {"executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS, "headless": True}
+    """The same launch for any pytest-playwright fixture that launches a browser itself."""
+    return chromium.launch_options()
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +114,7 @@ def console_context(
 @pytest.fixture
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A console queue of this test's own (`?queue=`), named after it."""
-    return "test " + request.node.name
+    return "test " + str(request.node.name)
 
 
 @pytest.fixture

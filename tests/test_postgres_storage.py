@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -201,7 +201,7 @@ async def test_outcomes_written_together_share_a_statement_and_keep_their_rules(
         # All are waiting when the writer runs: they share one statement, but for the
         # second finish of the same job, which waits for the next one.
         assert len(finishes) == 2
-        jobs = {job_id: await storage.get(job_id) for job_id in ids}
+        jobs = {job_id: cast(Job[Any, Any], await storage.get(job_id)) for job_id in ids}
         assert jobs[complete].status is JobStatus.COMPLETED
         assert (jobs[complete].output, jobs[complete].progress) == ({"r": [1, "ü"]}, 100)
         assert jobs[complete].worker_id is None and jobs[complete].lease_expires_at is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from pyjobqueue.storage import QueueStorage, RateLimiterStorage
 from .conftest import Storages, eventually
 from .jobs import ScriptedJob, new_probe
 
-FAST = {"poll_interval_ms": 20, "cleanup_interval_ms": 50}
+FAST: dict[str, Any] = {"poll_interval_ms": 20, "cleanup_interval_ms": 50}
 
 
 def utc(**delta: float) -> datetime:
@@ -249,7 +250,7 @@ async def test_disable_keeps_a_job_from_running(make_queue: Any) -> None:
     await queue.server.start()
     await after.wait_for()
     assert [job_id for job_id, _ in probe.runs] == [after.id]
-    assert (await queue.client.get_job(handle.id)).status is JobStatus.DISABLED  # type: ignore[union-attr]
+    assert (await queue.client.get_job(handle.id)).status is JobStatus.DISABLED
     with pytest.raises(JobNotFoundError):
         await queue.client.disable(10**9)
 
@@ -331,8 +332,8 @@ async def test_live_lease_is_renewed_and_never_taken(make_queue: Any) -> None:
     await asyncio.wait_for(probe.started.get(), 10)
     # Several lease periods pass while the job runs; nobody may take it over.
     for _ in range(4):
-        before = (await queue.client.get_job(handle.id)).lease_expires_at  # type: ignore[union-attr]
-        await eventually(lambda before=before: _lease_moved(queue, handle.id, before))
+        before: datetime | None = (await queue.client.get_job(handle.id)).lease_expires_at
+        await eventually(functools.partial(_lease_moved, queue, handle.id, before))
     probe.gate.set()
     assert await handle.wait_for() == {"released": True}
     assert len(probe.runs) == 1
@@ -484,9 +485,9 @@ async def test_bad_submit_options(make_queue: Any) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await queue.client.submit({}, run_after=datetime(2030, 1, 1))
     with pytest.raises(TypeError, match="deadline_at"):
-        await queue.client.submit({}, deadline_at="tomorrow")  # type: ignore[arg-type]
+        await queue.client.submit({}, deadline_at="tomorrow")
     with pytest.raises(TypeError, match="inputs"):
-        await queue.client.submit_batch("not a list")  # type: ignore[arg-type]
+        await queue.client.submit_batch("not a list")
     assert await queue.client.size(None) == 0
 
 

@@ -27,6 +27,7 @@ def two_terminals_script() -> str:
     text = README.read_text(encoding="utf-8")
     section = text[text.index("\n## Several processes: SQLite\n") :]
     section = section[: section.index("\n## ", 1)]
+    code: str
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     return code
 

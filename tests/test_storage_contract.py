@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -158,7 +158,7 @@ async def test_concurrent_claims_are_exclusive(storages: Storages) -> None:
             for i in range(12)
         )
     )
-    claimed = [job.id for jobs in rounds for job in jobs]
+    claimed = [cast(int, job.id) for jobs in rounds for job in jobs]
     assert sorted(claimed) == sorted(ids)
 
 
@@ -351,7 +351,7 @@ async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages
     ]
     for event in sent:
         await publisher.publish(event)
-    got = []
+    got: list[JobEvent] = []
     while len(got) < len(sent):
         event = await asyncio.wait_for(received.get(), 10)
         if event.name != "job_available":
@@ -504,7 +504,7 @@ async def test_retry_makes_a_finished_job_new(storage: QueueStorage) -> None:
     assert not await storage.retry(failed, at)  # PENDING again
     assert not await storage.retry(10**9, at)
     claimed = await storage.claim("w2", now(), now() + timedelta(seconds=30), 5)
-    assert sorted(job.id for job in claimed) == sorted([failed, disabled, pending])
+    assert sorted(cast(int, job.id) for job in claimed) == sorted([failed, disabled, pending])
 
 
 # -- the transition table: each backend applies exactly the rules of pyjobqueue.transitions --
@@ -649,7 +649,7 @@ def _recover() -> Operation:
         if not transitions.lease_has_expired(job, late) or job.worker_id is None:
             return False
         outcome = decide_recovery(job, late)
-        return _finish(outcome, job.worker_id, job.run_attempts, late).on_record(job)
+        return bool(_finish(outcome, job.worker_id, job.run_attempts, late).on_record(job))
 
     return Operation(on_storage, on_record)
 

@@ -1,0 +1,161 @@
+"""The browser bundle: our wheel, the wheels Pyodide needs from PyPI, and web/dist/pyodide/.
+
+web/dist/pyodide/ is Pyodide from npm plus those wheels and a ``pyodide-lock.json``
+patched to list them, so a page loads everything from its own origin, with no network.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import json
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .commands import BuildError, header, run
+from .environment import ensure_node_modules
+from .paths import BUILD_CACHE, DIST, PYODIDE_DIST, PYODIDE_NPM, ROOT, WEB, venv_tool
+
+# The console (web/): the page, its worker and its Python; web/dist/ is assembled.
+WEB_APP_FILES = ("index.html", "js/app.js", "js/worker.js", "py/console_jobs.py")
+PYODIDE_WHEEL_CACHE = BUILD_CACHE / "pyodide-wheels"
+PYODIDE_WHEEL_STAMP = PYODIDE_WHEEL_CACHE / ".requirements"
+PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
+# Wheels from PyPI that the Pyodide side loads: micropip for apps, pytest for the suites.
+PYODIDE_WHEEL_SETS: tuple[tuple[str, ...], ...] = (
+    ("--no-deps", "micropip==0.11.1"),  # it vendors its own packaging
+    ("pytest>=8.2,<9", "pytest-asyncio==0.25.3"),  # 0.25.x is the line that runs in Pyodide
+)
+PYODIDE_RUNTIME_SKIP = (".d.ts", ".map", ".html", "README.md")
+
+
+def check_web_app() -> None:
+    """Fail when web/ lacks the console's own files (a partial clone)."""
+    missing = [name for name in WEB_APP_FILES if not (WEB / name).is_file()]
+    if missing:
+        raise BuildError(f"web/ is incomplete, {', '.join(missing)} missing: is this a full clone?")
+
+
+def build_wheel() -> Path:
+    """Build the package wheel into dist/ and return its path."""
+    header("wheel")
+    DIST.mkdir(exist_ok=True)
+    pip = [venv_tool("python"), "-m", "pip", "--disable-pip-version-check"]
+    run([*pip, "wheel", "--no-deps", "-w", str(DIST), "."], cwd=ROOT)
+    wheels = sorted(DIST.glob("pyjobqueue-*.whl"), key=lambda p: p.stat().st_mtime)
+    if not wheels:
+        raise BuildError("pip wheel produced no pyjobqueue wheel in dist/")
+    return wheels[-1]
+
+
+def ensure_pyodide_wheels() -> list[Path]:
+    """Download the pure-Python wheels the Pyodide side needs (for Python 3.14) into .build/."""
+    wanted = repr(PYODIDE_WHEEL_SETS) + PYODIDE_PYTHON
+    stamp_ok = PYODIDE_WHEEL_STAMP.is_file() and PYODIDE_WHEEL_STAMP.read_text() == wanted
+    if not stamp_ok:
+        header("download wheels for Pyodide")
+        shutil.rmtree(PYODIDE_WHEEL_CACHE, ignore_errors=True)
+        PYODIDE_WHEEL_CACHE.mkdir(parents=True)
+        pip = [venv_tool("python"), "-m", "pip", "--disable-pip-version-check", "download"]
+        target = ["--python-version", PYODIDE_PYTHON, "--only-binary=:all:"]
+        for requirements in PYODIDE_WHEEL_SETS:
+            run([*pip, *target, "--dest", str(PYODIDE_WHEEL_CACHE), *requirements])
+        PYODIDE_WHEEL_STAMP.write_text(wanted)
+    return sorted(PYODIDE_WHEEL_CACHE.glob("*.whl"))
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name as pyodide-lock.json keys it (PEP 503: lower case, dashes)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_metadata(wheel: Path) -> tuple[str, str, list[str], list[str]]:
+    """(name, version, requirement names without extras, top-level import names) of a wheel."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        meta = next(n for n in names if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        metadata = email.parser.HeaderParser().parsestr(archive.read(meta).decode())
+    requires = [
+        requirement_name(line)
+        for line in metadata.get_all("Requires-Dist") or []
+        if "extra ==" not in line
+    ]
+    tops = set()
+    for member in names:
+        top = member.split("/", 1)[0]
+        if top.endswith((".dist-info", ".data")):
+            continue
+        if "/" in member:
+            tops.add(top)
+        elif top.endswith(".py"):
+            tops.add(top[: -len(".py")])
+    return str(metadata["Name"]), str(metadata["Version"]), requires, sorted(tops)
+
+
+def requirement_name(requirement: str) -> str:
+    """The project name at the start of a Requires-Dist value."""
+    name = requirement.strip()
+    for stop in " ;<>=!~[(":
+        name = name.split(stop, 1)[0]
+    return normalize_name(name)
+
+
+def lock_entry(wheel: Path, shipped: set[str]) -> dict[str, object]:
+    """A pyodide-lock.json package entry for a pure-Python wheel we ship ourselves."""
+    name, version, requires, imports = wheel_metadata(wheel)
+    return {
+        "name": name,
+        "version": version,
+        "file_name": wheel.name,
+        "install_dir": "site",
+        "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        "package_type": "package",
+        "imports": imports,
+        # Only what we ship: markers for other Pythons/platforms name wheels we lack.
+        "depends": sorted({dep for dep in requires if dep in shipped}),
+        "unvendored_tests": False,
+        "tool": {},
+    }
+
+
+def assemble_pyodide_runtime(wheels: Sequence[Path]) -> Path:
+    """Copy Pyodide from npm plus ``wheels`` into web/dist/pyodide/ with a lock that lists them.
+
+    ``loadPyodide({indexURL})`` then ``loadPackage(["pyjobqueue", ...])`` works with no
+    network: every package it loads is a file next to the lock, checked against its sha256.
+    """
+    header("assemble Pyodide runtime")
+    # Built beside the old one and swapped in, so a page loading meanwhile never sees a
+    # wheel that does not match the lock file.
+    staging = PYODIDE_DIST.with_name(f"{PYODIDE_DIST.name}.new-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for source in PYODIDE_NPM.iterdir():
+        if source.is_file() and not source.name.endswith(PYODIDE_RUNTIME_SKIP):
+            shutil.copy2(source, staging / source.name)
+    lock = json.loads((PYODIDE_NPM / "pyodide-lock.json").read_text())
+    shipped = {normalize_name(wheel_metadata(wheel)[0]) for wheel in wheels}
+    for wheel in wheels:
+        shutil.copy2(wheel, staging / wheel.name)
+        entry = lock_entry(wheel, shipped)
+        lock["packages"][normalize_name(str(entry["name"]))] = entry
+    (staging / "pyodide-lock.json").write_text(json.dumps(lock, indent=1) + "\n")
+    retired = PYODIDE_DIST.with_name(f"{PYODIDE_DIST.name}.old-{os.getpid()}")
+    if PYODIDE_DIST.exists():
+        PYODIDE_DIST.rename(retired)
+    staging.rename(PYODIDE_DIST)
+    shutil.rmtree(retired, ignore_errors=True)
+    print(f"==> Pyodide runtime with {len(wheels)} wheels in {PYODIDE_DIST.relative_to(ROOT)}")
+    return PYODIDE_DIST
+
+
+def prepare_web_root(wheel: Path) -> Path:
+    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/; serve web/."""
+    ensure_node_modules()
+    assemble_pyodide_runtime([wheel, *ensure_pyodide_wheels()])
+    return WEB

