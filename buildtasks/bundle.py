@@ -18,7 +18,16 @@ from pathlib import Path
 
 from .commands import BuildError, header, run
 from .environment import ensure_node_modules
-from .paths import BUILD_CACHE, DIST, PYODIDE_DIST, PYODIDE_NPM, ROOT, WEB, venv_tool
+from .paths import (
+    BUILD_CACHE,
+    DIST,
+    SETUPTOOLS_BUILD,
+    PYODIDE_DIST,
+    PYODIDE_NPM,
+    ROOT,
+    WEB,
+    venv_tool,
+)
 
 # The console (web/): the page, its worker and its Python; web/dist/ is assembled.
 WEB_APP_FILES = ("index.html", "js/app.js", "js/worker.js", "py/console_jobs.py")
@@ -44,6 +53,9 @@ def build_wheel() -> Path:
     """Build the package wheel into dist/ and return its path."""
     header("wheel")
     DIST.mkdir(exist_ok=True)
+    # setuptools copies the package through build/ and never empties it: a module that
+    # was moved or deleted since the last build would ship in the wheel again.
+    shutil.rmtree(SETUPTOOLS_BUILD, ignore_errors=True)
     pip = [venv_tool("python"), "-m", "pip", "--disable-pip-version-check"]
     run([*pip, "wheel", "--no-deps", "-w", str(DIST), "."], cwd=ROOT)
     wheels = sorted(DIST.glob("pyjobqueue-*.whl"), key=lambda p: p.stat().st_mtime)

