@@ -21,10 +21,10 @@ from .environment import ensure_node_modules
 from .paths import (
     BUILD_CACHE,
     DIST,
-    SETUPTOOLS_BUILD,
     PYODIDE_DIST,
     PYODIDE_NPM,
     ROOT,
+    SETUPTOOLS_BUILD,
     WEB,
     venv_tool,
 )
