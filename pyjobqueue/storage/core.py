@@ -6,8 +6,10 @@ engine into a `QueueStorage` and adds what is the same everywhere: argument chec
 claim order, the `job_available` announcement after a job becomes claimable (added,
 retried, re-queued), an outcome's event published if and only if the outcome applied,
 the `job_start` events of a claim, the finished-status check of cleanup. A backend that
-sends events with its writes (PostgreSQL: `pg_notify` inside the statement) says so
-with `announces_with_writes`, and gets the events to send instead.
+sends events with its writes (PostgreSQL: `pg_notify` inside the statement; SQLite: the
+event row written with the change, before anyone else can use the connection) says so
+with `events_with_writes`, and gets the events to send instead; one whose writes wake
+idle workers themselves says `hints_with_writes`.
 """
 
 from __future__ import annotations
@@ -33,17 +35,18 @@ class QueueEngine(Protocol):
 
     Arguments arrive checked (times timezone-aware, limits positive, statuses as
     `JobStatus`). Each method applies the rule of the `transitions` function of the
-    same name, guards included, and announces nothing unless `announces_with_writes`.
+    same name, guards included, and announces nothing unless it says it does.
     """
 
     @property
     def feed(self) -> ChangeFeed:
         """The backend's change feed."""
 
-    # True when the events and hints of a write go out with the write itself: then
-    # `claim` gets `start_origin` and `finish` its event, and every write that makes a
-    # job claimable notifies by itself.
-    announces_with_writes: bool
+    # True when the events of a write go out with the write itself: then `claim` gets
+    # `start_origin` and `finish` its event, to publish if and only if the write applied.
+    events_with_writes: bool
+    # True when every write that makes a job claimable wakes idle workers by itself.
+    hints_with_writes: bool
     # True when `subscribe` delivers other processes' events at once (push, not polling).
     supports_push: bool
     # True when other processes / tabs see this storage's jobs and events.
@@ -175,7 +178,7 @@ class BaseQueueStorage(StorageLifecycle):
         await self._engine.close()
 
     def _announce_available(self) -> None:
-        if not self._engine.announces_with_writes:
+        if not self._engine.hints_with_writes:
             self._engine.feed.announce_available()
 
     # -- adding and reading ------------------------------------------------------
@@ -232,7 +235,7 @@ class BaseQueueStorage(StorageLifecycle):
         check_time("lease_until", lease_until)
         if limit <= 0:
             return []
-        with_claim = start_origin if self._engine.announces_with_writes else None
+        with_claim = start_origin if self._engine.events_with_writes else None
         claimed = await self._engine.claim(worker_id, now, lease_until, limit, with_claim)
         claimed.sort(key=transitions.claim_order)
         jobs = [job for job in claimed if job.unreadable is None]
@@ -288,15 +291,14 @@ class BaseQueueStorage(StorageLifecycle):
         """Apply an outcome to an attempt, and publish `event` iff it applied."""
         if lease_expired_before is not None:
             check_time("lease_expired_before", lease_expired_before)
-        with_write = self._engine.announces_with_writes
+        with_write = self._engine.events_with_writes
         applied = await self._engine.finish(
             job_id, worker_id, attempt, outcome, lease_expired_before, event if with_write else None
         )
-        if applied and not with_write:
-            if event is not None:
-                await self.publish(event)  # before the job can start again: events stay in order
-            if transitions.makes_claimable(outcome):
-                self._engine.feed.announce_available()
+        if applied and event is not None and not with_write:
+            await self.publish(event)  # before the job can start again: events stay in order
+        if applied and transitions.makes_claimable(outcome):
+            self._announce_available()
         return applied
 
     # -- control -----------------------------------------------------------------

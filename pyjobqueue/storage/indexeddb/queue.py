@@ -35,7 +35,8 @@ Change = Callable[[Job[Any, Any]], tuple[bool, T]]
 class IndexedDbQueueEngine:
     """The jobs of one queue in the `jobs` object store."""
 
-    announces_with_writes = False
+    events_with_writes = False
+    hints_with_writes = False
     supports_push = True
     shared_across_processes = True
 

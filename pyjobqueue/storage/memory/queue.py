@@ -28,7 +28,8 @@ def _copy(job: Job[Any, Any]) -> Job[Any, Any]:
 class MemoryQueueEngine:
     """The jobs of one queue in a dict of this process."""
 
-    announces_with_writes = False
+    events_with_writes = False
+    hints_with_writes = False
     supports_push = True
     shared_across_processes = False
 

@@ -29,7 +29,8 @@ from .finisher import Finisher
 class PostgresQueueEngine:
     """The jobs of one queue in the `pyjobqueue_jobs` table."""
 
-    announces_with_writes = True
+    events_with_writes = True
+    hints_with_writes = True
     supports_push = True
     shared_across_processes = True
 

@@ -107,8 +107,8 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-async def _retrying_busy(attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run `attempt`, again after a short pause while the file stays busy."""
+async def retrying_busy(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt` (one statement), again after a short pause while the file stays busy."""
     deadline = time.monotonic() + BUSY_RETRY_SECONDS
     pause = 0.001
     while True:
@@ -137,7 +137,7 @@ async def _transaction(connection: aiosqlite.Connection, body: Body[T]) -> T:
             raise
         return result
 
-    return await _retrying_busy(attempt)
+    return await retrying_busy(attempt)
 
 
 # -- opening a file, with clear errors ---------------------------------------------------
@@ -234,7 +234,7 @@ class Database:
         connection.row_factory = sqlite3.Row
         # PRAGMAs take no parameters; this is our own integer.
         await execute(connection, f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        await _retrying_busy(lambda: fetch_value(connection, "PRAGMA journal_mode = WAL"))
+        await retrying_busy(lambda: fetch_value(connection, "PRAGMA journal_mode = WAL"))
         # In WAL mode NORMAL survives a crashed process; only power loss can drop
         # the last commits.
         await execute(connection, "PRAGMA synchronous = NORMAL")
@@ -297,7 +297,7 @@ class Database:
         """
         connection = await self._ready()
         async with self._lock:
-            return await _retrying_busy(lambda: fetch_rows(connection, statement, params))
+            return await retrying_busy(lambda: fetch_rows(connection, statement, params))
 
     async def value(self, statement: str, params: Params | None = None) -> Any:
         """The first column of the first row of one statement, or None."""
@@ -310,14 +310,23 @@ class Database:
 
     async def transaction(self, body: Body[T]) -> T:
         """Run `body` in one BEGIN IMMEDIATE transaction; it ends whole even if cancelled."""
+        return await self._locked(lambda connection: _transaction(connection, body))
+
+    async def in_turn(self, body: Body[T]) -> T:
+        """Run `body`'s statements one after the other (each its own transaction, each
+        retried while the file is busy, see `retrying_busy`) with no other statement of
+        this connection in between; it ends whole even if cancelled."""
+        return await self._locked(body)
+
+    async def _locked(self, body: Body[T]) -> T:
         connection = await self._ready()
 
         async def locked() -> T:
             async with self._lock:
-                return await _transaction(connection, body)
+                return await body(connection)
 
-        # Shielded: cancelling the caller must not leave a transaction half done on
-        # the shared connection.
+        # Shielded: cancelling the caller must not leave a body half done on the
+        # shared connection.
         task = asyncio.ensure_future(locked())
         task.add_done_callback(_retrieve_exception)
         return await asyncio.shield(task)

@@ -13,18 +13,31 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from ... import _json
 from ...events import JobEvent
 from ..feed import EventListener, Listeners, Unsubscribe
 from . import queries as sql
 from .codec import encode_time
-from .connection import Database
+from .connection import Database, execute, retrying_busy
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 logger = logging.getLogger(__name__)
 
 EVENT_RETENTION = timedelta(minutes=5)
 EVENT_PRUNE_EVERY_SECONDS = 60.0
+
+
+def event_row(event: JobEvent) -> dict[str, Any]:
+    """The parameters of `queries.INSERT_EVENT` for one event."""
+    return {
+        "queue_name": event.queue_name,
+        "payload": _json.dumps(event.to_json()),
+        "created_at": encode_time(datetime.now(UTC)),
+    }
 
 
 class EventFeed:
@@ -48,20 +61,24 @@ class EventFeed:
 
     async def publish(self, event: JobEvent) -> None:
         """Store the event for every subscriber of the file (this process's too)."""
-        now = datetime.now(UTC)
-        params = {
-            "queue_name": event.queue_name,
-            "payload": _json.dumps(event.to_json()),
-            "created_at": encode_time(now),
-        }
-        await self._database.rows(sql.INSERT_EVENT, params)
-        # This connection's own writes do not change data_version: read now.
+        row = event_row(event)
+
+        async def insert(connection: aiosqlite.Connection) -> None:
+            await retrying_busy(lambda: execute(connection, sql.INSERT_EVENT, row))
+            await self.after_storing(connection)
+
+        await self._database.in_turn(insert)
+
+    async def after_storing(self, connection: aiosqlite.Connection) -> None:
+        """Events were just stored through `connection` (in its turn): read them soon, and
+        prune old ones when that is due."""
+        # This connection's own writes do not change data_version.
         self._own_write = True
         self._wake.set()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + EVENT_PRUNE_EVERY_SECONDS
-            before = encode_time(now - EVENT_RETENTION)
-            await self._database.rows(sql.PRUNE_EVENTS, {"before": before})
+            before = encode_time(datetime.now(UTC) - EVENT_RETENTION)
+            await retrying_busy(lambda: execute(connection, sql.PRUNE_EVENTS, {"before": before}))
 
     async def subscribe(self, listener: EventListener) -> Unsubscribe:
         """Deliver every event stored from now on; starts polling for the first listener."""

@@ -206,6 +206,14 @@ INSERT_EVENT = """
 INSERT INTO pyjobqueue_events (queue_name, payload, created_at)
 VALUES (:queue_name, :payload, :created_at)
 """
+
+
+def insert_events(count: int) -> str:
+    """INSERT_EVENT for `count` events in one statement (parameters suffixed _0, _1...)."""
+    rows = ", ".join(f"(:queue_name_{i}, :payload_{i}, :created_at_{i})" for i in range(count))
+    return f"INSERT INTO pyjobqueue_events (queue_name, payload, created_at) VALUES {rows}"
+
+
 LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM pyjobqueue_events"
 # New events of this queue, plus the newest event of any queue (payload NULL when it
 # is another queue's), so the reader's position moves past other queues' events too.

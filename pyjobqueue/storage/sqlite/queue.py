@@ -19,7 +19,7 @@ from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome, OutcomeKind
 from ..base import check_queue_name
-from ..core import BaseQueueStorage
+from ..core import BaseQueueStorage, start_events
 from . import queries as sql
 from .codec import encode_json, encode_optional_time, encode_time, job_from_row, job_to_row
 from .connection import (
@@ -32,8 +32,9 @@ from .connection import (
     fetch_rows,
     fetch_value,
     require_driver,
+    retrying_busy,
 )
-from .feed import EventFeed
+from .feed import EventFeed, event_row
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -56,7 +57,8 @@ def _finish_statement(outcome: Outcome) -> tuple[str, Params]:
 class SqliteQueueEngine:
     """The jobs of one queue in a SQLite file."""
 
-    announces_with_writes = False
+    events_with_writes = True
+    hints_with_writes = False
     supports_push = False
 
     def __init__(self, database: Database, queue_name: str, poll_interval: float) -> None:
@@ -142,7 +144,25 @@ class SqliteQueueEngine:
             "lease_until": encode_time(lease_until),
             "limit": limit,
         }
-        return await self._jobs(sql.CLAIM_JOBS, params)
+        if start_origin is None:
+            return await self._jobs(sql.CLAIM_JOBS, params)
+
+        async def claim_and_announce(connection: aiosqlite.Connection) -> list[Job[Any, Any]]:
+            rows = await retrying_busy(lambda: fetch_rows(connection, sql.CLAIM_JOBS, params))
+            jobs = [job_from_row(row) for row in rows]
+            events = start_events(self.queue_name, jobs, now, start_origin)
+            if events:
+                statement = sql.insert_events(len(events))
+                values = {
+                    f"{name}_{index}": value
+                    for index, event in enumerate(events)
+                    for name, value in event_row(event).items()
+                }
+                await retrying_busy(lambda: execute(connection, statement, values))
+                await self.feed.after_storing(connection)
+            return jobs
+
+        return await self._database.in_turn(claim_and_announce)
 
     def _attempt(self, job_id: int, worker_id: str, attempt: int) -> Params:
         return {**self._queue, "id": job_id, "worker_id": worker_id, "attempt": attempt}
@@ -192,7 +212,20 @@ class SqliteQueueEngine:
             **outcome_params,
             "expired_before": encode_optional_time(lease_expired_before),
         }
-        return await self._database.count(statement, params) == 1
+        if event is None:
+            return await self._database.count(statement, params) == 1
+
+        async def finish_and_announce(connection: aiosqlite.Connection) -> bool:
+            # The event row follows the change before any other statement of this
+            # connection (a claim that starts the job again): events stay in order.
+            changed = await retrying_busy(lambda: fetch_rows(connection, statement, params))
+            if changed:
+                row = event_row(event)
+                await retrying_busy(lambda: execute(connection, sql.INSERT_EVENT, row))
+                await self.feed.after_storing(connection)
+            return bool(changed)
+
+        return await self._database.in_turn(finish_and_announce)
 
     # -- control -------------------------------------------------------------------
 
