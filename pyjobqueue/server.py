@@ -21,7 +21,7 @@ from ._options import (
     require_ms,
     require_storage,
 )
-from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, JobEvent, Observable
+from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import InputT, Job, JobStatus, OutputT, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
@@ -149,7 +149,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
 
     def emit_event(self, event: JobEvent) -> None:
         """Send a job event to this server's listeners and attached clients."""
-        if event.name == "job_disabled":
+        if event.name == EventName.JOB_DISABLED:
             self._stats.counts["disabled"] += 1
         self.events.emit(event.name, *event.listener_args())
         for tap in list(self.taps):
@@ -162,7 +162,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         """An attached client did something (abort, disable): tell workers and listeners."""
         worker = self._worker
         if (
-            event.name == "job_aborting"
+            event.name == EventName.JOB_ABORTING
             and worker is not None
             and worker.request_abort(event.job_id)
         ):
@@ -195,7 +195,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             self._leadership = asyncio.create_task(
                 self._await_leadership(), name="pyjobqueue leader"
             )
-        self.events.emit("server_start", self.queue_name)
+        self.events.emit(EventName.SERVER_START, self.queue_name)
         return self
 
     async def _await_leadership(self) -> None:
@@ -258,7 +258,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
-        self.events.emit("server_stop", self.queue_name)
+        self.events.emit(EventName.SERVER_STOP, self.queue_name)
 
     async def __aenter__(self) -> Self:
         return await self.start()

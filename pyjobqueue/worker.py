@@ -16,7 +16,7 @@ from typing import Any, Generic
 from ._json import validate_json
 from ._options import require_count, require_job_class, require_limiter, require_ms, require_storage
 from .errors import RetryableJobError
-from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Observable
+from .events import JOB_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
 from .limiters import Limiter
@@ -60,13 +60,12 @@ def _executing(run: _Run) -> bool:
 def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -> JobEvent | None:
     """The job event that announces an applied outcome (none for a re-queue on stop)."""
     if outcome.kind is OutcomeKind.COMPLETE:
-        return JobEvent("job_complete", queue_name, job_id, (outcome.output,), origin)
+        return JobEvent.job_complete(queue_name, job_id, outcome.output, origin)
     if outcome.kind is OutcomeKind.FAIL:
-        return JobEvent(
-            "job_error", queue_name, job_id, (outcome.error,), origin, outcome.error_code
-        )
+        error = outcome.error or ""
+        return JobEvent.job_error(queue_name, job_id, error, outcome.error_code, origin)
     if outcome.kind is OutcomeKind.RETRY:
-        return JobEvent("job_retry", queue_name, job_id, (outcome.run_after,), origin)
+        return JobEvent.job_retry(queue_name, job_id, outcome.run_after, origin)
     return None
 
 
@@ -225,9 +224,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         """React to the queue's change feed: wake for new work, abort on request."""
         if event.queue_name != self.queue_name:
             return
-        if event.name == JOB_AVAILABLE:
+        if event.name == EventName.JOB_AVAILABLE:
             self.wake()
-        elif event.name == "job_aborting":
+        elif event.name == EventName.JOB_ABORTING:
             self.request_abort(event.job_id)
 
     def request_abort(self, job_id: int) -> bool:
@@ -243,7 +242,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     def _abort_run(self, run: _Run) -> None:
         if run.signal.abort(AbortReason.USER.value):
-            self.sink(JobEvent("job_aborting", self.queue_name, run.job.id or 0, (), self.origin))
+            self.sink(JobEvent.job_aborting(self.queue_name, run.job.id or 0, self.origin))
 
     # -- the claim loop ---------------------------------------------------------
 
@@ -305,7 +304,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
     async def _run(self, run: _Run) -> None:
         job = run.job
         assert job.id is not None
-        start = JobEvent("job_start", self.queue_name, job.id, (), self.origin)
+        start = JobEvent.job_start(self.queue_name, job.id, self.origin)
         self.sink(start)
         if not run.announced:
             # The storage round trip overlaps the job itself instead of delaying it.
@@ -384,8 +383,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if not saved:
             run.signal.abort(AbortReason.LEASE_LOST.value)
             return
-        event = JobEvent(
-            "job_progress", self.queue_name, job.id, (progress, message, details), self.origin
+        event = JobEvent.job_progress(
+            self.queue_name, job.id, progress, message, details, self.origin
         )
         if run.announcing is not None:
             await run.announcing
