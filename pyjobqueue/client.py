@@ -18,7 +18,15 @@ from .errors import (
     StoredValueError,
     error_from_code,
 )
-from .events import JOB_EVENTS, EventEmitter, JobEvent, Observable, call_listener
+from .events import (
+    FINISHING_EVENTS,
+    JOB_EVENTS,
+    EventEmitter,
+    EventName,
+    JobEvent,
+    Observable,
+    call_listener,
+)
 from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, utcnow
 from .outcome import AbortReason
 from .storage.base import QueueStorage, Unsubscribe
@@ -130,10 +138,11 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
 
     def _dispatch(self, event: JobEvent) -> None:
         self.events.emit(event.name, *event.listener_args())
-        if event.name == "job_progress":
+        if event.name == EventName.JOB_PROGRESS:
+            progress = (event.progress, event.message, event.details)
             for listener in list(self._progress.get(event.job_id, ())):
-                call_listener(listener, event.args, self._listener_tasks)
-        if event.name in ("job_complete", "job_error", "job_disabled"):
+                call_listener(listener, progress, self._listener_tasks)
+        if event.name in FINISHING_EVENTS:
             for future in self._waiters.get(event.job_id, ()):
                 if not future.done():
                     future.set_result(event)
@@ -278,11 +287,11 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
 
     @staticmethod
     def _result_of_event(event: JobEvent) -> Any:
-        if event.name == "job_complete":
-            return event.args[0]
-        if event.name == "job_disabled":
+        if event.name == EventName.JOB_COMPLETE:
+            return event.output
+        if event.name == EventName.JOB_DISABLED:
             raise JobDisabledError(f"job {event.job_id} was disabled")
-        raise error_from_code(event.error_code, str(event.args[0]) if event.args else "")
+        raise error_from_code(event.error_code, event.error)
 
     # -- control ----------------------------------------------------------------------
 
@@ -297,14 +306,13 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
 
     def _abort_event(self, job_id: int, status: JobStatus) -> JobEvent:
         if status is JobStatus.ABORTING:
-            return JobEvent("job_aborting", self.queue_name, job_id, (), self.client_id)
-        return JobEvent(
-            "job_error",
+            return JobEvent.job_aborting(self.queue_name, job_id, self.client_id)
+        return JobEvent.job_error(
             self.queue_name,
             job_id,
-            (AbortReason.USER.value,),
-            self.client_id,
+            AbortReason.USER.value,
             AbortSignalJobError.__name__,
+            self.client_id,
         )
 
     async def abort_job_run(self, job_run_id: str) -> None:
@@ -318,7 +326,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
             if await self.storage.get(job_id) is None:
                 raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
             return False
-        await self._announce(JobEvent("job_disabled", self.queue_name, job_id, (), self.client_id))
+        await self._announce(JobEvent.job_disabled(self.queue_name, job_id, self.client_id))
         return True
 
     async def retry(self, job_id: int) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,31 +17,77 @@ logger = logging.getLogger("pyjobqueue")
 
 Listener = Callable[..., Any]
 
+
+class EventName(enum.StrEnum):
+    """The names of the events; each compares equal to its string ("job_complete")."""
+
+    JOB_START = "job_start"
+    JOB_PROGRESS = "job_progress"
+    JOB_COMPLETE = "job_complete"
+    JOB_ERROR = "job_error"
+    JOB_RETRY = "job_retry"
+    JOB_DISABLED = "job_disabled"
+    JOB_ABORTING = "job_aborting"
+    SERVER_START = "server_start"
+    SERVER_STOP = "server_stop"
+    # Internal: a job became claimable (submitted, retried, re-queued); wakes idle workers.
+    JOB_AVAILABLE = "job_available"
+
+
+# SPEC section 5: what each job event carries after queue_name and job_id, in the order
+# listeners receive it. Events are built (JobEvent.build) and read (JobEvent.payload and
+# the accessors) through this table only.
+PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = {
+    EventName.JOB_START: (),
+    EventName.JOB_PROGRESS: ("progress", "message", "details"),
+    EventName.JOB_COMPLETE: ("output",),
+    EventName.JOB_ERROR: ("error",),
+    EventName.JOB_RETRY: ("run_after",),
+    EventName.JOB_DISABLED: (),
+    EventName.JOB_ABORTING: (),
+    EventName.JOB_AVAILABLE: (),
+}
+
 JOB_EVENTS = (
-    "job_start",
-    "job_progress",
-    "job_complete",
-    "job_error",
-    "job_retry",
-    "job_disabled",
-    "job_aborting",
+    EventName.JOB_START,
+    EventName.JOB_PROGRESS,
+    EventName.JOB_COMPLETE,
+    EventName.JOB_ERROR,
+    EventName.JOB_RETRY,
+    EventName.JOB_DISABLED,
+    EventName.JOB_ABORTING,
 )
-SERVER_EVENTS = ("server_start", "server_stop")
-# Internal: a job became claimable (submitted, retried, re-queued); wakes idle workers.
-JOB_AVAILABLE = "job_available"
+SERVER_EVENTS = (EventName.SERVER_START, EventName.SERVER_STOP)
+# The events after which a job is finished (what wait_for waits for).
+FINISHING_EVENTS = frozenset({EventName.JOB_COMPLETE, EventName.JOB_ERROR, EventName.JOB_DISABLED})
+JOB_AVAILABLE = EventName.JOB_AVAILABLE
+
+
+def payload_fields(name: str) -> tuple[str, ...]:
+    """The payload fields of job event `name` (ValueError for another name)."""
+    try:
+        return PAYLOAD_FIELDS[name]
+    except KeyError:
+        raise ValueError(f"{name!r} is not a job event") from None
+
+
+def event_payload(name: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    """The arguments of job event `name` after queue_name and job_id, by field name."""
+    return dict(zip(payload_fields(name), args, strict=False))
 
 
 class EventEmitter:
     """on/off/once/wait_on over named events; listeners may be functions or coroutines."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
-        self._names = frozenset(names)
+        self._names = frozenset(str(name) for name in names)
         self._listeners: dict[str, list[Listener]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _check(self, event: str) -> None:
         if event not in self._names:
-            raise ValueError(f"unknown event {event!r}; expected one of {sorted(self._names)}")
+            shown = str(event) if isinstance(event, str) else event  # EventName as its text
+            raise ValueError(f"unknown event {shown!r}; expected one of {sorted(self._names)}")
 
     def on(self, event: str, listener: Listener) -> Callable[[], None]:
         """Call `listener(*args)` on every `event`; returns a function that removes it."""
@@ -131,9 +178,17 @@ def _listener_task_done(task: asyncio.Task[Any], tasks: set[asyncio.Task[Any]]) 
         logger.error("async listener failed", exc_info=task.exception())
 
 
+def _missing(name: str, field: str) -> AttributeError:
+    return AttributeError(f"a {name} event carries no {field}")
+
+
 @dataclasses.dataclass(frozen=True)
 class JobEvent:
-    """One job event as it travels through a storage's change feed."""
+    """One job event as it travels through a storage's change feed.
+
+    Build one with the constructor of its event (`JobEvent.job_complete(queue, id,
+    output, origin)`) and read its payload by name (`event.output`, `event.error`).
+    """
 
     name: str
     queue_name: str
@@ -142,9 +197,148 @@ class JobEvent:
     origin: str = ""  # id of the client/server that produced it
     error_code: str | None = None  # job_error only: lets wait_for raise the right class
 
+    # -- building ---------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        queue_name: str,
+        job_id: int,
+        *,
+        origin: str = "",
+        error_code: str | None = None,
+        **payload: Any,
+    ) -> JobEvent:
+        """An event whose payload is given by field name; exactly the fields of its event."""
+        fields = payload_fields(name)
+        if set(payload) != set(fields):
+            raise TypeError(f"a {name} event carries {fields}, got {tuple(payload)}")
+        args = tuple(payload[field] for field in fields)
+        return cls(EventName(name), queue_name, job_id, args, origin, error_code)
+
+    @classmethod
+    def job_start(cls, queue_name: str, job_id: int, origin: str = "") -> JobEvent:
+        """A job started running."""
+        return cls.build(EventName.JOB_START, queue_name, job_id, origin=origin)
+
+    @classmethod
+    def job_progress(
+        cls,
+        queue_name: str,
+        job_id: int,
+        progress: float,
+        message: str,
+        details: dict[str, Any] | None,
+        origin: str = "",
+    ) -> JobEvent:
+        """A running job reported progress."""
+        return cls.build(
+            EventName.JOB_PROGRESS,
+            queue_name,
+            job_id,
+            origin=origin,
+            progress=progress,
+            message=message,
+            details=details,
+        )
+
+    @classmethod
+    def job_complete(cls, queue_name: str, job_id: int, output: Any, origin: str = "") -> JobEvent:
+        """A job completed with `output`."""
+        return cls.build(EventName.JOB_COMPLETE, queue_name, job_id, origin=origin, output=output)
+
+    @classmethod
+    def job_error(
+        cls, queue_name: str, job_id: int, error: str, error_code: str | None, origin: str = ""
+    ) -> JobEvent:
+        """A job failed for good with `error` (`error_code` names the error class)."""
+        return cls.build(
+            EventName.JOB_ERROR,
+            queue_name,
+            job_id,
+            origin=origin,
+            error_code=error_code,
+            error=error,
+        )
+
+    @classmethod
+    def job_retry(
+        cls, queue_name: str, job_id: int, run_after: datetime | None, origin: str = ""
+    ) -> JobEvent:
+        """A job went back to the queue, to run again at `run_after`."""
+        return cls.build(
+            EventName.JOB_RETRY, queue_name, job_id, origin=origin, run_after=run_after
+        )
+
+    @classmethod
+    def job_disabled(cls, queue_name: str, job_id: int, origin: str = "") -> JobEvent:
+        """A pending job was disabled."""
+        return cls.build(EventName.JOB_DISABLED, queue_name, job_id, origin=origin)
+
+    @classmethod
+    def job_aborting(cls, queue_name: str, job_id: int, origin: str = "") -> JobEvent:
+        """A running job was asked to abort."""
+        return cls.build(EventName.JOB_ABORTING, queue_name, job_id, origin=origin)
+
+    @classmethod
+    def job_available(cls, queue_name: str) -> JobEvent:
+        """Internal: the queue has a job to claim (wakes idle workers)."""
+        return cls.build(EventName.JOB_AVAILABLE, queue_name, 0)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def payload(self) -> dict[str, Any]:
+        """The arguments after queue_name and job_id, by field name (SPEC section 5)."""
+        return event_payload(self.name, self.args)
+
+    def _field(self, field: str) -> Any:
+        fields = PAYLOAD_FIELDS.get(self.name, ())
+        if field not in fields:
+            raise _missing(self.name, field)
+        index = fields.index(field)
+        return self.args[index] if index < len(self.args) else None
+
+    @property
+    def progress(self) -> float:
+        """job_progress: the progress, 0 to 100."""
+        progress: float = self._field("progress")
+        return progress
+
+    @property
+    def message(self) -> str:
+        """job_progress: the progress message."""
+        message: str = self._field("message")
+        return message
+
+    @property
+    def details(self) -> dict[str, Any] | None:
+        """job_progress: the progress details."""
+        details: dict[str, Any] | None = self._field("details")
+        return details
+
+    @property
+    def output(self) -> Any:
+        """job_complete: the job's output."""
+        return self._field("output")
+
+    @property
+    def error(self) -> str:
+        """job_error: the error message ("" when the event came without one)."""
+        error = self._field("error")
+        return "" if error is None else str(error)
+
+    @property
+    def run_after(self) -> datetime | None:
+        """job_retry: when the job runs again."""
+        run_after: datetime | None = self._field("run_after")
+        return run_after
+
     def listener_args(self) -> tuple[Any, ...]:
         """The arguments listeners of this event receive (SPEC section 5)."""
         return (self.queue_name, self.job_id, *self.args)
+
+    # -- JSON -------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, JsonValue]:
         """A JSON-friendly form (datetimes as ISO strings) for SQL rows, NOTIFY, postMessage."""
@@ -153,7 +347,7 @@ class JobEvent:
             for arg in self.args
         ]
         return {
-            "name": self.name,
+            "name": str(self.name),
             "queue_name": self.queue_name,
             "job_id": self.job_id,
             "args": args,

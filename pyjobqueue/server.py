@@ -21,13 +21,13 @@ from ._options import (
     require_ms,
     require_storage,
 )
-from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, JobEvent, Observable
+from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import InputT, Job, JobStatus, OutputT, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
 from .outcome import Outcome, OutcomeKind, decide_recovery
 from .storage.base import QueueStorage, Unsubscribe
-from .worker import JobQueueWorker, outcome_event
+from .worker import JobQueueWorker, WorkerHooks, outcome_event
 
 logger = logging.getLogger("pyjobqueue")
 
@@ -149,7 +149,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
 
     def emit_event(self, event: JobEvent) -> None:
         """Send a job event to this server's listeners and attached clients."""
-        if event.name == "job_disabled":
+        if event.name == EventName.JOB_DISABLED:
             self._stats.counts["disabled"] += 1
         self.events.emit(event.name, *event.listener_args())
         for tap in list(self.taps):
@@ -162,7 +162,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         """An attached client did something (abort, disable): tell workers and listeners."""
         worker = self._worker
         if (
-            event.name == "job_aborting"
+            event.name == EventName.JOB_ABORTING
             and worker is not None
             and worker.request_abort(event.job_id)
         ):
@@ -195,7 +195,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             self._leadership = asyncio.create_task(
                 self._await_leadership(), name="pyjobqueue leader"
             )
-        self.events.emit("server_start", self.queue_name)
+        self.events.emit(EventName.SERVER_START, self.queue_name)
         return self
 
     async def _await_leadership(self) -> None:
@@ -218,7 +218,9 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         under way cuts it short (running jobs go back to the queue at once).
         """
         if timeout_ms is not None:
-            self._shorten_stop(require_ms("timeout_ms", timeout_ms) / 1000)
+            require_ms("timeout_ms", timeout_ms)
+            if self._worker is not None:
+                self._worker.shorten_stop(timeout_ms)
         if self._stopping is None:
             if not self._running:
                 return self
@@ -230,13 +232,6 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             if stopping.done():
                 self._stopping = None
         return self
-
-    def _shorten_stop(self, seconds: float) -> None:
-        if self._worker is None:
-            return
-        self._worker.stop_timeout = min(self._worker.stop_timeout, seconds)
-        if seconds == 0:
-            self._worker.hurry()
 
     async def _stop(self) -> None:
         self._running = False
@@ -258,7 +253,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
-        self.events.emit("server_stop", self.queue_name)
+        self.events.emit(EventName.SERVER_STOP, self.queue_name)
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -274,7 +269,13 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
     # -- workers ----------------------------------------------------------------
 
     def _make_worker(self) -> JobQueueWorker[InputT, OutputT]:
-        worker = JobQueueWorker(
+        hooks = WorkerHooks(
+            origin=self.server_id,
+            emit=self.emit_event,
+            count_outcome=self._stats.count,
+            after_outcome=self._after_outcome,
+        )
+        return JobQueueWorker(
             self.job_class,
             storage=self.storage,
             limiter=self.limiter,
@@ -283,12 +284,8 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             stop_timeout_ms=self.stop_timeout_ms,
             abort_grace_ms=self.abort_grace_ms,
             concurrency=self.worker_count,
+            _hooks=hooks,
         )
-        worker.sink = self.emit_event
-        worker.count_outcome = self._stats.count
-        worker.on_outcome = self._after_outcome
-        worker.origin = self.server_id
-        return worker
 
     async def _after_outcome(self, job_id: int, outcome: Outcome, duration: float | None) -> None:
         # A retention of 0 means: delete as soon as the job is finished.
@@ -299,8 +296,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         """Run up to `count` jobs at once from now on; running jobs are never cut short."""
         self.worker_count = require_count("count", count, 1)
         if self._worker is not None:
-            self._worker.concurrency = count
-            self._worker.wake()
+            self._worker.set_concurrency(count)
 
     def get_worker_count(self) -> int:
         """How many workers run (or will run, before start)."""

@@ -16,7 +16,7 @@ from typing import Any, Generic
 from ._json import validate_json
 from ._options import require_count, require_job_class, require_limiter, require_ms, require_storage
 from .errors import RetryableJobError
-from .events import JOB_AVAILABLE, JOB_EVENTS, EventEmitter, JobEvent, Observable
+from .events import JOB_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
 from .limiters import Limiter
@@ -31,7 +31,22 @@ FINISH_RETRY_FIRST_DELAY = 0.05  # seconds
 FINISH_RETRY_MAX_DELAY = 2.0
 # Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
 OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
+# Counts an outcome (+1) before it is written, and takes it back (-1) if it was refused.
 CountHook = Callable[[Outcome, float | None, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerHooks:
+    """How a server runs a worker as its own (internal; a standalone worker has none).
+
+    The worker sends its events to `emit` instead of its own listeners, writes `origin`
+    into them, and reports each outcome to `count_outcome` and `after_outcome`.
+    """
+
+    origin: str
+    emit: Callable[[JobEvent], None]
+    count_outcome: CountHook
+    after_outcome: OutcomeHook
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,13 +75,12 @@ def _executing(run: _Run) -> bool:
 def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -> JobEvent | None:
     """The job event that announces an applied outcome (none for a re-queue on stop)."""
     if outcome.kind is OutcomeKind.COMPLETE:
-        return JobEvent("job_complete", queue_name, job_id, (outcome.output,), origin)
+        return JobEvent.job_complete(queue_name, job_id, outcome.output, origin)
     if outcome.kind is OutcomeKind.FAIL:
-        return JobEvent(
-            "job_error", queue_name, job_id, (outcome.error,), origin, outcome.error_code
-        )
+        error = outcome.error or ""
+        return JobEvent.job_error(queue_name, job_id, error, outcome.error_code, origin)
     if outcome.kind is OutcomeKind.RETRY:
-        return JobEvent("job_retry", queue_name, job_id, (outcome.run_after,), origin)
+        return JobEvent.job_retry(queue_name, job_id, outcome.run_after, origin)
     return None
 
 
@@ -85,25 +99,24 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         stop_timeout_ms: float = 10_000,
         concurrency: int = 1,
         abort_grace_ms: float = 1_000,
+        _hooks: WorkerHooks | None = None,
     ) -> None:
         require_job_class(job_class)
+        if _hooks is not None and not isinstance(_hooks, WorkerHooks):
+            raise TypeError(f"_hooks must be WorkerHooks, got {_hooks!r}")
         self.queue_name = require_storage(storage, queue_name)
         self.job_class = job_class
         self.storage = storage
         self.limiter = require_limiter(limiter)
         self.poll_interval = require_ms("poll_interval_ms", poll_interval_ms, positive=True) / 1000
         self.lease = timedelta(milliseconds=require_ms("lease_ms", lease_ms, positive=True))
-        self.stop_timeout = require_ms("stop_timeout_ms", stop_timeout_ms) / 1000
-        self.concurrency = require_count("concurrency", concurrency, 1)
+        self._stop_timeout = require_ms("stop_timeout_ms", stop_timeout_ms) / 1000
+        self._concurrency = require_count("concurrency", concurrency, 1)
         self.abort_grace = require_ms("abort_grace_ms", abort_grace_ms) / 1000
         self.worker_id = f"worker-{uuid.uuid4().hex[:16]}"
         self.events = EventEmitter(JOB_EVENTS)
-        # A server replaces these to collect its workers' events and statistics.
-        self.sink: Callable[[JobEvent], None] = self._emit_local
-        self.on_outcome: OutcomeHook | None = None
-        # Counts an outcome (+1) before it is written, and takes it back (-1) if refused.
-        self.count_outcome: CountHook | None = None
-        self.origin = self.worker_id
+        self._hooks = _hooks
+        self._origin = self.worker_id if _hooks is None else _hooks.origin
         self._running: dict[int, _Run] = {}
         self._recent_aborts: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._wake: asyncio.Event | None = None
@@ -113,13 +126,42 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._stopping = False
         self._hurry: asyncio.Event | None = None
 
+    @property
+    def concurrency(self) -> int:
+        """How many jobs this worker runs at once."""
+        return self._concurrency
+
+    def set_concurrency(self, count: int) -> None:
+        """Run up to `count` jobs at once from now on; running jobs are never cut short."""
+        self._concurrency = require_count("concurrency", count, 1)
+        self.wake()
+
+    @property
+    def stop_timeout(self) -> float:
+        """Seconds a stop lets running jobs finish before it stops them."""
+        return self._stop_timeout
+
+    def shorten_stop(self, timeout_ms: float) -> None:
+        """Let a stop (under way or to come) wait at most `timeout_ms` for running jobs.
+
+        0 stops the running jobs of a stop under way now; they go back to the queue.
+        """
+        seconds = require_ms("timeout_ms", timeout_ms) / 1000
+        self._stop_timeout = min(self._stop_timeout, seconds)
+        if seconds == 0:
+            self.hurry()
+
     # -- events -----------------------------------------------------------------
 
-    def _emit_local(self, event: JobEvent) -> None:
-        self.events.emit(event.name, *event.listener_args())
+    def _emit(self, event: JobEvent) -> None:
+        """Tell this worker's listeners, or its server, about an event."""
+        if self._hooks is not None:
+            self._hooks.emit(event)
+        else:
+            self.events.emit(event.name, *event.listener_args())
 
     async def _publish(self, event: JobEvent) -> None:
-        self.sink(event)
+        self._emit(event)
         await self._publish_to_storage(event)
 
     async def _publish_to_storage(self, event: JobEvent) -> None:
@@ -178,8 +220,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     async def _drain(self) -> None:
         tasks = {run.task for run in self._running.values() if run.task is not None}
-        if tasks and self.stop_timeout > 0:
-            tasks = await self._wait_unless_hurried(tasks, self.stop_timeout)
+        if tasks and self._stop_timeout > 0:
+            tasks = await self._wait_unless_hurried(tasks, self._stop_timeout)
         if tasks:
             for run in list(self._running.values()):
                 run.signal.abort(AbortReason.STOP.value)
@@ -225,9 +267,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         """React to the queue's change feed: wake for new work, abort on request."""
         if event.queue_name != self.queue_name:
             return
-        if event.name == JOB_AVAILABLE:
+        if event.name == EventName.JOB_AVAILABLE:
             self.wake()
-        elif event.name == "job_aborting":
+        elif event.name == EventName.JOB_ABORTING:
             self.request_abort(event.job_id)
 
     def request_abort(self, job_id: int) -> bool:
@@ -243,7 +285,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     def _abort_run(self, run: _Run) -> None:
         if run.signal.abort(AbortReason.USER.value):
-            self.sink(JobEvent("job_aborting", self.queue_name, run.job.id or 0, (), self.origin))
+            self._emit(JobEvent.job_aborting(self.queue_name, run.job.id or 0, self._origin))
 
     # -- the claim loop ---------------------------------------------------------
 
@@ -263,7 +305,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     async def _claim_round(self) -> float | None:
         """Claim and start what the limiter allows; how long to idle (None: go on)."""
-        free = self.concurrency - len(self._running)
+        free = self._concurrency - len(self._running)
         if free <= 0:
             return self.poll_interval
         if not await self.limiter.can_proceed():
@@ -273,7 +315,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         now = utcnow()
         # When the limiter never refuses, every claimed job starts unless its deadline has
         # passed, which the storage can tell too: it announces job_start with the claim.
-        announce = None if refuses_starts(self.limiter) else self.origin
+        announce = None if refuses_starts(self.limiter) else self._origin
         jobs = await self.storage.claim(self.worker_id, now, now + self.lease, free, announce)
         if not jobs:
             return self.poll_interval
@@ -305,8 +347,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
     async def _run(self, run: _Run) -> None:
         job = run.job
         assert job.id is not None
-        start = JobEvent("job_start", self.queue_name, job.id, (), self.origin)
-        self.sink(start)
+        start = JobEvent.job_start(self.queue_name, job.id, self._origin)
+        self._emit(start)
         if not run.announced:
             # The storage round trip overlaps the job itself instead of delaying it.
             run.announcing = asyncio.ensure_future(self._publish_to_storage(start))
@@ -384,8 +426,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if not saved:
             run.signal.abort(AbortReason.LEASE_LOST.value)
             return
-        event = JobEvent(
-            "job_progress", self.queue_name, job.id, (progress, message, details), self.origin
+        event = JobEvent.job_progress(
+            self.queue_name, job.id, progress, message, details, self._origin
         )
         if run.announcing is not None:
             await run.announcing
@@ -442,12 +484,12 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
 
     def _count(self, outcome: Outcome, duration: float | None, times: int) -> None:
-        if self.count_outcome is not None:
-            self.count_outcome(outcome, duration, times)
+        if self._hooks is not None:
+            self._hooks.count_outcome(outcome, duration, times)
 
     async def _apply(self, job: Job[Any, Any], outcome: Outcome, duration: float | None) -> None:
         assert job.id is not None
-        event = outcome_event(self.queue_name, job.id, outcome, self.origin)
+        event = outcome_event(self.queue_name, job.id, outcome, self._origin)
         # Counted before the write: once the outcome is stored, anyone may see it (a
         # read, the event), and whoever does finds it in the server's stats.
         self._count(outcome, duration, 1)
@@ -462,6 +504,6 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             self._count(outcome, duration, -1)
             return
         if event is not None:
-            self.sink(event)
-        if self.on_outcome is not None:
-            await self.on_outcome(job.id, outcome, duration)
+            self._emit(event)
+        if self._hooks is not None:
+            await self._hooks.after_outcome(job.id, outcome, duration)

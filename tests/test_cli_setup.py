@@ -26,7 +26,8 @@ from pyjobqueue.cli._values import (
 )
 from pyjobqueue.job import JobStatus
 
-from .cli_apps.harness import Cli, run_in_terminal, script_command
+from .backends import postgres_dsn
+from .cli_apps.harness import POLL, Cli, run_in_terminal, script_command
 
 needs_sqlite = pytest.mark.skipif(
     importlib.util.find_spec("aiosqlite") is None,
@@ -163,6 +164,53 @@ def test_an_unreachable_database_is_one_line(cli: Cli) -> None:
     line = one_line_error(result.stderr)
     assert line.startswith("pyjobqueue: error: cannot open storage postgresql://someone:***@")
     assert "secret" not in line
+
+
+@pytest.mark.parametrize("command", ["worker", "status"])
+def test_a_password_query_parameter_stays_hidden_when_the_database_is_unreachable(
+    cli: Cli, command: str
+) -> None:
+    if importlib.util.find_spec("asyncpg") is None:
+        pytest.skip("asyncpg is not installed (pip install 'pyjobqueue[postgres]')")
+    url = "postgresql://u@127.0.0.1:1/db?password=secret"
+    args = ["worker", "cli_jobs:Steps"] if command == "worker" else ["status"]
+    result = cli.run(*args, "--storage", url)
+    assert result.returncode == 1
+    line = one_line_error(result.stderr)
+    shown = "postgresql://u@127.0.0.1:1/db?password=***"
+    assert line.startswith(f"pyjobqueue: error: cannot open storage {shown}")
+    assert "secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_the_worker_start_line_hides_a_password_query_parameter(
+    tmp_path: Path, output: str
+) -> None:
+    dsn = postgres_dsn()
+    if dsn is None:
+        pytest.skip("PYJOBQUEUE_TEST_POSTGRES_DSN is not set (python build.py test sets it)")
+    if importlib.util.find_spec("asyncpg") is None:
+        pytest.skip("asyncpg is not installed (pip install 'pyjobqueue[postgres]')")
+    # The test cluster trusts local connections: the password is sent and ignored.
+    url = dsn + ("&" if "?" in dsn else "?") + "password=s3cret-in-query"
+    commands = Cli(url, f"q-{uuid.uuid4().hex[:8]}", tmp_path)
+    try:
+        as_json = ["--json"] if output == "json" else []
+        worker = commands.start("worker", "cli_jobs:Steps", *as_json, *POLL)
+        start = worker.wait_for(
+            lambda line: (
+                line.get("event") == "worker_start" or "worker_start" in line.get("text", "")
+            )
+        )
+        shown = json.dumps(start)
+        assert "password=***" in shown
+        assert "storage=postgresql://" in shown
+        worker.send(signal.SIGTERM)
+        assert worker.wait() == 0
+        assert "s3cret" not in json.dumps(worker.lines) + worker.stderr
+    finally:
+        commands.close()
 
 
 @pytest.mark.parametrize(

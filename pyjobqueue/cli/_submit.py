@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from ..client import JobQueueClient
 from ..errors import JobDisabledError, JobError
+from ..events import EventName
 from ..job import utcnow
 from ._progress import ProgressDisplay, make_display
 from ._render import print_json, print_line
@@ -108,9 +109,9 @@ class EarlyEvents:
         self.display: ProgressDisplay | None = None
         self.ids: set[int] = set()
         self._removers = [
-            client.on("job_start", lambda _queue, job_id: self._route(job_id, ())),
+            client.on(EventName.JOB_START, lambda _queue, job_id: self._route(job_id, ())),
             client.on(
-                "job_progress",
+                EventName.JOB_PROGRESS,
                 lambda _queue, job_id, progress, message, _details: self._route(
                     job_id, (progress, message)
                 ),

@@ -13,8 +13,14 @@ from typing import Any
 
 from ..job import Job, is_job_class
 from ..storage.base import QueueStorage, RateLimiterStorage
-from ..storage.url import DEFAULT_SQLITE_PATH, default_storage, open_storage, sqlite_path
-from ._values import CliError, redact_url
+from ..storage.url import (
+    DEFAULT_SQLITE_PATH,
+    default_storage,
+    open_storage,
+    redact_url,
+    sqlite_path,
+)
+from ._values import CliError
 
 STORAGE_VARIABLE = "PYJOBQUEUE_STORAGE"
 QUEUE_VARIABLE = "PYJOBQUEUE_QUEUE"

@@ -6,9 +6,9 @@ import argparse
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..job import FINISHED_STATUSES, JobStatus
+from ..storage.url import redact_url as redact_url  # the one redactor, for messages
 
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -141,16 +141,3 @@ def parse_json_input(text: str, where: str) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise CliError(f"invalid JSON in {where}: {error}") from None
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

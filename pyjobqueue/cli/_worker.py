@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from ..events import JOB_EVENTS
+from ..events import JOB_EVENTS, EventName, event_payload
 from ..job import Job, utcnow
 from ..limiters import CompositeLimiter, ConcurrencyLimiter, Limiter, RateLimiter
 from ..server import JobQueueServer
@@ -73,28 +73,25 @@ def _timestamp(moment: datetime) -> str:
 
 
 def _event_fields(name: str, args: tuple[Any, ...]) -> dict[str, Any]:
-    if name == "job_progress":
-        progress, message, details = args
-        return {"progress": progress, "message": message, "details": details}
-    if name == "job_complete":
-        return {"output": args[0]}
-    if name == "job_error":
-        return {"error": args[0]}
-    if name == "job_retry":
-        return {"run_after": _timestamp(args[0]) if isinstance(args[0], datetime) else args[0]}
-    return {}
+    """The event's payload by field name, as JSON (datetimes as timestamps)."""
+    fields = event_payload(name, args)
+    return {
+        field: _timestamp(value) if isinstance(value, datetime) else value
+        for field, value in fields.items()
+    }
 
 
 def _event_detail(name: str, args: tuple[Any, ...]) -> str:
-    if name == "job_progress":
-        progress, message, _details = args
-        return shorten(f"{progress:.0f}% {message}".strip(), DETAIL_LIMIT)
-    if name == "job_complete":
-        return "output=" + compact_json(args[0], DETAIL_LIMIT)
-    if name == "job_error":
-        return "error=" + shorten(str(args[0]), DETAIL_LIMIT)
-    if name == "job_retry" and isinstance(args[0], datetime):
-        return f"run_after={_timestamp(args[0])}"
+    fields = event_payload(name, args)
+    if name == EventName.JOB_PROGRESS:
+        text = f"{fields['progress']:.0f}% {fields['message']}"
+        return shorten(text.strip(), DETAIL_LIMIT)
+    if name == EventName.JOB_COMPLETE:
+        return "output=" + compact_json(fields["output"], DETAIL_LIMIT)
+    if name == EventName.JOB_ERROR:
+        return "error=" + shorten(str(fields["error"]), DETAIL_LIMIT)
+    if name == EventName.JOB_RETRY and isinstance(fields["run_after"], datetime):
+        return f"run_after={_timestamp(fields['run_after'])}"
     return ""
 
 

@@ -153,7 +153,7 @@ def start_events(
     """The job_start events of a claim with `start_origin`: one per claimed job that
     will run, that is, whose deadline has not passed at `now`."""
     return [
-        JobEvent("job_start", queue_name, job.id, (), origin)
+        JobEvent.job_start(queue_name, job.id, origin)
         for job in jobs
         if job.id is not None and (job.deadline_at is None or job.deadline_at > now)
     ]
@@ -255,7 +255,7 @@ class BaseQueueStorage(StorageLifecycle):
         logger.error("queue %r: job %s fails: %s", self.queue_name, job.id, job.unreadable)
         code = StoredValueError.__name__
         outcome = Outcome(OutcomeKind.FAIL, now, error=job.unreadable, error_code=code)
-        event = JobEvent("job_error", self.queue_name, job.id, (job.unreadable,), origin, code)
+        event = JobEvent.job_error(self.queue_name, job.id, job.unreadable, code, origin)
         await self.finish(job.id, worker_id, job.run_attempts, outcome, event=event)
 
     async def renew_lease(

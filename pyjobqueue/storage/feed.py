@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ..events import JOB_AVAILABLE, JobEvent
+from ..events import JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -79,4 +79,4 @@ class Listeners:
     def announce_available(self) -> None:
         """Deliver a `job_available` hint to this process's listeners."""
         if self._entries:
-            self.deliver(JobEvent(JOB_AVAILABLE, self.queue_name, 0))
+            self.deliver(JobEvent.job_available(self.queue_name))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from console_jobs import TASKS, catalogue, make_input
 
 from pyjobqueue import Job, JobQueueClient, JobStatus
-from pyjobqueue.events import JOB_AVAILABLE, JobEvent
+from pyjobqueue.events import EventName, JobEvent
 from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
 
 logger = logging.getLogger("pyjobqueue.console")
@@ -27,7 +27,15 @@ JOBS_PER_STATUS = 500  # the view lists at most this many jobs of each status
 MAX_BATCH = 500
 REFRESH_DELAY_SECONDS = 0.05  # events arriving within this window share one storage read
 RESYNC_EVERY_SECONDS = 10.0  # a full re-read, for changes no event announces (deletions)
-CHANGE_EVENTS = ("job_start", "job_complete", "job_error", "job_retry", "job_disabled")
+# Events after which a job is shown again as storage holds it.
+CHANGE_EVENTS = (
+    EventName.JOB_START,
+    EventName.JOB_COMPLETE,
+    EventName.JOB_ERROR,
+    EventName.JOB_RETRY,
+    EventName.JOB_DISABLED,
+    EventName.JOB_ABORTING,
+)
 # Statuses read in the order jobs move through them: a job that moves on while the list
 # is read is found under its new status (the moves back, retry and recovery, announce
 # themselves with an event).
@@ -85,8 +93,7 @@ class Console:
         await self.client.connect()
         for name in CHANGE_EVENTS:
             self.client.on(name, self._on_change)
-        self.client.on("job_aborting", self._on_change)
-        self.client.on("job_progress", self._on_progress)
+        self.client.on(EventName.JOB_PROGRESS, self._on_progress)
         # New jobs from other tabs announce themselves only as "work available".
         await self.storage.subscribe(self._on_feed)
         await self.sync()
@@ -103,7 +110,7 @@ class Console:
         self.view.progress(job_id, float(progress), str(message))
 
     def _on_feed(self, event: JobEvent) -> None:
-        if event.name == JOB_AVAILABLE:
+        if event.name == EventName.JOB_AVAILABLE:
             self._schedule(resync=True)
 
     def _schedule(self, *, job_id: int | None = None, resync: bool = False) -> None:

@@ -19,6 +19,7 @@ from console_jobs import WORKER_COUNT, ConsoleJob
 
 from pyjobqueue import JobQueueServer
 from pyjobqueue.browser import WebLocksLeaderLock
+from pyjobqueue.events import EventName
 from pyjobqueue.leader import LeaderLock
 from pyjobqueue.storage import IndexedDbQueueStorage
 
@@ -61,7 +62,7 @@ class ConsoleServer:
             leader_lock=lock,
             poll_interval_ms=250,
         )
-        for event in ("job_complete", "job_error", "job_retry"):
+        for event in (EventName.JOB_COMPLETE, EventName.JOB_ERROR, EventName.JOB_RETRY):
             self.server.on(event, self._report_stats)
 
     async def start(self) -> None:

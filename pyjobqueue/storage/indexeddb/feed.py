@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ...browser.broadcast import BroadcastFeed, channel_name
-from ...events import JOB_AVAILABLE, JobEvent
+from ...events import JobEvent
 from ..feed import EventListener, Unsubscribe
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class EventFeed:
     def announce_available(self) -> None:
         """Wake idle workers in every tab (a hint: a failure is logged, not raised)."""
         try:
-            self._channel.publish(JobEvent(JOB_AVAILABLE, self._queue_name, 0))
+            self._channel.publish(JobEvent.job_available(self._queue_name))
         except Exception:
             logger.exception("could not announce new jobs on queue %s", self._queue_name)
 

@@ -7,10 +7,11 @@ import importlib
 import inspect
 import socket
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ...errors import StorageClosedError, StorageConnectionError
 from .. import migrations as schema
+from ..url import redact_url
 from . import queries as sql
 from .migrations import MIGRATIONS
 
@@ -29,26 +30,11 @@ def driver() -> Any:
         raise ImportError(f"the PostgreSQL storage needs asyncpg: {INSTALL_HINT}") from error
 
 
-def redacted(dsn: str) -> str:
-    """The DSN without its password (in the user part or a ?password=), for messages."""
-    parts = urlsplit(dsn)
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if "password=" in parts.query:
-        query = [
-            (key, "***" if key == "password" else value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        parts = parts._replace(query=urlencode(query, safe="*"))
-    return urlunsplit(parts)
-
-
 def check_dsn(dsn: str) -> str:
     """Refuse at construction what is clearly not a PostgreSQL URL (asyncpg parses the rest)."""
     if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
         raise ValueError(
-            f"invalid PostgreSQL DSN {redacted(dsn)!r}: expected "
+            f"invalid PostgreSQL DSN {redact_url(dsn)!r}: expected "
             "postgresql://user:password@host:port/database"
         )
     return dsn
@@ -77,7 +63,7 @@ class Database:
         self.pool: Any = None
         if isinstance(dsn_or_pool, str):
             self.dsn = check_dsn(dsn_or_pool)
-            self.where = redacted(dsn_or_pool)
+            self.where = redact_url(dsn_or_pool)
         elif isinstance(dsn_or_pool, self.driver.Pool):
             self.pool = dsn_or_pool
             self.where = "the given asyncpg pool"

@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from ... import _json
-from ...events import JOB_AVAILABLE, JobEvent
+from ...events import JobEvent
 from ..feed import EventListener, Listeners, Unsubscribe
 from . import queries as sql
 from .connection import Database
@@ -268,7 +268,7 @@ class EventFeed:
     async def _decode(self, payload: str) -> JobEvent | None:
         tag, data = payload[:1], payload[1:]
         if tag == HINT_TAG:
-            return JobEvent(JOB_AVAILABLE, self._queue_name, 0)
+            return JobEvent.job_available(self._queue_name)
         if tag == EVENT_TAG:
             return JobEvent.from_json(json.loads(data))
         if tag == STORED_TAG:
