@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +194,22 @@ def test_jobs_table_reads_well_and_says_when_it_is_cut(cli: Cli) -> None:
     assert rows[0].split()[1] == "PENDING"
     assert "showing 2 of 3 jobs" in result.stderr
     assert "PENDING" in cli.ok("status").stdout
+
+
+def test_jobs_and_show_list_a_job_whose_input_cannot_be_read(cli: Cli) -> None:
+    url = cli.storage_url or ""
+    if not url.startswith("sqlite:///"):
+        pytest.skip("the row is spoiled through the sqlite3 module")
+    ids = submitted_ids(cli, '{"n": 1}', '{"n": 2}')
+    spoiled = '{"n": ' + "7" * 5000 + "}"  # more digits than Python reads by default
+    connection = sqlite3.connect(url[len("sqlite:///") :])
+    with contextlib.closing(connection), connection:
+        connection.execute("UPDATE pyjobqueue_jobs SET input = ? WHERE id = ?", (spoiled, ids[0]))
+    rows = cli.ok("jobs").stdout.splitlines()[1:]
+    assert len(rows) == 2 and "stored input cannot be read" in rows[0]
+    shown = cli.job(ids[0])
+    assert shown["input"] is None and "stored input cannot be read" in shown["unreadable"]
+    assert cli.job(ids[1])["input"] == {"n": 2}
 
 
 def test_abort_pending_jobs_by_id_and_by_run(cli: Cli) -> None:

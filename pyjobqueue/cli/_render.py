@@ -85,6 +85,8 @@ def job_detail(job: Job[Any, Any], limit: int | None = None) -> str:
     if job.error:
         code = f"{job.error_code}: " if job.error_code else ""
         return shorten(f"{code}{job.error}", limit)
+    if job.unreadable is not None:
+        return shorten(job.unreadable, limit)
     if job.status.value == "COMPLETED":
         return "→ " + compact_json(job.output, None if limit is None else limit - 2)
     return compact_json(job.input, limit)
