@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..._json import dumps, read_stored
+from ..._json import dumps
 from ...browser._ffi import JsObject, js_array, js_global
 from ...job import Job, JobStatus
+from ..records import job_from_columns
 
 # Times as fixed-width UTC ISO 8601 text, exact to the microsecond ------------
 # (Numbers cannot do that: microseconds since 1970 pass 2**53 in the year 2255.) Text of
@@ -47,9 +48,6 @@ def key_range(lower: list[Any], upper: list[Any], upper_open: bool = False) -> J
     return js_global().IDBKeyRange.bound(js_array(lower), js_array(upper), False, upper_open)
 
 
-_NEVER = datetime.min.replace(tzinfo=UTC)  # stands in for a missing required time
-
-
 def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
     """The IndexedDB record of a job (JSON values and times stored as text)."""
     record: dict[str, Any] = {
@@ -81,30 +79,4 @@ def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
 
 def record_to_job(record: dict[str, Any]) -> Job[Any, Any]:
     """The job a record stores."""
-    values, unreadable = read_stored(
-        {column: record[column] for column in ("input", "output", "progress_details")}
-    )
-    return Job(
-        id=int(record["id"]),
-        queue_name=record["queue"],
-        input=values["input"],
-        output=values["output"],
-        status=JobStatus(record["status"]),
-        progress=float(record["progress"]),
-        progress_message=record["progress_message"],
-        progress_details=values["progress_details"],
-        max_retries=int(record["max_retries"]),
-        run_attempts=int(record["run_attempts"]),
-        error=record["error"],
-        error_code=record["error_code"],
-        created_at=decode_time(record["created_at"]) or _NEVER,
-        completed_at=decode_time(record["completed_at"]),
-        run_after=decode_time(record["run_after"]) or _NEVER,
-        deadline_at=decode_time(record["deadline_at"]),
-        last_ran_at=decode_time(record["last_ran_at"]),
-        job_run_id=record["job_run_id"],
-        fingerprint=record["fingerprint"],
-        worker_id=record["worker_id"],
-        lease_expires_at=decode_time(record["lease_expires_at"]),
-        unreadable=unreadable,
-    )
+    return job_from_columns({**record, "queue_name": record["queue"]}, decode_time)

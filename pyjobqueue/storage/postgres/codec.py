@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from ... import _json
-from ..._json import read_stored
-from ...job import Job, JobStatus
+from ...job import Job
 from ...outcome import Outcome, OutcomeKind
+from ..records import job_from_columns
 
 # One attempt's values, in the order of the arrays of `queries.FINISH_ATTEMPTS`.
 FinishRow = tuple[Any, ...]
@@ -45,34 +45,8 @@ def job_to_row(job: Job[Any, Any]) -> tuple[Any, ...]:
 
 
 def job_from_row(row: Any) -> Job[Any, Any]:
-    """The job a row of pyjobqueue_jobs holds."""
-    values, unreadable = read_stored(
-        {column: row[column] for column in ("input", "output", "progress_details")}
-    )
-    return Job(
-        id=row["id"],
-        queue_name=row["queue_name"],
-        input=values["input"],
-        output=values["output"],
-        status=JobStatus(row["status"]),
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-        progress_details=values["progress_details"],
-        max_retries=row["max_retries"],
-        run_attempts=row["run_attempts"],
-        error=row["error"],
-        error_code=row["error_code"],
-        created_at=row["created_at"],
-        completed_at=row["completed_at"],
-        run_after=row["run_after"],
-        deadline_at=row["deadline_at"],
-        last_ran_at=row["last_ran_at"],
-        job_run_id=row["job_run_id"],
-        fingerprint=row["fingerprint"],
-        worker_id=row["worker_id"],
-        lease_expires_at=row["lease_expires_at"],
-        unreadable=unreadable,
-    )
+    """The job a row of pyjobqueue_jobs holds (asyncpg decodes the times)."""
+    return job_from_columns(row, lambda value: value)
 
 
 def finish_row(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ... import _json
-from ..._json import read_stored
 from ...job import Job, JobStatus
+from ..records import job_from_columns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -29,10 +29,6 @@ def encode_optional_time(when: datetime | None) -> int | None:
 def decode_time(value: int | None) -> datetime | None:
     """What `encode_time` stored, back as a UTC datetime; None kept."""
     return None if value is None else _EPOCH + timedelta(microseconds=value)
-
-
-def _required_time(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
 
 
 def encode_json(value: Any) -> str | None:
@@ -66,30 +62,4 @@ def job_to_row(queue_name: str, job: Job[Any, Any]) -> dict[str, Any]:
 
 def job_from_row(row: sqlite3.Row) -> Job[Any, Any]:
     """The job a row of pyjobqueue_jobs holds."""
-    values, unreadable = read_stored(
-        {column: row[column] for column in ("input", "output", "progress_details")}
-    )
-    return Job(
-        id=row["id"],
-        queue_name=row["queue_name"],
-        input=values["input"],
-        output=values["output"],
-        status=JobStatus(row["status"]),
-        progress=float(row["progress"]),
-        progress_message=row["progress_message"],
-        progress_details=values["progress_details"],
-        max_retries=row["max_retries"],
-        run_attempts=row["run_attempts"],
-        error=row["error"],
-        error_code=row["error_code"],
-        created_at=_required_time(row["created_at"]),
-        completed_at=decode_time(row["completed_at"]),
-        run_after=_required_time(row["run_after"]),
-        deadline_at=decode_time(row["deadline_at"]),
-        last_ran_at=decode_time(row["last_ran_at"]),
-        job_run_id=row["job_run_id"],
-        fingerprint=row["fingerprint"],
-        worker_id=row["worker_id"],
-        lease_expires_at=decode_time(row["lease_expires_at"]),
-        unreadable=unreadable,
-    )
+    return job_from_columns(row, decode_time)

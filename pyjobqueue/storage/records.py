@@ -1,0 +1,62 @@
+"""A stored job's columns and back to a `Job`: the one decoding every backend shares.
+
+Each backend's codec turns its own row or record into a mapping of these columns and
+says how it stores times; `job_from_columns` does the rest, the same way everywhere:
+JSON values that cannot be read back become None with `Job.unreadable` saying why
+(`pyjobqueue._json.read_stored`), so one bad row never stops a listing or a claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .._json import read_stored
+from ..job import Job, JobStatus
+
+JSON_COLUMNS = ("input", "output", "progress_details")
+TimeDecoder = Callable[[Any], datetime | None]
+
+
+class Columns(Protocol):
+    """A row or record: its values by column name."""
+
+    def __getitem__(self, column: str) -> Any:
+        """The value of `column`."""
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)  # stands in for a required time that is missing
+
+
+def job_from_columns(columns: Columns, decode_time: TimeDecoder) -> Job[Any, Any]:
+    """The job whose stored columns (by their pyjobqueue_jobs names) are `columns`."""
+    values, unreadable = read_stored({column: columns[column] for column in JSON_COLUMNS})
+
+    def time(column: str) -> datetime | None:
+        return decode_time(columns[column])
+
+    return Job(
+        id=int(columns["id"]),
+        queue_name=columns["queue_name"],
+        input=values["input"],
+        output=values["output"],
+        status=JobStatus(columns["status"]),
+        progress=float(columns["progress"]),
+        progress_message=columns["progress_message"],
+        progress_details=values["progress_details"],
+        max_retries=int(columns["max_retries"]),
+        run_attempts=int(columns["run_attempts"]),
+        error=columns["error"],
+        error_code=columns["error_code"],
+        created_at=time("created_at") or _NEVER,
+        completed_at=time("completed_at"),
+        run_after=time("run_after") or _NEVER,
+        deadline_at=time("deadline_at"),
+        last_ran_at=time("last_ran_at"),
+        job_run_id=columns["job_run_id"],
+        fingerprint=columns["fingerprint"],
+        worker_id=columns["worker_id"],
+        lease_expires_at=time("lease_expires_at"),
+        unreadable=unreadable,
+    )
