@@ -8,17 +8,35 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from . import limits
+
 JsonValue = Any  # a JSON-shaped value; typed precisely by the caller's TypedDicts
 
 
 def validate_json(value: object, path: str = "input") -> None:
-    """Raise TypeError (bad type) or ValueError (NaN/infinity) naming where in `value`."""
-    if value is None or isinstance(value, str | bool | int):
+    """Raise TypeError (bad type) or ValueError (NaN/infinity, past a limit of
+    `pyjobqueue.limits`) naming where in `value`."""
+    _validate(value, path, 0, path)
+
+
+def _validate(value: object, path: str, depth: int, root: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        limits.check_encodable(path, value)
+        return
+    if isinstance(value, int):
+        limits.check_integer(path, value)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{path} is {value!r}, which JSON cannot represent")
         return
+    if isinstance(value, Mapping | list | tuple) and depth >= limits.MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{root} is nested more than {limits.MAX_JSON_DEPTH} levels deep, "
+            "the limit for JSON values"
+        )
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -26,11 +44,12 @@ def validate_json(value: object, path: str = "input") -> None:
                     f"{path} has a key {key!r} of type {type(key).__name__}; "
                     "JSON object keys must be str"
                 )
-            validate_json(item, f"{path}[{key!r}]")
+            limits.check_encodable(f"a key of {path}", key)
+            _validate(item, f"{path}[{key!r}]", depth + 1, root)
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            validate_json(item, f"{path}[{index}]")
+            _validate(item, f"{path}[{index}]", depth + 1, root)
         return
     raise TypeError(f"{path} is of type {type(value).__name__}, which is not a JSON value")
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic
 
+from . import limits
 from ._json import fingerprint, validate_json
 from ._options import require_count, require_ms, require_storage
 from .errors import (
@@ -70,7 +71,7 @@ def _check_when(name: str, value: object) -> datetime | None:
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware (for example datetime.now(UTC))")
-    return value
+    return limits.check_date(name, value)
 
 
 def _result_of(job: Job[Any, Any]) -> Any:
@@ -186,8 +187,14 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         max_retries: int, job_run_id: str | None, run_after: object, deadline_at: object
     ) -> tuple[datetime | None, datetime | None]:
         require_count("max_retries", max_retries, 0)
-        if job_run_id is not None and not isinstance(job_run_id, str):
-            raise TypeError(f"job_run_id must be a str, got {type(job_run_id).__name__}")
+        if max_retries > limits.MAX_RETRIES:
+            raise ValueError(
+                f"max_retries must be at most {limits.MAX_RETRIES}, got {max_retries!r}"
+            )
+        if job_run_id is not None:
+            if not isinstance(job_run_id, str):
+                raise TypeError(f"job_run_id must be a str, got {type(job_run_id).__name__}")
+            limits.check_text("job_run_id", job_run_id, max_length=limits.MAX_NAME_LENGTH)
         return _check_when("run_after", run_after), _check_when("deadline_at", deadline_at)
 
     async def submit(

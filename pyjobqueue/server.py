@@ -35,6 +35,7 @@ logger = logging.getLogger("pyjobqueue")
 # of 0 their finisher deletes them itself, after announcing the outcome, and a sweep in
 # between would make a client waiting on the job find it gone.
 SWEEP_MIN_AGE_MS = 1_000
+_TICK = timedelta(microseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,5 +363,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         for status, retention_ms in self.retention.items():
             if retention_ms is not None:
                 cutoff = now - timedelta(milliseconds=max(retention_ms, min_age_ms))
-                deleted += await self.storage.delete_finished(status, cutoff)
+                # A job that finished at the cutoff is as old as its retention: it goes
+                # too (clocks that tick in milliseconds give equal times often).
+                deleted += await self.storage.delete_finished(status, cutoff + _TICK)
         return deleted

@@ -114,3 +114,12 @@ class ScriptedJob(Job[dict[str, Any], Any]):
 
     async def _bad_output(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
         return {"when": object()}
+
+    async def _output_past_limits(
+        self, input: dict[str, Any], context: JobContext, probe: Probe
+    ) -> Any:
+        nested: Any = "deep"
+        for _ in range(2_000):
+            nested = [nested]
+        kinds = {"deep": nested, "surrogate": "a\udc80b", "huge": 10**5_000}
+        return {"value": kinds[input["kind"]]}

@@ -186,6 +186,25 @@ async def test_output_that_is_not_json_fails_the_job(make_queue: Any) -> None:
         await handle.wait_for()
 
 
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("deep", "nested more than"), ("surrogate", "lone surrogate"), ("huge", "digits")],
+)
+async def test_an_output_no_storage_can_keep_fails_at_once_with_the_reason(
+    make_queue: Any, kind: str, reason: str
+) -> None:
+    queue = await make_queue()
+    probe = new_probe()
+    handle = await queue.client.submit(
+        {"probe": probe.key, "mode": "output_past_limits", "kind": kind}
+    )
+    with pytest.raises(JobError, match=reason):
+        await handle.wait_for()
+    assert len(probe.runs) == 1  # not retried until "Max retries reached"
+    job = await queue.client.get_job(handle.id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error_code == "ValueError"
+
+
 async def test_abort_pending_job_fails_it_at_once(make_queue: Any) -> None:
     queue = await make_queue(start=False)
     handle = await queue.client.submit({"probe": new_probe().key})

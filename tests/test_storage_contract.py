@@ -782,3 +782,35 @@ async def test_a_job_whose_input_cannot_be_read_fails_alone(
     assert await storage.finish(others[0], "w1", 1, outcome, late)
     recovered = await storage.get(others[0])
     assert recovered is not None and recovered.status is JobStatus.PENDING
+
+
+async def test_what_is_just_within_the_limits_is_stored_and_read_back_exactly(
+    storages: Storages,
+) -> None:
+    """A value at each limit of pyjobqueue.limits fits every backend and its indexes."""
+    from pyjobqueue import JobQueueClient, limits
+
+    name = "𝄞" * (limits.MAX_NAME_LENGTH - len(storages.queue_name("")))
+    storage = await storages.queue(name)
+    assert len(storage.queue_name) == limits.MAX_NAME_LENGTH
+    deep: Any = {"leaf": "ü"}
+    for _ in range(limits.MAX_JSON_DEPTH - 2):  # inside the input object: 100 levels
+        deep = [deep]
+    value = {"deep": deep, "big": -int("9" * limits.MAX_INTEGER_DIGITS), "text": "a\x00b"}
+    client: JobQueueClient[Any, Any] = JobQueueClient(storage=storage)
+    handle = await client.submit(
+        value,
+        max_retries=limits.MAX_RETRIES,
+        job_run_id="𝄞" * limits.MAX_NAME_LENGTH,
+        run_after=limits.EARLIEST_DATE,
+        deadline_at=limits.LATEST_DATE - timedelta(microseconds=1),
+    )
+    job = await storage.get(handle.id)
+    assert job is not None and job.unreadable is None
+    assert job.input == value
+    assert job.max_retries == limits.MAX_RETRIES
+    assert job.run_after == limits.EARLIEST_DATE
+    assert job.deadline_at == limits.LATEST_DATE - timedelta(microseconds=1)
+    assert [found.id for found in await storage.get_by_run_id("𝄞" * 255)] == [handle.id]
+    (claimed,) = await storage.claim("w", now(), now() + timedelta(seconds=30), 1)
+    assert claimed.id == handle.id and claimed.input == value

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from ..events import JobEvent
 from ..job import Job, JobStatus
+from ..limits import check_name
 from ..outcome import Outcome
 from .feed import EventListener, Unsubscribe
 
@@ -236,9 +237,5 @@ class StorageLifecycle:
 
 
 def check_queue_name(queue_name: object) -> str:
-    """Validate a queue name: any non-empty str."""
-    if not isinstance(queue_name, str):
-        raise TypeError(f"queue_name must be a str, got {type(queue_name).__name__}")
-    if not queue_name:
-        raise ValueError("queue_name must not be empty")
-    return queue_name
+    """Validate a queue name: a non-empty str within the limits of `pyjobqueue.limits`."""
+    return check_name("queue_name", queue_name)

@@ -20,7 +20,7 @@ from ...outcome import AbortReason, Outcome
 from ..base import check_queue_name
 from ..core import BaseQueueStorage
 from . import queries as sql
-from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row, no_nul
+from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
 from .connection import Database, affected
 from .feed import EVENT_TAG, HINT_TAG, EventFeed, channel_for, event_payload, fits_notify
 from .finisher import Finisher
@@ -230,7 +230,7 @@ class PostgresQueueStorage(BaseQueueStorage):
     """
 
     def __init__(self, dsn_or_pool: str | Any, queue_name: str) -> None:
-        no_nul("queue_name", check_queue_name(queue_name))
+        check_queue_name(queue_name)
         self._database = Database(dsn_or_pool)
         super().__init__(queue_name, PostgresQueueEngine(self._database, queue_name))
 

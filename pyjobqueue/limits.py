@@ -1,0 +1,82 @@
+"""The limits of what a job may carry: the same on every backend, checked before storing.
+
+Each limit is one that every backend, its indexes and the decoder that reads values
+back can hold, so whatever `submit` accepts is stored and read back alike everywhere.
+A value past a limit is refused with a `ValueError` (a value of the wrong type with a
+`TypeError`) that names the value and the limit, before anything is stored. Outputs
+and progress details are checked the same way when an attempt ends or reports.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# JSON values (inputs, outputs, progress details).
+MAX_JSON_DEPTH = 100  # nested arrays and objects; deeper values strain every decoder
+# Digits of an integer: Python reads no longer ones back by default (int_max_str_digits).
+MAX_INTEGER_DIGITS = 4300
+_INTEGER_BOUND = 10**MAX_INTEGER_DIGITS
+
+# Names and ids: what every backend's index keys can hold (PostgreSQL's btree rows end
+# at about 2,700 bytes; 255 characters are at most 1,020 bytes of UTF-8).
+MAX_NAME_LENGTH = 255
+
+# max_retries: any backend's integer columns and IndexedDB's numbers hold it exactly.
+MAX_RETRIES = 2**31 - 1
+
+# Dates: from the Unix epoch (SQLite stores microseconds since it) to before the year
+# 10000 (IndexedDB keys are four-digit years).
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def check_text(name: str, value: str, *, max_length: int | None = None) -> str:
+    """A str that every backend stores as it is: no lone surrogates, no NUL, not too long."""
+    if max_length is not None and len(value) > max_length:
+        raise ValueError(
+            f"{name} is {len(value)} characters long; the limit is {max_length} characters"
+        )
+    if "\x00" in value:
+        raise ValueError(f"{name} contains a NUL character, which storages cannot keep")
+    check_encodable(name, value)
+    return value
+
+
+def check_encodable(name: str, value: str) -> None:
+    """Refuse a str with a lone surrogate (no storage can encode it as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name} contains a lone surrogate ({value[error.start]!r} at index "
+            f"{error.start}), which is not text any storage can keep"
+        ) from None
+
+
+def check_name(name: str, value: object) -> str:
+    """A non-empty str usable as a queue name or a job run id on every backend."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return check_text(name, value, max_length=MAX_NAME_LENGTH)
+
+
+def check_date(name: str, value: datetime) -> datetime:
+    """A timezone-aware datetime within the dates every backend stores."""
+    if not EARLIEST_DATE <= value < LATEST_DATE:
+        raise ValueError(
+            f"{name} {value.isoformat()} is out of range: dates run from "
+            f"{EARLIEST_DATE.date()} to before {LATEST_DATE.date()}"
+        )
+    return value
+
+
+def check_integer(name: str, value: int) -> None:
+    """An int whose decimal form can be read back (at most MAX_INTEGER_DIGITS digits)."""
+    # Compare with a bound instead of converting: str() of a huge int is itself refused.
+    if not -_INTEGER_BOUND < value < _INTEGER_BOUND:
+        raise ValueError(
+            f"{name} is an integer of more than {MAX_INTEGER_DIGITS} digits, "
+            "which storages cannot read back"
+        )
