@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pyjobqueue import Job, JobContext, JobQueueClient, JobQueueServer, JobStatus
+from pyjobqueue.events import JobEvent
 
 from .backend_postgres import CuttableProxy, require_dsn, unavailable_reason
 
@@ -71,3 +72,48 @@ async def test_an_outage_mid_job_does_not_fail_it(
             assert await asyncio.wait_for(handle.wait_for(), 30) == {"ok": True}
         job = await client.get_job(handle.id)
     assert job is not None and job.status is JobStatus.COMPLETED and job.run_attempts == 1
+
+
+async def test_a_subscriber_cut_off_replays_what_it_missed_each_event_once_in_order(
+    proxied_dsn: tuple[CuttableProxy, str],
+) -> None:
+    proxy, dsn = proxied_dsn
+    queue = f"replay-{uuid.uuid4().hex[:8]}"
+    async with (
+        PostgresQueueStorage(dsn, queue) as reader,
+        PostgresQueueStorage(require_dsn(), queue) as writer,
+    ):
+        received: asyncio.Queue[JobEvent] = asyncio.Queue()
+        unsubscribe = await reader.subscribe(received.put_nowait)
+        before = JobEvent.job_start(queue, 1, "test")
+        await writer.publish(before)
+        assert await _next_job_event(received) == before
+        proxy.cut()  # the reader's LISTEN connection drops and cannot come back
+        missed = [JobEvent.job_complete(queue, n, {"n": n}, "test") for n in range(2, 202)]
+        big = JobEvent.job_complete(queue, 202, {"text": "ü" * 20_000}, "test")
+        for event in [*missed, big]:
+            await writer.publish(event)
+        proxy.restore()
+        after = JobEvent.job_error(queue, 203, "late", "PermanentJobError", "test")
+        await writer.publish(after)
+        got = [await _next_job_event(received) for _ in range(len(missed) + 2)]
+        await unsubscribe()
+    print(f"cut off for {len(missed) + 1} events: {len(got)} delivered once, in order")
+    assert got == [*missed, big, after]
+    assert received.empty() or all(event.name == "job_available" for event in _drain(received)), (
+        "an event was delivered twice"
+    )
+
+
+async def _next_job_event(events: asyncio.Queue[JobEvent]) -> JobEvent:
+    while True:
+        event = await asyncio.wait_for(events.get(), 30)
+        if event.name != "job_available":
+            return event
+
+
+def _drain(events: asyncio.Queue[JobEvent]) -> list[JobEvent]:
+    drained = []
+    while not events.empty():
+        drained.append(events.get_nowait())
+    return drained

@@ -1,14 +1,17 @@
-"""The PostgreSQL change feed: LISTEN/NOTIFY on one channel per queue.
+"""The PostgreSQL change feed: an events log, and LISTEN/NOTIFY on one channel per queue.
 
-Events go out as NOTIFY payloads; one too large for a notification is stored in
-`pyjobqueue_events` and its row id notified instead. "Job available" hints only speed
-things up: polling stays the fallback, so a lost notification delays a job but never
-loses it. See docs/postgres.md.
+Every job event is a row of `pyjobqueue_events`, written by the statement that makes
+the change, and a notification carries it (or its id, when too large) to listening
+storages. A storage whose LISTEN connection dropped reads what it missed from the log
+when it is back (each event once, by id, in order), so a database restart loses no
+event; the log keeps events for STORED_EVENT_RETENTION_SECONDS. "Job available" hints
+only speed things up: polling stays the fallback. See docs/postgres.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -24,9 +27,12 @@ from .connection import Database
 
 logger = logging.getLogger(__name__)
 
-# NOTIFY refuses payloads of 8000 bytes or more; larger events go through a table.
-NOTIFY_PAYLOAD_LIMIT = 7900
 STORED_EVENT_RETENTION_SECONDS = 300.0
+PRUNE_EVERY_HEALTH_CHECKS = 6  # the LISTEN connection prunes the log about once a minute
+# Events that commit out of id order (ids are handed out before commit) are caught by
+# replaying this many ids before the last one seen, each delivered once.
+REPLAY_MARGIN = 10_000
+SEEN_KEPT = 50_000  # ids of delivered events remembered, to deliver each only once
 # The LISTEN connection: a liveness query this often (a silent network drop is not
 # noticed otherwise), and reconnect attempts backing off between these bounds.
 HEALTH_CHECK_SECONDS = 10.0
@@ -37,8 +43,9 @@ STOP_GRACE_SECONDS = 1.0
 
 # NOTIFY payloads: a tag, then the data.
 HINT_TAG = "A"  # a job became claimable; no data
-EVENT_TAG = "E"  # a JobEvent as JSON
-STORED_TAG = "R"  # id of a row of pyjobqueue_events holding a large JobEvent
+LOGGED_TAG = "S"  # "<id>:<JobEvent as JSON>", the event logged with that id
+STORED_TAG = "R"  # the id of a logged event too large for a notification
+EVENT_TAG = "E"  # a JobEvent as JSON, not logged (sent by releases before the log)
 
 
 def channel_for(queue_name: str) -> str:
@@ -46,14 +53,9 @@ def channel_for(queue_name: str) -> str:
     return "pyjobqueue_" + hashlib.sha256(queue_name.encode("utf-8")).hexdigest()[:40]
 
 
-def fits_notify(payload: str) -> bool:
-    """Whether an event payload fits in one NOTIFY (8000 bytes, less a margin)."""
-    return len(payload.encode("utf-8")) < NOTIFY_PAYLOAD_LIMIT
-
-
-def event_payload(event: JobEvent) -> str:
-    """The NOTIFY payload that carries `event`."""
-    return EVENT_TAG + _json.dumps(event.to_json())
+def event_json(event: JobEvent) -> str:
+    """The JSON of `event` as the events log keeps it."""
+    return _json.dumps(event.to_json())
 
 
 class EventFeed:
@@ -76,21 +78,16 @@ class EventFeed:
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
+        # The log ids delivered (oldest first), the highest, and the last id before the
+        # feed started (it delivers only what comes after).
+        self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._high = 0
+        self._start_id = 0
 
     async def publish(self, event: JobEvent) -> None:
-        """NOTIFY the queue's channel of `event` (a large one through the events table)."""
-        pool = self._database.require()
-        payload = event_payload(event)
-        if fits_notify(payload):
-            await pool.execute(sql.NOTIFY, self._channel, payload)
-            return
-        await pool.execute(
-            sql.INSERT_EVENT,
-            self._queue_name,
-            payload[len(EVENT_TAG) :],
-            self._channel,
-            STORED_TAG,
-            STORED_EVENT_RETENTION_SECONDS,
+        """Log `event` and notify the queue's channel of it, in one statement."""
+        await self._database.require().execute(
+            sql.INSERT_EVENT, self._queue_name, event.job_id, event_json(event), self._channel
         )
 
     def announce_available(self) -> None:
@@ -184,10 +181,14 @@ class EventFeed:
         connection.add_termination_listener(dropped)
         listened = False
         try:
+            if not ready.done():  # the first connection: deliver what is logged from now on
+                self._start_id = self._high = await connection.fetchval(sql.LAST_EVENT_ID)
+                self._seen.clear()
             await connection.add_listener(self._channel, self._notified)
             listened = True
             if ready.done():
-                self._inbox.put_nowait(HINT_TAG)  # reconnected: look for missed work
+                await self._replay(connection)  # reconnected: what was logged meanwhile
+                self._inbox.put_nowait(HINT_TAG)  # and look for missed work
             else:
                 ready.set_result(None)
             await self._hold(connection)
@@ -202,17 +203,34 @@ class EventFeed:
             await self._release(connection, graceful=self._stopping)
         return listened
 
+    async def _replay(self, connection: Any) -> None:
+        """Queue the events logged while LISTEN was down ahead of those that came since."""
+        after = max(self._start_id, self._high - REPLAY_MARGIN)
+        rows = await connection.fetch(sql.EVENTS_AFTER, self._queue_name, after)
+        arrived = []
+        while not self._inbox.empty():
+            arrived.append(self._inbox.get_nowait())
+        for row in rows:
+            if row["id"] not in self._seen:
+                self._inbox.put_nowait(f"{LOGGED_TAG}{row['id']}:{row['payload']}")
+        for payload in arrived:
+            self._inbox.put_nowait(payload)
+
     async def _hold(self, connection: Any) -> None:
         """Return when the connection dropped, fails a health check, or the feed stops."""
+        checks = 0
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), HEALTH_CHECK_SECONDS)
             if self._stopping or self._closed(connection):
                 return
             self._nudge.clear()  # a stale drop notice of an earlier connection
-            await asyncio.wait_for(
-                connection.fetchval(sql.HEALTH_CHECK), HEALTH_CHECK_TIMEOUT_SECONDS
-            )
+            checks += 1
+            if checks % PRUNE_EVERY_HEALTH_CHECKS == 0:
+                check = connection.execute(sql.PRUNE_EVENTS, STORED_EVENT_RETENTION_SECONDS)
+            else:
+                check = connection.execute(sql.HEALTH_CHECK)
+            await asyncio.wait_for(check, HEALTH_CHECK_TIMEOUT_SECONDS)
 
     def _closed(self, connection: Any) -> bool:
         # asyncpg hands a dropped connection back to its pool by itself, after which
@@ -257,23 +275,39 @@ class EventFeed:
         while True:
             payload = await self._inbox.get()
             try:
-                event = await self._decode(payload)
+                event_id, event = await self._decode(payload)
             except Exception:
                 logger.exception("queue %r: could not read a notification", self._queue_name)
                 continue
             if event is None or event.queue_name != self._queue_name:
                 continue
+            if event_id is not None and not self._first_time(event_id):
+                continue  # replayed and notified too: delivered once
             self._listeners.deliver(event)
 
-    async def _decode(self, payload: str) -> JobEvent | None:
+    def _first_time(self, event_id: int) -> bool:
+        """Record a logged event's delivery; False when it was delivered already."""
+        if event_id in self._seen or event_id <= self._start_id:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > SEEN_KEPT:
+            self._seen.popitem(last=False)
+        self._high = max(self._high, event_id)
+        return True
+
+    async def _decode(self, payload: str) -> tuple[int | None, JobEvent | None]:
+        """The log id (None for what is not logged) and the event of a notification."""
         tag, data = payload[:1], payload[1:]
         if tag == HINT_TAG:
-            return JobEvent.job_available(self._queue_name)
-        if tag == EVENT_TAG:
-            return JobEvent.from_json(json.loads(data))
+            return None, JobEvent.job_available(self._queue_name)
+        if tag == LOGGED_TAG:
+            event_id, _, text = data.partition(":")
+            return int(event_id), JobEvent.from_json(json.loads(text))
         if tag == STORED_TAG:
             pool = self._database.require()
             stored = await pool.fetchval(sql.FETCH_EVENT, int(data), self._queue_name)
-            return None if stored is None else JobEvent.from_json(json.loads(stored))
+            return int(data), None if stored is None else JobEvent.from_json(json.loads(stored))
+        if tag == EVENT_TAG:
+            return None, JobEvent.from_json(json.loads(data))
         logger.warning("queue %r: unknown notification %.40r", self._queue_name, payload)
-        return None
+        return None, None

@@ -68,10 +68,17 @@ CREATE TABLE pyjobqueue_rate_limits (
 );
 """
 
+_EVENTS_LOG = """
+ALTER TABLE pyjobqueue_events ADD COLUMN job_id bigint;
+-- Replay: the events of one queue after the last one a subscriber saw.
+CREATE INDEX pyjobqueue_events_queue ON pyjobqueue_events (queue_name, id);
+"""
+
 MIGRATIONS: tuple[Migration[str], ...] = (
     Migration(
         1, "jobs, large events, rate limiter executions and limits", _JOBS_EVENTS_AND_RATE_LIMITS
     ),
+    Migration(2, "every job event in the events log, for replay", _EVENTS_LOG),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

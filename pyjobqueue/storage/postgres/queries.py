@@ -28,6 +28,24 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_migrat
 RECORD_MIGRATION = "INSERT INTO pyjobqueue_schema_migrations (version) VALUES ($1)"
 
 
+# -- the events log -------------------------------------------------------------------------
+
+# Every job event is a row of pyjobqueue_events (its id orders the queue's events), and
+# a notification of the queue's channel tells subscribers: 'S<id>:<event JSON>' when it
+# fits in one, 'R<id>' (read the row) when it does not. A subscriber that lost its
+# LISTEN connection reads what it missed back from the table.
+NOTIFY_BODY_LIMIT = 7800  # bytes of event JSON in a notification (NOTIFY stops at 8000)
+
+
+def _notify_logged(channel: str) -> str:
+    """pg_notify of the row `logged` of pyjobqueue_events on `channel`."""
+    return (
+        f"pg_notify({channel}, CASE WHEN octet_length(logged.payload::text) < "
+        f"{NOTIFY_BODY_LIMIT} THEN 'S' || logged.id || ':' || logged.payload::text "
+        "ELSE 'R' || logged.id END)"
+    )
+
+
 # -- jobs -----------------------------------------------------------------------------------
 
 JOB_COLUMNS = (
@@ -116,20 +134,38 @@ WHERE job.id = next.id
 RETURNING {_JOB_COLUMNS}
 """
 
-# CLAIM_JOBS that also notifies channel $6 of job_start from origin $7 (tag $8) for each
+# CLAIM_JOBS that also logs and notifies (channel $6) job_start from origin $7 for each
 # claimed job whose deadline has not passed at $2; the same JSON as JobEvent.to_json.
-CLAIM_JOBS_ANNOUNCING = (
-    CLAIM_JOBS.rstrip()
-    + """,
-    CASE WHEN job.deadline_at IS NULL OR job.deadline_at > $2 THEN pg_notify(
-        $6,
-        $8 || json_build_object(
-            'name', 'job_start', 'queue_name', job.queue_name, 'job_id', job.id,
-            'args', json_build_array(), 'origin', $7::text, 'error_code', NULL
-        )::text
-    ) END AS told
-"""
+CLAIM_JOBS_ANNOUNCING = f"""
+WITH next AS (
+    SELECT id FROM pyjobqueue_jobs
+    WHERE queue_name = $1 AND status = 'PENDING' AND run_after <= $2
+    ORDER BY run_after, id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE pyjobqueue_jobs AS job
+    SET status = 'PROCESSING', worker_id = $3, run_attempts = job.run_attempts + 1,
+        last_ran_at = $2, lease_expires_at = $4,
+        progress = 0, progress_message = '', progress_details = NULL
+    FROM next
+    WHERE job.id = next.id
+    RETURNING {_JOB_COLUMNS}
+), logged AS (
+    INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
+    SELECT $1, claimed.id, json_build_object(
+        'name', 'job_start', 'queue_name', claimed.queue_name, 'job_id', claimed.id,
+        'args', json_build_array(), 'origin', $7::text, 'error_code', NULL
+    )
+    FROM claimed
+    WHERE claimed.deadline_at IS NULL OR claimed.deadline_at > $2
+    ORDER BY claimed.run_after, claimed.id
+    RETURNING id, job_id, payload
+), told AS (
+    SELECT logged.job_id, {_notify_logged("$6")} AS told FROM logged
 )
+SELECT claimed.*, told.told FROM claimed LEFT JOIN told ON told.job_id = claimed.id
+"""
 
 # The attempt a worker owns: ($1 id, $2 queue, $3 worker, $4 attempt).
 _ATTEMPT = """
@@ -154,31 +190,42 @@ RETURNING id
 # $1, changed only while it is that attempt and, with $5 set, only if its lease expired
 # before $5. $6 is the outcome kind; its status ($7), output ($8), error ($9, $10),
 # completed_at ($11) and run_after ($12) are set as the kind wants (NULL: kept). Each
-# changed row notifies channel $14 with its event ($13, when not NULL) and, when the
-# job can be claimed again, with the hint $15. The right-hand sides read the old row.
-FINISH_ATTEMPTS = """
-UPDATE pyjobqueue_jobs AS job
-SET status = f.status,
-    output = CASE WHEN f.kind = 'COMPLETE' THEN f.output::json ELSE job.output END,
-    progress = CASE WHEN f.kind = 'COMPLETE' THEN 100 ELSE job.progress END,
-    error = CASE WHEN f.kind = 'REQUEUE' THEN job.error ELSE f.error END,
-    error_code = CASE WHEN f.kind = 'REQUEUE' THEN job.error_code ELSE f.error_code END,
-    completed_at = coalesce(f.completed_at, job.completed_at),
-    run_after = coalesce(f.run_after, job.run_after),
-    run_attempts = CASE WHEN f.kind = 'REQUEUE' THEN greatest(job.run_attempts - 1, 0)
-        ELSE job.run_attempts END,
-    worker_id = NULL, lease_expires_at = NULL
-FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-        $12::timestamptz[], $13::text[])
-    AS f(id, worker_id, attempt, expired_before, kind, status, output, error, error_code,
-        completed_at, run_after, payload)
-WHERE job.queue_name = $1 AND job.id = f.id AND job.worker_id = f.worker_id
-    AND job.run_attempts = f.attempt AND job.status IN ('PROCESSING', 'ABORTING')
-    AND (f.expired_before IS NULL OR job.lease_expires_at < f.expired_before)
-RETURNING job.id,
-    CASE WHEN f.payload IS NOT NULL THEN pg_notify($14, f.payload) END AS told,
-    CASE WHEN f.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($14, $15) END AS hinted
+# changed row logs and notifies (channel $14) its event ($13, JSON, when not NULL) and,
+# when the job can be claimed again, the hint $15. The right-hand sides read the old row.
+FINISH_ATTEMPTS = f"""
+WITH changed AS (
+    UPDATE pyjobqueue_jobs AS job
+    SET status = f.status,
+        output = CASE WHEN f.kind = 'COMPLETE' THEN f.output::json ELSE job.output END,
+        progress = CASE WHEN f.kind = 'COMPLETE' THEN 100 ELSE job.progress END,
+        error = CASE WHEN f.kind = 'REQUEUE' THEN job.error ELSE f.error END,
+        error_code = CASE WHEN f.kind = 'REQUEUE' THEN job.error_code ELSE f.error_code END,
+        completed_at = coalesce(f.completed_at, job.completed_at),
+        run_after = coalesce(f.run_after, job.run_after),
+        run_attempts = CASE WHEN f.kind = 'REQUEUE' THEN greatest(job.run_attempts - 1, 0)
+            ELSE job.run_attempts END,
+        worker_id = NULL, lease_expires_at = NULL
+    FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+            $12::timestamptz[], $13::text[])
+        AS f(id, worker_id, attempt, expired_before, kind, status, output, error, error_code,
+            completed_at, run_after, payload)
+    WHERE job.queue_name = $1 AND job.id = f.id AND job.worker_id = f.worker_id
+        AND job.run_attempts = f.attempt AND job.status IN ('PROCESSING', 'ABORTING')
+        AND (f.expired_before IS NULL OR job.lease_expires_at < f.expired_before)
+    RETURNING job.id, f.kind, f.payload
+), logged AS (
+    INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
+    SELECT $1, changed.id, changed.payload::json FROM changed
+    WHERE changed.payload IS NOT NULL
+    ORDER BY changed.id
+    RETURNING id, job_id, payload
+), told AS (
+    SELECT logged.job_id, {_notify_logged("$14")} AS told FROM logged
+)
+SELECT changed.id, told.told,
+    CASE WHEN changed.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($14, $15) END AS hinted
+FROM changed LEFT JOIN told ON told.job_id = changed.id
 """
 
 # abort: PENDING -> FAILED ($3 error, $4 error_code, $5 completed_at), PROCESSING -> ABORTING.
@@ -236,17 +283,24 @@ DELETE FROM pyjobqueue_jobs WHERE queue_name = $1
 
 # -- events -----------------------------------------------------------------------------------
 
-NOTIFY = "SELECT pg_notify($1, $2)"
-
-# Store an event too large for NOTIFY ($2), prune old ones, notify $4 || the new row id.
-INSERT_EVENT = """
-WITH expired AS (
-    DELETE FROM pyjobqueue_events WHERE created_at < now() - make_interval(secs => $5)
-), stored AS (
-    INSERT INTO pyjobqueue_events (queue_name, payload) VALUES ($1, $2) RETURNING id
+# Log one event ($3, JSON; $2 its job) of queue $1 and notify channel $4 of it.
+INSERT_EVENT = f"""
+WITH logged AS (
+    INSERT INTO pyjobqueue_events (queue_name, job_id, payload) VALUES ($1, $2, $3::json)
+    RETURNING id, payload
 )
-SELECT pg_notify($3, $4 || stored.id::text) FROM stored
+SELECT {_notify_logged("$4")} FROM logged
 """
+
+# The events of queue $1 after id $2, to replay what a subscriber missed.
+EVENTS_AFTER = """
+SELECT id, payload FROM pyjobqueue_events WHERE queue_name = $1 AND id > $2 ORDER BY id
+"""
+
+LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM pyjobqueue_events"
+
+# The log keeps events for $1 seconds: long enough to ride out an outage.
+PRUNE_EVENTS = "DELETE FROM pyjobqueue_events WHERE created_at < now() - make_interval(secs => $1)"
 
 FETCH_EVENT = "SELECT payload FROM pyjobqueue_events WHERE id = $1 AND queue_name = $2"
 

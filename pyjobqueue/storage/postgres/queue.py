@@ -22,7 +22,7 @@ from ..core import BaseQueueStorage
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
 from .connection import Database, affected
-from .feed import EVENT_TAG, HINT_TAG, EventFeed, channel_for, event_payload, fits_notify
+from .feed import HINT_TAG, EventFeed, channel_for, event_json
 from .finisher import Finisher
 
 
@@ -110,9 +110,7 @@ class PostgresQueueEngine:
         args: tuple[Any, ...] = (now, worker_id, lease_until, limit)
         if start_origin is None:
             return await self._jobs(sql.CLAIM_JOBS, *args)
-        return await self._jobs(
-            sql.CLAIM_JOBS_ANNOUNCING, *args, self._channel, start_origin, EVENT_TAG
-        )
+        return await self._jobs(sql.CLAIM_JOBS_ANNOUNCING, *args, self._channel, start_origin)
 
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
@@ -154,16 +152,11 @@ class PostgresQueueEngine:
         lease_expired_before: datetime | None,
         event: JobEvent | None,
     ) -> bool:
-        """The outcome and its event in one statement, shared with outcomes arriving together."""
-        payload = None if event is None else event_payload(event)
-        notify = payload is not None and fits_notify(payload)
-        row = finish_row(
-            job_id, worker_id, attempt, outcome, lease_expired_before, payload if notify else None
-        )
-        applied = await self._finisher.finish(row)
-        if applied and event is not None and not notify:
-            await self.feed.publish(event)  # too large for NOTIFY: through the events table
-        return applied
+        """The outcome, and its event logged and notified, in one statement (shared with the
+        outcomes that arrive together)."""
+        payload = None if event is None else event_json(event)
+        row = finish_row(job_id, worker_id, attempt, outcome, lease_expired_before, payload)
+        return await self._finisher.finish(row)
 
     # -- aborting, disabling, cleaning up -------------------------------------------------
 
