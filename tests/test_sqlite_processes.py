@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -361,3 +362,46 @@ async def test_rate_limiter_limits_every_process_on_the_file(
         assert await client.size(JobStatus.PENDING) == 7
     for server in servers:
         await server.stop()
+
+
+async def test_no_completion_event_is_lost_when_servers_are_killed_mid_run(
+    children: list[Child], tmp_path: Path, database: Path, queue: str
+) -> None:
+    """SIGKILL servers again and again: every stored outcome reaches a connected client."""
+    total = 600
+    async with connected_client(database, queue) as client:
+        recorder = Recorder(client)
+        handles = await client.submit_batch([{"action": "echo", "value": i} for i in range(total)])
+        servers = await start_servers(
+            children, 2, tmp_path, database, queue, "--workers", "4", "--lease-ms", "500"
+        )
+        kills = 6
+        for kill in range(kills):
+            # Each kill lands while jobs are running: after another share has completed.
+            share = (kill + 1) * total // (kills + 2)
+            await eventually(functools.partial(_all_done, client, share), timeout=60)
+            victim = servers[kill % len(servers)]
+            await victim.kill()
+            (replacement,) = await start_servers(
+                children, 1, tmp_path, database, queue, "--workers", "4", "--lease-ms", "500"
+            )
+            servers[servers.index(victim)] = replacement
+        await eventually(functools.partial(_all_done, client, total), timeout=60, interval=0.1)
+
+        async def every_completion_seen() -> bool:
+            return len(_completed_ids(recorder)) >= total
+
+        await eventually(every_completion_seen, timeout=30)
+        for server in servers:
+            await server.stop()
+    missed = {handle.id for handle in handles} - _completed_ids(recorder)
+    print(f"{kills} SIGKILLs, {total} jobs: {total - len(missed)} completions seen")
+    assert not missed
+
+
+async def _all_done(client: Client, total: int) -> bool:
+    return await client.size(JobStatus.COMPLETED) >= total
+
+
+def _completed_ids(recorder: Recorder) -> set[int]:
+    return {args[1] for name, args in recorder.seen if name == "job_complete"}

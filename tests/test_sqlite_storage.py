@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -19,6 +20,7 @@ import pytest
 from pyjobqueue.errors import SchemaVersionError, StorageConnectionError, StorageError
 from pyjobqueue.events import JobEvent
 from pyjobqueue.job import Job, JobStatus
+from pyjobqueue.outcome import Outcome, OutcomeKind
 from pyjobqueue.storage import (
     SqliteQueueStorage,
     SqliteRateLimiterStorage,
@@ -400,3 +402,27 @@ async def test_old_events_are_pruned(storage: SqliteQueueStorage, path: Path) ->
     with raw_session(path) as connection:
         payloads = connection.execute("SELECT payload FROM pyjobqueue_events").fetchall()
     assert len(payloads) == 1 and '"job_id":2' in payloads[0][0]
+
+
+async def test_an_outcome_is_never_stored_without_its_event(
+    storage: SqliteQueueStorage, path: Path
+) -> None:
+    job_id = await storage.add(Job(input={"x": 1}))
+    (claimed,) = await storage.claim("w", now(), now() + timedelta(seconds=30), 1)
+    with raw_session(path) as connection:  # the event's row cannot be written
+        connection.execute(
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON pyjobqueue_events "
+            "BEGIN SELECT RAISE(ABORT, 'no room for events'); END"
+        )
+    done = Outcome(OutcomeKind.COMPLETE, now(), output={"ok": True})
+    event = JobEvent.job_complete(storage.queue_name, job_id, {"ok": True}, "w")
+    with pytest.raises(sqlite3.IntegrityError, match="no room for events"):
+        await storage.finish(job_id, "w", claimed.run_attempts, done, event=event)
+    job = await storage.get(job_id)
+    assert job is not None and job.status is JobStatus.PROCESSING  # nothing half written
+    with raw_session(path) as connection:
+        connection.execute("DROP TRIGGER refuse_events")
+    assert await storage.finish(job_id, "w", claimed.run_attempts, done, event=event)
+    with raw_session(path) as connection:
+        payloads = [row[0] for row in connection.execute("SELECT payload FROM pyjobqueue_events")]
+    assert [JobEvent.from_json(json.loads(payload)) for payload in payloads] == [event]

@@ -85,6 +85,28 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
         "the rate limiter's next available times under the name PostgreSQL uses",
         ("ALTER TABLE pyjobqueue_rate_holds RENAME TO pyjobqueue_rate_limits",),
     ),
+    Migration(
+        3,
+        "an outcome and its event in one statement",
+        (
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN outbox TEXT",
+            # The statement that sets `outbox` stores its event in the same transaction;
+            # the column is emptied again at once (recursive triggers are off).
+            """
+            CREATE TRIGGER pyjobqueue_jobs_outbox AFTER UPDATE OF outbox ON pyjobqueue_jobs
+            WHEN NEW.outbox IS NOT NULL
+            BEGIN
+                INSERT INTO pyjobqueue_events (queue_name, payload, created_at)
+                VALUES (
+                    NEW.queue_name,
+                    NEW.outbox,
+                    CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
+                );
+                UPDATE pyjobqueue_jobs SET outbox = NULL WHERE id = NEW.id;
+            END
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

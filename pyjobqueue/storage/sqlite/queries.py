@@ -121,29 +121,31 @@ RETURNING id
 FINISH_COMPLETE = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'COMPLETED', output = :output, progress = 100, error = NULL, error_code = NULL,
-    completed_at = :at, worker_id = NULL, lease_expires_at = NULL
+    completed_at = :at, worker_id = NULL, lease_expires_at = NULL, outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
 FINISH_FAIL = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'FAILED', error = :error, error_code = :error_code, completed_at = :at,
-    worker_id = NULL, lease_expires_at = NULL
+    worker_id = NULL, lease_expires_at = NULL, outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
 FINISH_RETRY = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PENDING', error = :error, error_code = :error_code, run_after = :run_after,
-    worker_id = NULL, lease_expires_at = NULL
+    worker_id = NULL, lease_expires_at = NULL, outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
-# A re-queue (server stop) gives the attempt back.
+# A re-queue (server stop) gives the attempt back. Every outcome sets `outbox` to the
+# JSON of the event that announces it (or NULL): a trigger moves it into the events
+# table in the same statement, so an outcome is never stored without its event.
 FINISH_REQUEUE = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PENDING', run_attempts = max(0, run_attempts - 1), run_after = :run_after,
-    worker_id = NULL, lease_expires_at = NULL
+    worker_id = NULL, lease_expires_at = NULL, outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """

@@ -211,17 +211,16 @@ class SqliteQueueEngine:
             **self._attempt(job_id, worker_id, attempt),
             **outcome_params,
             "expired_before": encode_optional_time(lease_expired_before),
+            "event": None if event is None else event_row(event)["payload"],
         }
         if event is None:
             return await self._database.count(statement, params) == 1
 
         async def finish_and_announce(connection: aiosqlite.Connection) -> bool:
-            # The event row follows the change before any other statement of this
-            # connection (a claim that starts the job again): events stay in order.
+            # One statement stores the outcome and (by a trigger) its event; the prune
+            # and the wake-up follow before any other statement of this connection.
             changed = await retrying_busy(lambda: fetch_rows(connection, statement, params))
             if changed:
-                row = event_row(event)
-                await retrying_busy(lambda: execute(connection, sql.INSERT_EVENT, row))
                 await self.feed.after_storing(connection)
             return bool(changed)
 
