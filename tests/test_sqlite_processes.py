@@ -405,3 +405,39 @@ async def _all_done(client: Client, total: int) -> bool:
 
 def _completed_ids(recorder: Recorder) -> set[int]:
     return {args[1] for name, args in recorder.seen if name == "job_complete"}
+
+
+async def test_a_frozen_server_is_taken_over_and_its_late_result_dropped(
+    children: list[Child], tmp_path: Path, database: Path, queue: str
+) -> None:
+    """SIGSTOP a server mid-job for longer than its lease, take over, then SIGCONT it."""
+    async with connected_client(database, queue) as client:
+        (blocked,) = await client.submit_batch([{"action": "block_first"}])
+        options = ("--workers", "1", "--lease-ms", "800")
+        (frozen,) = await start_servers(children, 1, tmp_path, database, queue, *options)
+
+        async def frozen_started() -> bool:
+            return bool(frozen.runs())
+
+        await eventually(frozen_started, timeout=20)
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        try:
+            (rescuer,) = await start_servers(children, 1, tmp_path, database, queue, *options)
+            assert await asyncio.wait_for(blocked.wait_for(), 30) == {"attempt": 2}
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)
+        # Awake again, the frozen server finds its lease gone: it drops its attempt and
+        # goes on working.
+        later = await client.submit({"action": "echo", "value": 7})
+        assert (await asyncio.wait_for(later.wait_for(), 30))["echo"] == 7
+        for server in (frozen, rescuer):
+            await server.stop()
+        job = await client.get_job(blocked.id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert (job.output, job.run_attempts) == ({"attempt": 2}, 2)
+    assert (blocked.id, 1) in frozen.runs("done")  # its body ended; its result was not kept
+    print(
+        f"frozen past its lease: attempt 1 ran in the frozen server, attempt 2 in the "
+        f"rescuer; stored: {job.output}"
+    )
