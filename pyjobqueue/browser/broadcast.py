@@ -1,8 +1,9 @@
-"""Job events between tabs: a BroadcastChannel per database and queue.
+"""Messages between tabs: a BroadcastChannel per database and queue.
 
 A message posted on a BroadcastChannel reaches every other channel object of that name
 in the origin (other tabs, workers, other storages of this tab) but not the object that
-posted it, so `publish` also hands the event to this feed's own listeners.
+posted it. Messages are JSON objects; what they mean is the caller's business
+(`pyjobqueue.storage.indexeddb.feed` sends job events with their sequence numbers).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import StorageClosedError
-from ..events import JobEvent
-from ..storage.feed import EventListener, Listeners
 from ._ffi import JsObject, create_proxy, js_global
 
 logger = logging.getLogger(__name__)
+
+Receiver = Callable[[dict[str, Any]], None]
 
 
 def channel_name(database_name: str, queue_name: str) -> str:
@@ -26,11 +28,11 @@ def channel_name(database_name: str, queue_name: str) -> str:
 
 
 class BroadcastFeed:
-    """Publish and subscribe to the job events of one queue across the tabs of an origin."""
+    """Post JSON messages to the other tabs of the origin, and receive theirs."""
 
-    def __init__(self, name: str, queue_name: str) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self._listeners = Listeners(queue_name)
+        self._receiver: Receiver | None = None
         self._channel: JsObject | None = None
         self._on_message: JsObject | None = None
         self._closed = False
@@ -42,27 +44,22 @@ class BroadcastFeed:
             self._channel = js_global().BroadcastChannel.new(self.name)
         return self._channel
 
-    def publish(self, event: JobEvent) -> None:
-        """Send `event` to every other tab and to this feed's listeners."""
+    def post(self, message: dict[str, Any]) -> None:
+        """Send `message` to every other channel object of this name."""
         # A string crosses the bridge and the structured clone as is: no proxy, no leak.
-        self._open_channel().postMessage(json.dumps(event.to_json(), allow_nan=False))
-        self._listeners.deliver(event)
+        self._open_channel().postMessage(json.dumps(message, allow_nan=False))
 
-    def subscribe(self, listener: EventListener) -> Callable[[], None]:
-        """Call `listener` for every event of the queue; returns a function that stops it."""
+    def listen(self, receiver: Receiver) -> None:
+        """Hand every message of the other tabs to `receiver` (one receiver at a time)."""
         channel = self._open_channel()
+        self._receiver = receiver
         if self._on_message is None:
             self._on_message = create_proxy(self._receive)
             channel.onmessage = self._on_message
-        token = self._listeners.add(listener)
-        return lambda: self._unsubscribe(token)
 
-    def _unsubscribe(self, token: int) -> None:
-        self._listeners.remove(token)
-        if not self._listeners:
-            self._stop_listening()
-
-    def _stop_listening(self) -> None:
+    def stop_listening(self) -> None:
+        """Receive nothing any more (until `listen` again)."""
+        self._receiver = None
         if self._on_message is not None:
             if self._channel is not None:
                 self._channel.onmessage = None
@@ -71,18 +68,17 @@ class BroadcastFeed:
             self._on_message = None
 
     def _receive(self, message: JsObject) -> None:
-        data = message.data
         try:
-            event = JobEvent.from_json(json.loads(data))
-        except (TypeError, ValueError, KeyError, RecursionError):
+            data = json.loads(message.data)
+        except (TypeError, ValueError, RecursionError):
             logger.warning("ignoring a malformed message on channel %r", self.name)
             return
-        self._listeners.deliver(event)
+        if isinstance(data, dict) and self._receiver is not None:
+            self._receiver(data)
 
     def close(self) -> None:
         """Stop listening and close the channel; the feed is unusable afterwards."""
-        self._listeners.clear()
-        self._stop_listening()
+        self.stop_listening()
         if self._channel is not None:
             self._channel.close()
             self._channel = None

@@ -14,7 +14,7 @@ import gc
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -196,6 +196,55 @@ async def test_closed_storage_refuses_work(storage: IndexedDbQueueStorage) -> No
         await storage.size()
     with pytest.raises(RuntimeError, match="closed"):
         await storage.publish(JobEvent("job_start", storage.queue_name, 1))
+
+
+# -- the events log ----------------------------------------------------------------------------
+
+
+async def _next_job_event(events: asyncio.Queue[JobEvent]) -> JobEvent:
+    while True:
+        event = await asyncio.wait_for(events.get(), 20)
+        if event.name != "job_available":
+            return event
+
+
+async def test_a_tab_that_missed_messages_reads_them_from_the_log_once_in_order(
+    storage: IndexedDbQueueStorage,
+) -> None:
+    # Another "tab": a storage of its own on the same database and queue.
+    writer = IndexedDbQueueStorage(storage.queue_name, storage.database_name)
+    await writer.setup_database()
+    received: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await storage.subscribe(received.put_nowait)
+    try:
+        first = JobEvent.job_start(storage.queue_name, 1, "other tab")
+        await writer.publish(first)
+        assert await _next_job_event(received) == first
+        # This tab goes deaf (as a frozen tab does): the messages of the next events are lost.
+        channel = cast(Any, storage)._engine.feed._channel
+        receiver = channel._receiver
+        channel._receiver = None
+        missed = [
+            JobEvent.job_complete(storage.queue_name, n, {"n": n}, "other tab")
+            for n in range(2, 42)
+        ]
+        for event in missed:
+            await writer.publish(event)
+        channel._receiver = receiver  # awake again: the next message shows the gap
+        last = JobEvent.job_error(storage.queue_name, 42, "late", "PermanentJobError", "x")
+        await writer.publish(last)
+        got = [await _next_job_event(received) for _ in range(len(missed) + 1)]
+        assert got == [*missed, last]
+        # Asleep again, and nothing comes after: the periodic look at the log finds them.
+        channel._receiver = None
+        tail = [JobEvent.job_start(storage.queue_name, n, "other tab") for n in range(43, 46)]
+        for event in tail:
+            await writer.publish(event)
+        assert [await _next_job_event(received) for _ in tail] == tail
+        assert received.empty()
+    finally:
+        await unsubscribe()
+        await writer.close()
 
 
 # -- proxies ---------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from ..migrations import Migration
 JOBS = "jobs"  # keyPath "id" (auto-increment); one record per job
 RATE_EXECUTIONS = "rate_executions"  # auto-increment keys; {queue, at}
 RATE_STATE = "rate_state"  # keyPath "queue"; {queue, next_available}
+EVENTS = "events"  # keyPath [queue, seq]; {queue, seq, at, payload}: the events log
+SEQUENCES = "sequences"  # keyPath "queue"; {queue, last}: the last seq of each queue
 
 # Index name -> key path. A record whose key path holds a null is left out of that
 # index, which keeps "lease" to running jobs and "finished" to finished ones.
@@ -38,7 +40,15 @@ def _create_stores(database: JsObject, transaction: JsObject) -> None:
     database.createObjectStore(RATE_STATE, json_to_js({"keyPath": "queue"}))
 
 
+def _create_events_log(database: JsObject, transaction: JsObject) -> None:
+    """Version 2: the events log, numbered per queue, for tabs that missed messages."""
+    events = database.createObjectStore(EVENTS, json_to_js({"keyPath": ["queue", "seq"]}))
+    events.createIndex("at", "at")  # pruning by age
+    database.createObjectStore(SEQUENCES, json_to_js({"keyPath": "queue"}))
+
+
 MIGRATIONS: tuple[Migration[Upgrade], ...] = (
     Migration(1, "the jobs store and the two rate limiter stores", _create_stores),
+    Migration(2, "the events log, numbered per queue", _create_events_log),
 )
 LATEST_VERSION = len(MIGRATIONS)

@@ -21,10 +21,10 @@ from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
 from ..base import check_queue_name
-from ..core import BaseQueueStorage
+from ..core import BaseQueueStorage, start_events
 from .codec import AFTER_ALL, encode_time, job_to_record, key_range, record_to_job
 from .connection import DEFAULT_DATABASE, Body, Database
-from .feed import EventFeed
+from .feed import LOG_STORES, EventFeed, Logged, log_events
 from .migrations import JOBS
 
 T = TypeVar("T")
@@ -35,7 +35,7 @@ Change = Callable[[Job[Any, Any]], tuple[bool, T]]
 class IndexedDbQueueEngine:
     """The jobs of one queue in the `jobs` object store."""
 
-    events_with_writes = False
+    events_with_writes = True
     hints_with_writes = False
     supports_push = True
     shared_across_processes = True
@@ -43,7 +43,7 @@ class IndexedDbQueueEngine:
     def __init__(self, database: Database, queue_name: str) -> None:
         self.queue_name = queue_name
         self._database = database
-        self.feed = EventFeed(database.database_name, queue_name)
+        self.feed = EventFeed(database, queue_name)
 
     async def open(self) -> None:
         """Open the database, creating or upgrading its object stores."""
@@ -179,7 +179,9 @@ class IndexedDbQueueEngine:
         pending = [self.queue_name, JobStatus.PENDING.value]
         index_range = key_range(pending, [*pending, encode_time(now)])
 
-        def body(transaction: JsObject) -> Body[list[Job[Any, Any]]]:
+        prune = start_origin is not None and self.feed.prune_due()
+
+        def body(transaction: JsObject) -> Body[tuple[list[Job[Any, Any]], Logged]]:
             store = transaction.objectStore(JOBS)
             records = js_to_json((yield store.index("claim_order").getAll(index_range, limit)))
             claimed = []
@@ -188,9 +190,16 @@ class IndexedDbQueueEngine:
                 transitions.claim(job, worker_id, now, lease_until)
                 store.put(self._record(job))
                 claimed.append(job)
-            return claimed
+            if start_origin is None:
+                return claimed, []
+            starts = start_events(self.queue_name, claimed, now, start_origin)
+            logged = yield from log_events(transaction, self.queue_name, starts, prune)
+            return claimed, logged
 
-        return await self._write(body)
+        stores = [JOBS] if start_origin is None else [JOBS, *LOG_STORES]
+        jobs, logged = await self._database.run(stores, "readwrite", body)
+        self.feed.announce(logged)
+        return jobs
 
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
@@ -234,17 +243,28 @@ class IndexedDbQueueEngine:
         lease_expired_before: datetime | None,
         event: JobEvent | None,
     ) -> bool:
-        """Apply an outcome to an attempt."""
+        """Apply an outcome to an attempt, and log its event, in one transaction."""
+        prune = event is not None and self.feed.prune_due()
 
-        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
+        def body(transaction: JsObject) -> Body[tuple[bool, Logged]]:
+            store = transaction.objectStore(JOBS)
+            record = js_to_json((yield store.get(job_id)))
+            if record is None or record["queue"] != self.queue_name:
+                return False, []
+            job = record_to_job(record)
             if not transitions.is_attempt(job, worker_id, attempt):
-                return False, False
+                return False, []
             if not transitions.lease_expired(job, lease_expired_before):
-                return False, False
+                return False, []
             transitions.finish(job, outcome)
-            return True, True
+            store.put(self._record(job))
+            events = [] if event is None else [event]
+            return True, (yield from log_events(transaction, self.queue_name, events, prune))
 
-        return await self._change(job_id, change, False)
+        stores = [JOBS] if event is None else [JOBS, *LOG_STORES]
+        applied, logged = await self._database.run(stores, "readwrite", body)
+        self.feed.announce(logged)
+        return applied
 
     # -- user actions -------------------------------------------------------------
 
