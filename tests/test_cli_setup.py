@@ -241,6 +241,24 @@ def test_a_bad_line_in_a_batch_stores_nothing(cli: Cli) -> None:
     assert cli.json("status")["total"] == 0
 
 
+@needs_sqlite
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["[" * 150 + "]" * 150], "nested more than 100 levels deep"),
+        (['{"n": ' + "9" * 5000 + "}"], "4300 digits"),
+        (['{"text": "\\udc80"}'], "lone surrogate"),
+        (["{}", "--run-id", "r" * 300], "job_run_id is 300 characters long"),
+        (["{}", "--max-retries", str(2**31)], "max_retries must be at most"),
+    ],
+)
+def test_submit_refuses_what_no_storage_can_keep(cli: Cli, args: list[str], message: str) -> None:
+    result = cli.run("submit", *args)
+    assert result.returncode != 0
+    assert message in one_line_error(result.stderr)
+    assert cli.json("status")["total"] == 0
+
+
 def test_submit_with_no_input_says_how_to_give_one(cli: Cli) -> None:
     result = cli.run("submit", stdin="\n\n")
     assert result.returncode == 1
