@@ -430,8 +430,12 @@ async def test_wait_for_rides_through_transient_failures_within_its_timeout() ->
 
 
 @needs_postgres
-async def test_wait_for_rides_through_an_immediate_postgres_restart() -> None:
+async def test_wait_for_rides_through_an_immediate_postgres_restart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from pyjobqueue.storage.postgres import PostgresQueueStorage
+
+    caplog.set_level(logging.DEBUG, logger="pyjobqueue.client")
 
     command = restart_command(mode="immediate")
     if command is None:
@@ -459,10 +463,11 @@ async def test_wait_for_rides_through_an_immediate_postgres_restart() -> None:
         await client.disconnect()
     errors = [result for result in results if isinstance(result, BaseException)]
     right = sum(result == {"n": n} for n, result in enumerate(results))
+    ridden = sum("reading the job failed" in record.getMessage() for record in caplog.records)
     print(
         f"\nwait_for across pg_ctl restart -m immediate ({restart_seconds:.1f} s): "
-        f"{calls} calls, {right} results, {len(errors)} errors"
-        + (f" (first: {errors[0]!r})" if errors else "")
+        f"{calls} calls, {right} results, {len(errors)} errors, "
+        f"{ridden} failed reads ridden through" + (f" (first: {errors[0]!r})" if errors else "")
     )
     assert errors == [] and right == calls
     assert server.error is None
