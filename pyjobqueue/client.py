@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from . import limits
 from ._json import fingerprint, validate_json
 from ._options import require_count, require_ms, require_storage
+from ._retry import Backoff, one_line
 from .errors import (
     AbortSignalJobError,
     JobDisabledError,
@@ -39,6 +42,20 @@ ProgressListener = Callable[[float, str, "dict[str, Any] | None"], Any]
 # While events flow (attached or connected) wait_for still re-reads the job this
 # many poll intervals apart, as a safety net for a server it is not attached to.
 EVENT_BACKED_POLL_FACTOR = 20
+# wait_for retries a read that failed transiently after poll_interval_ms, doubling up to this.
+WAIT_RETRY_MAX_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be 0 or greater (seconds), got {timeout!r}")
+    return float(timeout)
 
 
 class JobHandle(Generic[OutputT]):
@@ -48,9 +65,10 @@ class JobHandle(Generic[OutputT]):
         self.client = client
         self.id = job_id
 
-    async def wait_for(self) -> OutputT:
-        """Wait until the job finishes; its output, or its error raised."""
-        return await self.client.wait_for(self.id)
+    async def wait_for(self, *, timeout: float | None = None) -> OutputT:
+        """Wait until the job finishes; its output, or its error raised (see
+        JobQueueClient.wait_for; TimeoutError after `timeout` seconds)."""
+        return await self.client.wait_for(self.id, timeout=timeout)
 
     async def abort(self) -> None:
         """Abort the job (see JobQueueClient.abort)."""
@@ -258,14 +276,26 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
 
     # -- waiting ----------------------------------------------------------------------
 
-    async def wait_for(self, job_id: int) -> OutputT:
-        """Wait until the job finishes: its output, or its error as the library class."""
+    async def wait_for(self, job_id: int, *, timeout: float | None = None) -> OutputT:
+        """Wait until the job finishes: its output, or its error as the library class.
+
+        Rides through transient storage failures (a database restart, a dropped
+        connection), retrying with backoff; raises a permanent one (a `StorageError`).
+        `TimeoutError` when the job has not finished within `timeout` seconds.
+        """
+        seconds = _check_timeout(timeout)
         future: asyncio.Future[JobEvent] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(job_id, []).append(future)
+        deadline = asyncio.timeout(seconds)
         try:
             # Registered before the first read: a completion landing in between is seen.
-            output: OutputT = await self._wait_registered(job_id, future)
+            async with deadline:
+                output: OutputT = await self._wait_registered(job_id, future)
             return output
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise TimeoutError(f"job {job_id} did not finish within {seconds:g} s") from None
         finally:
             waiters = self._waiters.get(job_id, [])
             if future in waiters:
@@ -276,21 +306,41 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
     async def _wait_registered(self, job_id: int, future: asyncio.Future[JobEvent]) -> Any:
         events_flow = self._server is not None or self._unsubscribe is not None
         interval = self.poll_interval * (EVENT_BACKED_POLL_FACTOR if events_flow else 1)
+        backoff = Backoff(self.poll_interval, WAIT_RETRY_MAX_SECONDS)
         while True:
             if future.done():
                 return self._result_of_event(future.result())
-            job = await self.storage.get(job_id)
+            try:
+                job = await self.storage.get(job_id)
+            except Exception as error:
+                if not self.storage.is_transient(error):
+                    raise
+                delay = backoff.next_delay()
+                logger.debug(
+                    "wait_for(%s): reading the job failed (%s); trying again in %.2g s",
+                    job_id,
+                    one_line(error),
+                    delay,
+                )
+                await self._wait_event(future, delay)  # an event may still bring the end
+                continue
+            backoff.succeeded()
             if future.done():
                 return self._result_of_event(future.result())
             if job is None:
                 raise JobNotFoundError(f"no job {job_id} in queue {self.queue_name!r}")
             if job.status in FINISHED_STATUSES:
                 return _result_of(job)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-            # of this task that arrives just as the future completes.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await asyncio.shield(future)
+            await self._wait_event(future, interval)
+
+    @staticmethod
+    async def _wait_event(future: asyncio.Future[JobEvent], seconds: float) -> None:
+        """Wait up to `seconds` for the job's finishing event."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        # of this task that arrives just as the future completes.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(future)
 
     @staticmethod
     def _result_of_event(event: JobEvent) -> Any:

@@ -21,13 +21,14 @@ from ._options import (
     require_ms,
     require_storage,
 )
+from ._retry import Backoff, is_permanent, one_line
 from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import InputT, Job, JobStatus, OutputT, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
 from .outcome import Outcome, OutcomeKind, decide_recovery
 from .storage.base import QueueStorage, Unsubscribe
-from .worker import JobQueueWorker, WorkerHooks, outcome_event
+from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
 
 logger = logging.getLogger("pyjobqueue")
 
@@ -36,6 +37,8 @@ logger = logging.getLogger("pyjobqueue")
 # between would make a client waiting on the job find it gone.
 SWEEP_MIN_AGE_MS = 1_000
 _TICK = timedelta(microseconds=1)
+# A failed maintenance round is tried again after its tick, doubling up to this.
+MAINTENANCE_RETRY_MAX_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +148,9 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self._running = False
         self._leadership: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self._stopped: asyncio.Event | None = None
+        # The permanent storage failure that stopped this server (None otherwise).
+        self.error: BaseException | None = None
 
     # -- events -----------------------------------------------------------------
 
@@ -189,6 +195,10 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         if self._running:
             return self
         self._running = True
+        self.error = None
+        self._stopped = asyncio.Event()
+        if self._stopping is not None and self._stopping.done():
+            self._stopping = None  # a stop after a failure that nobody awaited
         self._unsubscribe = await self.storage.subscribe(self._on_feed)
         if self.leader_lock is None:
             await self._lead()
@@ -204,7 +214,13 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         await self.leader_lock.acquire()
         # The lock is exclusive: no other server of this queue runs jobs now, so jobs
         # still marked running belong to a dead leader and are recovered at once.
-        await self.recover_expired_leases(orphaned=True)
+        try:
+            await self.recover_expired_leases(orphaned=True)
+        except Exception as error:
+            if not is_permanent(self.storage, error):
+                raise
+            self._fail(error)
+            return
         await self._lead()
 
     async def _lead(self) -> None:
@@ -255,6 +271,33 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             await self._unsubscribe()
             self._unsubscribe = None
         self.events.emit(EventName.SERVER_STOP, self.queue_name)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until this server has stopped, by `stop()` or by a permanent storage
+        failure, which it then raises (a `StorageError`: see `error`)."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _fail(self, error: BaseException) -> None:
+        """A permanent storage failure: log it once and stop (emitting server_stop)."""
+        if self.error is not None or not self._running:
+            return
+        self.error = error
+        logger.error(
+            "server %s of queue %r stops: %s",
+            self.server_id,
+            self.queue_name,
+            one_line(error),
+            extra={STORAGE_FAILURE_RECORD: True},
+        )
+        if self._worker is not None:
+            self._worker.shorten_stop(0)  # its jobs cannot record an outcome anyway
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -275,6 +318,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             emit=self.emit_event,
             count_outcome=self._stats.count,
             after_outcome=self._after_outcome,
+            failed=self._fail,
         )
         return JobQueueWorker(
             self.job_class,
@@ -315,6 +359,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
 
     async def _maintain(self) -> None:
         tick = min(self.cleanup_interval_ms, self.lease_ms / 2) / 1000
+        backoff = Backoff(tick, MAINTENANCE_RETRY_MAX_SECONDS)
         next_cleanup = time.monotonic()
         while True:
             try:
@@ -322,8 +367,24 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self.cleanup_interval_ms / 1000
                     await self.cleanup(min_age_ms=SWEEP_MIN_AGE_MS)
-            except Exception:
-                logger.exception("maintenance of queue %s failed", self.queue_name)
+            except Exception as error:
+                if is_permanent(self.storage, error):
+                    self._fail(error)
+                    return
+                delay = backoff.next_delay()
+                # One line per failed round; a traceback for the first one of an
+                # unknown kind, which may be a bug rather than an outage.
+                unknown = not self.storage.is_transient(error)
+                logger.warning(
+                    "maintenance of queue %r failed (%s); trying again in %.2g s",
+                    self.queue_name,
+                    one_line(error),
+                    delay,
+                    exc_info=error if unknown and backoff.failures == 1 else None,
+                )
+                await asyncio.sleep(delay)
+                continue
+            backoff.succeeded()
             await asyncio.sleep(tick)
 
     async def recover_expired_leases(self, *, orphaned: bool = False) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Generic
 
 from ._json import validate_json
 from ._options import require_count, require_job_class, require_limiter, require_ms, require_storage
+from ._retry import Backoff, is_permanent, one_line
 from .errors import RetryableJobError
 from .events import JOB_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
@@ -29,6 +30,11 @@ logger = logging.getLogger("pyjobqueue")
 RECENT_ABORTS_KEPT = 1000
 FINISH_RETRY_FIRST_DELAY = 0.05  # seconds
 FINISH_RETRY_MAX_DELAY = 2.0
+# A claim round that failed is tried again after poll_interval_ms, doubling up to this.
+CLAIM_RETRY_MAX_DELAY = 2.0  # seconds
+# Set on the one log record of a worker or server stopped by a permanent storage
+# failure, for a program (the CLI) that reports that failure itself.
+STORAGE_FAILURE_RECORD = "pyjobqueue_storage_failure"
 # Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
 OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
 # Counts an outcome (+1) before it is written, and takes it back (-1) if it was refused.
@@ -40,13 +46,15 @@ class WorkerHooks:
     """How a server runs a worker as its own (internal; a standalone worker has none).
 
     The worker sends its events to `emit` instead of its own listeners, writes `origin`
-    into them, and reports each outcome to `count_outcome` and `after_outcome`.
+    into them, reports each outcome to `count_outcome` and `after_outcome`, and a
+    permanent storage failure to `failed` (the server then stops, worker included).
     """
 
     origin: str
     emit: Callable[[JobEvent], None]
     count_outcome: CountHook
     after_outcome: OutcomeHook
+    failed: Callable[[BaseException], None] | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -125,6 +133,11 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._unsubscribe: Unsubscribe | None = None
         self._stopping = False
         self._hurry: asyncio.Event | None = None
+        self._stop_task: asyncio.Future[None] | None = None
+        self._stopped: asyncio.Event | None = None
+        self._progress_failing = False
+        # The permanent storage failure that stopped this worker (None otherwise).
+        self.error: BaseException | None = None
 
     @property
     def concurrency(self) -> int:
@@ -181,8 +194,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if self._loop_task is not None:
             return
         self._stopping = False
+        self.error = None
         self._wake = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._stopped = asyncio.Event()
         if subscribe:
             self._unsubscribe = await self.storage.subscribe(self.handle_feed_event)
         self._loop_task = asyncio.create_task(self._loop(), name=f"pyjobqueue {self.worker_id}")
@@ -194,6 +209,39 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         """Stop claiming, let running jobs finish (up to stop_timeout_ms), re-queue the rest."""
         if self._loop_task is None:
             return
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stop_task)
+
+    async def wait_stopped(self) -> None:
+        """Wait until the worker has stopped; raises the permanent storage failure (a
+        `StorageError`) that stopped it, if one did."""
+        if self._stopped is not None:
+            await self._stopped.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _fail(self, error: BaseException) -> None:
+        """A permanent storage failure: stop at once (running jobs are stopped too)."""
+        if self.error is not None or self._loop_task is None:
+            return
+        self.error = error
+        self.shorten_stop(0)
+        if self._hooks is not None and self._hooks.failed is not None:
+            self._hooks.failed(error)  # the server logs it and stops
+            return
+        logger.error(
+            "worker %s of queue %r stops: %s",
+            self.worker_id,
+            self.queue_name,
+            one_line(error),
+            extra={STORAGE_FAILURE_RECORD: True},
+        )
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+
+    async def _stop(self) -> None:
+        assert self._loop_task is not None
         self._stopping = True
         self.wake()
         await self._loop_task
@@ -207,6 +255,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
+        self._stop_task = None
+        if self._stopped is not None:
+            self._stopped.set()
 
     def hurry(self) -> None:
         """Cut a graceful stop short: running jobs are stopped now and go back to the queue."""
@@ -290,18 +341,53 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
     # -- the claim loop ---------------------------------------------------------
 
     async def _loop(self) -> None:
+        backoff = Backoff(self.poll_interval, CLAIM_RETRY_MAX_DELAY)
         while not self._stopping:
             assert self._wake is not None
             self._wake.clear()
             try:
                 timeout = await self._claim_round()
-            except Exception:
-                logger.exception("claim round of %s failed", self.worker_id)
-                timeout = self.poll_interval
+            except Exception as error:
+                if is_permanent(self.storage, error):
+                    self._fail(error)
+                    return
+                delay = backoff.next_delay()
+                self._log_failed_round(error, delay, first=backoff.failures == 1)
+                await self._pause(delay)
+                continue
+            failures = backoff.succeeded()
+            if failures:
+                logger.warning("%s claims again, after %d failed rounds", self.worker_id, failures)
             if timeout is not None and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
+
+    def _log_failed_round(self, error: BaseException, delay: float, *, first: bool) -> None:
+        """One line per failed round (they are `delay` apart); a traceback for the first
+        failure of an unknown kind, which may be a bug rather than an outage."""
+        unknown = not self.storage.is_transient(error)
+        logger.warning(
+            "claim round of %s failed (%s); trying again in %.2g s",
+            self.worker_id,
+            one_line(error),
+            delay,
+            exc_info=error if unknown and first else None,
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before retrying: new work does not cut it short, a stop does."""
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self._stopping:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
 
     async def _claim_round(self) -> float | None:
         """Claim and start what the limiter allows; how long to idle (None: go on)."""
@@ -372,8 +458,12 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 next_available=next_available,
             )
             await self._apply(job, outcome, time.monotonic() - run.started)
-        except Exception:
-            logger.exception("job %s: could not record its outcome", job.id)
+        except Exception as error:
+            if is_permanent(self.storage, error):
+                logger.error("job %s: could not record its outcome: %s", job.id, one_line(error))
+                self._fail(error)
+            else:
+                logger.exception("job %s: could not record its outcome", job.id)
         finally:
             self._running.pop(job.id, None)
             await self.limiter.record_job_completion()
@@ -418,11 +508,18 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             saved = await self.storage.save_progress(
                 job.id, self.worker_id, run.attempt, progress, message, details
             )
-        except Exception:
+        except Exception as error:
+            if is_permanent(self.storage, error):
+                self._fail(error)
+                return
             # The storage is unreachable for now (a restart, a dropped connection):
             # progress is not worth failing the job for; the heartbeat guards the lease.
-            logger.warning("job %s: could not save progress", job.id, exc_info=True)
+            # Logged once until progress is saved again: jobs may report many times a second.
+            if not self._progress_failing:
+                logger.warning("job %s: could not save progress (%s)", job.id, one_line(error))
+            self._progress_failing = True
             return
+        self._progress_failing = False
         if not saved:
             run.signal.abort(AbortReason.LEASE_LOST.value)
             return
@@ -440,24 +537,43 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             await asyncio.sleep(interval)
             running = [run for run in self._running.values() if _executing(run)]
             if running:
-                await asyncio.gather(*(self._renew(run) for run in running))
+                results = await asyncio.gather(*(self._renew(run) for run in running))
+                errors = [error for error in results if error is not None]
+                if errors:
+                    self._renewals_failed(errors, len(running), interval)
 
-    async def _renew(self, run: _Run) -> None:
+    def _renewals_failed(self, errors: list[Exception], running: int, interval: float) -> None:
+        """Stop on a permanent failure; else one line for the round, retried next round."""
+        for error in errors:
+            if is_permanent(self.storage, error):
+                self._fail(error)
+                return
+        logger.warning(
+            "%s could not renew the leases of %d of %d running jobs (%s); trying again in %.2g s",
+            self.worker_id,
+            len(errors),
+            running,
+            one_line(errors[0]),
+            interval,
+        )
+
+    async def _renew(self, run: _Run) -> Exception | None:
+        """Renew one lease; the failure, if it failed."""
         job_id = run.job.id
         assert job_id is not None
         try:
             status = await self.storage.renew_lease(
                 job_id, self.worker_id, run.attempt, utcnow() + self.lease
             )
-        except Exception:
-            logger.exception("job %s: lease renewal failed; will try again", job_id)
-            return
+        except Exception as error:
+            return error
         if not _executing(run):
-            return  # the attempt ended meanwhile: its outcome decides, not this answer
+            return None  # the attempt ended meanwhile: its outcome decides, not this answer
         if status is None:
             run.signal.abort(AbortReason.LEASE_LOST.value)
         elif status is JobStatus.ABORTING:
             self._abort_run(run)
+        return None
 
     async def _finish(
         self, job: Job[Any, Any], outcome: Outcome, event: JobEvent | None = None
@@ -476,8 +592,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 return await self.storage.finish(
                     job.id, self.worker_id, job.run_attempts, outcome, event=event
                 )
-            except Exception:
-                if loop.time() + delay > give_up_at:
+            except Exception as error:
+                if is_permanent(self.storage, error) or loop.time() + delay > give_up_at:
                     raise
                 logger.warning("job %s: could not record its outcome; retrying", job.id)
                 await asyncio.sleep(delay)

@@ -169,13 +169,16 @@ class ServerProcess:
         return [(int(job_id), int(attempt), int(pid)) for job_id, attempt, pid in rows]
 
 
-def restart_command() -> list[str] | None:
-    """`pg_ctl restart` of the test cluster, as its owner; None when not known here."""
+def restart_command(mode: str = "fast") -> list[str] | None:
+    """`pg_ctl restart -m MODE` of the test cluster, as its owner; None when not known here.
+
+    "fast" ends sessions cleanly; "immediate" kills the server processes, as a crash does
+    (the restart then recovers from the WAL)."""
     pg_ctl = os.environ.get("PYJOBQUEUE_TEST_PG_CTL")
     pgdata = os.environ.get("PYJOBQUEUE_TEST_PGDATA")
     if not pg_ctl or not pgdata:
         return None
-    command = [pg_ctl, "-D", pgdata, "-w", "-t", "60", "-m", "fast", "restart"]
+    command = [pg_ctl, "-D", pgdata, "-w", "-t", "60", "-m", mode, "restart"]
     log = os.environ.get("PYJOBQUEUE_TEST_PG_LOG")
     if log:
         command += ["-l", log]  # else the new server would write into our pipes

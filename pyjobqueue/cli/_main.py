@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 from .. import __version__
+from .._retry import one_line
+from ..errors import StorageError
 from ._inspect import run_abort, run_jobs, run_purge, run_retry, run_show, run_status
 from ._submit import run_submit
 from ._target import DEFAULT_QUEUE, QUEUE_VARIABLE, STORAGE_VARIABLE
@@ -238,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `pyjobqueue jobs | head`: the reader left; that is not an error.
         sys.stderr.close()
         return 0
+    except StorageError as error:
+        # The storage says what is wrong, naming it, in one line.
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"pyjobqueue: error: {one_line(error)}", file=sys.stderr)
+        return 1
     except Exception as error:
         # A storage failing mid-command (a dropped connection, a locked file): one
         # line, like every other error; the traceback on request.

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,11 +14,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from .._retry import one_line
 from ..events import JOB_EVENTS, EventName, event_payload
 from ..job import Job, utcnow
 from ..limiters import CompositeLimiter, ConcurrencyLimiter, Limiter, RateLimiter
 from ..server import JobQueueServer
 from ..storage.base import QueueStorage
+from ..worker import STORAGE_FAILURE_RECORD
 from ._render import compact_json, print_line, shorten
 from ._target import Target, load_job_class, opened_queue, opened_rate_limiter_storage, target_from
 from ._values import CliError
@@ -187,12 +190,45 @@ async def run_worker(args: argparse.Namespace) -> int:
         server = _make_server(args, job_class, storage, limiter)
         log.attach(server)
         watcher = SignalWatcher()
-        with watcher.installed():
+        with watcher.installed(), _failure_reported_here():
             await server.start()
             log.note("worker_start", _describe(args, target), pid=os.getpid())
-            first = await watcher.next()
+            first = await _signal_or_failure(server, watcher)
             status = await _stop(server, watcher, log, first, args.stop_timeout)
     return status
+
+
+@contextlib.contextmanager
+def _failure_reported_here() -> Iterator[None]:
+    """Leave out the library's log line of a permanent storage failure: the command
+    reports it itself, as its one error line."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not getattr(record, STORAGE_FAILURE_RECORD, False)
+
+    logger = logging.getLogger("pyjobqueue")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+async def _signal_or_failure(server: JobQueueServer[Any, Any], watcher: SignalWatcher) -> int:
+    """The first stop signal; CliError when the server stops by itself first (a permanent
+    storage failure: a read-only or corrupt file, a dropped table, a login refused)."""
+    signalled = asyncio.ensure_future(watcher.next())
+    stopped = asyncio.ensure_future(server.wait_stopped())
+    try:
+        await asyncio.wait({signalled, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not signalled.done():
+            signalled.cancel()
+    if signalled.done() and not signalled.cancelled():
+        return signalled.result()
+    error = server.error
+    raise CliError(f"worker stopped: {one_line(error) if error else 'the server stopped'}")
 
 
 def _make_server(

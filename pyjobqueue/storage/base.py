@@ -179,6 +179,14 @@ class QueueStorage(Protocol):
         can. Returns an async function that ends the subscription.
         """
 
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether `error`, raised by this storage, may go away by itself (a busy file, a
+        dropped connection, a database restarting), so the operation is worth retrying.
+
+        Permanent failures (a read-only or corrupt file, a dropped table, a login
+        refused) are raised as `StorageError` subclasses and are not transient.
+        """
+
 
 @runtime_checkable
 class RateLimiterStorage(Protocol):

@@ -137,6 +137,9 @@ class QueueEngine(Protocol):
     async def delete_all(self) -> None:
         """Delete every job and stored event of the queue."""
 
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether `error` from this backend may go away by itself (see QueueStorage)."""
+
 
 def check_time(name: str, value: object) -> datetime:
     """A timezone-aware datetime, or a clear error."""
@@ -343,6 +346,10 @@ class BaseQueueStorage(StorageLifecycle):
     async def delete_all(self) -> None:
         """Delete every job of this queue (and its events)."""
         await self._engine.delete_all()
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether `error` may go away by itself; the backend decides (see QueueStorage)."""
+        return self._engine.is_transient(error)
 
     # -- events ------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from ..._platform import IN_PYODIDE, pyodide_required
 from ...browser import _idb
 from ...browser._ffi import JsObject
-from ...errors import StorageClosedError
+from ...errors import StorageClosedError, StorageOperationError
 from .. import migrations as schema
 from .migrations import MIGRATIONS
 
@@ -18,6 +18,16 @@ DEFAULT_DATABASE = "pyjobqueue"
 
 # A transaction body: issues requests, yields those whose result it needs, returns.
 Body = Generator[JsObject, Any, T]
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failure of the IndexedDB storage may go away by itself.
+
+    A request or transaction the browser refused (aborted by another tab's upgrade, a
+    connection being closed, an unknown error) may succeed next time; a full quota, a
+    closed storage or a newer schema will not.
+    """
+    return isinstance(error, StorageOperationError) and "QuotaExceeded" not in str(error)
 
 
 class Database:

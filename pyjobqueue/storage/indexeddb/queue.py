@@ -23,7 +23,7 @@ from ...outcome import Outcome
 from ..base import check_queue_name
 from ..core import BaseQueueStorage, start_events
 from .codec import AFTER_ALL, encode_time, job_to_record, key_range, record_to_job
-from .connection import DEFAULT_DATABASE, Body, Database
+from .connection import DEFAULT_DATABASE, Body, Database, is_transient
 from .feed import LOG_STORES, EventFeed, Logged, log_events
 from .migrations import JOBS
 
@@ -52,6 +52,10 @@ class IndexedDbQueueEngine:
     async def close(self) -> None:
         """Close the connection."""
         self._database.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        """See `connection.is_transient`."""
+        return is_transient(error)
 
     # -- helpers ----------------------------------------------------------------
 

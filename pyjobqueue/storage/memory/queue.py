@@ -48,6 +48,10 @@ class MemoryQueueEngine:
     async def close(self) -> None:
         """Nothing to release."""
 
+    def is_transient(self, error: BaseException) -> bool:
+        """Nothing here fails by itself; a lost connection or a timeout would pass."""
+        return isinstance(error, ConnectionError | TimeoutError)
+
     def _mark_claimable(self, job: Job[Any, Any]) -> None:
         assert job.id is not None
         heapq.heappush(self._claimable, transitions.claim_order(job))

@@ -1,15 +1,28 @@
-"""The PostgreSQL connection pool of a storage, its schema, and clear connection errors."""
+"""The PostgreSQL connection pool of a storage, its schema, and clear connection errors.
+
+`is_transient` tells failures that go away by themselves (a restart, a dropped
+connection) from permanent ones, which every statement run through `Database` raises as
+`StorageError` subclasses naming the database (`permanent_error`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import socket
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...errors import StorageClosedError, StorageConnectionError
+from ...errors import (
+    StorageClosedError,
+    StorageConnectionError,
+    StorageCorruptError,
+    StorageError,
+    StorageOperationError,
+)
 from .. import migrations as schema
 from ..url import redact_url
 from . import queries as sql
@@ -20,6 +33,68 @@ POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 CONNECT_TIMEOUT_SECONDS = 15.0
 CLOSE_TIMEOUT_SECONDS = 10.0
+
+# SQLSTATE classes and codes of failures that go away by themselves: connection
+# exceptions, a server shutting down, crashed or starting up (57P01-57P03), a
+# statement cancelled by a timeout (57014), too many connections or a full disk (53),
+# a serialization failure or deadlock (40001, 40P01), a lock not available (55P03).
+_TRANSIENT_CLASSES = ("08", "53")
+_TRANSIENT_STATES = frozenset(("57P01", "57P02", "57P03", "57014", "40001", "40P01", "55P03"))
+# Permanent failures: (SQLSTATE or class, the StorageError, what it means).
+_PERMANENT: tuple[tuple[str, type[StorageError], str], ...] = (
+    ("28", StorageConnectionError, "the server refused the login"),
+    ("3D000", StorageConnectionError, "the database does not exist"),
+    ("42501", StorageOperationError, "permission denied"),
+    ("25006", StorageOperationError, "the database is read-only"),
+    ("42P01", StorageCorruptError, "a pyjobqueue table is missing (dropped by hand?)"),
+    ("42703", StorageCorruptError, "a pyjobqueue column is missing (altered by hand?)"),
+    ("42883", StorageCorruptError, "a function the pyjobqueue schema needs is missing"),
+    ("3F000", StorageCorruptError, "the schema of the pyjobqueue tables is missing"),
+    ("XX001", StorageCorruptError, "the database is corrupt"),
+    ("XX002", StorageCorruptError, "an index is corrupt"),
+)
+
+
+def _sqlstate(error: BaseException) -> str:
+    state = getattr(error, "sqlstate", None)
+    return state if isinstance(state, str) else ""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failure of the PostgreSQL storage may go away by itself.
+
+    Transient: a connection refused, reset, closed or timed out, the server shutting
+    down or starting up, asyncpg's InternalClientError (seen after the postmaster is
+    killed), InterfaceError and ConnectionDoesNotExistError of a dropped connection,
+    and the SQLSTATEs above. A `StorageError` is transient when the failure it explains
+    is (a connection refused at setup is; a login refused is not).
+    """
+    if isinstance(error, StorageError):
+        cause = error.__cause__ or error.__context__
+        return (
+            isinstance(error, StorageConnectionError)
+            and cause is not None
+            and (is_transient(cause))
+        )
+    if isinstance(error, OSError | TimeoutError):
+        return True
+    state = _sqlstate(error)
+    if state:
+        return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"InternalClientError", "InterfaceError"})
+
+
+def permanent_error(where: str, error: BaseException) -> StorageError | None:
+    """The `StorageError` for a server's answer that no retry can fix, or None."""
+    state = _sqlstate(error)
+    if not state or is_transient(error):
+        return None
+    for code, kind, meaning in _PERMANENT:
+        if state == code or (len(code) == 2 and state[:2] == code):
+            message = " ".join(str(error).split())
+            return kind(f"PostgreSQL at {where}: {meaning} ({message})")
+    return None
 
 
 def driver() -> Any:
@@ -142,6 +217,39 @@ class Database:
         else:
             return None
         return StorageConnectionError(f"cannot connect to PostgreSQL at {where}: {reason}")
+
+    @contextlib.contextmanager
+    def explaining(self) -> Iterator[None]:
+        """Raise a permanent failure inside the block as its `StorageError`."""
+        try:
+            yield
+        except Exception as error:
+            explained = permanent_error(self.where, error)
+            if explained is None:
+                raise
+            raise explained from error
+
+    async def fetch(self, statement: str, *args: Any) -> list[Any]:
+        """The rows of one statement, on a connection of the pool."""
+        with self.explaining():
+            rows: list[Any] = await self.require().fetch(statement, *args)
+            return rows
+
+    async def fetchrow(self, statement: str, *args: Any) -> Any:
+        """The first row of one statement, or None."""
+        with self.explaining():
+            return await self.require().fetchrow(statement, *args)
+
+    async def fetchval(self, statement: str, *args: Any) -> Any:
+        """The first column of the first row of one statement, or None."""
+        with self.explaining():
+            return await self.require().fetchval(statement, *args)
+
+    async def execute(self, statement: str, *args: Any) -> str:
+        """Run one statement; its command status (such as 'DELETE 3')."""
+        with self.explaining():
+            status: str = await self.require().execute(statement, *args)
+            return status
 
     def require(self) -> Any:
         """The pool; a clear error before setup_database() or after close()."""

@@ -86,7 +86,7 @@ class EventFeed:
 
     async def publish(self, event: JobEvent) -> None:
         """Log `event` and notify the queue's channel of it, in one statement."""
-        await self._database.require().execute(
+        await self._database.execute(
             sql.INSERT_EVENT, self._queue_name, event.job_id, event_json(event), self._channel
         )
 
@@ -304,8 +304,7 @@ class EventFeed:
             event_id, _, text = data.partition(":")
             return int(event_id), JobEvent.from_json(json.loads(text))
         if tag == STORED_TAG:
-            pool = self._database.require()
-            stored = await pool.fetchval(sql.FETCH_EVENT, int(data), self._queue_name)
+            stored = await self._database.fetchval(sql.FETCH_EVENT, int(data), self._queue_name)
             return int(data), None if stored is None else JobEvent.from_json(json.loads(stored))
         if tag == EVENT_TAG:
             return None, JobEvent.from_json(json.loads(data))

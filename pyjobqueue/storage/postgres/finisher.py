@@ -61,7 +61,7 @@ class Finisher:
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         columns = list(zip(*(row for row, _future in batch), strict=True))
         try:
-            rows = await self._database.require().fetch(
+            rows = await self._database.fetch(
                 sql.FINISH_ATTEMPTS, self._queue_name, *map(list, columns), self._channel, HINT_TAG
             )
         except Exception as error:

@@ -21,7 +21,7 @@ from ..base import check_queue_name
 from ..core import BaseQueueStorage
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
-from .connection import Database, affected
+from .connection import Database, affected, is_transient
 from .feed import HINT_TAG, EventFeed, channel_for, event_json
 from .finisher import Finisher
 
@@ -49,12 +49,16 @@ class PostgresQueueEngine:
         """Close the pool if this storage made it."""
         await self._database.close()
 
+    def is_transient(self, error: BaseException) -> bool:
+        """See `connection.is_transient`."""
+        return is_transient(error)
+
     async def _jobs(self, statement: str, *args: Any) -> list[Job[Any, Any]]:
-        rows = await self._database.require().fetch(statement, self.queue_name, *args)
+        rows = await self._database.fetch(statement, self.queue_name, *args)
         return [job_from_row(row) for row in rows]
 
     async def _job(self, statement: str, *args: Any) -> Job[Any, Any] | None:
-        row = await self._database.require().fetchrow(statement, self.queue_name, *args)
+        row = await self._database.fetchrow(statement, self.queue_name, *args)
         return None if row is None else job_from_row(row)
 
     # -- adding and reading -----------------------------------------------------------
@@ -65,7 +69,7 @@ class PostgresQueueEngine:
         for job in jobs:
             for column, value in zip(columns, job_to_row(job), strict=True):
                 column.append(value)
-        rows = await self._database.require().fetch(
+        rows = await self._database.fetch(
             sql.INSERT_JOBS, self.queue_name, *columns, self._channel, HINT_TAG
         )
         # Ids come from the sequence in insertion order, which is the input order.
@@ -81,11 +85,12 @@ class PostgresQueueEngine:
 
     async def count(self, status: JobStatus | None) -> int:
         """How many jobs have `status`."""
-        pool = self._database.require()
         if status is None:
-            count: int = await pool.fetchval(sql.COUNT_JOBS, self.queue_name)
+            count: int = await self._database.fetchval(sql.COUNT_JOBS, self.queue_name)
         else:
-            count = await pool.fetchval(sql.COUNT_JOBS_BY_STATUS, self.queue_name, status.value)
+            count = await self._database.fetchval(
+                sql.COUNT_JOBS_BY_STATUS, self.queue_name, status.value
+            )
         return count
 
     async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
@@ -116,7 +121,7 @@ class PostgresQueueEngine:
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
     ) -> JobStatus | None:
         """Renew the lease of an attempt."""
-        status = await self._database.require().fetchval(
+        status = await self._database.fetchval(
             sql.RENEW_LEASE, job_id, self.queue_name, worker_id, attempt, lease_until
         )
         return None if status is None else JobStatus(status)
@@ -131,7 +136,7 @@ class PostgresQueueEngine:
         details: dict[str, Any] | None,
     ) -> bool:
         """Save the progress of an attempt."""
-        saved = await self._database.require().fetchval(
+        saved = await self._database.fetchval(
             sql.SAVE_PROGRESS,
             job_id,
             self.queue_name,
@@ -163,7 +168,7 @@ class PostgresQueueEngine:
     async def _abort(
         self, statement: str, key: int | str, now: datetime
     ) -> list[tuple[int, JobStatus]]:
-        rows = await self._database.require().fetch(
+        rows = await self._database.fetch(
             statement,
             self.queue_name,
             key,
@@ -184,12 +189,12 @@ class PostgresQueueEngine:
 
     async def disable(self, job_id: int, now: datetime) -> bool:
         """Disable a PENDING job."""
-        row = await self._database.require().fetchrow(sql.DISABLE_JOB, self.queue_name, job_id, now)
+        row = await self._database.fetchrow(sql.DISABLE_JOB, self.queue_name, job_id, now)
         return row is not None
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         """Run a finished job again; it hints the channel."""
-        row = await self._database.require().fetchrow(
+        row = await self._database.fetchrow(
             sql.RETRY_JOB, self.queue_name, job_id, now, self._channel, HINT_TAG
         )
         return row is not None
@@ -200,19 +205,19 @@ class PostgresQueueEngine:
 
     async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
         """Delete old finished jobs."""
-        result = await self._database.require().execute(
+        result = await self._database.execute(
             sql.DELETE_FINISHED, self.queue_name, status.value, completed_before
         )
         return affected(result)
 
     async def delete(self, job_id: int) -> bool:
         """Delete one job."""
-        result = await self._database.require().execute(sql.DELETE_JOB, self.queue_name, job_id)
+        result = await self._database.execute(sql.DELETE_JOB, self.queue_name, job_id)
         return affected(result) > 0
 
     async def delete_all(self) -> None:
         """Delete the queue's jobs and stored events."""
-        await self._database.require().execute(sql.DELETE_QUEUE, self.queue_name)
+        await self._database.execute(sql.DELETE_QUEUE, self.queue_name)
 
 
 class PostgresQueueStorage(BaseQueueStorage):

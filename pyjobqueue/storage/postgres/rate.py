@@ -30,38 +30,36 @@ class PostgresRateLimiterStorage(StorageLifecycle):
     async def try_record_execution(
         self, queue_name: str, max_executions: int, window_start: datetime, now: datetime
     ) -> bool:
-        async with self._database.require().acquire() as connection, connection.transaction():
-            # Count and insert run after the lock, so they see every earlier record.
-            await connection.execute(sql.LOCK_RATE_QUEUE, queue_name)
-            recorded = await connection.fetchval(
-                sql.RECORD_EXECUTION_IF_ROOM, queue_name, max_executions, window_start, now
-            )
+        pool = self._database.require()
+        with self._database.explaining():
+            async with pool.acquire() as connection, connection.transaction():
+                # Count and insert run after the lock, so they see every earlier record.
+                await connection.execute(sql.LOCK_RATE_QUEUE, queue_name)
+                recorded = await connection.fetchval(
+                    sql.RECORD_EXECUTION_IF_ROOM, queue_name, max_executions, window_start, now
+                )
         return recorded is not None
 
     async def execution_count(self, queue_name: str, since: datetime) -> int:
-        count: int = await self._database.require().fetchval(
-            sql.COUNT_EXECUTIONS, queue_name, since
-        )
+        count: int = await self._database.fetchval(sql.COUNT_EXECUTIONS, queue_name, since)
         return count
 
     async def oldest_execution_time(self, queue_name: str, since: datetime) -> datetime | None:
-        oldest: datetime | None = await self._database.require().fetchval(
+        oldest: datetime | None = await self._database.fetchval(
             sql.OLDEST_EXECUTION, queue_name, since
         )
         return oldest
 
     async def get_next_available_time(self, queue_name: str) -> datetime | None:
-        when: datetime | None = await self._database.require().fetchval(
-            sql.GET_NEXT_AVAILABLE, queue_name
-        )
+        when: datetime | None = await self._database.fetchval(sql.GET_NEXT_AVAILABLE, queue_name)
         return when
 
     async def set_next_available_time(self, queue_name: str, when: datetime | None) -> None:
-        await self._database.require().execute(sql.SET_NEXT_AVAILABLE, queue_name, when)
+        await self._database.execute(sql.SET_NEXT_AVAILABLE, queue_name, when)
 
     async def prune(self, queue_name: str, before: datetime) -> int:
-        result = await self._database.require().execute(sql.PRUNE_EXECUTIONS, queue_name, before)
+        result = await self._database.execute(sql.PRUNE_EXECUTIONS, queue_name, before)
         return affected(result)
 
     async def clear(self, queue_name: str) -> None:
-        await self._database.require().execute(sql.CLEAR_RATE_LIMIT, queue_name)
+        await self._database.execute(sql.CLEAR_RATE_LIMIT, queue_name)

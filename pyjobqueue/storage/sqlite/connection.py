@@ -5,6 +5,10 @@ lone write statement in autocommit mode takes the file's write lock before it re
 anything (as BEGIN IMMEDIATE does), so it is atomic across processes; several
 statements run in `BEGIN IMMEDIATE`. A busy file is waited for (busy_timeout, then a
 short backoff) instead of surfacing "database is locked".
+
+What cannot work (a read-only file, a corrupt file, a table dropped by hand) surfaces as
+a `StorageError` subclass naming the file, from setup and from any later statement
+(`permanent_error`); `is_transient` tells a busy file or a passing I/O error apart.
 """
 
 from __future__ import annotations
@@ -46,7 +50,30 @@ MINIMUM_SQLITE_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
 # After busy_timeout, keep retrying a busy write this long before giving up.
 BUSY_RETRY_SECONDS = 60.0
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+# Setup runs PRAGMA quick_check on files up to this size: about 0.15 s per 100 MB on a
+# warm cache (1.2 s for 800 MB), too slow to pay on every open of a larger file, where
+# a damaged page is found when a statement reads it.
+QUICK_CHECK_MAX_BYTES = 128 * 1024 * 1024
+# Primary result codes (the low byte of sqlite_errorcode).
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM = 3, 5, 6, 7
+_SQLITE_READONLY, _SQLITE_INTERRUPT, _SQLITE_IOERR, _SQLITE_CORRUPT = 8, 9, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL, _SQLITE_AUTH = 13, 14, 15, 23
+_SQLITE_NOTADB = 26
+# A busy file outlasting the retries, or a failure of the moment (memory, an I/O
+# error of a network file system, a full disk that may be freed).
+_TRANSIENT_CODES = frozenset(
+    (
+        _SQLITE_BUSY,
+        _SQLITE_LOCKED,
+        _SQLITE_NOMEM,
+        _SQLITE_INTERRUPT,
+        _SQLITE_IOERR,
+        _SQLITE_FULL,
+        _SQLITE_PROTOCOL,
+    )
+)
+_CORRUPT_CODES = frozenset((_SQLITE_CORRUPT, _SQLITE_NOTADB))
+_REFUSED_CODES = frozenset((_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM, _SQLITE_AUTH))
 
 
 def require_driver() -> None:
@@ -99,12 +126,35 @@ async def fetch_value(
     return rows[0][0] if rows else None
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
+def _primary_code(error: sqlite3.Error) -> int | None:
     code = getattr(error, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = _primary_code(error)
     if code is not None:
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+        return code in (_SQLITE_BUSY, _SQLITE_LOCKED)
     text = str(error)
     return "locked" in text or "busy" in text
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failure of the SQLite storage may go away by itself.
+
+    Transient: a file still busy after the retries, and failures of the moment
+    (I/O error, disk full, out of memory). Permanent, raised as `StorageError`
+    subclasses: a read-only file or directory, a corrupt file, a missing table.
+    """
+    if isinstance(error, StorageError):
+        return False
+    if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+        return True
+    return isinstance(error, sqlite3.Error) and _primary_code(error) in _TRANSIENT_CODES
+
+
+def _missing_schema(text: str) -> bool:
+    return "no such table" in text or "no such column" in text
 
 
 async def retrying_busy(attempt: Callable[[], Awaitable[T]]) -> T:
@@ -169,8 +219,19 @@ def _explain(path: str, error: sqlite3.Error) -> StorageError:
     """A one-line error naming the file and the likely cause of a driver error."""
     text = str(error)
     lowered = text.lower()
-    if "not a database" in lowered or "malformed" in lowered or "encrypted" in lowered:
+    if (
+        "not a database" in lowered
+        or "malformed" in lowered
+        or "encrypted" in lowered
+        or _primary_code(error) in _CORRUPT_CODES
+    ):
         reason = "is not a SQLite database (or it is corrupt)"
+        return StorageCorruptError(f"SQLite database {path!r} {reason} ({text})")
+    if _missing_schema(lowered):
+        reason = (
+            "lacks a pyjobqueue table or column (dropped or altered by hand?); "
+            "restore it or use a new file"
+        )
         return StorageCorruptError(f"SQLite database {path!r} {reason} ({text})")
     if "readonly" in lowered or "read-only" in lowered or not _writable(path):
         reason = (
@@ -184,13 +245,57 @@ def _explain(path: str, error: sqlite3.Error) -> StorageError:
     return StorageConnectionError(f"SQLite database {path!r} {reason} ({text})")
 
 
+def permanent_error(path: str, error: BaseException) -> StorageError | None:
+    """The `StorageError` for a driver failure that no retry can fix, or None.
+
+    A read that reaches a damaged page fails only then (setup checks small files
+    whole): it is a `StorageCorruptError` like any other sign of corruption.
+    """
+    if not isinstance(error, sqlite3.Error) or is_transient(error):
+        return None
+    code = _primary_code(error)
+    lowered = str(error).lower()
+    if (
+        code in _CORRUPT_CODES
+        or code in _REFUSED_CODES
+        or _missing_schema(lowered)
+        or "malformed" in lowered
+        or "readonly" in lowered
+    ):
+        return _explain(path, error)
+    return None
+
+
+def _raise_explained(path: str, error: BaseException) -> None:
+    """Raise the `StorageError` of a permanent driver failure (chained to it), if it is one."""
+    explained = permanent_error(path, error)
+    if explained is not None:
+        raise explained from error
+
+
+def _quick_check(path: str, connection: sqlite3.Connection) -> None:
+    """StorageCorruptError when a page of the file is damaged (only for small files)."""
+    if path == MEMORY_PATH or Path(path).stat().st_size > QUICK_CHECK_MAX_BYTES:
+        return
+    rows = connection.execute("PRAGMA quick_check(1)").fetchall()
+    problem = " ".join(str(rows[0][0]).split()) if rows else "no answer"
+    if problem != "ok":
+        raise StorageCorruptError(
+            f"SQLite database {path!r} is corrupt (PRAGMA quick_check: {problem})"
+        )
+
+
 def _try_open(path: str) -> None:
     """Open the file once with the stdlib driver, to explain a failure clearly.
 
     (aiosqlite leaves its worker thread behind when its own connect fails.)
     """
     try:
-        sqlite3.connect(path).close()
+        connection = sqlite3.connect(path)
+        try:
+            _quick_check(path, connection)
+        finally:
+            connection.close()
     except sqlite3.Error as error:
         raise _explain(path, error) from None
 
@@ -296,8 +401,12 @@ class Database:
         waits for a busy file, and costs one trip to the connection's thread.
         """
         connection = await self._ready()
-        async with self._lock:
-            return await retrying_busy(lambda: fetch_rows(connection, statement, params))
+        try:
+            async with self._lock:
+                return await retrying_busy(lambda: fetch_rows(connection, statement, params))
+        except sqlite3.Error as error:
+            _raise_explained(self.path, error)
+            raise
 
     async def value(self, statement: str, params: Params | None = None) -> Any:
         """The first column of the first row of one statement, or None."""
@@ -329,7 +438,11 @@ class Database:
         # shared connection.
         task = asyncio.ensure_future(locked())
         task.add_done_callback(_retrieve_exception)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except sqlite3.Error as error:
+            _raise_explained(self.path, error)
+            raise
 
     async def close(self) -> None:
         """Wait for the running statement, then close the connection."""

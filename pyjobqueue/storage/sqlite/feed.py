@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ... import _json
+from ...errors import StorageError
 from ...events import JobEvent
 from ..feed import EventListener, Listeners, Unsubscribe
 from . import queries as sql
@@ -103,12 +104,25 @@ class EventFeed:
     async def _poll(self) -> None:
         # `_stop` forgets the task before cancelling it: leave even if a cancellation
         # is swallowed on the way.
+        failing = False
         while self._task is asyncio.current_task():
             self._wake.clear()
             try:
                 await self._read_new()
-            except Exception:
-                logger.exception("reading the events of queue %r failed", self._queue_name)
+            except Exception as error:
+                # Once per run of failures, not once per poll interval.
+                if not failing:
+                    logger.warning(
+                        "reading the events of queue %r failed: %s; trying again every poll",
+                        self._queue_name,
+                        error,
+                        exc_info=not isinstance(error, StorageError),
+                    )
+                failing = True
+            else:
+                if failing:
+                    logger.warning("reading the events of queue %r works again", self._queue_name)
+                failing = False
             # asyncio.timeout, not wait_for: wait_for drops a cancellation that
             # arrives as the event is set (Python 3.11).
             with contextlib.suppress(TimeoutError):

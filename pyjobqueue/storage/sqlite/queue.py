@@ -31,6 +31,7 @@ from .connection import (
     execute,
     fetch_rows,
     fetch_value,
+    is_transient,
     require_driver,
     retrying_busy,
 )
@@ -75,6 +76,10 @@ class SqliteQueueEngine:
     async def close(self) -> None:
         """Close the connection."""
         await self._database.close()
+
+    def is_transient(self, error: BaseException) -> bool:
+        """See `connection.is_transient`."""
+        return is_transient(error)
 
     async def _jobs(self, statement: str, params: Params) -> list[Job[Any, Any]]:
         return [job_from_row(row) for row in await self._database.rows(statement, params)]
