@@ -454,6 +454,9 @@ async def test_wait_for_rides_through_an_immediate_postgres_restart(
         server = JobQueueServer(Gated, storage=server_storage, worker_count=20, poll_interval_ms=20)
         async with server:
             handles = await client.submit_batch([{"gate": gate, "n": n} for n in range(calls)])
+            # The test cluster commits asynchronously (synchronous_commit = off): flush the
+            # log first, or the crash of an immediate restart can take the batch with it.
+            await _checkpoint(dsn)
             waits = [asyncio.ensure_future(handle.wait_for(timeout=120)) for handle in handles]
             started = time.monotonic()
             await asyncio.to_thread(restart_postgres, command)
@@ -471,3 +474,13 @@ async def test_wait_for_rides_through_an_immediate_postgres_restart(
     )
     assert errors == [] and right == calls
     assert server.error is None
+
+
+async def _checkpoint(dsn: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("CHECKPOINT")
+    finally:
+        await connection.close()
