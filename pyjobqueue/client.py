@@ -119,6 +119,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         self.events = EventEmitter(JOB_EVENTS)
         self._server: JobQueueServer[Any, Any] | None = None
         self._unsubscribe: Unsubscribe | None = None
+        self._connecting = asyncio.Lock()
         self._waiters: dict[int, list[asyncio.Future[JobEvent]]] = {}
         self._progress: dict[int, list[ProgressListener]] = {}
         self._listener_tasks: set[asyncio.Task[Any]] = set()
@@ -142,8 +143,9 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
 
     async def connect(self) -> None:
         """Receive every event of the queue through the storage (other processes / tabs)."""
-        if self._unsubscribe is None:
-            self._unsubscribe = await self.storage.subscribe(self._on_feed)
+        async with self._connecting:  # connect() twice at once subscribes once
+            if self._unsubscribe is None:
+                self._unsubscribe = await self.storage.subscribe(self._on_feed)
 
     async def disconnect(self) -> None:
         """Stop receiving events through the storage."""

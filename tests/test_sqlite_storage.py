@@ -174,7 +174,7 @@ async def test_schema_is_versioned_and_the_file_in_wal_mode(
     await storage.add(Job(input={"x": 1}))
     with raw_session(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        versions = connection.execute("SELECT version FROM pyjobqueue_schema_migrations").fetchall()
+        versions = connection.execute("SELECT version FROM pyjobqueue_schema_version").fetchall()
         assert versions == [(version,) for version in range(1, migrations.LATEST_VERSION + 1)]
         indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"pyjobqueue_jobs_claim", "pyjobqueue_jobs_fingerprint"} <= indexes
@@ -193,20 +193,17 @@ async def test_setting_up_again_and_at_once_keeps_the_data(path: Path) -> None:
         for storage in again:
             await storage.close()
     with raw_session(path) as connection:
-        count = connection.execute("SELECT count(*) FROM pyjobqueue_schema_migrations")
+        count = connection.execute("SELECT count(*) FROM pyjobqueue_schema_version")
         assert count.fetchone() == (migrations.LATEST_VERSION,)
 
 
 async def test_a_file_of_the_first_release_is_migrated_with_its_data(path: Path) -> None:
-    # The first release's schema: migration 1, its versions in the table of that time.
+    # The first release's schema: migration 1 and the record of its version.
     with raw_session(path) as connection:
-        connection.execute(
-            f"CREATE TABLE {migrations.LEGACY_MIGRATIONS_TABLE} "
-            "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
-        )
+        connection.execute(queries.CREATE_MIGRATIONS_TABLE)
         for statement in migrations.MIGRATIONS[0].steps:
             connection.execute(statement)
-        connection.execute(f"INSERT INTO {migrations.LEGACY_MIGRATIONS_TABLE} VALUES (1, 0)")
+        connection.execute(f"INSERT INTO {migrations.MIGRATIONS_TABLE} VALUES (1, 0)")
         connection.execute(
             "INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES ('q', 7)"
         )
@@ -221,11 +218,12 @@ async def test_a_file_of_the_first_release_is_migrated_with_its_data(path: Path)
             1970, 1, 1, 0, 0, 0, 7, tzinfo=UTC
         )
     with raw_session(path) as connection:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-        versions = connection.execute("SELECT version FROM pyjobqueue_schema_migrations")
+        versions = connection.execute(f"SELECT version FROM {migrations.MIGRATIONS_TABLE}")
         assert [row[0] for row in versions] == list(range(1, migrations.LATEST_VERSION + 1))
-    assert migrations.LEGACY_MIGRATIONS_TABLE not in tables
-    assert "pyjobqueue_rate_holds" not in tables and "pyjobqueue_rate_limits" in tables
+        # The first release's tables are still there: its processes keep working, and
+        # it refuses the file once it reads the newer version.
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"pyjobqueue_rate_holds", "pyjobqueue_schema_version"} <= tables
 
 
 async def test_a_schema_from_a_newer_release_is_refused(path: Path) -> None:
@@ -234,7 +232,7 @@ async def test_a_schema_from_a_newer_release_is_refused(path: Path) -> None:
     newer = migrations.LATEST_VERSION + 1
     with raw_session(path) as connection:
         connection.execute(
-            "INSERT INTO pyjobqueue_schema_migrations (version, applied_at) VALUES (?, 0)", (newer,)
+            "INSERT INTO pyjobqueue_schema_version (version, applied_at) VALUES (?, 0)", (newer,)
         )
     with pytest.raises(SchemaVersionError, match="newer than this pyjobqueue"):
         await SqliteQueueStorage(path, "q").setup_database()

@@ -244,7 +244,10 @@ class BaseQueueStorage(StorageLifecycle):
         jobs = [job for job in claimed if job.unreadable is None]
         for job in claimed:
             if job.unreadable is not None:
-                await self._fail_unreadable(job, worker_id, now, start_origin or worker_id)
+                try:
+                    await self._fail_unreadable(job, worker_id, now, start_origin or worker_id)
+                except Exception:  # its lease expires and recovery fails it; the rest run
+                    logger.exception("queue %r: could not fail job %s", self.queue_name, job.id)
         if start_origin is not None and with_claim is None:
             for event in start_events(self.queue_name, jobs, now, start_origin):
                 await self.publish(event)

@@ -3,7 +3,8 @@
 A backend lists its schema as `MIGRATIONS`, a tuple of `Migration(version, summary,
 steps)` numbered 1, 2, 3... Its `steps` are what the backend applies (SQL statements,
 or a function that edits IndexedDB object stores). A database records the versions it
-has applied (SQL: the table `pyjobqueue_schema_migrations`; IndexedDB: the database
+has applied (PostgreSQL: the table `pyjobqueue_schema_migrations`; SQLite:
+`pyjobqueue_schema_version`, its first release's name; IndexedDB: the database
 version); setting up applies the steps it lacks, and refuses a database that a newer
 pyjobqueue has migrated further than this one knows.
 """
@@ -17,9 +18,6 @@ from typing import Generic, TypeVar
 from ..errors import SchemaVersionError
 
 StepsT = TypeVar("StepsT")
-
-# The table in which SQL backends record each applied version (and when).
-MIGRATIONS_TABLE = "pyjobqueue_schema_migrations"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,21 @@ def is_transient(error: BaseException) -> bool:
     connection being closed, an unknown error) may succeed next time; a full quota, a
     closed storage or a newer schema will not.
     """
-    return isinstance(error, StorageOperationError) and "QuotaExceeded" not in str(error)
+    if not isinstance(error, StorageOperationError):
+        return False
+    text = str(error)
+    return "QuotaExceeded" not in text and any(name in text for name in _TRANSIENT_ERRORS)
+
+
+# DOMException names of refusals that may not happen again: another tab's upgrade or a
+# closing connection aborted the transaction, or the browser could not say why.
+_TRANSIENT_ERRORS = (
+    "AbortError",
+    "InvalidStateError",
+    "TransactionInactiveError",
+    "UnknownError",
+    "TimeoutError",
+)
 
 
 class Database:

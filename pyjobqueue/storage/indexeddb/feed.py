@@ -77,6 +77,7 @@ class SequencedDelivery:
         self.last = 0
         self._waiting: dict[int, JobEvent] = {}
         self._reading: asyncio.Task[None] | None = None
+        self._failing = False
 
     def start_at(self, last: int) -> None:
         """Deliver the events numbered after `last` from now on."""
@@ -100,26 +101,30 @@ class SequencedDelivery:
 
     async def _read(self) -> None:
         try:
-            # Twice at most: an event may commit while the first read is on its way.
-            for _ in range(2):
-                for seq, event in await self._read_after(self.last):
-                    self._waiting.setdefault(seq, event)
-                self._deliver_ready()
-                if not self._waiting:
-                    return
-            if min(self._waiting) > self.last + 1:
-                # The missing ones are gone from the log (pruned): go on after them.
-                logger.warning(
-                    "events %s to %s were pruned before this tab read them",
-                    self.last + 1,
-                    min(self._waiting) - 1,
-                )
-                self.last = min(self._waiting) - 1
-                self._deliver_ready()
-        except Exception:
-            logger.exception("could not read the events log")
+            read = await self._read_after(self.last)
+        except Exception as error:
+            # Once per run of failures; the next catch-up tries again.
+            if not self._failing:
+                logger.warning("could not read the events log (will try again): %s", error)
+            self._failing = True
+            return
         finally:
             self._reading = None
+        if self._failing:
+            logger.warning("reading the events log works again")
+        self._failing = False
+        for seq, event in read:
+            self._waiting.setdefault(seq, event)
+        if read and read[0][0] > self.last + 1:
+            # The log itself starts after a gap (IndexedDB commits in number order, so
+            # nothing below will come): those events were pruned. Go on after them.
+            logger.warning(
+                "events %s to %s were pruned before this tab read them",
+                self.last + 1,
+                read[0][0] - 1,
+            )
+            self.last = read[0][0] - 1
+        self._deliver_ready()
 
     def _deliver_ready(self) -> None:
         while self.last + 1 in self._waiting:
@@ -144,6 +149,7 @@ class EventFeed:
         self._listeners = Listeners(queue_name)
         self._sequence = SequencedDelivery(self._listeners.deliver, self._read_after)
         self._poller: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
         self._next_prune = 0.0
 
     def prune_due(self) -> bool:
@@ -180,11 +186,12 @@ class EventFeed:
 
     async def subscribe(self, listener: EventListener) -> Unsubscribe:
         """Deliver every event from now on to `listener`."""
-        if not self._listeners:
-            self._sequence.start_at(await self._last_seq())
-            self._channel.listen(self._receive)
-            self._poller = asyncio.ensure_future(self._poll())
-        token = self._listeners.add(listener)
+        async with self._starting:  # two first subscribers at once start one poller
+            if not self._listeners:
+                self._sequence.start_at(await self._last_seq())
+                self._channel.listen(self._receive)
+                self._poller = asyncio.ensure_future(self._poll())
+            token = self._listeners.add(listener)
 
         async def unsubscribe() -> None:
             self._listeners.remove(token)
@@ -226,9 +233,16 @@ class EventFeed:
             return js_to_json((yield transaction.objectStore(EVENTS).getAll(after))) or []
 
         records = await self._database.run([EVENTS], "readonly", body)
-        return [
-            (int(record["seq"]), JobEvent.from_json(loads(record["payload"]))) for record in records
-        ]
+        logged: Logged = []
+        for record in records:
+            seq = int(record["seq"])
+            try:
+                logged.append((seq, JobEvent.from_json(loads(record["payload"]))))
+            except (TypeError, ValueError, KeyError, RecursionError):
+                # Unreadable: deliver the rest in order, without it.
+                logger.warning("skipping unreadable event %s of queue %r", seq, self._queue_name)
+                logged.append((seq, JobEvent.job_available(self._queue_name)))
+        return logged
 
     def _stop(self) -> None:
         self._channel.stop_listening()

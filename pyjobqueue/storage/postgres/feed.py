@@ -83,6 +83,8 @@ class EventFeed:
         self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._high = 0
         self._start_id = 0
+        # While a reconnected feed replays the log, notifications wait here.
+        self._held: list[str] | None = None
 
     async def publish(self, event: JobEvent) -> None:
         """Log `event` and notify the queue's channel of it, in one statement."""
@@ -181,15 +183,19 @@ class EventFeed:
         connection.add_termination_listener(dropped)
         listened = False
         try:
-            if not ready.done():  # the first connection: deliver what is logged from now on
-                self._start_id = self._high = await connection.fetchval(sql.LAST_EVENT_ID)
-                self._seen.clear()
+            reconnected = ready.done()
+            if reconnected:
+                self._held = []  # notifications wait until the replay is queued
             await connection.add_listener(self._channel, self._notified)
             listened = True
-            if ready.done():
-                await self._replay(connection)  # reconnected: what was logged meanwhile
+            if reconnected:
+                await self._replay(connection)  # what was logged meanwhile, in id order
                 self._inbox.put_nowait(HINT_TAG)  # and look for missed work
             else:
+                # Everything notified from now on committed after LISTEN: it is new. The
+                # log's last id (read on another connection) is where a replay starts.
+                self._start_id = self._high = await self._database.fetchval(sql.LAST_EVENT_ID)
+                self._seen.clear()
                 ready.set_result(None)
             await self._hold(connection)
         except Exception as error:
@@ -198,6 +204,9 @@ class EventFeed:
             else:
                 logger.warning("queue %r: LISTEN connection failed: %s", self._queue_name, error)
         finally:
+            held, self._held = self._held, None  # a replay cut short holds nothing back
+            for payload in held or []:
+                self._inbox.put_nowait(payload)
             if not self._closed(connection):
                 connection.remove_termination_listener(dropped)
             await self._release(connection, graceful=self._stopping)
@@ -206,15 +215,15 @@ class EventFeed:
     async def _replay(self, connection: Any) -> None:
         """Queue the events logged while LISTEN was down ahead of those that came since."""
         after = max(self._start_id, self._high - REPLAY_MARGIN)
-        rows = await connection.fetch(sql.EVENTS_AFTER, self._queue_name, after)
-        arrived = []
-        while not self._inbox.empty():
-            arrived.append(self._inbox.get_nowait())
-        for row in rows:
-            if row["id"] not in self._seen:
-                self._inbox.put_nowait(f"{LOGGED_TAG}{row['id']}:{row['payload']}")
-        for payload in arrived:
-            self._inbox.put_nowait(payload)
+        try:
+            rows = await connection.fetch(sql.EVENTS_AFTER, self._queue_name, after)
+            for row in rows:
+                if row["id"] not in self._seen:
+                    self._inbox.put_nowait(f"{LOGGED_TAG}{row['id']}:{row['payload']}")
+        finally:
+            held, self._held = self._held or [], None
+            for payload in held:  # what arrived during the replay comes after it
+                self._inbox.put_nowait(payload)
 
     async def _hold(self, connection: Any) -> None:
         """Return when the connection dropped, fails a health check, or the feed stops."""
@@ -266,7 +275,10 @@ class EventFeed:
             await asyncio.wait_for(self._nudge.wait(), jittered)
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._inbox.put_nowait(payload)
+        if self._held is not None:
+            self._held.append(payload)
+        else:
+            self._inbox.put_nowait(payload)
 
     # -- delivering -----------------------------------------------------------------------------
 
@@ -287,7 +299,7 @@ class EventFeed:
 
     def _first_time(self, event_id: int) -> bool:
         """Record a logged event's delivery; False when it was delivered already."""
-        if event_id in self._seen or event_id <= self._start_id:
+        if event_id in self._seen:
             return False
         self._seen[event_id] = None
         if len(self._seen) > SEEN_KEPT:

@@ -33,7 +33,7 @@ from ...errors import (
 from .. import migrations as schema
 from . import queries as sql
 from .codec import encode_time
-from .migrations import LEGACY_MIGRATIONS_TABLE, MIGRATIONS
+from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -351,8 +351,6 @@ class Database:
 
         async def migrate(connection: aiosqlite.Connection) -> None:
             # Under the write lock: another process may have migrated meanwhile.
-            if await self._has_table(connection, LEGACY_MIGRATIONS_TABLE):
-                await execute(connection, sql.RENAME_LEGACY_MIGRATIONS_TABLE)
             await execute(connection, sql.CREATE_MIGRATIONS_TABLE)
             current = await self._schema_version(connection)
             for migration in schema.pending(MIGRATIONS, current, self._where):
@@ -374,12 +372,9 @@ class Database:
 
     async def _schema_version(self, connection: aiosqlite.Connection) -> int:
         """The applied version (0 for a new file); SchemaVersionError when too new."""
-        if await self._has_table(connection, schema.MIGRATIONS_TABLE):
-            version = int(await fetch_value(connection, sql.SCHEMA_VERSION))
-        elif await self._has_table(connection, LEGACY_MIGRATIONS_TABLE):
-            version = int(await fetch_value(connection, sql.LEGACY_SCHEMA_VERSION))
-        else:
+        if not await self._has_table(connection, MIGRATIONS_TABLE):
             return 0
+        version = int(await fetch_value(connection, sql.SCHEMA_VERSION))
         schema.pending(MIGRATIONS, version, self._where)
         return version
 

@@ -79,7 +79,12 @@ class EventFeed:
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + EVENT_PRUNE_EVERY_SECONDS
             before = encode_time(datetime.now(UTC) - EVENT_RETENTION)
-            await retrying_busy(lambda: execute(connection, sql.PRUNE_EVENTS, {"before": before}))
+            try:
+                await retrying_busy(
+                    lambda: execute(connection, sql.PRUNE_EVENTS, {"before": before})
+                )
+            except Exception as error:  # the write before it is stored: never fail it
+                logger.warning("pruning old events failed, will try again: %s", error)
 
     async def subscribe(self, listener: EventListener) -> Unsubscribe:
         """Deliver every event stored from now on; starts polling for the first listener."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from ..migrations import Migration
 
-# Releases before schema version 2 recorded versions in this table; setting up
-# renames it to `pyjobqueue_schema_migrations`, the name every SQL backend uses.
-LEGACY_MIGRATIONS_TABLE = "pyjobqueue_schema_version"
+# The table that records the versions applied (the name of the first release: see
+# queries.py).
+MIGRATIONS_TABLE = "pyjobqueue_schema_version"
 
 MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
     Migration(
@@ -82,11 +82,6 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
     ),
     Migration(
         2,
-        "the rate limiter's next available times under the name PostgreSQL uses",
-        ("ALTER TABLE pyjobqueue_rate_holds RENAME TO pyjobqueue_rate_limits",),
-    ),
-    Migration(
-        3,
         "an outcome and its event in one statement",
         (
             "ALTER TABLE pyjobqueue_jobs ADD COLUMN outbox TEXT",

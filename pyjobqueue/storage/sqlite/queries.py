@@ -13,20 +13,20 @@ from __future__ import annotations
 
 # -- schema versions (the migrations themselves are in migrations.py) ---------------
 
+# SQLite files keep the table names of the first release (`pyjobqueue_schema_version`
+# here, `pyjobqueue_rate_holds` below) where PostgreSQL says `pyjobqueue_schema_migrations`
+# and `pyjobqueue_rate_limits`: processes of an older release still running on a file
+# go on working, and an older release opening a newer file refuses it clearly.
 CREATE_MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS pyjobqueue_schema_migrations (
+CREATE TABLE IF NOT EXISTS pyjobqueue_schema_version (
     version INTEGER PRIMARY KEY,
     applied_at INTEGER NOT NULL
 )
 """
 TABLE_EXISTS = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name"
-RENAME_LEGACY_MIGRATIONS_TABLE = (
-    "ALTER TABLE pyjobqueue_schema_version RENAME TO pyjobqueue_schema_migrations"
-)
-SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_migrations"
-LEGACY_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_version"
+SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM pyjobqueue_schema_version"
 RECORD_MIGRATION = """
-INSERT INTO pyjobqueue_schema_migrations (version, applied_at) VALUES (:version, :applied_at)
+INSERT INTO pyjobqueue_schema_version (version, applied_at) VALUES (:version, :applied_at)
 """
 
 # -- jobs ------------------------------------------------------------------------------
@@ -257,10 +257,10 @@ RETURNING id
 """
 CLEAR_EXECUTIONS = "DELETE FROM pyjobqueue_rate_executions WHERE queue_name = :queue_name"
 GET_NEXT_AVAILABLE = """
-SELECT next_available_at FROM pyjobqueue_rate_limits WHERE queue_name = :queue_name
+SELECT next_available_at FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name
 """
 SET_NEXT_AVAILABLE = """
-INSERT INTO pyjobqueue_rate_limits (queue_name, next_available_at) VALUES (:queue_name, :until)
+INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES (:queue_name, :until)
 ON CONFLICT (queue_name) DO UPDATE SET next_available_at = excluded.next_available_at
 """
-CLEAR_NEXT_AVAILABLE = "DELETE FROM pyjobqueue_rate_limits WHERE queue_name = :queue_name"
+CLEAR_NEXT_AVAILABLE = "DELETE FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"

@@ -153,7 +153,9 @@ class SqliteQueueEngine:
             return await self._jobs(sql.CLAIM_JOBS, params)
 
         async def claim_and_announce(connection: aiosqlite.Connection) -> list[Job[Any, Any]]:
-            rows = await retrying_busy(lambda: fetch_rows(connection, sql.CLAIM_JOBS, params))
+            # One transaction: a claim is never stored without its job_start events (a
+            # failure rolls both back, and no job is left claimed by nobody).
+            rows = await fetch_rows(connection, sql.CLAIM_JOBS, params)
             jobs = [job_from_row(row) for row in rows]
             events = start_events(self.queue_name, jobs, now, start_origin)
             if events:
@@ -163,11 +165,13 @@ class SqliteQueueEngine:
                     for index, event in enumerate(events)
                     for name, value in event_row(event).items()
                 }
-                await retrying_busy(lambda: execute(connection, statement, values))
-                await self.feed.after_storing(connection)
+                await execute(connection, statement, values)
             return jobs
 
-        return await self._database.in_turn(claim_and_announce)
+        jobs = await self._database.transaction(claim_and_announce)
+        if jobs:
+            await self._database.in_turn(self.feed.after_storing)
+        return jobs
 
     def _attempt(self, job_id: int, worker_id: str, attempt: int) -> Params:
         return {**self._queue, "id": job_id, "worker_id": worker_id, "attempt": attempt}
