@@ -44,3 +44,30 @@ def test_concept_examples_run_together(tmp_path: Path) -> None:
     program += "storage = InMemoryQueueStorage('words')\n" + "\n".join(examples)
     program += "\nprint('examples ok')\n"
     assert run_program(tmp_path, "concepts.py", program) == "examples ok"
+
+
+def test_the_safe_retry_of_a_submit_runs(tmp_path: Path) -> None:
+    (retry,) = [block for block in python_blocks("Reference") if "invoice_id" in block]
+    body = "\n".join(f"    {line}" for line in retry.splitlines())
+    # The first submit stores its job, then loses the answer (as in an outage).
+    program = (
+        "import asyncio\n"
+        "from pyjobqueue import JobQueueClient\n"
+        "from pyjobqueue.storage import InMemoryQueueStorage\n\n"
+        "class LostAnswer(InMemoryQueueStorage):\n"
+        "    lost = False\n"
+        "    async def add(self, job):\n"
+        "        job_id = await super().add(job)\n"
+        "        if not self.lost:\n"
+        "            self.lost = True\n"
+        "            raise ConnectionResetError('the answer of the commit was lost')\n"
+        "        return job_id\n\n"
+        "async def main() -> None:\n"
+        "    storage = LostAnswer('invoices')\n"
+        "    client = JobQueueClient(storage=storage)\n"
+        "    invoice_id = 7\n"
+        f"{body}\n"
+        "    print([job.input for job in await client.get_jobs_by_run_id(run_id)])\n\n"
+        "asyncio.run(main())\n"
+    )
+    assert run_program(tmp_path, "safe_retry.py", program) == "[{'invoice': 7}]"
