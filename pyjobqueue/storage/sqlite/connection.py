@@ -157,7 +157,7 @@ def _missing_schema(text: str) -> bool:
     return "no such table" in text or "no such column" in text
 
 
-async def retrying_busy(attempt: Callable[[], Awaitable[T]]) -> T:
+async def _retrying_busy(attempt: Callable[[], Awaitable[T]]) -> T:
     """Run `attempt` (one statement), again after a short pause while the file stays busy."""
     deadline = time.monotonic() + BUSY_RETRY_SECONDS
     pause = 0.001
@@ -187,7 +187,7 @@ async def _transaction(connection: aiosqlite.Connection, body: Body[T]) -> T:
             raise
         return result
 
-    return await retrying_busy(attempt)
+    return await _retrying_busy(attempt)
 
 
 # -- opening a file, with clear errors ---------------------------------------------------
@@ -339,7 +339,7 @@ class Database:
         connection.row_factory = sqlite3.Row
         # PRAGMAs take no parameters; this is our own integer.
         await execute(connection, f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        await retrying_busy(lambda: fetch_value(connection, "PRAGMA journal_mode = WAL"))
+        await _retrying_busy(lambda: fetch_value(connection, "PRAGMA journal_mode = WAL"))
         # In WAL mode NORMAL survives a crashed process; only power loss can drop
         # the last commits.
         await execute(connection, "PRAGMA synchronous = NORMAL")
@@ -398,7 +398,7 @@ class Database:
         connection = await self._ready()
         try:
             async with self._lock:
-                return await retrying_busy(lambda: fetch_rows(connection, statement, params))
+                return await _retrying_busy(lambda: fetch_rows(connection, statement, params))
         except sqlite3.Error as error:
             _raise_explained(self.path, error)
             raise
@@ -415,12 +415,6 @@ class Database:
     async def transaction(self, body: Body[T]) -> T:
         """Run `body` in one BEGIN IMMEDIATE transaction; it ends whole even if cancelled."""
         return await self._locked(lambda connection: _transaction(connection, body))
-
-    async def in_turn(self, body: Body[T]) -> T:
-        """Run `body`'s statements one after the other (each its own transaction, each
-        retried while the file is busy, see `retrying_busy`) with no other statement of
-        this connection in between; it ends whole even if cancelled."""
-        return await self._locked(body)
 
     async def _locked(self, body: Body[T]) -> T:
         connection = await self._ready()

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import _json
 from ...errors import StorageError
@@ -21,10 +21,7 @@ from ...events import JobEvent
 from ..feed import EventListener, Listeners, Unsubscribe
 from . import queries as sql
 from .codec import encode_time
-from .connection import Database, execute, retrying_busy
-
-if TYPE_CHECKING:
-    import aiosqlite
+from .connection import Database
 
 logger = logging.getLogger(__name__)
 
@@ -56,35 +53,46 @@ class EventFeed:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
+        self._pruning: asyncio.Future[None] | None = None
         # Held while reading and delivering, and while a listener registers, so a new
         # listener starts exactly after the last event it was not meant to see.
         self._reading = asyncio.Lock()
 
     async def publish(self, event: JobEvent) -> None:
         """Store the event for every subscriber of the file (this process's too)."""
-        row = event_row(event)
+        await self._database.rows(sql.INSERT_EVENT, event_row(event))
+        self.stored()
+        await self._prune_if_due()
 
-        async def insert(connection: aiosqlite.Connection) -> None:
-            await retrying_busy(lambda: execute(connection, sql.INSERT_EVENT, row))
-            await self.after_storing(connection)
-
-        await self._database.in_turn(insert)
-
-    async def after_storing(self, connection: aiosqlite.Connection) -> None:
-        """Events were just stored through `connection` (in its turn): read them soon, and
-        prune old ones when that is due."""
-        # This connection's own writes do not change data_version.
+    def stored(self, *, prune_soon: bool = False) -> None:
+        """Events were just stored through this connection: read them at once (its own
+        writes do not change data_version); with `prune_soon`, prune old events in the
+        background when that is due, so the write that stored them never waits for it."""
         self._own_write = True
         self._wake.set()
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + EVENT_PRUNE_EVERY_SECONDS
-            before = encode_time(datetime.now(UTC) - EVENT_RETENTION)
-            try:
-                await retrying_busy(
-                    lambda: execute(connection, sql.PRUNE_EVENTS, {"before": before})
-                )
-            except Exception as error:  # the write before it is stored: never fail it
-                logger.warning("pruning old events failed, will try again: %s", error)
+        if prune_soon and self._prune_due() and self._pruning is None:
+            self._pruning = asyncio.ensure_future(self._prune())
+            self._pruning.add_done_callback(self._pruned)
+
+    def _prune_due(self) -> bool:
+        if time.monotonic() < self._next_prune:
+            return False
+        self._next_prune = time.monotonic() + EVENT_PRUNE_EVERY_SECONDS
+        return True
+
+    async def _prune_if_due(self) -> None:
+        if self._prune_due():
+            await self._prune()
+
+    async def _prune(self) -> None:
+        before = encode_time(datetime.now(UTC) - EVENT_RETENTION)
+        try:
+            await self._database.rows(sql.PRUNE_EVENTS, {"before": before})
+        except Exception as error:  # the events it follows are stored: never fail them
+            logger.warning("pruning old events failed, will try again: %s", error)
+
+    def _pruned(self, task: asyncio.Future[None]) -> None:
+        self._pruning = None
 
     async def subscribe(self, listener: EventListener) -> Unsubscribe:
         """Deliver every event stored from now on; starts polling for the first listener."""

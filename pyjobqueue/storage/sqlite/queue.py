@@ -33,7 +33,6 @@ from .connection import (
     fetch_value,
     is_transient,
     require_driver,
-    retrying_busy,
 )
 from .feed import EventFeed, event_row
 
@@ -170,7 +169,7 @@ class SqliteQueueEngine:
 
         jobs = await self._database.transaction(claim_and_announce)
         if jobs:
-            await self._database.in_turn(self.feed.after_storing)
+            self.feed.stored(prune_soon=True)
         return jobs
 
     def _attempt(self, job_id: int, worker_id: str, attempt: int) -> Params:
@@ -222,18 +221,11 @@ class SqliteQueueEngine:
             "expired_before": encode_optional_time(lease_expired_before),
             "event": None if event is None else event_row(event)["payload"],
         }
-        if event is None:
-            return await self._database.count(statement, params) == 1
-
-        async def finish_and_announce(connection: aiosqlite.Connection) -> bool:
-            # One statement stores the outcome and (by a trigger) its event; the prune
-            # and the wake-up follow before any other statement of this connection.
-            changed = await retrying_busy(lambda: fetch_rows(connection, statement, params))
-            if changed:
-                await self.feed.after_storing(connection)
-            return bool(changed)
-
-        return await self._database.in_turn(finish_and_announce)
+        # One statement stores the outcome and, by a trigger, its event.
+        applied = await self._database.count(statement, params) == 1
+        if applied and event is not None:
+            self.feed.stored(prune_soon=True)
+        return applied
 
     # -- control -------------------------------------------------------------------
 
