@@ -85,11 +85,7 @@ class JobHandle(Generic[OutputT]):
 def _check_when(name: str, value: object) -> datetime | None:
     if value is None:
         return None
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware (for example datetime.now(UTC))")
-    return limits.check_date(name, value)
+    return limits.check_date(name, limits.check_aware(name, value))
 
 
 def _result_of(job: Job[Any, Any]) -> Any:

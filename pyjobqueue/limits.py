@@ -44,6 +44,8 @@ def check_text(name: str, value: str, *, max_length: int | None = None) -> str:
 
 def check_encodable(name: str, value: str) -> None:
     """Refuse a str with a lone surrogate (no storage can encode it as UTF-8)."""
+    if value.isascii():  # the common case, without encoding anything
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -60,6 +62,17 @@ def check_name(name: str, value: object) -> str:
     if not value:
         raise ValueError(f"{name} must not be empty")
     return check_text(name, value, max_length=MAX_NAME_LENGTH)
+
+
+def check_aware(name: str, value: object) -> datetime:
+    """A timezone-aware datetime, or a TypeError / ValueError saying what it must be."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name} {value.isoformat()} must be timezone-aware (for example datetime.now(UTC))"
+        )
+    return value
 
 
 def check_date(name: str, value: datetime) -> datetime:

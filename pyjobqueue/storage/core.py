@@ -23,6 +23,7 @@ from .. import transitions
 from ..errors import StoredValueError
 from ..events import JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
+from ..limits import check_aware
 from ..outcome import Outcome, OutcomeKind
 from .base import StorageLifecycle, check_queue_name
 from .feed import ChangeFeed, EventListener, Unsubscribe
@@ -141,15 +142,6 @@ class QueueEngine(Protocol):
         """Whether `error` from this backend may go away by itself (see QueueStorage)."""
 
 
-def check_time(name: str, value: object) -> datetime:
-    """A timezone-aware datetime, or a clear error."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} {value.isoformat()} must be timezone-aware")
-    return value
-
-
 def start_events(
     queue_name: str, jobs: Sequence[Job[Any, Any]], now: datetime, origin: str
 ) -> list[JobEvent]:
@@ -234,8 +226,8 @@ class BaseQueueStorage(StorageLifecycle):
         start_origin: str | None = None,
     ) -> list[Job[Any, Any]]:
         """Claim up to `limit` claimable jobs in claim order (see QueueStorage.claim)."""
-        check_time("now", now)
-        check_time("lease_until", lease_until)
+        check_aware("now", now)
+        check_aware("lease_until", lease_until)
         if limit <= 0:
             return []
         with_claim = start_origin if self._engine.events_with_writes else None
@@ -268,7 +260,7 @@ class BaseQueueStorage(StorageLifecycle):
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
     ) -> JobStatus | None:
         """Extend the lease of an attempt; its status, or None when the lease is lost."""
-        check_time("lease_until", lease_until)
+        check_aware("lease_until", lease_until)
         return await self._engine.renew_lease(job_id, worker_id, attempt, lease_until)
 
     async def save_progress(
@@ -296,7 +288,7 @@ class BaseQueueStorage(StorageLifecycle):
     ) -> bool:
         """Apply an outcome to an attempt, and publish `event` iff it applied."""
         if lease_expired_before is not None:
-            check_time("lease_expired_before", lease_expired_before)
+            check_aware("lease_expired_before", lease_expired_before)
         with_write = self._engine.events_with_writes
         applied = await self._engine.finish(
             job_id, worker_id, attempt, outcome, lease_expired_before, event if with_write else None
@@ -311,26 +303,26 @@ class BaseQueueStorage(StorageLifecycle):
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """PENDING -> FAILED, PROCESSING -> ABORTING; the new status, or None."""
-        return await self._engine.abort(job_id, check_time("now", now))
+        return await self._engine.abort(job_id, check_aware("now", now))
 
     async def abort_job_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         """Abort every job of a run as `abort` does; (id, new status) of those changed."""
-        return sorted(await self._engine.abort_run(job_run_id, check_time("now", now)))
+        return sorted(await self._engine.abort_run(job_run_id, check_aware("now", now)))
 
     async def disable(self, job_id: int, now: datetime) -> bool:
         """PENDING -> DISABLED; False when the job was not PENDING."""
-        return await self._engine.disable(job_id, check_time("now", now))
+        return await self._engine.disable(job_id, check_aware("now", now))
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         """FAILED/DISABLED -> PENDING as a fresh job; False in any other status."""
-        retried = await self._engine.retry(job_id, check_time("now", now))
+        retried = await self._engine.retry(job_id, check_aware("now", now))
         if retried:
             self._announce_available()
         return retried
 
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
         """PROCESSING/ABORTING jobs whose lease expired before `now`, by id."""
-        jobs = await self._engine.expired_leases(check_time("now", now))
+        jobs = await self._engine.expired_leases(check_aware("now", now))
         return sorted(jobs, key=lambda job: job.id or 0)
 
     # -- deleting ----------------------------------------------------------------
@@ -339,7 +331,7 @@ class BaseQueueStorage(StorageLifecycle):
         """Delete jobs of a finished status that finished before the cutoff; the count."""
         if status not in FINISHED_STATUSES:
             raise ValueError(f"only finished jobs can be deleted by age, not {status}")
-        cutoff = check_time("completed_before", completed_before)
+        cutoff = check_aware("completed_before", completed_before)
         return await self._engine.delete_finished(JobStatus(status), cutoff)
 
     async def delete(self, job_id: int) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from ..._json import dumps
 from ...browser._ffi import JsObject, js_array, js_global
 from ...job import Job, JobStatus
+from ...limits import check_aware
 from ..records import job_from_columns
 
 # Times as fixed-width UTC ISO 8601 text, exact to the microsecond ------------
@@ -17,11 +18,7 @@ from ..records import job_from_columns
 
 def encode_time(value: datetime) -> str:
     """A timezone-aware datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"datetime {value.isoformat()} must be timezone-aware")
-    t = value.astimezone(UTC)
+    t = check_aware("datetime", value).astimezone(UTC)
     return (
         f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
         f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"

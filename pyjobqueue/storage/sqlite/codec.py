@@ -8,6 +8,7 @@ from typing import Any
 
 from ... import _json
 from ...job import Job, JobStatus
+from ...limits import check_aware
 from ..records import job_from_columns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -16,9 +17,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def encode_time(when: datetime) -> int:
     """A timezone-aware datetime as integer microseconds since the epoch."""
-    if when.tzinfo is None:
-        raise ValueError(f"datetime {when!r} must be timezone-aware")
-    return (when - _EPOCH) // _MICROSECOND
+    return (check_aware("datetime", when) - _EPOCH) // _MICROSECOND
 
 
 def encode_optional_time(when: datetime | None) -> int | None:
