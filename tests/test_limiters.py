@@ -142,15 +142,25 @@ async def test_concurrency_limiter_holds_starts_until_the_next_available_time() 
 
 
 async def test_rate_limiter_allows_a_constant_backoff() -> None:
+    storage = InMemoryRateLimiterStorage()
     limiter = RateLimiter(
-        InMemoryRateLimiterStorage(),
+        storage,
         "q",
         max_executions=1,
-        window_size_in_seconds=1,
-        initial_backoff_delay=1000,
-        max_backoff_delay=1000,
+        window_size_in_seconds=3600,
+        initial_backoff_delay=200,
+        max_backoff_delay=200,
     )
-    assert limiter.max_backoff_delay == limiter.initial_backoff_delay
+    assert await limiter.try_start()
+    delays = []
+    for _ in range(3):
+        await storage.set_next_available_time("q", None)
+        before = now()
+        assert not await limiter.try_start()
+        held = await storage.get_next_available_time("q")
+        assert held is not None
+        delays.append(round((held - before).total_seconds(), 1))
+    assert delays == [0.2, 0.2, 0.2]  # every refusal backs off the same
 
 
 async def test_delay_limiter_spaces_starts() -> None:

@@ -97,5 +97,13 @@ async def test_submit_refuses_an_input_past_a_limit_and_stores_nothing() -> None
     assert await storage.size(None) == 0
 
 
-def test_the_last_date_is_before_the_year_10000() -> None:
-    assert limits.LATEST_DATE - timedelta(microseconds=1) > datetime(9998, 12, 31, tzinfo=UTC)
+async def test_the_date_limits_are_inclusive_below_and_exclusive_above() -> None:
+    storage = InMemoryQueueStorage("q")
+    client: JobQueueClient[Any, Any] = JobQueueClient(storage=storage)
+    last = limits.LATEST_DATE - timedelta(microseconds=1)
+    await client.submit({"n": 1}, run_after=limits.EARLIEST_DATE, deadline_at=last)
+    with pytest.raises(ValueError, match="out of range"):
+        await client.submit({"n": 2}, deadline_at=limits.LATEST_DATE)
+    with pytest.raises(ValueError, match="out of range"):
+        await client.submit({"n": 3}, run_after=limits.EARLIEST_DATE - timedelta(microseconds=1))
+    assert await storage.size(None) == 1
