@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pyjobqueue.events import JobEvent
 from pyjobqueue.storage import QueueStorage
 from pyjobqueue.storage.base import RateLimiterStorage
 
@@ -91,3 +92,17 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(interval)
+
+
+async def next_event(
+    events: asyncio.Queue[JobEvent],
+    name: str | None = None,
+    *,
+    skip: frozenset[str] = frozenset(),
+    timeout: float = 20.0,
+) -> JobEvent:
+    """The next event named `name` (any name with None) whose name is not in `skip`."""
+    while True:
+        event = await asyncio.wait_for(events.get(), timeout)
+        if (name is None or event.name == name) and event.name not in skip:
+            return event

@@ -20,6 +20,7 @@ from pyjobqueue.outcome import Outcome, OutcomeKind
 from pyjobqueue.storage import open_storage
 
 from .backend_postgres import fresh_schema, require_dsn, unavailable_reason
+from .conftest import next_event
 from .jobs import ScriptedJob, new_probe
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
@@ -67,14 +68,6 @@ async def logging_pool(statements: list[str], max_size: int) -> Any:
         connection.add_query_logger(lambda query: statements.append(query.query))
 
     return await asyncpg.create_pool(require_dsn(), min_size=1, max_size=max_size, init=log_queries)
-
-
-async def next_event(events: asyncio.Queue[JobEvent], name: str | None = None) -> JobEvent:
-    """The next event (named `name`, skipping others), or a timeout failure."""
-    while True:
-        event = await asyncio.wait_for(events.get(), 10)
-        if name is None or event.name == name:
-            return event
 
 
 # -- schema -----------------------------------------------------------------------------------
