@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from .job import is_job_class
+from .job import Job, is_job_class, kind_of
 from .limiters import Limiter, NullLimiter
 from .storage.base import QueueStorage
 
@@ -15,6 +16,31 @@ def require_job_class(job_class: object) -> None:
         raise TypeError(
             f"job_class must be a subclass of Job (or made with @job), got {job_class!r}"
         )
+
+
+def require_job_classes(job_classes: object) -> tuple[type[Job[Any, Any]], ...]:
+    """One job class or a non-empty list of them with distinct kinds, as a tuple."""
+    if is_job_class(job_classes):
+        assert isinstance(job_classes, type)
+        return (job_classes,)
+    if isinstance(job_classes, str | bytes) or not isinstance(job_classes, Sequence):
+        raise TypeError(
+            "job_class must be a subclass of Job (or made with @job), or a list of them, "
+            f"got {job_classes!r}"
+        )
+    if not job_classes:
+        raise ValueError("the list of job classes is empty: give at least one")
+    by_kind: dict[str, type[Job[Any, Any]]] = {}
+    for job_class in job_classes:
+        require_job_class(job_class)
+        kind = kind_of(job_class)
+        if kind in by_kind:
+            raise ValueError(
+                f"{by_kind[kind].__qualname__} and {job_class.__qualname__} have the same "
+                f"kind {kind!r}; give one of them another kind"
+            )
+        by_kind[kind] = job_class
+    return tuple(by_kind.values())
 
 
 def require_storage(storage: object, queue_name: object) -> str:

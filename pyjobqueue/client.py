@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import limits
 from ._json import fingerprint, validate_json
@@ -31,13 +32,17 @@ from .events import (
     Observable,
     call_listener,
 )
-from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, utcnow
+from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, is_job_class, kind_of, utcnow
 from .outcome import AbortReason
 from .storage.base import QueueStorage, Unsubscribe
 
 if TYPE_CHECKING:
     from .server import JobQueueServer
 
+KindInputT = TypeVar("KindInputT")
+KindOutputT = TypeVar("KindOutputT")
+# A job's kind as `submit`, `peek` and `size` take it: a job class or its kind's name.
+KindArgument = type[Job[Any, Any]] | str | None
 ProgressListener = Callable[[float, str, "dict[str, Any] | None"], Any]
 # While events flow (attached or connected) wait_for still re-reads the job this
 # many poll intervals apart, as a safety net for a server it is not attached to.
@@ -61,14 +66,18 @@ def _check_timeout(timeout: object) -> float | None:
 class JobHandle(Generic[OutputT]):
     """A submitted job: wait for its output, abort it, follow its progress."""
 
-    def __init__(self, client: JobQueueClient[Any, OutputT], job_id: int) -> None:
+    def __init__(self, client: JobQueueClient[Any, Any], job_id: int, created: bool = True) -> None:
         self.client = client
         self.id = job_id
+        # False when `submit` found an unfinished job with the same unique key and
+        # stored nothing: this handle is then on that job.
+        self.created = created
 
     async def wait_for(self, *, timeout: float | None = None) -> OutputT:
         """Wait until the job finishes; its output, or its error raised (see
         JobQueueClient.wait_for; TimeoutError after `timeout` seconds)."""
-        return await self.client.wait_for(self.id, timeout=timeout)
+        output: OutputT = await self.client.wait_for(self.id, timeout=timeout)
+        return output
 
     async def abort(self) -> None:
         """Abort the job (see JobQueueClient.abort)."""
@@ -79,7 +88,40 @@ class JobHandle(Generic[OutputT]):
         return self.client.on_job_progress(self.id, listener)
 
     def __repr__(self) -> str:
-        return f"JobHandle(id={self.id!r}, queue={self.client.queue_name!r})"
+        created = "" if self.created else ", created=False"
+        return f"JobHandle(id={self.id!r}, queue={self.client.queue_name!r}{created})"
+
+
+def kind_name(kind: object) -> str | None:
+    """The kind named by a job class or a str (None stays None); TypeError/ValueError
+    for anything else."""
+    if kind is None:
+        return None
+    if is_job_class(kind):
+        assert isinstance(kind, type)
+        return kind_of(kind)
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a job class or a str, got {kind!r}")
+    return limits.check_name("kind", kind)
+
+
+def _check_unique_key(name: str, key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise TypeError(f"{name} must be a str, got {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{name} must not be empty")
+    return limits.check_text(name, key, max_length=limits.MAX_NAME_LENGTH)
+
+
+def _check_metadata(metadata: object) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a JSON object (a dict), got {type(metadata).__name__}")
+    validate_json(metadata, "metadata")
+    return metadata
 
 
 def _check_when(name: str, value: object) -> datetime | None:
@@ -177,74 +219,131 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
     # -- submitting -------------------------------------------------------------------
 
     def _new_job(
-        self,
-        input: InputT,
-        path: str,
-        max_retries: int,
-        job_run_id: str | None,
-        run_after: datetime | None,
-        deadline_at: datetime | None,
-    ) -> Job[InputT, OutputT]:
+        self, input: Any, path: str, options: _Options, unique_key: str | None
+    ) -> Job[Any, Any]:
         validate_json(input, path)
         now = utcnow()
         return Job(
             input=input,
             queue_name=self.queue_name,
-            max_retries=max_retries,
-            job_run_id=job_run_id,
-            run_after=run_after or now,
-            deadline_at=deadline_at,
+            max_retries=options.max_retries,
+            job_run_id=options.job_run_id,
+            run_after=options.run_after or now,
+            deadline_at=options.deadline_at,
             created_at=now,
             fingerprint=fingerprint(input),
+            kind=options.kind,
+            priority=options.priority,
+            unique_key=unique_key,
+            metadata=options.metadata,
+            timeout_ms=options.timeout_ms,
         )
 
-    @staticmethod
-    def _check_options(
-        max_retries: int, job_run_id: str | None, run_after: object, deadline_at: object
-    ) -> tuple[datetime | None, datetime | None]:
-        require_count("max_retries", max_retries, 0)
-        if max_retries > limits.MAX_RETRIES:
-            raise ValueError(
-                f"max_retries must be at most {limits.MAX_RETRIES}, got {max_retries!r}"
-            )
-        if job_run_id is not None:
-            if not isinstance(job_run_id, str):
-                raise TypeError(f"job_run_id must be a str, got {type(job_run_id).__name__}")
-            limits.check_text("job_run_id", job_run_id, max_length=limits.MAX_NAME_LENGTH)
-        return _check_when("run_after", run_after), _check_when("deadline_at", deadline_at)
+    @overload
+    async def submit(
+        self,
+        input: KindInputT,
+        *,
+        kind: type[Job[KindInputT, KindOutputT]],
+        max_retries: int = 10,
+        job_run_id: str | None = None,
+        run_after: datetime | None = None,
+        deadline_at: datetime | None = None,
+        priority: int = 0,
+        unique_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timeout_ms: float | None = None,
+    ) -> JobHandle[KindOutputT]: ...
 
+    @overload
     async def submit(
         self,
         input: InputT,
         *,
+        kind: str | None = None,
         max_retries: int = 10,
         job_run_id: str | None = None,
         run_after: datetime | None = None,
         deadline_at: datetime | None = None,
-    ) -> JobHandle[OutputT]:
-        """Store a new job; raises TypeError/ValueError (nothing stored) for a bad input."""
-        after, deadline = self._check_options(max_retries, job_run_id, run_after, deadline_at)
-        job = self._new_job(input, "input", max_retries, job_run_id, after, deadline)
-        return JobHandle(self, await self.storage.add(job))
+        priority: int = 0,
+        unique_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timeout_ms: float | None = None,
+    ) -> JobHandle[OutputT]: ...
+
+    async def submit(
+        self,
+        input: Any,
+        *,
+        kind: KindArgument = None,
+        max_retries: int = 10,
+        job_run_id: str | None = None,
+        run_after: datetime | None = None,
+        deadline_at: datetime | None = None,
+        priority: int = 0,
+        unique_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timeout_ms: float | None = None,
+    ) -> JobHandle[Any]:
+        """Store a new job; raises TypeError/ValueError (nothing stored) for a bad input.
+
+        `kind` (a job class or its kind) picks the job class that runs it; `priority`
+        (higher first), `unique_key` (while a job with that key is unfinished, nothing is
+        stored and the handle is on that job: `handle.created` is False), `metadata` (a
+        JSON object kept with the job) and `timeout_ms` (of each attempt): SPEC 8.
+        """
+        options = _Options.check(
+            kind, max_retries, job_run_id, run_after, deadline_at, priority, metadata, timeout_ms
+        )
+        key = _check_unique_key("unique_key", unique_key)
+        job = self._new_job(input, "input", options, key)
+        ((job_id, created),) = await self.storage.add_jobs([job])
+        return JobHandle(self, job_id, created)
 
     async def submit_batch(
         self,
-        inputs: Sequence[InputT],
+        inputs: Sequence[Any],
         *,
+        kind: KindArgument = None,
         max_retries: int = 10,
         job_run_id: str | None = None,
         run_after: datetime | None = None,
         deadline_at: datetime | None = None,
-    ) -> list[JobHandle[OutputT]]:
-        """Store several jobs in one round trip; all or none (a bad input stores nothing)."""
+        priority: int = 0,
+        unique_keys: Sequence[str | None] | None = None,
+        metadata: dict[str, Any] | None = None,
+        timeout_ms: float | None = None,
+    ) -> list[JobHandle[Any]]:
+        """Store several jobs in one round trip; all or none (a bad input stores nothing).
+
+        `unique_keys` gives one key (or None) per input; inputs whose key is taken, by an
+        unfinished job or an earlier input of the batch, get a handle on that job.
+        """
         if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence):
             raise TypeError(f"inputs must be a list of inputs, got {type(inputs).__name__}")
-        after, deadline = self._check_options(max_retries, job_run_id, run_after, deadline_at)
+        options = _Options.check(
+            kind, max_retries, job_run_id, run_after, deadline_at, priority, metadata, timeout_ms
+        )
+        keys: list[str | None] = [None] * len(inputs)
+        if unique_keys is not None:
+            if isinstance(unique_keys, str | bytes) or not isinstance(unique_keys, Sequence):
+                raise TypeError("unique_keys must be a list with one key (or None) per input")
+            if len(unique_keys) != len(inputs):
+                raise ValueError(
+                    f"unique_keys has {len(unique_keys)} keys for {len(inputs)} inputs"
+                )
+            keys = [
+                _check_unique_key(f"unique_keys[{index}]", key)
+                for index, key in enumerate(unique_keys)
+            ]
         jobs = [
-            self._new_job(item, f"inputs[{index}]", max_retries, job_run_id, after, deadline)
+            self._new_job(item, f"inputs[{index}]", options, keys[index])
             for index, item in enumerate(inputs)
         ]
-        return [JobHandle(self, job_id) for job_id in await self.storage.add_batch(jobs)]
+        return [
+            JobHandle(self, job_id, created)
+            for job_id, created in await self.storage.add_jobs(jobs)
+        ]
 
     # -- queries ----------------------------------------------------------------------
 
@@ -257,14 +356,39 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         return await self.storage.get_by_run_id(job_run_id)
 
     async def peek(
-        self, status: JobStatus = JobStatus.PENDING, num: int = 100
+        self, status: JobStatus = JobStatus.PENDING, num: int = 100, *, kind: KindArgument = None
     ) -> list[Job[InputT, OutputT]]:
-        """Up to `num` jobs with `status`, next to run first."""
-        return await self.storage.peek(JobStatus(status), require_count("num", num, 0))
+        """Up to `num` jobs with `status` (and `kind`: a job class or a str), next to
+        run first."""
+        count = require_count("num", num, 0)
+        return await self.storage.peek(JobStatus(status), count, kind_name(kind))
 
-    async def size(self, status: JobStatus | None = JobStatus.PENDING) -> int:
-        """How many jobs have `status` (all jobs with None)."""
-        return await self.storage.size(None if status is None else JobStatus(status))
+    async def size(
+        self, status: JobStatus | None = JobStatus.PENDING, *, kind: KindArgument = None
+    ) -> int:
+        """How many jobs have `status` (all jobs with None) and `kind`."""
+        return await self.storage.size(
+            None if status is None else JobStatus(status), kind_name(kind)
+        )
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status) present."""
+        return await self.storage.counts()
+
+    # -- pause and resume -------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop every server of the queue, in every process and tab, from claiming jobs;
+        running jobs go on and `submit` still stores jobs. Kept in the storage."""
+        await self.storage.set_paused(True)
+
+    async def resume(self) -> None:
+        """Let the servers of the queue claim jobs again."""
+        await self.storage.set_paused(False)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return await self.storage.is_paused()
 
     async def output_for_input(self, input: InputT) -> OutputT | None:
         """The output of a completed job that had exactly this input, or None."""
@@ -406,3 +530,54 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
                 self._progress.pop(job_id, None)
 
         return remove
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Options:
+    """The checked options of a submit, shared by every job it stores."""
+
+    kind: str | None
+    max_retries: int
+    job_run_id: str | None
+    run_after: datetime | None
+    deadline_at: datetime | None
+    priority: int
+    metadata: dict[str, Any]
+    timeout_ms: float | None
+
+    @classmethod
+    def check(
+        cls,
+        kind: object,
+        max_retries: int,
+        job_run_id: str | None,
+        run_after: object,
+        deadline_at: object,
+        priority: object,
+        metadata: object,
+        timeout_ms: object,
+    ) -> _Options:
+        require_count("max_retries", max_retries, 0)
+        if max_retries > limits.MAX_RETRIES:
+            raise ValueError(
+                f"max_retries must be at most {limits.MAX_RETRIES}, got {max_retries!r}"
+            )
+        if job_run_id is not None:
+            if not isinstance(job_run_id, str):
+                raise TypeError(f"job_run_id must be a str, got {type(job_run_id).__name__}")
+            limits.check_text("job_run_id", job_run_id, max_length=limits.MAX_NAME_LENGTH)
+        timeout = None
+        if timeout_ms is not None:
+            timeout = require_ms("timeout_ms", timeout_ms, positive=True)
+            if not math.isfinite(timeout):
+                raise ValueError(f"timeout_ms must be finite, got {timeout_ms!r}")
+        return cls(
+            kind=kind_name(kind),
+            max_retries=max_retries,
+            job_run_id=job_run_id,
+            run_after=_check_when("run_after", run_after),
+            deadline_at=_check_when("deadline_at", deadline_at),
+            priority=limits.check_priority(priority),
+            metadata=_check_metadata(metadata),
+            timeout_ms=timeout,
+        )

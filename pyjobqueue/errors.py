@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class JobError(Exception):
@@ -25,6 +25,10 @@ class RetryableJobError(JobError):
         self.retry_date = retry_date
 
 
+class JobTimeoutError(RetryableJobError):
+    """An attempt ran past its timeout (`Job.timeout_ms` or `submit(timeout_ms=)`)."""
+
+
 class PermanentJobError(JobError):
     """A failure that no retry can fix: the job fails at once."""
 
@@ -37,10 +41,35 @@ class JobDisabledError(JobError):
     """The job was disabled before it ran."""
 
 
+class JobSnooze(Exception):
+    """Raised inside `execute`: run the job again after `delay`, without using an attempt.
+
+    `delay` is a `timedelta` or a number of seconds (0 or more).
+    """
+
+    def __init__(self, delay: timedelta | float) -> None:
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise TypeError(f"JobSnooze needs a timedelta or seconds, got {delay!r}")
+        if not seconds >= 0:
+            raise ValueError(f"JobSnooze delay must be 0 or more seconds, got {delay!r}")
+        super().__init__(f"snoozed for {seconds:g} s")
+        self.delay = timedelta(seconds=seconds)
+
+
 # error_code (as stored) -> the class `wait_for` raises for it.
 ERRORS_BY_CODE: dict[str, type[JobError]] = {
     cls.__name__: cls
-    for cls in (PermanentJobError, RetryableJobError, AbortSignalJobError, JobDisabledError)
+    for cls in (
+        PermanentJobError,
+        RetryableJobError,
+        AbortSignalJobError,
+        JobDisabledError,
+        JobTimeoutError,
+    )
 }
 
 

@@ -32,6 +32,9 @@ class EventName(enum.StrEnum):
     SERVER_STOP = "server_stop"
     # Internal: a job became claimable (submitted, retried, re-queued); wakes idle workers.
     JOB_AVAILABLE = "job_available"
+    # Internal: the queue was paused or resumed (job_id 0); servers take note.
+    QUEUE_PAUSED = "queue_paused"
+    QUEUE_RESUMED = "queue_resumed"
 
 
 # SPEC section 5: what each job event carries after queue_name and job_id, in the order
@@ -46,6 +49,8 @@ PAYLOAD_FIELDS: Mapping[str, tuple[str, ...]] = {
     EventName.JOB_DISABLED: (),
     EventName.JOB_ABORTING: (),
     EventName.JOB_AVAILABLE: (),
+    EventName.QUEUE_PAUSED: (),
+    EventName.QUEUE_RESUMED: (),
 }
 
 JOB_EVENTS = (
@@ -61,6 +66,7 @@ SERVER_EVENTS = (EventName.SERVER_START, EventName.SERVER_STOP)
 # The events after which a job is finished (what wait_for waits for).
 FINISHING_EVENTS = frozenset({EventName.JOB_COMPLETE, EventName.JOB_ERROR, EventName.JOB_DISABLED})
 JOB_AVAILABLE = EventName.JOB_AVAILABLE
+QUEUE_EVENTS = (EventName.QUEUE_PAUSED, EventName.QUEUE_RESUMED)
 
 
 def payload_fields(name: str) -> tuple[str, ...]:
@@ -280,6 +286,12 @@ class JobEvent:
     def job_aborting(cls, queue_name: str, job_id: int, origin: str = "") -> JobEvent:
         """A running job was asked to abort."""
         return cls.build(EventName.JOB_ABORTING, queue_name, job_id, origin=origin)
+
+    @classmethod
+    def queue_paused(cls, queue_name: str, paused: bool, origin: str = "") -> JobEvent:
+        """Internal: the queue was paused (`paused`) or resumed."""
+        name = EventName.QUEUE_PAUSED if paused else EventName.QUEUE_RESUMED
+        return cls.build(name, queue_name, 0, origin=origin)
 
     @classmethod
     def job_available(cls, queue_name: str) -> JobEvent:

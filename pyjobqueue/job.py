@@ -10,9 +10,10 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from ._json import JsonValue
+from .limits import check_name
 
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
@@ -122,9 +123,38 @@ class Job(Generic[InputT, OutputT]):
     fingerprint: str | None = None
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
+    # SPEC section 8. On the class, `kind` names the job class (see __init_subclass__)
+    # and `timeout_ms` is its default timeout; on a record, they are the job's own.
+    kind: str | None = None
+    priority: int = 0
+    unique_key: str | None = None
+    metadata: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+    timeout_ms: float | None = None
+    error_traceback: str | None = None
     # Why a stored value of this job (its input, output or progress details) could not
     # be read back; that value is None. Such a job fails when it is claimed.
     unreadable: str | None = None
+
+    # Retry policy of the class, for a RetryableJobError without retry_date, an error
+    # of a class in `retry_on`, and a timeout (SPEC 8.5; see outcome.RetryPolicy).
+    retry_delay_ms: ClassVar[float] = 0
+    retry_backoff: ClassVar[float] = 2.0
+    max_retry_delay_ms: ClassVar[float] = 3_600_000
+    retry_jitter: ClassVar[float] = 0.1
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each job class its own kind: its name, unless its body sets `kind`."""
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            check_name(f"{cls.__qualname__}.kind", cls.__dict__["kind"])
+        else:
+            cls.kind = cls.__name__
+        timeout = cls.__dict__.get("timeout_ms")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"{cls.__qualname__}.timeout_ms must be a number greater than 0")
 
     async def execute(self, input: InputT, context: JobContext) -> OutputT:
         """Do the work; raise RetryableJobError / PermanentJobError to steer the outcome."""
@@ -160,17 +190,58 @@ def is_job_class(value: object) -> bool:
     return isinstance(value, type) and issubclass(value, Job)
 
 
-def job(
-    function: Callable[[InputT, JobContext], Awaitable[OutputT]],
-) -> type[Job[InputT, OutputT]]:
-    """Turn `async def f(input, context)` into a Job subclass named like the function."""
-    if not inspect.iscoroutinefunction(function):
-        raise TypeError(f"@job needs an async function, got {function!r}")
+def kind_of(job_class: type[Job[Any, Any]]) -> str:
+    """The kind a job class runs (SPEC 8.1)."""
+    return job_class.kind or job_class.__name__
 
-    class FunctionJob(Job[InputT, OutputT]):
-        async def execute(self, input: InputT, context: JobContext) -> OutputT:
+
+JobFunction = Callable[[InputT, JobContext], Awaitable[OutputT]]
+
+
+@overload
+def job(function: JobFunction[InputT, OutputT], /) -> type[Job[InputT, OutputT]]: ...
+
+
+@overload
+def job(
+    *, kind: str | None = None, timeout_ms: float | None = None
+) -> Callable[[JobFunction[InputT, OutputT]], type[Job[InputT, OutputT]]]: ...
+
+
+def job(
+    function: JobFunction[InputT, OutputT] | None = None,
+    /,
+    *,
+    kind: str | None = None,
+    timeout_ms: float | None = None,
+) -> Any:
+    """Turn `async def f(input, context)` into a Job subclass named like the function.
+
+    `@job` or `@job(kind="resize", timeout_ms=5000)`: the kind is the function's name
+    unless given.
+    """
+    if kind is not None:
+        check_name("kind", kind)
+
+    def make(function: JobFunction[InputT, OutputT]) -> type[Job[InputT, OutputT]]:
+        if not inspect.iscoroutinefunction(function):
+            raise TypeError(f"@job needs an async function, got {function!r}")
+        body = {"kind": kind or function.__name__}
+        if timeout_ms is not None:
+            body["timeout_ms"] = timeout_ms  # type: ignore[assignment]
+
+        async def execute(
+            self: Job[InputT, OutputT], input: InputT, context: JobContext
+        ) -> OutputT:
             return await function(input, context)
 
-    functools.update_wrapper(FunctionJob, function, updated=())
-    FunctionJob.__qualname__ = getattr(function, "__qualname__", function.__name__)
-    return FunctionJob
+        function_job: type[Job[InputT, OutputT]] = type(
+            function.__name__, (Job,), {**body, "execute": execute}
+        )
+        functools.update_wrapper(function_job, function, updated=())
+        function_job.__qualname__ = getattr(function, "__qualname__", function.__name__)
+        return function_job
+
+    if function is not None:
+        return make(function)
+    return make

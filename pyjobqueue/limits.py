@@ -24,6 +24,13 @@ MAX_NAME_LENGTH = 255
 # max_retries: any backend's integer columns and IndexedDB's numbers hold it exactly.
 MAX_RETRIES = 2**31 - 1
 
+# Priorities: a 32-bit signed integer on every backend (SPEC 8.2).
+MIN_PRIORITY = -(2**31)
+MAX_PRIORITY = 2**31 - 1
+
+# A stored traceback keeps its last this many characters (where the error was raised).
+MAX_TRACEBACK_LENGTH = 32_000
+
 # Dates: from the Unix epoch (SQLite stores microseconds since it) to before the year
 # 10000 (IndexedDB keys are four-digit years).
 EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,3 +100,23 @@ def check_integer(name: str, value: int) -> None:
             f"{name} is an integer of more than {MAX_INTEGER_DIGITS} digits, "
             "which storages cannot read back"
         )
+
+
+def check_priority(value: object) -> int:
+    """A job priority: an int (not a bool) from MIN_PRIORITY to MAX_PRIORITY."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"priority must be an int, got {type(value).__name__}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise ValueError(f"priority must be from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value!r}")
+    return value
+
+
+def storable_text(value: str, max_length: int) -> str:
+    """`value` made storable on every backend: NULs and lone surrogates replaced, and
+    only its last `max_length` characters kept when it is longer."""
+    if len(value) > max_length:
+        value = "...\n" + value[-(max_length - 4) :]
+    value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value

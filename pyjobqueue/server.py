@@ -8,15 +8,15 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Generic, Self
+from typing import Any, Generic, Self
 
 from ._options import (
     optional_ms,
     require_count,
-    require_job_class,
+    require_job_classes,
     require_limiter,
     require_ms,
     require_storage,
@@ -96,7 +96,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
 
     def __init__(
         self,
-        job_class: type[Job[InputT, OutputT]],
+        job_class: type[Job[InputT, OutputT]] | Sequence[type[Job[Any, Any]]],
         *,
         storage: QueueStorage,
         queue_name: str | None = None,
@@ -112,12 +112,14 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         leader_lock: LeaderLock | None = None,
         abort_grace_ms: float = 1_000,
     ) -> None:
-        require_job_class(job_class)
+        classes = require_job_classes(job_class)
         if leader_lock is not None and not isinstance(leader_lock, LeaderLock):
             raise TypeError(f"leader_lock must be a LeaderLock, got {leader_lock!r}")
         self.leader_lock = leader_lock
         self.queue_name = require_storage(storage, queue_name)
-        self.job_class = job_class
+        # The kinds it runs (SPEC 8.1): jobs of no kind run as the first class.
+        self.job_classes = classes
+        self.job_class: type[Job[InputT, OutputT]] = classes[0]
         self.storage = storage
         self.limiter = require_limiter(limiter)
         self.worker_count = require_count("worker_count", worker_count, 1)
@@ -151,6 +153,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self._stopped: asyncio.Event | None = None
         # The permanent storage failure that stopped this server (None otherwise).
         self.error: BaseException | None = None
+        self._paused = False
 
     # -- events -----------------------------------------------------------------
 
@@ -177,8 +180,18 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self.emit_event(event)
 
     def _on_feed(self, event: JobEvent) -> None:
+        if event.queue_name == self.queue_name and event.name in (
+            EventName.QUEUE_PAUSED,
+            EventName.QUEUE_RESUMED,
+        ):
+            self._paused = event.name == EventName.QUEUE_PAUSED
         if self._worker is not None:
             self._worker.handle_feed_event(event)
+
+    def is_paused(self) -> bool:
+        """Whether the queue was paused when this server last looked (its claims take
+        nothing while it is: the storage checks with every claim)."""
+        return self._paused
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -200,6 +213,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         if self._stopping is not None and self._stopping.done():
             self._stopping = None  # a stop after a failure that nobody awaited
         self._unsubscribe = await self.storage.subscribe(self._on_feed)
+        self._paused = await self.storage.is_paused()
         if self.leader_lock is None:
             await self._lead()
         else:
@@ -321,7 +335,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             failed=self._fail,
         )
         return JobQueueWorker(
-            self.job_class,
+            list(self.job_classes),
             storage=self.storage,
             limiter=self.limiter,
             poll_interval_ms=self.poll_interval_ms,
@@ -364,6 +378,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         while True:
             try:
                 await self.recover_expired_leases()
+                self._paused = await self.storage.is_paused()
                 if time.monotonic() >= next_cleanup:
                     next_cleanup = time.monotonic() + self.cleanup_interval_ms / 1000
                     await self.cleanup(min_age_ms=SWEEP_MIN_AGE_MS)

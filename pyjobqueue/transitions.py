@@ -15,6 +15,7 @@ returns. None of them does I/O or reads the clock: the time is passed in.
 from __future__ import annotations
 
 import copy
+from collections.abc import Set
 from datetime import datetime
 from typing import Any
 
@@ -25,16 +26,36 @@ from .outcome import AbortReason, Outcome, OutcomeKind
 # Statuses from which `abort` moves a job, and `retry` brings one back.
 ABORTABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.DISABLED})
+# While a job is in one of these, no other job of its queue may take its unique key
+# (SPEC 8.3). The SQL backends' partial unique indexes name the same statuses, and
+# WAITING, the status of a job that waits for others (SPEC 8.7).
+UNIQUE_KEY_HOLDING = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.ABORTING})
+
+# A claim's kinds: the kinds a server runs (None: any kind). A job without a kind is
+# claimable by every server of its queue, and runs as that server's first job class.
+Kinds = Set[str] | None
 
 
-def claim_order(job: Job[Any, Any]) -> tuple[datetime, int]:
-    """The order in which PENDING jobs are claimed and peeked: run_after, then id."""
-    return job.run_after, job.id or 0
+def claim_order(job: Job[Any, Any]) -> tuple[int, datetime, int]:
+    """The order in which PENDING jobs are claimed and peeked: the highest priority
+    first, then the earliest run_after, then the lowest id."""
+    return -job.priority, job.run_after, job.id or 0
 
 
-def is_claimable(job: Job[Any, Any], now: datetime) -> bool:
-    """Whether a claim at `now` may take the job."""
-    return job.status is JobStatus.PENDING and job.run_after <= now
+def runs_kind(job: Job[Any, Any], kinds: Kinds) -> bool:
+    """Whether a server running `kinds` runs the job."""
+    return kinds is None or job.kind is None or job.kind in kinds
+
+
+def is_claimable(job: Job[Any, Any], now: datetime, kinds: Kinds = None) -> bool:
+    """Whether a claim at `now` of a server running `kinds` may take the job (the queue
+    is not paused: a paused queue's claims take nothing)."""
+    return job.status is JobStatus.PENDING and job.run_after <= now and runs_kind(job, kinds)
+
+
+def holds_unique_key(job: Job[Any, Any]) -> bool:
+    """Whether the job keeps others of its queue from taking its unique key."""
+    return job.unique_key is not None and job.status in UNIQUE_KEY_HOLDING
 
 
 def claim(job: Job[Any, Any], worker_id: str, now: datetime, lease_until: datetime) -> None:
@@ -78,9 +99,10 @@ def save_progress(
 def finish(job: Job[Any, Any], outcome: Outcome) -> None:
     """End an attempt as `outcome` says; worker and lease are cleared in every case.
 
-    COMPLETE keeps the output (progress 100, error cleared) and FAIL the error, both
-    with completed_at; RETRY makes the job PENDING at run_after with the error kept;
-    REQUEUE (a stop, not a failure) makes it PENDING and gives the attempt back.
+    COMPLETE keeps the output (progress 100, error and traceback cleared) and FAIL the
+    error and traceback, both with completed_at; RETRY makes the job PENDING at
+    run_after with the error and traceback kept; REQUEUE (a stop or a snooze, not a
+    failure) makes it PENDING at run_after and gives the attempt back.
     """
     job.status = outcome.status
     job.worker_id = None
@@ -88,16 +110,18 @@ def finish(job: Job[Any, Any], outcome: Outcome) -> None:
     if outcome.kind is OutcomeKind.COMPLETE:
         job.output = copy.deepcopy(outcome.output)
         job.progress = 100.0
-        job.error = job.error_code = None
+        job.error = job.error_code = job.error_traceback = None
         job.completed_at = outcome.at
     elif outcome.kind is OutcomeKind.FAIL:
         job.error, job.error_code = outcome.error, outcome.error_code
+        job.error_traceback = outcome.traceback
         job.completed_at = outcome.at
     else:
         if outcome.kind is OutcomeKind.REQUEUE:
             job.run_attempts = max(0, job.run_attempts - 1)
         else:
             job.error, job.error_code = outcome.error, outcome.error_code
+            job.error_traceback = outcome.traceback
         job.run_after = outcome.run_after or outcome.at
 
 
@@ -137,7 +161,7 @@ def retry(job: Job[Any, Any], now: datetime) -> bool:
     job.status = JobStatus.PENDING
     job.run_attempts = 0
     job.run_after = now
-    job.error = job.error_code = job.output = job.completed_at = None
+    job.error = job.error_code = job.error_traceback = job.output = job.completed_at = None
     job.progress, job.progress_message, job.progress_details = 0.0, "", None
     return True
 

@@ -9,23 +9,35 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from ._json import validate_json
-from ._options import require_count, require_job_class, require_limiter, require_ms, require_storage
+from ._options import (
+    require_count,
+    require_job_classes,
+    require_limiter,
+    require_ms,
+    require_storage,
+)
 from ._retry import Backoff, is_permanent, one_line
-from .errors import RetryableJobError
 from .events import JOB_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
-from .job import InputT, Job, JobContext, JobStatus, OutputT, utcnow
+from .job import InputT, Job, JobContext, JobStatus, OutputT, kind_of, utcnow
 from .limiters import Limiter
 from .limiters.base import refuses_starts
-from .outcome import AbortReason, Outcome, OutcomeKind, decide_deadline, decide_outcome
+from .outcome import (
+    AbortReason,
+    Outcome,
+    OutcomeKind,
+    RetryPolicy,
+    decide_deadline,
+    decide_outcome,
+)
 from .storage.base import QueueStorage, Unsubscribe
 
-logger = logging.getLogger("pyjobqueue")
+logger = logging.getLogger("pyjobqueue.worker")
 
 RECENT_ABORTS_KEPT = 1000
 FINISH_RETRY_FIRST_DELAY = 0.05  # seconds
@@ -87,17 +99,24 @@ def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -
     if outcome.kind is OutcomeKind.FAIL:
         error = outcome.error or ""
         return JobEvent.job_error(queue_name, job_id, error, outcome.error_code, origin)
-    if outcome.kind is OutcomeKind.RETRY:
+    if outcome.kind is OutcomeKind.RETRY or outcome.snoozed:
         return JobEvent.job_retry(queue_name, job_id, outcome.run_after, origin)
     return None
 
 
+# What a worker takes as its job classes: one class, or a list of classes of distinct kinds.
+JobClasses = type[Job[Any, Any]] | Sequence[type[Job[Any, Any]]]
+
+
 class JobQueueWorker(Observable, Generic[InputT, OutputT]):
-    """Processes jobs of one queue: up to `concurrency` at a time, as the limiter allows."""
+    """Processes jobs of one queue: up to `concurrency` at a time, as the limiter allows.
+
+    It runs the jobs of its job classes' kinds, and jobs of no kind as its first class.
+    """
 
     def __init__(
         self,
-        job_class: type[Job[InputT, OutputT]],
+        job_class: type[Job[InputT, OutputT]] | Sequence[type[Job[Any, Any]]],
         *,
         storage: QueueStorage,
         queue_name: str | None = None,
@@ -109,11 +128,15 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         abort_grace_ms: float = 1_000,
         _hooks: WorkerHooks | None = None,
     ) -> None:
-        require_job_class(job_class)
+        classes = require_job_classes(job_class)
         if _hooks is not None and not isinstance(_hooks, WorkerHooks):
             raise TypeError(f"_hooks must be WorkerHooks, got {_hooks!r}")
         self.queue_name = require_storage(storage, queue_name)
-        self.job_class = job_class
+        self.job_classes = classes
+        self.job_class: type[Job[InputT, OutputT]] = classes[0]
+        self._by_kind = {kind_of(cls): cls for cls in classes}
+        self.kinds = frozenset(self._by_kind)
+        self._policies = {cls: RetryPolicy.of(cls) for cls in classes}
         self.storage = storage
         self.limiter = require_limiter(limiter)
         self.poll_interval = require_ms("poll_interval_ms", poll_interval_ms, positive=True) / 1000
@@ -318,7 +341,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         """React to the queue's change feed: wake for new work, abort on request."""
         if event.queue_name != self.queue_name:
             return
-        if event.name == EventName.JOB_AVAILABLE:
+        if event.name in (EventName.JOB_AVAILABLE, EventName.QUEUE_RESUMED):
             self.wake()
         elif event.name == EventName.JOB_ABORTING:
             self.request_abort(event.job_id)
@@ -402,7 +425,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         # When the limiter never refuses, every claimed job starts unless its deadline has
         # passed, which the storage can tell too: it announces job_start with the claim.
         announce = None if refuses_starts(self.limiter) else self._origin
-        jobs = await self.storage.claim(self.worker_id, now, now + self.lease, free, announce)
+        jobs = await self.storage.claim(
+            self.worker_id, now, now + self.lease, free, announce, self.kinds
+        )
         if not jobs:
             return self.poll_interval
         for job in jobs:
@@ -446,8 +471,14 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             if reason is AbortReason.LEASE_LOST:
                 logger.warning("job %s: lease lost, its result is dropped", job.id)
                 return
+            job_class = self.class_of(job)
+            policy = self._policies[job_class]
             next_available = None
-            if isinstance(error, RetryableJobError) and error.retry_date is None:
+            if reason is AbortReason.TIMEOUT or (
+                error is not None
+                and policy.retries(error)
+                and getattr(error, "retry_date", None) is None
+            ):
                 next_available = await self.limiter.get_next_available_time()
             outcome = decide_outcome(
                 job,
@@ -456,7 +487,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 error=error,
                 abort_reason=reason,
                 next_available=next_available,
+                policy=policy,
             )
+            if outcome.traceback is not None:
+                self._log_failure(job, job_class, outcome, error)
             await self._apply(job, outcome, time.monotonic() - run.started)
         except Exception as error:
             if is_permanent(self.storage, error):
@@ -469,10 +503,42 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             await self.limiter.record_job_completion()
             self.wake()
 
+    def class_of(self, job: Job[Any, Any]) -> type[Job[Any, Any]]:
+        """The job class that runs `job`: its kind's, or the first one for no kind."""
+        return self._by_kind.get(job.kind or "", self.job_class)
+
+    def _log_failure(
+        self,
+        job: Job[Any, Any],
+        job_class: type[Job[Any, Any]],
+        outcome: Outcome,
+        error: BaseException | None,
+    ) -> None:
+        """The traceback of a failed or retried attempt, at WARNING."""
+        then = "retrying" if outcome.kind is OutcomeKind.RETRY else "failed"
+        logger.warning(
+            "job %s (%s) of queue %r, attempt %d: %s: %s; %s",
+            job.id,
+            kind_of(job_class),
+            self.queue_name,
+            job.run_attempts,
+            outcome.error_code,
+            outcome.error,
+            then,
+            exc_info=error,
+        )
+
+    def _timeout(self, job: Job[Any, Any]) -> float | None:
+        """Seconds an attempt of `job` may run: its own timeout_ms, else its class's."""
+        timeout_ms = job.timeout_ms
+        if timeout_ms is None:
+            timeout_ms = self.class_of(job).timeout_ms
+        return None if timeout_ms is None else timeout_ms / 1000
+
     async def _execute(self, run: _Run) -> tuple[Any, BaseException | None]:
         """Run `execute` under the signal, a lease heartbeat and the deadline timer."""
         job = run.job
-        instance = self.job_class.from_record(job)
+        instance = self.class_of(job).from_record(job)
         context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
         execute = asyncio.ensure_future(instance.execute(instance.input, context))
         run.execute = execute
@@ -485,6 +551,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if job.deadline_at is not None:
             delay = max(0.0, (job.deadline_at - utcnow()).total_seconds())
             deadline = loop.call_later(delay, run.signal.abort, AbortReason.DEADLINE.value)
+        timeout = self._timeout(job)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, run.signal.abort, AbortReason.TIMEOUT.value)
         try:
             return await execute, None
         except asyncio.CancelledError:
@@ -495,8 +565,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             return None, error
         finally:
             remove_listener()
-            if deadline is not None:
-                deadline.cancel()
+            for handle in (deadline, timer):
+                if handle is not None:
+                    handle.cancel()
 
     async def _progress(
         self, run: _Run, progress: float, message: str, details: dict[str, Any] | None

@@ -8,10 +8,10 @@ or tabs can race safely.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
 from ..events import JobEvent
 from ..job import Job, JobStatus
@@ -20,6 +20,7 @@ from ..outcome import Outcome
 from .feed import EventListener, Unsubscribe
 
 __all__ = [
+    "Added",
     "EventListener",
     "QueueStorage",
     "RateLimiterStorage",
@@ -27,6 +28,14 @@ __all__ = [
     "Unsubscribe",
     "check_queue_name",
 ]
+
+
+class Added(NamedTuple):
+    """What `add_jobs` did with one job: its id, and whether it stored it (False: a job
+    of the queue already held its unique key, and `id` is that job's)."""
+
+    id: int
+    created: bool
 
 
 @runtime_checkable
@@ -63,14 +72,29 @@ class QueueStorage(Protocol):
     async def add_batch(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
         """Store several new jobs in one round trip / transaction; ids in order."""
 
+    async def add_jobs(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Store new jobs in one transaction, honouring unique keys; one `Added` each.
+
+        A job whose `unique_key` is held (`transitions.holds_unique_key`) by a job of the
+        queue, or by an earlier job of the same call, is not stored: its `Added` carries
+        the holder's id and created=False. Atomic across processes and tabs: any number
+        of concurrent calls with one key store exactly one job.
+        """
+
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job with this id in this queue, or None."""
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """Up to `num` jobs with `status`, in claim order (run_after, then id)."""
+    async def peek(
+        self, status: JobStatus, num: int, kind: str | None = None
+    ) -> list[Job[Any, Any]]:
+        """Up to `num` jobs with `status` (and `kind`, when given), in claim order."""
 
-    async def size(self, status: JobStatus | None = None) -> int:
-        """How many jobs have `status` (all jobs of the queue when None)."""
+    async def size(self, status: JobStatus | None = None, kind: str | None = None) -> int:
+        """How many jobs have `status` (any status when None) and `kind` (any: None)."""
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs of the queue there are of each (kind, status); none left out
+        but those with no job."""
 
     async def get_by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """Every job of a job run, by id."""
@@ -85,8 +109,11 @@ class QueueStorage(Protocol):
         lease_until: datetime,
         limit: int,
         start_origin: str | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[Job[Any, Any]]:
-        """Claim up to `limit` PENDING jobs with run_after <= now, oldest first.
+        """Claim up to `limit` claimable jobs (`transitions.is_claimable`: PENDING, with
+        run_after <= now, and of one of `kinds` or of no kind) in claim order; nothing
+        while the queue is paused (checked in the same atomic operation).
 
         Claimed jobs become PROCESSING with worker_id, run_attempts + 1,
         last_ran_at = now, lease_expires_at = lease_until, progress 0. Exclusive: no
@@ -139,6 +166,13 @@ class QueueStorage(Protocol):
         never miss it when the writer dies just after the write, and it costs no
         extra round trip.
         """
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Pause (True) or resume (False) the queue, for every server of it; whether that
+        changed anything. Publishes `queue_paused` / `queue_resumed` when it did."""
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """Abort a job: PENDING -> FAILED (AbortSignalJobError), PROCESSING -> ABORTING.

@@ -15,7 +15,7 @@ idle workers themselves says `hints_with_writes`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,9 +23,9 @@ from .. import transitions
 from ..errors import StoredValueError
 from ..events import JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
-from ..limits import check_aware
+from ..limits import check_aware, check_name
 from ..outcome import Outcome, OutcomeKind
-from .base import StorageLifecycle, check_queue_name
+from .base import Added, StorageLifecycle, check_queue_name
 from .feed import ChangeFeed, EventListener, Unsubscribe
 
 logger = logging.getLogger(__name__)
@@ -59,17 +59,22 @@ class QueueEngine(Protocol):
     async def close(self) -> None:
         """Release connections; the engine is unusable afterwards."""
 
-    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
-        """Store new jobs (their ids ignored) in one transaction; their ids, in order."""
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Store new jobs (their ids ignored) in one transaction; one `Added` each, in
+        order. A job whose unique key is held (`transitions.holds_unique_key`) by a job
+        of the queue or by an earlier job of `jobs` is not stored (see QueueStorage)."""
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job with this id in this queue, or None."""
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """Up to `num` (> 0) jobs with `status` in claim order."""
+    async def peek(self, status: JobStatus, num: int, kind: str | None) -> list[Job[Any, Any]]:
+        """Up to `num` (> 0) jobs with `status` (and `kind` unless None) in claim order."""
 
-    async def count(self, status: JobStatus | None) -> int:
-        """How many jobs have `status` (every job of the queue for None)."""
+    async def count(self, status: JobStatus | None, kind: str | None) -> int:
+        """How many jobs have `status` and `kind` (None: any)."""
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status) present."""
 
     async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """The jobs of a job run, by id."""
@@ -84,8 +89,11 @@ class QueueEngine(Protocol):
         lease_until: datetime,
         limit: int,
         start_origin: str | None,
+        kinds: frozenset[str] | None,
     ) -> list[Job[Any, Any]]:
-        """`transitions.claim` on up to `limit` (> 0) claimable jobs, in claim order."""
+        """`transitions.claim` on up to `limit` (> 0) jobs for which
+        `transitions.is_claimable(job, now, kinds)` holds, in claim order; none while
+        the queue is paused, in the same transaction."""
 
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
@@ -113,6 +121,12 @@ class QueueEngine(Protocol):
         event: JobEvent | None,
     ) -> bool:
         """`transitions.finish` when `is_attempt` and `lease_expired`; whether it applied."""
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Store whether the queue is paused; whether it changed."""
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """`transitions.abort` on one job."""
@@ -179,33 +193,48 @@ class BaseQueueStorage(StorageLifecycle):
     # -- adding and reading ------------------------------------------------------
 
     async def add(self, job: Job[Any, Any]) -> int:
-        """Store a new PENDING job (its id is ignored); the new id."""
-        (job_id,) = await self._engine.insert([job])
-        self._announce_available()
+        """Store a new PENDING job (its id is ignored); the new id (or, when its unique
+        key is held, the holder's)."""
+        ((job_id, _created),) = await self.add_jobs([job])
         return job_id
 
     async def add_batch(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
         """Store several new jobs in one transaction; their ids, in order."""
+        return [added.id for added in await self.add_jobs(jobs)]
+
+    async def add_jobs(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Store new jobs in one transaction, honouring unique keys (see QueueStorage)."""
         jobs = list(jobs)
         if not jobs:
             return []
-        ids = await self._engine.insert(jobs)
-        self._announce_available()
-        return ids
+        added = await self._engine.insert(jobs)
+        if any(created for _id, created in added):
+            self._announce_available()
+        return added
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job with this id in this queue, or None."""
         return await self._engine.get(job_id)
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """Up to `num` jobs with `status`, in claim order."""
+    async def peek(
+        self, status: JobStatus, num: int, kind: str | None = None
+    ) -> list[Job[Any, Any]]:
+        """Up to `num` jobs with `status` (and `kind`), in claim order."""
+        if kind is not None:
+            check_name("kind", kind)
         if num <= 0:
             return []
-        return await self._engine.peek(JobStatus(status), num)
+        return await self._engine.peek(JobStatus(status), num, kind)
 
-    async def size(self, status: JobStatus | None = None) -> int:
-        """How many jobs have `status` (all jobs of the queue when None)."""
-        return await self._engine.count(None if status is None else JobStatus(status))
+    async def size(self, status: JobStatus | None = None, kind: str | None = None) -> int:
+        """How many jobs have `status` (all statuses when None) and `kind` (any: None)."""
+        if kind is not None:
+            check_name("kind", kind)
+        return await self._engine.count(None if status is None else JobStatus(status), kind)
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status) present."""
+        return await self._engine.counts()
 
     async def get_by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """Every job of a job run, by id."""
@@ -224,14 +253,16 @@ class BaseQueueStorage(StorageLifecycle):
         lease_until: datetime,
         limit: int,
         start_origin: str | None = None,
+        kinds: Collection[str] | None = None,
     ) -> list[Job[Any, Any]]:
         """Claim up to `limit` claimable jobs in claim order (see QueueStorage.claim)."""
         check_aware("now", now)
         check_aware("lease_until", lease_until)
         if limit <= 0:
             return []
+        kind_set = None if kinds is None else frozenset(kinds)
         with_claim = start_origin if self._engine.events_with_writes else None
-        claimed = await self._engine.claim(worker_id, now, lease_until, limit, with_claim)
+        claimed = await self._engine.claim(worker_id, now, lease_until, limit, with_claim, kind_set)
         claimed.sort(key=transitions.claim_order)
         jobs = [job for job in claimed if job.unreadable is None]
         for job in claimed:
@@ -300,6 +331,21 @@ class BaseQueueStorage(StorageLifecycle):
         return applied
 
     # -- control -----------------------------------------------------------------
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Pause or resume the queue; whether it changed (then it is announced)."""
+        if not isinstance(paused, bool):
+            raise TypeError(f"paused must be a bool, got {type(paused).__name__}")
+        changed = await self._engine.set_paused(paused)
+        if changed:
+            await self.publish(JobEvent.queue_paused(self.queue_name, paused))
+            if not paused:
+                self._engine.feed.announce_available()  # idle servers claim again
+        return changed
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return await self._engine.is_paused()
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """PENDING -> FAILED, PROCESSING -> ABORTING; the new status, or None."""

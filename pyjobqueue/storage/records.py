@@ -15,7 +15,37 @@ from typing import Any, Protocol
 from .._json import read_stored
 from ..job import Job, JobStatus
 
-JSON_COLUMNS = ("input", "output", "progress_details")
+JSON_COLUMNS = ("input", "output", "progress_details", "metadata")
+# The columns a job's record has, in the order every backend's SQL lists them.
+JOB_COLUMNS = (
+    "id",
+    "queue_name",
+    "input",
+    "output",
+    "status",
+    "progress",
+    "progress_message",
+    "progress_details",
+    "max_retries",
+    "run_attempts",
+    "error",
+    "error_code",
+    "created_at",
+    "completed_at",
+    "run_after",
+    "deadline_at",
+    "last_ran_at",
+    "job_run_id",
+    "fingerprint",
+    "worker_id",
+    "lease_expires_at",
+    "kind",
+    "priority",
+    "unique_key",
+    "metadata",
+    "timeout_ms",
+    "error_traceback",
+)
 TimeDecoder = Callable[[Any], datetime | None]
 
 
@@ -58,5 +88,15 @@ def job_from_columns(columns: Columns, decode_time: TimeDecoder) -> Job[Any, Any
         fingerprint=columns["fingerprint"],
         worker_id=columns["worker_id"],
         lease_expires_at=time("lease_expires_at"),
+        kind=columns["kind"],
+        priority=int(columns["priority"]),
+        unique_key=columns["unique_key"],
+        metadata=_metadata(values["metadata"]),
+        timeout_ms=None if columns["timeout_ms"] is None else float(columns["timeout_ms"]),
+        error_traceback=columns["error_traceback"],
         unreadable=unreadable,
     )
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

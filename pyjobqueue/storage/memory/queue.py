@@ -14,7 +14,7 @@ from ... import transitions
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
-from ..base import check_queue_name
+from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage
 from .feed import EventFeed
 
@@ -38,9 +38,14 @@ class MemoryQueueEngine:
         self.feed = EventFeed(queue_name)
         self._jobs: dict[int, Job[Any, Any]] = {}
         self._ids = itertools.count(1)
-        # Claim order of PENDING jobs; entries go stale when a job changes and are
-        # skipped when popped (checked against the job's current state).
-        self._claimable: list[tuple[datetime, int]] = []
+        # PENDING jobs by run_after, and those due by claim order; entries go stale when
+        # a job changes and are skipped when popped (checked against the job).
+        self._waiting: list[tuple[datetime, int]] = []
+        self._claimable: list[tuple[int, datetime, int]] = []
+        # unique key -> the id of the job that took it last (it holds the key while
+        # `transitions.holds_unique_key` says so).
+        self._unique: dict[str, int] = {}
+        self._paused = False
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -54,42 +59,78 @@ class MemoryQueueEngine:
 
     def _mark_claimable(self, job: Job[Any, Any]) -> None:
         assert job.id is not None
-        heapq.heappush(self._claimable, transitions.claim_order(job))
+        heapq.heappush(self._waiting, (job.run_after, job.id))
+
+    def _move_due(self, now: datetime) -> None:
+        """Move the jobs due at `now` from the waiting heap to the claim-order heap."""
+        while self._waiting and self._waiting[0][0] <= now:
+            run_after, job_id = heapq.heappop(self._waiting)
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is JobStatus.PENDING and job.run_after == run_after:
+                heapq.heappush(self._claimable, transitions.claim_order(job))
 
     def _ordered(self, jobs: Any) -> list[Job[Any, Any]]:
         return [_copy(job) for job in sorted(jobs, key=lambda job: job.id or 0)]
 
-    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
-        """Store new jobs; their ids."""
-        ids = []
+    def _key_holder(self, unique_key: str | None) -> int | None:
+        if unique_key is None:
+            return None
+        holder = self._jobs.get(self._unique.get(unique_key, 0))
+        return holder.id if holder is not None and transitions.holds_unique_key(holder) else None
+
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Store new jobs whose unique key is free; what became of each."""
+        added = []
         for job in jobs:
+            holder = self._key_holder(job.unique_key)
+            if holder is not None:
+                added.append(Added(holder, False))
+                continue
             record = job.record()
             record.id = next(self._ids)
             record.queue_name = self.queue_name
             record.input = copy.deepcopy(record.input)
+            record.metadata = copy.deepcopy(record.metadata)
             self._jobs[record.id] = record
             self._mark_claimable(record)
-            ids.append(record.id)
-        return ids
+            if record.unique_key is not None:
+                self._unique[record.unique_key] = record.id
+            added.append(Added(record.id, True))
+        return added
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """A copy of the job, or None."""
         job = self._jobs.get(job_id)
         return None if job is None else _copy(job)
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """The first `num` jobs with `status` in claim order."""
+    async def peek(self, status: JobStatus, num: int, kind: str | None) -> list[Job[Any, Any]]:
+        """The first `num` jobs with `status` (and `kind`) in claim order."""
         jobs = sorted(
-            (job for job in self._jobs.values() if job.status is status),
+            (
+                job
+                for job in self._jobs.values()
+                if job.status is status and (kind is None or job.kind == kind)
+            ),
             key=transitions.claim_order,
         )
         return [_copy(job) for job in jobs[:num]]
 
-    async def count(self, status: JobStatus | None) -> int:
-        """How many jobs have `status`."""
-        if status is None:
+    async def count(self, status: JobStatus | None, kind: str | None) -> int:
+        """How many jobs have `status` and `kind`."""
+        if status is None and kind is None:
             return len(self._jobs)
-        return sum(1 for job in self._jobs.values() if job.status is status)
+        return sum(
+            1
+            for job in self._jobs.values()
+            if (status is None or job.status is status) and (kind is None or job.kind == kind)
+        )
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status)."""
+        counts: dict[tuple[str | None, JobStatus], int] = {}
+        for job in self._jobs.values():
+            counts[job.kind, job.status] = counts.get((job.kind, job.status), 0) + 1
+        return counts
 
     async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """The jobs of a run, by id."""
@@ -113,20 +154,27 @@ class MemoryQueueEngine:
         lease_until: datetime,
         limit: int,
         start_origin: str | None,
+        kinds: frozenset[str] | None,
     ) -> list[Job[Any, Any]]:
-        """Claim the first claimable jobs of the heap."""
+        """Claim the first claimable jobs of the heap; those it passes over go back."""
         claimed: list[Job[Any, Any]] = []
-        while self._claimable and len(claimed) < limit:
-            run_after, job_id = self._claimable[0]
-            job = self._jobs.get(job_id)
-            if job is None or job.status is not JobStatus.PENDING or job.run_after != run_after:
-                heapq.heappop(self._claimable)  # stale entry
+        passed: list[tuple[int, datetime, int]] = []
+        if not self._paused:
+            self._move_due(now)
+        while not self._paused and self._claimable and len(claimed) < limit:
+            entry = heapq.heappop(self._claimable)
+            job = self._jobs.get(entry[2])
+            if job is None or transitions.claim_order(job) != entry:
+                continue  # stale entry
+            if job.status is not JobStatus.PENDING:
                 continue
-            if not transitions.is_claimable(job, now):
-                break
-            heapq.heappop(self._claimable)
+            if not transitions.is_claimable(job, now, kinds):
+                passed.append(entry)  # not yet, or of a kind this server does not run
+                continue
             transitions.claim(job, worker_id, now, lease_until)
             claimed.append(_copy(job))
+        for entry in passed:
+            heapq.heappush(self._claimable, entry)
         return claimed
 
     def _attempt(self, job_id: int, worker_id: str, attempt: int) -> Job[Any, Any] | None:
@@ -175,6 +223,16 @@ class MemoryQueueEngine:
         if transitions.makes_claimable(outcome):
             self._mark_claimable(job)
         return True
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Pause or resume."""
+        changed = self._paused != paused
+        self._paused = paused
+        return changed
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return self._paused
 
     def _change(self, job_id: int, change: Callable[[Job[Any, Any]], T], missing: T) -> T:
         job = self._jobs.get(job_id)
@@ -233,7 +291,9 @@ class MemoryQueueEngine:
     async def delete_all(self) -> None:
         """Delete every job."""
         self._jobs.clear()
+        self._waiting.clear()
         self._claimable.clear()
+        self._unique.clear()
 
 
 class InMemoryQueueStorage(BaseQueueStorage):
