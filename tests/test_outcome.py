@@ -153,8 +153,9 @@ def test_a_policy_retry_waits_for_the_later_of_its_delay_and_the_limiter() -> No
 
 def test_retry_on_makes_other_errors_retryable_with_their_traceback() -> None:
     policy = RetryPolicy(retry_on=(KeyError,))
+    empty: dict[str, int] = {}
     try:
-        {}["zz"]
+        empty["zz"]
     except KeyError as error:
         caught = error
     outcome = decide_outcome(job(), now=NOW, error=caught, policy=policy)
