@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, Self
 
+from . import serving
 from ._options import (
     optional_ms,
     require_count,
@@ -23,7 +24,7 @@ from ._options import (
 )
 from ._retry import Backoff, is_permanent, one_line
 from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent, Observable
-from .job import InputT, Job, JobStatus, OutputT, utcnow
+from .job import InputT, Job, JobStatus, OutputT, kind_of, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
 from .outcome import Outcome, OutcomeKind, decide_recovery
@@ -221,7 +222,23 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
                 self._await_leadership(), name="pyjobqueue leader"
             )
         self.events.emit(EventName.SERVER_START, self.queue_name)
+        logger.info(
+            "server %s started on queue %r: kinds %s, %d workers%s%s",
+            self.server_id,
+            self.queue_name,
+            ", ".join(kind_of(job_class) for job_class in self.job_classes),
+            self.worker_count,
+            "" if self.leader_lock is None else ", runs jobs once it holds the leader lock",
+            " (the queue is paused)" if self._paused else "",
+        )
         return self
+
+    async def serve(self) -> None:
+        """Start, run until SIGINT or SIGTERM, then stop: the first signal stops
+        gracefully (running jobs get stop_timeout_ms), a second one at once (they go back
+        to the queue). Raises the permanent storage failure that stopped the server, if
+        one did. Call it in the main thread, with the storage set up."""
+        await serving.serve(self)
 
     async def _await_leadership(self) -> None:
         assert self.leader_lock is not None
@@ -285,6 +302,16 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             await self._unsubscribe()
             self._unsubscribe = None
         self.events.emit(EventName.SERVER_STOP, self.queue_name)
+        stats = self._stats.snapshot()
+        logger.info(
+            "server %s of queue %r stopped: %d jobs completed, %d failed, %d aborted, %d retried",
+            self.server_id,
+            self.queue_name,
+            stats.completed_jobs,
+            stats.failed_jobs,
+            stats.aborted_jobs,
+            stats.retried_jobs,
+        )
         if self._stopped is not None:
             self._stopped.set()
 

@@ -460,6 +460,14 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         assert job.id is not None
         start = JobEvent.job_start(self.queue_name, job.id, self._origin)
         self._emit(start)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "job %s (%s) of queue %r starts, attempt %d",
+                job.id,
+                kind_of(self.class_of(job)),
+                self.queue_name,
+                job.run_attempts,
+            )
         if not run.announced:
             # The storage round trip overlaps the job itself instead of delaying it.
             run.announcing = asyncio.ensure_future(self._publish_to_storage(start))
@@ -491,7 +499,17 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             )
             if outcome.traceback is not None or reason is AbortReason.TIMEOUT:
                 self._log_failure(job, job_class, outcome, error)
-            await self._apply(job, outcome, time.monotonic() - run.started)
+            duration = time.monotonic() - run.started
+            await self._apply(job, outcome, duration)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "job %s (%s) of queue %r: %s after %.3f s",
+                    job.id,
+                    kind_of(job_class),
+                    self.queue_name,
+                    outcome.kind.value,
+                    duration,
+                )
         except Exception as error:
             if is_permanent(self.storage, error):
                 logger.error("job %s: could not record its outcome: %s", job.id, one_line(error))
