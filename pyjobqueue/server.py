@@ -27,6 +27,7 @@ from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent
 from .job import InputT, Job, JobStatus, OutputT, kind_of, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
+from .middleware import Middleware, require_middleware
 from .outcome import Outcome, OutcomeKind, decide_recovery
 from .storage.base import QueueStorage, Unsubscribe
 from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
@@ -112,8 +113,11 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         stop_timeout_ms: float = 10_000,
         leader_lock: LeaderLock | None = None,
         abort_grace_ms: float = 1_000,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         classes = require_job_classes(job_class)
+        # Wrapped around every attempt's execute, the first outermost (middleware.py).
+        self.middleware = require_middleware(middleware)
         if leader_lock is not None and not isinstance(leader_lock, LeaderLock):
             raise TypeError(f"leader_lock must be a LeaderLock, got {leader_lock!r}")
         self.leader_lock = leader_lock
@@ -370,6 +374,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             stop_timeout_ms=self.stop_timeout_ms,
             abort_grace_ms=self.abort_grace_ms,
             concurrency=self.worker_count,
+            middleware=self.middleware,
             _hooks=hooks,
         )
 

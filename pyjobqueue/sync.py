@@ -23,8 +23,7 @@ from .storage.url import open_storage
 
 if IN_PYODIDE:
     raise ImportError(
-        "pyjobqueue.sync needs threads, which Pyodide does not have: "
-        "use JobQueueClient with await"
+        "pyjobqueue.sync needs threads, which Pyodide does not have: use JobQueueClient with await"
     )
 
 T = TypeVar("T")

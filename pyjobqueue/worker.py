@@ -27,6 +27,7 @@ from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, kind_of, utcnow
 from .limiters import Limiter
 from .limiters.base import refuses_starts
+from .middleware import Middleware, chain, require_middleware
 from .outcome import (
     AbortReason,
     Outcome,
@@ -126,9 +127,11 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         stop_timeout_ms: float = 10_000,
         concurrency: int = 1,
         abort_grace_ms: float = 1_000,
+        middleware: Sequence[Middleware] | None = None,
         _hooks: WorkerHooks | None = None,
     ) -> None:
         classes = require_job_classes(job_class)
+        self.middleware = require_middleware(middleware)
         if _hooks is not None and not isinstance(_hooks, WorkerHooks):
             raise TypeError(f"_hooks must be WorkerHooks, got {_hooks!r}")
         self.queue_name = require_storage(storage, queue_name)
@@ -558,7 +561,12 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         job = run.job
         instance = self.class_of(job).from_record(job)
         context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
-        execute = asyncio.ensure_future(instance.execute(instance.input, context))
+
+        def call_execute() -> Awaitable[Any]:
+            return instance.execute(instance.input, context)
+
+        run_all = chain(self.middleware, instance, context, call_execute)
+        execute = asyncio.ensure_future(run_all())
         run.execute = execute
         loop = asyncio.get_running_loop()
         # An aborted job gets abort_grace_ms to end by itself, then it is cancelled.
