@@ -34,6 +34,9 @@ from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome
 
 logger = logging.getLogger("pyjobqueue")
 
+# Hears of each applied outcome: (the job as claimed, the outcome, seconds it ran).
+OutcomeListener = Callable[[Job[Any, Any], Outcome, float | None], object]
+
 # The periodic sweep leaves jobs that finished this recently alone: with a retention
 # of 0 their finisher deletes them itself, after announcing the outcome, and a sweep in
 # between would make a client waiting on the job find it gone.
@@ -159,6 +162,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         # The permanent storage failure that stopped this server (None otherwise).
         self.error: BaseException | None = None
         self._paused = False
+        self._outcome_listeners: list[OutcomeListener] = []
 
     # -- events -----------------------------------------------------------------
 
@@ -378,10 +382,24 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             _hooks=hooks,
         )
 
-    async def _after_outcome(self, job_id: int, outcome: Outcome, duration: float | None) -> None:
+    def on_outcome(self, listener: OutcomeListener) -> Callable[[], None]:
+        """Call `listener(job, outcome, seconds)` after each outcome this server applied
+        (the job as it was claimed; seconds it ran, None for a recovered lease): for
+        metrics and integrations. Returns a function that removes the listener."""
+        self._outcome_listeners.append(listener)
+        return lambda: self._outcome_listeners.remove(listener)
+
+    async def _after_outcome(
+        self, job: Job[Any, Any], outcome: Outcome, duration: float | None
+    ) -> None:
+        for listener in list(self._outcome_listeners):
+            try:
+                listener(job, outcome, duration)
+            except Exception:
+                logger.exception("outcome listener %r failed", listener)
         # A retention of 0 means: delete as soon as the job is finished.
-        if self.retention.get(outcome.status) == 0:
-            await self.storage.delete(job_id)
+        if self.retention.get(outcome.status) == 0 and job.id is not None:
+            await self.storage.delete(job.id)
 
     async def scale_workers(self, count: int) -> None:
         """Run up to `count` jobs at once from now on; running jobs are never cut short."""
@@ -461,7 +479,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             self._stats.count(outcome, None)
             if event is not None:
                 self.emit_event(event)
-            await self._after_outcome(job.id, outcome, None)
+            await self._after_outcome(job, outcome, None)
         return recovered
 
     async def cleanup(self, *, min_age_ms: float = 0) -> int:

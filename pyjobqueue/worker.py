@@ -48,8 +48,9 @@ CLAIM_RETRY_MAX_DELAY = 2.0  # seconds
 # Set on the one log record of a worker or server stopped by a permanent storage
 # failure, for a program (the CLI) that reports that failure itself.
 STORAGE_FAILURE_RECORD = "pyjobqueue_storage_failure"
-# Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
-OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
+# Called after an outcome was applied and announced: (the job as claimed, outcome,
+# seconds it ran).
+OutcomeHook = Callable[[Job[Any, Any], Outcome, float | None], Awaitable[None]]
 # Counts an outcome (+1) before it is written, and takes it back (-1) if it was refused.
 CountHook = Callable[[Outcome, float | None, int], None]
 
@@ -719,4 +720,4 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if event is not None:
             self._emit(event)
         if self._hooks is not None:
-            await self._hooks.after_outcome(job.id, outcome, duration)
+            await self._hooks.after_outcome(job, outcome, duration)
