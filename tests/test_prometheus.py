@@ -47,6 +47,12 @@ class Snoozer(Job[dict[str, Any], str]):
         return "woke"
 
 
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url) as response:
+        text: str = response.read().decode()
+        return text
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -58,7 +64,9 @@ async def test_outcomes_durations_delays_and_depth_are_counted() -> None:
     registry = prometheus_client.CollectorRegistry()
     metrics = PrometheusMetrics(registry, depth_interval=0.02)
     storage = InMemoryQueueStorage("metrics")
-    server = JobQueueServer([Work, Snoozer], storage=storage, poll_interval_ms=10)
+    server: JobQueueServer[Any, Any] = JobQueueServer(
+        [Work, Snoozer], storage=storage, poll_interval_ms=10
+    )
     metrics.instrument(server)
     client: JobQueueClient[dict[str, Any], str] = JobQueueClient(storage=storage)
     waiting = await client.submit({}, kind="nobody")  # stays pending: a depth to see
@@ -96,10 +104,9 @@ async def test_outcomes_durations_delays_and_depth_are_counted() -> None:
         port = free_port()
         http, thread = prometheus_client.start_http_server(port, "127.0.0.1", registry)
         try:
-            text = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-            )
+            text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
         finally:
             http.shutdown()
+            http.server_close()
             thread.join()
         assert 'pyjobqueue_jobs_total{kind="work",outcome="completed",queue="metrics"} 2.0' in text
