@@ -4,15 +4,17 @@ Pyodide console, a notebook) can load our wheel and the Pyodide runtime."""
 from __future__ import annotations
 
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 from buildtasks.webserver import Site, serving
 
 
-def fetch(url: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str], bytes]:
+def fetch(url: str, method: str = "GET", **headers: str) -> tuple[int, Message, bytes]:
+    """Status, headers (case-insensitive) and body of a request."""
     request = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(request) as response:
-        return response.status, dict(response.headers), response.read()
+        return response.status, response.headers, response.read()
 
 
 def test_a_wheel_can_be_fetched_from_another_origin(tmp_path: Path) -> None:
