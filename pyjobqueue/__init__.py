@@ -6,6 +6,8 @@ from .errors import (
     JobDisabledError,
     JobError,
     JobNotFoundError,
+    JobSnooze,
+    JobTimeoutError,
     PermanentJobError,
     RetryableJobError,
 )
@@ -20,6 +22,7 @@ from .limiters import (
     RateLimiter,
 )
 from .server import JobQueueServer, JobQueueStats
+from .serving import run
 from .worker import JobQueueWorker
 
 __version__ = "0.1.0"
@@ -41,11 +44,14 @@ __all__ = [
     "JobQueueServer",
     "JobQueueStats",
     "JobQueueWorker",
+    "JobSnooze",
     "JobStatus",
+    "JobTimeoutError",
     "Limiter",
     "NullLimiter",
     "PermanentJobError",
     "RateLimiter",
     "RetryableJobError",
     "job",
+    "run",
 ]

@@ -46,6 +46,11 @@ SPEC_NAMES = [
     "RateLimiter",
     "CompositeLimiter",
     "EvenlySpacedRateLimiter",
+    # SPEC section 8.5
+    "JobTimeoutError",
+    "JobSnooze",
+    # SPEC section 9
+    "run",
 ]
 SPEC_STORAGE_NAMES = [
     "QueueStorage",
