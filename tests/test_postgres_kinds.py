@@ -24,6 +24,7 @@ from pyjobqueue.outcome import Outcome, OutcomeKind
 from pyjobqueue.storage.base import Added
 
 from .backend_postgres import require_dsn, unavailable_reason
+from .conftest import eventually
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
@@ -205,6 +206,46 @@ async def test_a_retry_never_makes_a_second_holder_of_a_key(open_queues: OpenQue
     assert await storage.retry(first.id, now())
     (again,) = await storage.add_jobs([new_job(unique_key="k")])
     assert again == Added(first.id, False)
+
+
+async def test_a_retry_that_meets_a_key_taken_meanwhile_is_refused(
+    open_queues: OpenQueues,
+) -> None:
+    """The key is taken by an insert the retry's check cannot see yet (uncommitted):
+    the unique index makes the retry wait for it, and then refuse."""
+    (storage,) = await open_queues(1)
+    (first,) = await storage.add_jobs([new_job(unique_key="k")])
+    assert await storage.disable(first.id, now())
+    connection = await asyncpg.connect(require_dsn())
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        await connection.execute(
+            """
+            INSERT INTO pyjobqueue_jobs (queue_name, status, input, max_retries, created_at,
+                run_after, unique_key)
+            VALUES ($1, 'PENDING', '{}', 0, now(), now(), 'k')
+            """,
+            storage.queue_name,
+        )
+        retry = asyncio.create_task(storage.retry(first.id, now()))
+
+        async def retry_waits() -> bool:
+            waiting: int = await connection.fetchval(
+                """
+                SELECT count(*) FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND query LIKE '%holder.unique_key%'
+                """
+            )
+            return waiting == 1
+
+        await eventually(retry_waits)
+        await transaction.commit()
+        assert await asyncio.wait_for(retry, 10) is False
+    finally:
+        await connection.close()
+    job = await storage.get(first.id)
+    assert job is not None and job.status is JobStatus.DISABLED
 
 
 # The submitter of the multi-process test: one storage, `count` concurrent submits with
