@@ -21,7 +21,7 @@ from pyjobqueue.storage import SqliteQueueStorage
 from pyjobqueue.storage.sqlite import migrations, queries
 
 from .backend_sqlite import BACKEND
-from .test_sqlite_processes import START_TIMEOUT, Child
+from .children import START_TIMEOUT, Child
 
 pytestmark = pytest.mark.skipif(
     BACKEND.unavailable_reason() is not None, reason=str(BACKEND.unavailable_reason())
