@@ -254,6 +254,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_key: str | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        connection: object | None = None,
     ) -> JobHandle[KindOutputT]: ...
 
     @overload
@@ -270,6 +271,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_key: str | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        connection: object | None = None,
     ) -> JobHandle[OutputT]: ...
 
     async def submit(
@@ -285,6 +287,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_key: str | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        connection: object | None = None,
     ) -> JobHandle[Any]:
         """Store a new job; raises TypeError/ValueError (nothing stored) for a bad input.
 
@@ -292,6 +295,8 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         (higher first), `unique_key` (while a job with that key is unfinished, nothing is
         stored and the handle is on that job: `handle.created` is False), `metadata` (a
         JSON object kept with the job) and `timeout_ms` (of each attempt): SPEC 8.
+        `connection` (an asyncpg connection on PostgreSQL, an aiosqlite one on SQLite)
+        writes the job inside your own transaction on it: it exists iff that commits.
         """
         options = _Options.check(
             kind, max_retries, job_run_id, run_after, deadline_at, priority, metadata, timeout_ms
@@ -300,7 +305,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         with submit_span(self.queue_name, options.kind, options.metadata) as metadata:
             options = dataclasses.replace(options, metadata=metadata)
             job = self._new_job(input, "input", options, key)
-            ((job_id, created),) = await self.storage.add_jobs([job])
+            ((job_id, created),) = await self.storage.add_jobs([job], connection)
         return JobHandle(self, job_id, created)
 
     async def submit_batch(
@@ -316,6 +321,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_keys: Sequence[str | None] | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        connection: object | None = None,
     ) -> list[JobHandle[Any]]:
         """Store several jobs in one round trip; all or none (a bad input stores nothing).
 
@@ -345,7 +351,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
                 self._new_job(item, f"inputs[{index}]", options, keys[index])
                 for index, item in enumerate(inputs)
             ]
-            added = await self.storage.add_jobs(jobs)
+            added = await self.storage.add_jobs(jobs, connection)
         return [JobHandle(self, job_id, created) for job_id, created in added]
 
     # -- queries ----------------------------------------------------------------------

@@ -72,8 +72,14 @@ class QueueStorage(Protocol):
     async def add_batch(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
         """Store several new jobs in one round trip / transaction; ids in order."""
 
-    async def add_jobs(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+    async def add_jobs(
+        self, jobs: Sequence[Job[Any, Any]], connection: object | None = None
+    ) -> list[Added]:
         """Store new jobs in one transaction, honouring unique keys; one `Added` each.
+
+        With `connection` (an `asyncpg` connection for PostgreSQL, an `aiosqlite` one
+        for SQLite; TypeError for other backends), the jobs are written on it, inside
+        the caller's transaction: they exist if and only if that transaction commits.
 
         A job whose `unique_key` is held (`transitions.holds_unique_key`) by a job of the
         queue, or by an earlier job of the same call, is not stored: its `Added` carries

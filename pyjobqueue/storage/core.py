@@ -30,6 +30,12 @@ from .feed import ChangeFeed, EventListener, Unsubscribe
 
 logger = logging.getLogger(__name__)
 
+# What `add_jobs(connection=...)` says on a backend that has no connections to join.
+NO_CALLER_TRANSACTIONS = (
+    "{storage} cannot join a transaction of yours: submit(connection=...) needs "
+    "SqliteQueueStorage (an aiosqlite connection) or PostgresQueueStorage (an asyncpg one)"
+)
+
 
 class QueueEngine(Protocol):
     """A backend's operations on the jobs of one queue, each one atomic.
@@ -63,6 +69,10 @@ class QueueEngine(Protocol):
         """Store new jobs (their ids ignored) in one transaction; one `Added` each, in
         order. A job whose unique key is held (`transitions.holds_unique_key`) by a job
         of the queue or by an earlier job of `jobs` is not stored (see QueueStorage)."""
+
+    async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """`insert` on the caller's own connection, inside its transaction (the jobs
+        exist iff it commits); TypeError for a connection this backend cannot use."""
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job with this id in this queue, or None."""
@@ -202,11 +212,18 @@ class BaseQueueStorage(StorageLifecycle):
         """Store several new jobs in one transaction; their ids, in order."""
         return [added.id for added in await self.add_jobs(jobs)]
 
-    async def add_jobs(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
-        """Store new jobs in one transaction, honouring unique keys (see QueueStorage)."""
+    async def add_jobs(
+        self, jobs: Sequence[Job[Any, Any]], connection: object | None = None
+    ) -> list[Added]:
+        """Store new jobs in one transaction, honouring unique keys (see QueueStorage);
+        with `connection`, in the caller's transaction on it."""
         jobs = list(jobs)
         if not jobs:
             return []
+        if connection is not None:
+            # Servers hear of the jobs when the caller commits (PostgreSQL: the NOTIFY
+            # of the insert goes out at commit; SQLite: their next poll).
+            return await self._engine.insert_in(connection, jobs)
         added = await self._engine.insert(jobs)
         if any(created for _id, created in added):
             self._announce_available()

@@ -15,7 +15,7 @@ from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
 from ..base import Added, check_queue_name
-from ..core import BaseQueueStorage
+from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage
 from .feed import EventFeed
 
 T = TypeVar("T")
@@ -97,6 +97,10 @@ class MemoryQueueEngine:
                 self._unique[record.unique_key] = record.id
             added.append(Added(record.id, True))
         return added
+
+    async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """No transactions of the caller to join here."""
+        raise TypeError(NO_CALLER_TRANSACTIONS.format(storage="InMemoryQueueStorage"))
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """A copy of the job, or None."""

@@ -67,25 +67,47 @@ class PostgresQueueEngine:
 
     async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """One unnest INSERT for any number of jobs; it hints the channel. Jobs with
-        unique keys take the path of `_insert_unique`; those without pay nothing for it."""
-        first_with_key: dict[str, int] = {}  # a key -> the index of its first job
-        for index, job in enumerate(jobs):
-            if job.unique_key is not None:
-                first_with_key.setdefault(job.unique_key, index)
-        if not first_with_key:
+        unique keys take the path of `_insert_keyed`; those without pay nothing for it."""
+        if all(job.unique_key is None for job in jobs):
             rows = await self._database.fetch(
                 sql.INSERT_JOBS, self.queue_name, *_columns(jobs), self._channel, HINT_TAG
             )
             # Ids come from the sequence in insertion order, which is the input order.
             return [Added(job_id, True) for job_id in sorted(row["id"] for row in rows)]
-        # Only the first job of each key goes to the database, in one transaction.
+        async with self._database.transaction() as connection:
+            return await self._insert_keyed(connection, jobs)
+
+    async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Insert on the caller's asyncpg connection, inside its transaction (a savepoint
+        of it for jobs with unique keys). Its NOTIFY goes out when the caller commits,
+        and wakes the servers then; a rollback takes the jobs and the NOTIFY back."""
+        if not _is_asyncpg_connection(connection):
+            raise TypeError(
+                "PostgresQueueStorage joins the transaction of an asyncpg connection "
+                f"(asyncpg.Connection or one acquired from a pool), got {type(connection).__name__}"
+            )
+        conn: Any = connection
+        if all(job.unique_key is None for job in jobs):
+            rows = await conn.fetch(
+                sql.INSERT_JOBS, self.queue_name, *_columns(jobs), self._channel, HINT_TAG
+            )
+            return [Added(job_id, True) for job_id in sorted(row["id"] for row in rows)]
+        async with conn.transaction():
+            return await self._insert_keyed(conn, jobs)
+
+    async def _insert_keyed(self, connection: Any, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """In an open transaction: jobs of which some have unique keys. Only the first job
+        of each key goes to the database; a later one gets that job's id."""
+        first_with_key: dict[str, int] = {}  # a key -> the index of its first job
+        for index, job in enumerate(jobs):
+            if job.unique_key is not None:
+                first_with_key.setdefault(job.unique_key, index)
         sent = [
             index
             for index, job in enumerate(jobs)
             if job.unique_key is None or first_with_key[job.unique_key] == index
         ]
-        async with self._database.transaction() as connection:
-            added = await self._insert_unique(connection, [jobs[index] for index in sent])
+        added = await self._insert_unique(connection, [jobs[index] for index in sent])
         by_index = dict(zip(sent, added, strict=True))
         for index, job in enumerate(jobs):
             if index not in by_index and job.unique_key is not None:
@@ -336,3 +358,11 @@ class PostgresQueueStorage(BaseQueueStorage):
 
     def __repr__(self) -> str:
         return f"PostgresQueueStorage({self._database.where!r}, {self.queue_name!r})"
+
+
+def _is_asyncpg_connection(connection: object) -> bool:
+    """An asyncpg connection, or the proxy of one that a pool lent."""
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    return isinstance(connection, asyncpg.Connection | PoolConnectionProxy)

@@ -123,6 +123,29 @@ class SqliteQueueEngine:
             lambda connection: self._store_unless_held(connection, rows)
         )
 
+    async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Insert on the caller's aiosqlite connection, in its transaction: row by row,
+        each free key taken by the first row that has it (the caller's write lock keeps
+        other connections from taking or freeing keys until it commits or rolls back)."""
+        import aiosqlite
+
+        if not isinstance(connection, aiosqlite.Connection):
+            raise TypeError(
+                "SqliteQueueStorage joins the transaction of an aiosqlite.Connection to the "
+                f"same file, got {type(connection).__name__}"
+            )
+        rows = [job_to_row(self.queue_name, job) for job in jobs]  # a bad value: nothing
+        added = []
+        for row in rows:
+            job_id = await fetch_value(connection, sql.INSERT_JOB_UNLESS_KEY_HELD, row)
+            if job_id is not None:
+                added.append(Added(int(job_id), True))
+                continue
+            params = {**self._queue, "unique_keys": encode_json([row["unique_key"]])}
+            ((_key, holder),) = await fetch_rows(connection, sql.UNIQUE_KEY_HOLDERS, params)
+            added.append(Added(int(holder), False))
+        return added
+
     async def _store(self, connection: aiosqlite.Connection, rows: list[Params]) -> list[int]:
         """Inside a transaction: insert the rows; their ids, in order."""
         if not rows:
