@@ -13,7 +13,7 @@ from typing import Any
 
 from ._json import JsonValue
 
-logger = logging.getLogger("pyjobqueue")
+logger = logging.getLogger(__name__)
 
 Listener = Callable[..., Any]
 

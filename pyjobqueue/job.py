@@ -18,7 +18,7 @@ from .limits import check_name
 InputT = TypeVar("InputT")
 OutputT = TypeVar("OutputT")
 
-logger = logging.getLogger("pyjobqueue")
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:

@@ -32,7 +32,7 @@ from .outcome import Outcome, OutcomeKind, decide_recovery
 from .storage.base import QueueStorage, Unsubscribe
 from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
 
-logger = logging.getLogger("pyjobqueue")
+logger = logging.getLogger(__name__)
 
 # Hears of each applied outcome: (the job as claimed, the outcome, seconds it ran).
 OutcomeListener = Callable[[Job[Any, Any], Outcome, float | None], object]

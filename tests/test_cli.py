@@ -6,7 +6,9 @@ import contextlib
 import importlib.util
 import json
 import signal
+import socket
 import sqlite3
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -550,3 +552,48 @@ def test_installed_script_runs_the_same_commands(cli: Cli) -> None:
     assert (result.returncode, result.stdout.strip()) == (0, '{"doubled": 8}')
     worker.send(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+# -- inside an application: log levels and metrics (SPEC section 9) ------------------------
+
+
+def test_worker_log_level_info_and_debug_show_the_server_and_each_job(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Steps", "--log-level", "debug")
+    [job_id] = submitted_ids(cli, '{"n": 2}')
+    worker.event("job_complete", job_id)
+    worker.send(signal.SIGINT)
+    assert worker.wait() == 0
+    log = worker.stderr
+    assert "INFO pyjobqueue.server: server " in log and " started on queue " in log
+    assert f"DEBUG pyjobqueue.worker: job {job_id} (Steps)" in log
+    assert "complete after" in log
+    assert "stopped: 1 jobs completed" in log
+
+
+def test_worker_metrics_port_serves_counters_that_move(cli: Cli) -> None:
+    pytest.importorskip("prometheus_client")
+    port = free_port()
+    worker = cli.worker("cli_jobs:Steps", "--metrics-port", str(port))
+    [job_id] = submitted_ids(cli, '{"n": 3}')
+    worker.event("job_complete", job_id)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    queue = cli.queue_name
+    assert f'pyjobqueue_jobs_total{{kind="",outcome="completed",queue="{queue}"}} 1.0' in text
+    assert "pyjobqueue_attempt_duration_seconds_count" in text
+    worker.send(signal.SIGINT)
+    assert worker.wait() == 0
+
+
+def test_worker_rejects_a_bad_log_level_or_port(cli: Cli) -> None:
+    for option in (["--log-level", "loud"], ["--metrics-port", "70000"], ["--metrics-port", "x"]):
+        result = cli.run("worker", "cli_jobs:Steps", *option)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

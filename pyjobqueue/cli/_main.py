@@ -33,6 +33,7 @@ from ._values import (
     parse_job_id,
     parse_kind,
     parse_metadata,
+    parse_port,
     parse_positive_duration,
     parse_positive_int,
     parse_priority,
@@ -71,6 +72,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# The levels `worker --log-level` takes.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -151,6 +156,28 @@ def _worker_parser(commands: argparse._SubParsersAction[Parser]) -> None:
         default=30.0,
         metavar="DURATION",
         help="how long a job of a dead worker stays claimed before it is retried (default 30s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="WARNING",
+        metavar="LEVEL",
+        help="what the library logs on stderr: debug (each job's start and end), info "
+        "(the server starting and stopping), warning (failed attempts with their "
+        "tracebacks; the default), error",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=parse_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (needs pyjobqueue[prometheus])",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics are served on (default 127.0.0.1)",
     )
 
 
@@ -286,7 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit status."""
     args = build_parser().parse_args(argv)
     # The library logs failures it recovers from (a lost connection, a failing listener).
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = getattr(args, "log_level", "WARNING")
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pyjobqueue").setLevel(level)
     try:
         status: int = asyncio.run(args.command(args))
         return status

@@ -93,6 +93,14 @@ def parse_positive_int(text: str) -> int:
     return _parse_int(text, 1, "at least 1")
 
 
+def parse_port(text: str) -> int:
+    """A TCP port: 1 to 65535."""
+    port = _parse_int(text, 1, "a port from 1 to 65535")
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: must be at most 65535")
+    return port
+
+
 def parse_count(text: str) -> int:
     """An int of at least 0."""
     return _parse_int(text, 0, "0 or more")

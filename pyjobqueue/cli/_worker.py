@@ -19,6 +19,7 @@ from ..events import JOB_EVENTS, EventName, event_payload
 from ..job import Job, kind_of, utcnow
 from ..limiters import CompositeLimiter, ConcurrencyLimiter, Limiter, RateLimiter
 from ..server import JobQueueServer
+from ..serving import SignalWatcher, stop_on_signals, wait_for_signal_or_stop
 from ..storage.base import QueueStorage
 from ..worker import STORAGE_FAILURE_RECORD
 from ._render import compact_json, print_line, shorten
@@ -31,7 +32,6 @@ from ._target import (
 )
 from ._values import CliError
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How long the second signal's stop may take before the process leaves regardless.
 HURRIED_STOP_SECONDS = 5.0
 DETAIL_LIMIT = 120
@@ -105,46 +105,6 @@ def _event_detail(name: str, args: tuple[Any, ...]) -> str:
     return ""
 
 
-class SignalWatcher:
-    """Queues SIGINT/SIGTERM for the event loop instead of letting them kill the process."""
-
-    def __init__(self) -> None:
-        self.received: asyncio.Queue[int] = asyncio.Queue()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[SignalWatcher]:
-        """Handle the stop signals inside the block; restore the defaults afterwards."""
-        loop = asyncio.get_running_loop()
-        try:
-            for number in STOP_SIGNALS:
-                loop.add_signal_handler(number, self.received.put_nowait, number)
-        except NotImplementedError:  # Windows: no loop signal handlers, plain ones work
-            with self._plain_handlers(loop):
-                yield self
-            return
-        try:
-            yield self
-        finally:
-            for number in STOP_SIGNALS:
-                loop.remove_signal_handler(number)
-
-    @contextlib.contextmanager
-    def _plain_handlers(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
-        def handler(number: int, _frame: object) -> None:
-            loop.call_soon_threadsafe(self.received.put_nowait, number)
-
-        previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for number, old in previous.items():
-                signal.signal(number, old)
-
-    async def next(self) -> int:
-        """Wait for the next stop signal; its number."""
-        return await self.received.get()
-
-
 def _limiter_parts(args: argparse.Namespace) -> list[Limiter]:
     parts: list[Limiter] = []
     if args.concurrency is not None:
@@ -198,6 +158,7 @@ async def run_worker(args: argparse.Namespace) -> int:
     async with opened_queue(target) as storage, _limiter(args, target) as limiter:
         server = _make_server(args, job_classes, storage, limiter)
         log.attach(server)
+        metrics = _serve_metrics(args, server)
         watcher = SignalWatcher()
         with watcher.installed(), _failure_reported_here():
             await server.start()
@@ -205,6 +166,9 @@ async def run_worker(args: argparse.Namespace) -> int:
             async with _pause_watched(server, log, args.poll_interval):
                 first = await _signal_or_failure(server, watcher)
             status = await _stop(server, watcher, log, first, args.stop_timeout)
+    if metrics is not None:
+        metrics.shutdown()
+        metrics.server_close()
     return status
 
 
@@ -260,18 +224,34 @@ def _failure_reported_here() -> Iterator[None]:
 async def _signal_or_failure(server: JobQueueServer[Any, Any], watcher: SignalWatcher) -> int:
     """The first stop signal; CliError when the server stops by itself first (a permanent
     storage failure: a read-only or corrupt file, a dropped table, a login refused)."""
-    signalled = asyncio.ensure_future(watcher.next())
-    stopped = asyncio.ensure_future(server.wait_stopped())
-    try:
-        await asyncio.wait({signalled, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not signalled.done():
-            signalled.cancel()
-    if signalled.done() and not signalled.cancelled():
-        return signalled.result()
+    first = await wait_for_signal_or_stop(server, watcher)
+    if first:
+        return first
     error = server.error
     raise CliError(f"worker stopped: {one_line(error) if error else 'the server stopped'}")
+
+
+def _serve_metrics(args: argparse.Namespace, server: JobQueueServer[Any, Any]) -> Any:
+    """With --metrics-port: instrument the server and serve its metrics over HTTP (the
+    HTTP server, to shut down at the end); else None."""
+    if args.metrics_port is None:
+        return None
+    try:
+        import prometheus_client
+
+        from ..contrib.prometheus import PrometheusMetrics
+    except ImportError:
+        raise CliError(
+            '--metrics-port needs prometheus-client: pip install "pyjobqueue[prometheus]"'
+        ) from None
+    PrometheusMetrics().instrument(server)
+    try:
+        http, _thread = prometheus_client.start_http_server(args.metrics_port, args.metrics_host)
+    except OSError as error:
+        raise CliError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {error.strerror}"
+        ) from None
+    return http
 
 
 def _make_server(
@@ -308,26 +288,24 @@ async def _stop(
         "to finish, then go back to the queue (send the signal again to exit at once)",
         signal=signal.Signals(first).name,
     )
-    stopping = asyncio.ensure_future(server.stop())
-    second = asyncio.ensure_future(watcher.next())
-    done, _pending = await asyncio.wait({stopping, second}, return_when=asyncio.FIRST_COMPLETED)
-    if stopping in done:
-        second.cancel()
-        stopping.result()
+
+    def exit_now(number: int) -> None:
+        log.note(
+            "worker_exit",
+            f"{signal.Signals(number).name} again: stopping running jobs now; they go back "
+            "to the queue",
+            signal=signal.Signals(number).name,
+        )
+        hurried.append(number)
+
+    hurried: list[int] = []
+    # A hurried stop cancels the jobs, which go back to the queue uncharged. If that
+    # hangs (a job swallowing cancellation, a dead database), leave regardless.
+    if await stop_on_signals(
+        server, watcher, hurried_after=HURRIED_STOP_SECONDS, on_second=exit_now
+    ):
         log.note("worker_stop", "stopped")
         return 0
-    number = second.result()
-    log.note(
-        "worker_exit",
-        f"{signal.Signals(number).name} again: stopping running jobs now; they go back to "
-        "the queue",
-        signal=signal.Signals(number).name,
-    )
-    # Cut the graceful stop short: jobs are cancelled and re-queued uncharged. If that
-    # hangs (a job swallowing cancellation, a dead database), leave regardless.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(HURRIED_STOP_SECONDS):
-            await server.stop(timeout_ms=0)
     sys.stderr.flush()
     # At once means at once: no awaiting connections that may be what hangs.
-    os._exit(128 + number)
+    os._exit(128 + hurried[0])
