@@ -6,6 +6,8 @@ from .errors import (
     JobDisabledError,
     JobError,
     JobNotFoundError,
+    JobSnooze,
+    JobTimeoutError,
     PermanentJobError,
     RetryableJobError,
 )
@@ -41,7 +43,9 @@ __all__ = [
     "JobQueueServer",
     "JobQueueStats",
     "JobQueueWorker",
+    "JobSnooze",
     "JobStatus",
+    "JobTimeoutError",
     "Limiter",
     "NullLimiter",
     "PermanentJobError",

@@ -154,9 +154,13 @@ def disable(job: Job[Any, Any], now: datetime) -> bool:
     return True
 
 
-def retry(job: Job[Any, Any], now: datetime) -> bool:
-    """FAILED/DISABLED -> PENDING at `now`, as a fresh job; whether it applied."""
-    if job.status not in RETRYABLE_STATUSES:
+def retry(job: Job[Any, Any], now: datetime, key_held_elsewhere: bool = False) -> bool:
+    """FAILED/DISABLED -> PENDING at `now`, as a fresh job; whether it applied.
+
+    Refused while another job of the queue holds the job's unique key
+    (`key_held_elsewhere`): two unfinished jobs never share a key.
+    """
+    if job.status not in RETRYABLE_STATUSES or key_held_elsewhere:
         return False
     job.status = JobStatus.PENDING
     job.run_attempts = 0

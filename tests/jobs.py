@@ -12,6 +12,7 @@ from pyjobqueue import (
     AbortSignalJobError,
     Job,
     JobContext,
+    JobSnooze,
     PermanentJobError,
     RetryableJobError,
 )
@@ -112,6 +113,19 @@ class ScriptedJob(Job[dict[str, Any], Any]):
     async def _crash(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
         raise ValueError("bad value inside the job")
 
+    async def _key_error(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        """The mistake of a new user: a missing key."""
+        return {"value": input["zz"]}
+
+    async def _snooze(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        """Snoozes until it has run `times` times (attempts are given back each time)."""
+        if len(probe.runs) <= input["times"]:
+            raise JobSnooze(input["seconds"])
+        return {"runs": len(probe.runs), "attempt": context.job.run_attempts}
+
+    async def _metadata(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
+        return {"metadata": context.job.metadata, "kind": context.job.kind}
+
     async def _bad_output(self, input: dict[str, Any], context: JobContext, probe: Probe) -> Any:
         return {"when": object()}
 
@@ -123,3 +137,39 @@ class ScriptedJob(Job[dict[str, Any], Any]):
             nested = [nested]
         kinds = {"deep": nested, "surrogate": "a\udc80b", "huge": 10**5_000}
         return {"value": kinds[input["kind"]]}
+
+
+ResizeOutput = dict[str, Any]
+
+
+class Resize(Job[dict[str, Any], ResizeOutput]):
+    """A job class with a kind of its own: says which class ran it."""
+
+    kind = "resize"
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> ResizeOutput:
+        return {"ran": "resize", "width": input.get("width"), "kind": context.job.kind}
+
+
+class SendEmail(Job[dict[str, Any], str]):
+    """A job class whose kind is its name."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> str:
+        return f"sent to {input.get('to')}"
+
+
+class PatientJob(ScriptedJob):
+    """A scripted job with a class timeout."""
+
+    kind = "patient"
+    timeout_ms = 60
+
+
+class PolicyJob(ScriptedJob):
+    """A scripted job with a retry policy: 120 ms, then 240 ms, no jitter; KeyError retries."""
+
+    kind = "policy"
+    retry_delay_ms = 120
+    retry_backoff = 2.0
+    retry_jitter = 0.0
+    retry_on = (KeyError,)

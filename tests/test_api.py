@@ -46,6 +46,9 @@ SPEC_NAMES = [
     "RateLimiter",
     "CompositeLimiter",
     "EvenlySpacedRateLimiter",
+    # SPEC section 8.5
+    "JobTimeoutError",
+    "JobSnooze",
 ]
 SPEC_STORAGE_NAMES = [
     "QueueStorage",

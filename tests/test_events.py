@@ -11,6 +11,7 @@ from pyjobqueue.events import (
     JOB_AVAILABLE,
     JOB_EVENTS,
     PAYLOAD_FIELDS,
+    QUEUE_EVENTS,
     SERVER_EVENTS,
     EventEmitter,
     EventName,
@@ -40,7 +41,7 @@ def test_event_names_are_the_strings_users_pass() -> None:
 
 
 def test_the_table_has_every_job_event_with_the_spec_arguments() -> None:
-    assert set(PAYLOAD_FIELDS) == {*JOB_EVENTS, JOB_AVAILABLE}
+    assert set(PAYLOAD_FIELDS) == {*JOB_EVENTS, JOB_AVAILABLE, *QUEUE_EVENTS}
     assert PAYLOAD_FIELDS["job_progress"] == ("progress", "message", "details")
     assert PAYLOAD_FIELDS["job_complete"] == ("output",)
     assert PAYLOAD_FIELDS["job_error"] == ("error",)

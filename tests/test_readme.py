@@ -36,6 +36,12 @@ def test_quick_start_prints_the_word_count(tmp_path: Path) -> None:
     assert run_program(tmp_path, "quick_start.py", code) == "{'words': 4}"
 
 
+def test_the_many_kinds_quick_start_runs_both_kinds(tmp_path: Path) -> None:
+    (code,) = python_blocks("Many kinds of jobs on one queue")
+    output = run_program(tmp_path, "kinds.py", code)
+    assert output == "{'width': 320} sent to ada@example.com"
+
+
 def test_concept_examples_run_together(tmp_path: Path) -> None:
     quick_start, *_ = python_blocks("Quick start")
     examples = python_blocks("Concepts")
@@ -56,18 +62,18 @@ def test_the_safe_retry_of_a_submit_runs(tmp_path: Path) -> None:
         "from pyjobqueue.storage import InMemoryQueueStorage\n\n"
         "class LostAnswer(InMemoryQueueStorage):\n"
         "    lost = False\n"
-        "    async def add(self, job):\n"
-        "        job_id = await super().add(job)\n"
+        "    async def add_jobs(self, jobs):\n"
+        "        added = await super().add_jobs(jobs)\n"
         "        if not self.lost:\n"
         "            self.lost = True\n"
         "            raise ConnectionResetError('the answer of the commit was lost')\n"
-        "        return job_id\n\n"
+        "        return added\n\n"
         "async def main() -> None:\n"
         "    storage = LostAnswer('invoices')\n"
         "    client = JobQueueClient(storage=storage)\n"
         "    invoice_id = 7\n"
         f"{body}\n"
-        "    print([job.input for job in await client.get_jobs_by_run_id(run_id)])\n\n"
+        "    print([job.input for job in await client.get_jobs_by_run_id(key)])\n\n"
         "asyncio.run(main())\n"
     )
     assert run_program(tmp_path, "safe_retry.py", program) == "[{'invoice': 7}]"

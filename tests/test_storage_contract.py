@@ -516,7 +516,14 @@ State = Callable[[QueueStorage], Awaitable[int]]
 
 
 async def _fresh(storage: QueueStorage) -> int:
-    return await storage.add(new_job({"state": "fresh"}, run_after=T0 - timedelta(seconds=1)))
+    job = new_job(
+        {"state": "fresh"},
+        run_after=T0 - timedelta(seconds=1),
+        kind="resize",
+        priority=3,
+        metadata={"tenant": "a"},
+    )
+    return await storage.add(job)
 
 
 async def _running(storage: QueueStorage) -> int:
@@ -539,7 +546,9 @@ async def _ended(storage: QueueStorage, outcome: Outcome) -> int:
 
 
 async def _retried(storage: QueueStorage) -> int:
-    retry = Outcome(OutcomeKind.RETRY, T0, error="boom", error_code="RetryableJobError")
+    retry = Outcome(
+        OutcomeKind.RETRY, T0, error="boom", error_code="RetryableJobError", traceback="at x"
+    )
     return await _ended(storage, replace(retry, run_after=T0 - timedelta(microseconds=5)))
 
 
@@ -562,7 +571,9 @@ STATES: dict[str, State] = {
     "processing with progress": _running_with_progress,
     "aborting": _aborting,
     "completed": lambda s: _ended(s, Outcome(OutcomeKind.COMPLETE, T0, output={"ok": [1, 2]})),
-    "failed": lambda s: _ended(s, Outcome(OutcomeKind.FAIL, T0, error="bad", error_code="E")),
+    "failed": lambda s: _ended(
+        s, Outcome(OutcomeKind.FAIL, T0, error="bad", error_code="E", traceback="at y")
+    ),
     "disabled": _disabled,
 }
 
@@ -592,15 +603,15 @@ def _finish(
     return Operation(on_storage, on_record)
 
 
-def _claim() -> Operation:
+def _claim(kinds: frozenset[str] | None = None) -> Operation:
     def on_record(job: Job[Any, Any]) -> list[int]:
-        if not transitions.is_claimable(job, LATER):
+        if not transitions.is_claimable(job, LATER, kinds):
             return []
         transitions.claim(job, "w2", LATER, LATER + timedelta(seconds=30))
         return [job.id or 0]
 
     async def on_storage(storage: QueueStorage, job_id: int) -> list[int]:
-        claimed = await storage.claim("w2", LATER, LATER + timedelta(seconds=30), 5)
+        claimed = await storage.claim("w2", LATER, LATER + timedelta(seconds=30), 5, None, kinds)
         return [job.id or 0 for job in claimed]
 
     return Operation(on_storage, on_record)
@@ -674,18 +685,25 @@ def _abort_run() -> Operation:
 
 
 _COMPLETE = Outcome(OutcomeKind.COMPLETE, LATER, output={"done": True, "n": 2.5})
-_FAIL = Outcome(OutcomeKind.FAIL, LATER, error="it broke", error_code="ValueError")
+_TRACE = "Traceback (most recent call last):\n  ValueError: it broke\n"
+_FAIL = Outcome(
+    OutcomeKind.FAIL, LATER, error="it broke", error_code="ValueError", traceback=_TRACE
+)
 _RETRY = Outcome(
     OutcomeKind.RETRY,
     LATER,
     error="again",
     error_code="RetryableJobError",
     run_after=LATER + timedelta(seconds=9),
+    traceback=_TRACE,
 )
 _REQUEUE = Outcome(OutcomeKind.REQUEUE, LATER, run_after=LATER)
+_SNOOZE = Outcome(OutcomeKind.REQUEUE, LATER, run_after=LATER + timedelta(hours=1), snoozed=True)
 
 OPERATIONS: dict[str, Operation] = {
     "claim": _claim(),
+    "claim of its kind": _claim(frozenset({"resize", "other"})),
+    "claim of other kinds": _claim(frozenset({"send_email"})),
     "renew the lease": _renew("w1", 1),
     "renew another worker's lease": _renew("w2", 1),
     "save progress": _progress("w1", 1),
@@ -694,6 +712,7 @@ OPERATIONS: dict[str, Operation] = {
     "fail": _finish(_FAIL),
     "retry later": _finish(_RETRY),
     "requeue on stop": _finish(_REQUEUE),
+    "snooze": _finish(_SNOOZE),
     "complete as another worker": _finish(_COMPLETE, worker="w2"),
     "fail an old attempt": _finish(_FAIL, attempt=0),
     "recover while the lease lives": _finish(_FAIL, expired_before=T0 + timedelta(seconds=10)),

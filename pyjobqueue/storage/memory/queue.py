@@ -258,7 +258,10 @@ class MemoryQueueEngine:
         """Run a finished job again."""
 
         def retry(job: Job[Any, Any]) -> bool:
-            retried = transitions.retry(job, now)
+            holder = self._key_holder(job.unique_key)
+            retried = transitions.retry(job, now, holder not in (None, job.id))
+            if retried and job.unique_key is not None:
+                self._unique[job.unique_key] = job_id
             if retried:
                 self._mark_claimable(job)
             return retried
