@@ -152,22 +152,20 @@ class IndexedDbQueueEngine:
             # Validates everything before the transaction.
             key = record.unique_key if transitions.holds_unique_key(record) else None
             fresh.append((key, self._record(record)))
+        keys = list(dict.fromkeys(key for key, _record in fresh if key is not None))
 
         def body(transaction: JsObject) -> Body[list[Added]]:
             store = transaction.objectStore(JOBS)
-            # Without unique keys, no look-ups: the adds are the whole transaction.
-            keys = dict.fromkeys(key for key, _record in fresh if key is not None)
-            unique = store.index("unique")
-            lookups = {key: unique.getKey(self._key_range(key)) for key in keys}
-            if lookups:
-                yield list(lookups.values())[-1]  # requests succeed in order: the last, all
-            # unique key -> its holder: a stored job's id, or the add request of a job
-            # of this batch
-            holders: dict[str, Any] = {
-                key: int(request.result)
-                for key, request in lookups.items()
-                if not is_missing(request.result)
-            }
+            # unique key -> its holder: a stored job's id, or the add request of the job
+            # of this batch that takes it
+            holders: dict[str, Any] = {}
+            if keys:  # without unique keys, the adds are the whole transaction
+                unique = store.index("unique")
+                lookups = [unique.getKey(self._key_range(key)) for key in keys]
+                yield lookups[-1]  # requests succeed in order: the last one means all
+                for held, lookup in zip(keys, lookups, strict=True):
+                    if not is_missing(lookup.result):
+                        holders[held] = int(lookup.result)
             outcomes: list[tuple[Any, bool]] = []
             for key, record in fresh:
                 if key is not None and key in holders:
@@ -453,13 +451,24 @@ class IndexedDbQueueEngine:
         return await self._change(job_id, change, False)
 
     async def retry(self, job_id: int, now: datetime) -> bool:
-        """Run a finished job again."""
+        """Run a finished job again, unless another job took its unique key meanwhile."""
 
-        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
-            retried = transitions.retry(job, now)
-            return retried, retried
+        def body(transaction: JsObject) -> Body[bool]:
+            store = transaction.objectStore(JOBS)
+            record = js_to_json((yield store.get(job_id)))
+            if record is None or record["queue"] != self.queue_name:
+                return False
+            job = record_to_job(record)
+            holder = None
+            if job.unique_key is not None:
+                found = yield store.index("unique").getKey(self._key_range(job.unique_key))
+                holder = None if found is None else int(found)
+            if not transitions.retry(job, now, holder not in (None, job_id)):
+                return False
+            store.put(self._record(job))
+            return True
 
-        return await self._change(job_id, change, False)
+        return await self._write(body)
 
     # -- maintenance ----------------------------------------------------------------
 
