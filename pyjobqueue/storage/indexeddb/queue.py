@@ -31,26 +31,46 @@ T = TypeVar("T")
 # What a transition does to one job: (whether to store it, what the operation returns).
 Change = Callable[[Job[Any, Any]], tuple[bool, T]]
 # Where a claim looks for jobs: an index and the key prefix of its PENDING jobs, which
-# are in claim order under it (the prefix, then rank, run_after, id).
+# are in claim order under it (the prefix, then rank, run_after, then the id).
 Lane = tuple[str, list[Any]]
 
 
-def _claimable_head(
-    request: JsObject, cursor: JsObject, prefix: list[Any], now: str
-) -> Generator[JsObject, Any, tuple[tuple[int, str, int], JsObject] | None]:
-    """From a cursor of `request` on a lane, the first job due at `now` (encoded): its
-    claim order and the cursor on it, or None when there is none.
+class _LaneCursor:
+    """A claim's key cursor on one lane, standing on the first job of the next rank
+    (priority) that has a job due; `rank` is None when no rank is left.
 
-    The jobs of one rank are in run_after order, so the first one not due means none of
-    its rank is: the cursor jumps past the rank instead of stepping through them.
+    The jobs of one rank are in run_after order, so when the first one is not due, none
+    of its rank is: the cursor jumps past the rank instead of stepping through them.
     """
-    while cursor is not None:
-        *_, rank, run_after = js_to_json(cursor.key)
-        if run_after <= now:
-            return (rank, run_after, int(cursor.primaryKey)), cursor
-        cursor.continue_(js_array([*prefix, rank, AFTER_ALL]))
-        cursor = yield request
-    return None
+
+    def __init__(self, index: JsObject, prefix: list[Any], due: str) -> None:
+        self.index, self.prefix, self.due = index, prefix, due
+        self.request: JsObject = None
+        self.cursor: JsObject = None
+        self.rank: int | None = None
+
+    def next_rank(self) -> Generator[JsObject, Any, None]:
+        """Move on to the next rank with a job due (the first one, the first time)."""
+        if self.request is None:
+            # Opened only now: a request that succeeds before it is yielded is never seen.
+            lane = key_range(self.prefix, [*self.prefix, AFTER_ALL])
+            self.request = self.index.openKeyCursor(lane)
+        else:
+            self.cursor.continue_(js_array([*self.prefix, self.rank, AFTER_ALL]))
+        self.cursor = yield self.request
+        while self.cursor is not None:
+            *_, rank, run_after = js_to_json(self.cursor.key)
+            if run_after <= self.due:
+                self.rank = rank
+                return
+            self.cursor.continue_(js_array([*self.prefix, rank, AFTER_ALL]))
+            self.cursor = yield self.request
+        self.rank = None
+
+    def due_jobs(self, count: int) -> JsObject:
+        """A request for the first `count` due jobs of the current rank, in claim order."""
+        rank = [*self.prefix, self.rank]
+        return self.index.getAll(key_range(rank, [*rank, self.due]), count)
 
 
 class IndexedDbQueueEngine:
@@ -298,29 +318,28 @@ class IndexedDbQueueEngine:
     def _claim_due(
         self, transaction: JsObject, lanes: list[Lane], due: str, limit: int
     ) -> Generator[JsObject, Any, list[Job[Any, Any]]]:
-        """The first `limit` jobs due at `due` in claim order, merged from the lanes:
-        each lane's cursor stands on its first due job, and the least of them goes next."""
+        """The first `limit` jobs due at `due` in claim order, merged from the lanes: rank
+        by rank, the due jobs of that rank from every lane that has some, by run_after
+        and id."""
         store = transaction.objectStore(JOBS)
-        heads: dict[int, tuple[tuple[int, str, int], JsObject, JsObject]] = {}
-        for number, (index_name, prefix) in enumerate(lanes):
-            request = store.index(index_name).openCursor(key_range(prefix, [*prefix, AFTER_ALL]))
-            cursor = yield request
-            head = yield from _claimable_head(request, cursor, prefix, due)
-            if head is not None:
-                heads[number] = (*head, request)
-        jobs: list[Job[Any, Any]] = []
-        while heads:
-            number = min(heads, key=lambda lane: heads[lane][0])
-            _order, cursor, request = heads.pop(number)
-            jobs.append(record_to_job(js_to_json(cursor.value)))
-            if len(jobs) == limit:
+        cursors = [_LaneCursor(store.index(name), prefix, due) for name, prefix in lanes]
+        for cursor in cursors:
+            yield from cursor.next_rank()
+        records: list[dict[str, Any]] = []
+        while len(records) < limit:
+            ranks = [cursor.rank for cursor in cursors if cursor.rank is not None]
+            if not ranks:
                 break
-            cursor.continue_()
-            cursor = yield request
-            head = yield from _claimable_head(request, cursor, lanes[number][1], due)
-            if head is not None:
-                heads[number] = (*head, request)
-        return jobs
+            at_rank = [cursor for cursor in cursors if cursor.rank == min(ranks)]
+            requests = [cursor.due_jobs(limit - len(records)) for cursor in at_rank]
+            yield requests[-1]  # requests succeed in order: the last one means all
+            found = [record for request in requests for record in js_to_json(request.result)]
+            found.sort(key=lambda record: (record["run_after"], record["id"]))
+            records += found[: limit - len(records)]
+            if len(records) < limit:  # then these lanes have no more due jobs of this rank
+                for cursor in at_rank:
+                    yield from cursor.next_rank()
+        return [record_to_job(record) for record in records]
 
     def _paused(self, transaction: JsObject) -> Generator[JsObject, Any, bool]:
         """Inside a transaction over QUEUES: whether the queue is paused."""
