@@ -330,7 +330,8 @@ class IndexedDbQueueEngine:
             ranks = [cursor.rank for cursor in cursors if cursor.rank is not None]
             if not ranks:
                 break
-            at_rank = [cursor for cursor in cursors if cursor.rank == min(ranks)]
+            best = min(ranks)
+            at_rank = [cursor for cursor in cursors if cursor.rank == best]
             requests = [cursor.due_jobs(limit - len(records)) for cursor in at_rank]
             yield requests[-1]  # requests succeed in order: the last one means all
             found = [record for request in requests for record in js_to_json(request.result)]
