@@ -6,6 +6,8 @@ a new macrotask, so a transaction cannot span an `await`. A transaction body is
 therefore a generator: it issues requests synchronously and `yield`s a request whose
 result it needs; the runner resumes it inside that request's `success` callback, while
 the transaction is still active. The caller awaits only the transaction's `complete`.
+A schema upgrade step may be such a generator too (a cursor walk that rewrites old
+records inside the `versionchange` transaction).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ logger = logging.getLogger("pyjobqueue")
 
 # A transaction body: gets the IDBTransaction, yields IDBRequests, returns the result.
 TransactionBody = Callable[[JsObject], Generator[JsObject, Any, T]]
-# A schema upgrade step: (IDBDatabase, versionchange IDBTransaction) -> None.
-Upgrade = Callable[[JsObject, JsObject], None]
+# A schema upgrade step: (IDBDatabase, versionchange IDBTransaction) -> None, or a
+# generator that yields the requests whose results it needs, like a transaction body.
+UpgradeSteps = Generator[JsObject, Any, None]
+Upgrade = Callable[[JsObject, JsObject], UpgradeSteps | None]
 
 
 class IndexedDbError(StorageOperationError):
@@ -118,6 +122,11 @@ class _OpenRun:
         self.migrations = migrations
         self.future: asyncio.Future[JsObject] = asyncio.get_running_loop().create_future()
         self.failure: BaseException | None = None
+        # The migrations still to run, the one running as a generator, and the proxy
+        # that resumes it from its requests' callbacks.
+        self.remaining: list[Upgrade] = []
+        self.running: UpgradeSteps | None = None
+        self.upgrade_handler: _Handler | None = None
         self.request = js_global().indexedDB.open(name, version)
         self.handler = _Handler(self.on_event)
         for kind in ("upgradeneeded", "success", "error", "blocked"):
@@ -130,16 +139,22 @@ class _OpenRun:
         elif kind == "blocked":
             logger.warning("IndexedDB %r: upgrade waits for other tabs to close it", self.name)
         elif kind == "success":
-            self.handler.release_soon()
+            self.release()
             database = self.request.result
             if self.future.done():  # the opener was cancelled: do not leak the connection
                 database.close()
             else:
                 self.future.set_result(database)
         elif kind == "error":
-            self.handler.release_soon()
+            self.release()
             if not self.future.done():
                 self.future.set_exception(self.failure or self.open_error())
+
+    def release(self) -> None:
+        """Free the proxies: the open request has settled, the upgrade is over."""
+        self.handler.release_soon()
+        if self.upgrade_handler is not None:
+            self.upgrade_handler.release_soon()
 
     def open_error(self) -> Exception:
         """Why the open request failed: a newer schema, or another reason."""
@@ -153,12 +168,41 @@ class _OpenRun:
 
     def upgrade(self, old_version: int, new_version: int) -> None:
         """Apply migrations old_version+1 .. new_version inside the versionchange transaction."""
+        self.remaining = list(self.migrations[old_version:new_version])
+        self.resume(None)
+
+    def on_upgrade_event(self, event: JsObject) -> None:
+        if event.type == "success":
+            self.resume(event.target.result)
+        elif self.failure is None:  # the versionchange transaction aborts: say why
+            reason = error_text(event.target.error)
+            self.failure = IndexedDbError(f"IndexedDB upgrade of {self.name!r} failed: {reason}")
+
+    def resume(self, value: Any) -> None:
+        """Run the migrations on, in order: resume the one that waits for a request's
+        result (`value`), then start the next, until one waits or none is left."""
         database, transaction = self.request.result, self.request.transaction
         try:
-            for version in range(old_version + 1, new_version + 1):
-                self.migrations[version - 1](database, transaction)
+            while True:
+                if self.running is None:
+                    if not self.remaining:
+                        return
+                    self.running = self.remaining.pop(0)(database, transaction)
+                    value = None
+                    if self.running is None:
+                        continue
+                try:
+                    request = self.running.send(None if is_missing(value) else value)
+                except StopIteration:
+                    self.running = None
+                    continue
+                if self.upgrade_handler is None:
+                    self.upgrade_handler = _Handler(self.on_upgrade_event)
+                request.onsuccess = request.onerror = self.upgrade_handler.proxy
+                return
         except Exception as exc:
             self.failure = exc
+            self.remaining, self.running = [], None
             transaction.abort()
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from ... import transitions
 from ..._json import dumps
 from ...browser._ffi import JsObject, js_array, js_global
 from ...job import Job, JobStatus
 from ...limits import check_aware
 from ..records import job_from_columns
+from .migrations import NO_KIND
 
 # Times as fixed-width UTC ISO 8601 text, exact to the microsecond ------------
 # (Numbers cannot do that: microseconds since 1970 pass 2**53 in the year 2255.) Text of
@@ -45,6 +47,11 @@ def key_range(lower: list[Any], upper: list[Any], upper_open: bool = False) -> J
     return js_global().IDBKeyRange.bound(js_array(lower), js_array(upper), False, upper_open)
 
 
+def kind_key(kind: str | None) -> str | int:
+    """The `kind_key` of jobs of `kind` (see migrations.py)."""
+    return NO_KIND if kind is None else kind
+
+
 def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
     """The IndexedDB record of a job (JSON values and times stored as text)."""
     record: dict[str, Any] = {
@@ -68,6 +75,16 @@ def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
         "fingerprint": job.fingerprint,
         "worker_id": job.worker_id,
         "lease_expires_at": encode_optional_time(job.lease_expires_at),
+        "kind": job.kind,
+        "priority": int(job.priority),
+        "unique_key": job.unique_key,
+        "metadata": dumps(job.metadata),
+        "timeout_ms": None if job.timeout_ms is None else float(job.timeout_ms),
+        "error_traceback": job.error_traceback,
+        # Index keys only (see migrations.py), derived from the fields above.
+        "rank": -int(job.priority),
+        "kind_key": kind_key(job.kind),
+        "held_key": job.unique_key if transitions.holds_unique_key(job) else None,
     }
     if job.id is not None:
         record["id"] = job.id

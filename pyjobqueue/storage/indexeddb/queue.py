@@ -10,26 +10,67 @@ callbacks (see `pyjobqueue.browser._idb`). docs/browser.md describes the schema.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Generator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ... import transitions
 from ..._json import dumps
-from ...browser._ffi import JsObject, js_to_json, json_to_js
+from ...browser._ffi import JsObject, is_missing, js_array, js_to_json, json_to_js
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
-from ..base import check_queue_name
+from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage, start_events
-from .codec import AFTER_ALL, encode_time, job_to_record, key_range, record_to_job
+from .codec import AFTER_ALL, encode_time, job_to_record, key_range, kind_key, record_to_job
 from .connection import DEFAULT_DATABASE, Body, Database, is_transient
 from .feed import LOG_STORES, EventFeed, Logged, log_events
-from .migrations import JOBS
+from .migrations import JOBS, QUEUES
 
 T = TypeVar("T")
 # What a transition does to one job: (whether to store it, what the operation returns).
 Change = Callable[[Job[Any, Any]], tuple[bool, T]]
+# Where a claim looks for jobs: an index and the key prefix of its PENDING jobs, which
+# are in claim order under it (the prefix, then rank, run_after, then the id).
+Lane = tuple[str, list[Any]]
+
+
+class _LaneCursor:
+    """A claim's key cursor on one lane, standing on the first job of the next rank
+    (priority) that has a job due; `rank` is None when no rank is left.
+
+    The jobs of one rank are in run_after order, so when the first one is not due, none
+    of its rank is: the cursor jumps past the rank instead of stepping through them.
+    """
+
+    def __init__(self, index: JsObject, prefix: list[Any], due: str) -> None:
+        self.index, self.prefix, self.due = index, prefix, due
+        self.request: JsObject = None
+        self.cursor: JsObject = None
+        self.rank: int | None = None
+
+    def next_rank(self) -> Generator[JsObject, Any, None]:
+        """Move on to the next rank with a job due (the first one, the first time)."""
+        if self.request is None:
+            # Opened only now: a request that succeeds before it is yielded is never seen.
+            lane = key_range(self.prefix, [*self.prefix, AFTER_ALL])
+            self.request = self.index.openKeyCursor(lane)
+        else:
+            self.cursor.continue_(js_array([*self.prefix, self.rank, AFTER_ALL]))
+        self.cursor = yield self.request
+        while self.cursor is not None:
+            *_, rank, run_after = js_to_json(self.cursor.key)
+            if run_after <= self.due:
+                self.rank = rank
+                return
+            self.cursor.continue_(js_array([*self.prefix, rank, AFTER_ALL]))
+            self.cursor = yield self.request
+        self.rank = None
+
+    def due_jobs(self, count: int) -> JsObject:
+        """A request for the first `count` due jobs of the current rank, in claim order."""
+        rank = [*self.prefix, self.rank]
+        return self.index.getAll(key_range(rank, [*rank, self.due]), count)
 
 
 class IndexedDbQueueEngine:
@@ -63,8 +104,28 @@ class IndexedDbQueueEngine:
         prefix = [self.queue_name] if status is None else [self.queue_name, status.value]
         return key_range(prefix, [*prefix, AFTER_ALL])
 
-    def _run_range(self, job_run_id: str) -> JsObject:
-        return key_range([self.queue_name, job_run_id], [self.queue_name, job_run_id])
+    def _selection(self, status: JobStatus | None, kind: str | None) -> tuple[str, JsObject]:
+        """The index and key range of the jobs with `status` and `kind` (None: any), in
+        claim order for one status."""
+        if kind is None:
+            return "claim", self._status_range(status)
+        prefix = [self.queue_name, kind]
+        if status is not None:
+            prefix.append(status.value)
+        return "kind", key_range(prefix, [*prefix, AFTER_ALL])
+
+    def _lanes(self, kinds: frozenset[str] | None) -> list[Lane]:
+        """Where a claim of a server running `kinds` finds its jobs: all PENDING jobs of
+        the claim index, or those of each of its kinds and those without a kind."""
+        pending = JobStatus.PENDING.value
+        if kinds is None:
+            return [("claim", [self.queue_name, pending])]
+        keys = [kind_key(None), *sorted(kinds)]
+        return [("kind", [self.queue_name, key, pending]) for key in keys]
+
+    def _key_range(self, value: str) -> JsObject:
+        """The key [queue, value] alone (a run id, a unique key)."""
+        return key_range([self.queue_name, value], [self.queue_name, value])
 
     def _record(self, job: Job[Any, Any]) -> JsObject:
         return json_to_js(job_to_record(job, self.queue_name))
@@ -100,20 +161,47 @@ class IndexedDbQueueEngine:
 
     # -- adding and reading -----------------------------------------------------
 
-    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
-        """Add the records in one transaction."""
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Add the records whose unique key is free in one transaction (readwrite
+        transactions over the jobs store run one at a time: nobody takes a key between
+        the look-up and the add)."""
         fresh = []
         for job in jobs:
             record = job.record()
             record.id = None
-            fresh.append(self._record(record))  # validates everything before the transaction
+            # Validates everything before the transaction.
+            key = record.unique_key if transitions.holds_unique_key(record) else None
+            fresh.append((key, self._record(record)))
+        keys = list(dict.fromkeys(key for key, _record in fresh if key is not None))
 
-        def body(transaction: JsObject) -> Body[list[int]]:
+        def body(transaction: JsObject) -> Body[list[Added]]:
             store = transaction.objectStore(JOBS)
-            requests = [store.add(record) for record in fresh]
-            if requests:
-                yield requests[-1]  # requests succeed in order: the last one means all
-            return [int(request.result) for request in requests]
+            # unique key -> its holder: a stored job's id, or the add request of the job
+            # of this batch that takes it
+            holders: dict[str, Any] = {}
+            if keys:  # without unique keys, the adds are the whole transaction
+                unique = store.index("unique")
+                lookups = [unique.getKey(self._key_range(key)) for key in keys]
+                yield lookups[-1]  # requests succeed in order: the last one means all
+                for held, lookup in zip(keys, lookups, strict=True):
+                    if not is_missing(lookup.result):
+                        holders[held] = int(lookup.result)
+            outcomes: list[tuple[Any, bool]] = []
+            for key, record in fresh:
+                if key is not None and key in holders:
+                    outcomes.append((holders[key], False))
+                    continue
+                request = store.add(record)
+                outcomes.append((request, True))
+                if key is not None:
+                    holders[key] = request
+            adds = [request for request, created in outcomes if created]
+            if adds:
+                yield adds[-1]
+            return [
+                Added(holder if isinstance(holder, int) else int(holder.result), created)
+                for holder, created in outcomes
+            ]
 
         return await self._write(body)
 
@@ -131,29 +219,52 @@ class IndexedDbQueueEngine:
             return None
         return record_to_job(record)
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """Jobs with `status` in claim order (the claim_order index)."""
-        index_range = self._status_range(status)
+    async def peek(self, status: JobStatus, num: int, kind: str | None) -> list[Job[Any, Any]]:
+        """Jobs with `status` (and `kind`) in claim order (the claim or kind index)."""
+        index_name, index_range = self._selection(status, kind)
 
         def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
-            index = transaction.objectStore(JOBS).index("claim_order")
+            index = transaction.objectStore(JOBS).index(index_name)
             return js_to_json((yield index.getAll(index_range, num))) or []
 
         return [record_to_job(record) for record in await self._read(body)]
 
-    async def count(self, status: JobStatus | None) -> int:
-        """How many jobs have `status`."""
-        index_range = self._status_range(status)
+    async def count(self, status: JobStatus | None, kind: str | None) -> int:
+        """How many jobs have `status` and `kind`."""
+        index_name, index_range = self._selection(status, kind)
 
         def body(transaction: JsObject) -> Body[int]:
-            index = transaction.objectStore(JOBS).index("claim_order")
+            index = transaction.objectStore(JOBS).index(index_name)
             return int((yield index.count(index_range)))
 
         return await self._read(body)
 
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status): one count per pair present,
+        found by a key cursor on the kind index that jumps from pair to pair."""
+        queue = self.queue_name
+
+        def body(transaction: JsObject) -> Body[list[tuple[Any, str, JsObject]]]:
+            index = transaction.objectStore(JOBS).index("kind")
+            request = index.openKeyCursor(key_range([queue], [queue, AFTER_ALL]))
+            found = []
+            cursor = yield request
+            while cursor is not None:
+                _queue, key, status, *_ = js_to_json(cursor.key)
+                pair = [queue, key, status]
+                found.append((key, status, index.count(key_range(pair, [*pair, AFTER_ALL]))))
+                cursor.continue_(js_array([*pair, AFTER_ALL]))
+                cursor = yield request
+            return found  # the counts came before the cursor's end: they are done
+
+        return {
+            (None if key == kind_key(None) else key, JobStatus(status)): int(request.result)
+            for key, status, request in await self._read(body)
+        }
+
     async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """The jobs of a run."""
-        return await self._records("run_id", self._run_range(job_run_id))
+        return await self._records("run_id", self._key_range(job_run_id))
 
     async def completed_by_fingerprint(self, fingerprint: str) -> Job[Any, Any] | None:
         """The latest completed job with this fingerprint."""
@@ -178,32 +289,63 @@ class IndexedDbQueueEngine:
         lease_until: datetime,
         limit: int,
         start_origin: str | None,
+        kinds: frozenset[str] | None,
     ) -> list[Job[Any, Any]]:
-        """Claim the first claimable records of the claim_order index."""
-        pending = [self.queue_name, JobStatus.PENDING.value]
-        index_range = key_range(pending, [*pending, encode_time(now)])
-
+        """Claim the first due jobs of the kinds run, unless the queue is paused (read
+        in the same transaction)."""
+        due = encode_time(now)
+        lanes = self._lanes(kinds)
         prune = start_origin is not None and self.feed.prune_due()
 
         def body(transaction: JsObject) -> Body[tuple[list[Job[Any, Any]], Logged]]:
-            store = transaction.objectStore(JOBS)
-            records = js_to_json((yield store.index("claim_order").getAll(index_range, limit)))
-            claimed = []
-            for record in records or []:
-                job = record_to_job(record)
+            if (yield from self._paused(transaction)):
+                return [], []
+            claimed = yield from self._claim_due(transaction, lanes, due, limit)
+            for job in claimed:
                 transitions.claim(job, worker_id, now, lease_until)
-                store.put(self._record(job))
-                claimed.append(job)
+                transaction.objectStore(JOBS).put(self._record(job))
             if start_origin is None:
                 return claimed, []
             starts = start_events(self.queue_name, claimed, now, start_origin)
             logged = yield from log_events(transaction, self.queue_name, starts, prune)
             return claimed, logged
 
-        stores = [JOBS] if start_origin is None else [JOBS, *LOG_STORES]
+        stores = [JOBS, QUEUES] if start_origin is None else [JOBS, QUEUES, *LOG_STORES]
         jobs, logged = await self._database.run(stores, "readwrite", body)
         self.feed.announce(logged)
         return jobs
+
+    def _claim_due(
+        self, transaction: JsObject, lanes: list[Lane], due: str, limit: int
+    ) -> Generator[JsObject, Any, list[Job[Any, Any]]]:
+        """The first `limit` jobs due at `due` in claim order, merged from the lanes: rank
+        by rank, the due jobs of that rank from every lane that has some, by run_after
+        and id."""
+        store = transaction.objectStore(JOBS)
+        cursors = [_LaneCursor(store.index(name), prefix, due) for name, prefix in lanes]
+        for cursor in cursors:
+            yield from cursor.next_rank()
+        records: list[dict[str, Any]] = []
+        while len(records) < limit:
+            ranks = [cursor.rank for cursor in cursors if cursor.rank is not None]
+            if not ranks:
+                break
+            best = min(ranks)
+            at_rank = [cursor for cursor in cursors if cursor.rank == best]
+            requests = [cursor.due_jobs(limit - len(records)) for cursor in at_rank]
+            yield requests[-1]  # requests succeed in order: the last one means all
+            found = [record for request in requests for record in js_to_json(request.result)]
+            found.sort(key=lambda record: (record["run_after"], record["id"]))
+            records += found[: limit - len(records)]
+            if len(records) < limit:  # then these lanes have no more due jobs of this rank
+                for cursor in at_rank:
+                    yield from cursor.next_rank()
+        return [record_to_job(record) for record in records]
+
+    def _paused(self, transaction: JsObject) -> Generator[JsObject, Any, bool]:
+        """Inside a transaction over QUEUES: whether the queue is paused."""
+        record = js_to_json((yield transaction.objectStore(QUEUES).get(self.queue_name)))
+        return bool(record is not None and record.get("paused"))
 
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
@@ -270,6 +412,26 @@ class IndexedDbQueueEngine:
         self.feed.announce(logged)
         return applied
 
+    # -- control ------------------------------------------------------------------
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Store the queue's paused flag (its record in the queues store)."""
+
+        def body(transaction: JsObject) -> Body[bool]:
+            queues = transaction.objectStore(QUEUES)
+            record = js_to_json((yield queues.get(self.queue_name))) or {"queue": self.queue_name}
+            if bool(record.get("paused")) == paused:
+                return False
+            record.update(paused=paused, updated_at=encode_time(datetime.now(UTC)))
+            queues.put(json_to_js(record))  # other per-queue fields are kept
+            return True
+
+        return await self._database.run([QUEUES], "readwrite", body)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return await self._database.run([QUEUES], "readonly", self._paused)
+
     # -- user actions -------------------------------------------------------------
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
@@ -283,7 +445,7 @@ class IndexedDbQueueEngine:
 
     async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         """Abort the jobs of a run in one transaction."""
-        index_range = self._run_range(job_run_id)
+        index_range = self._key_range(job_run_id)
 
         def body(transaction: JsObject) -> Body[list[tuple[int, JobStatus]]]:
             store = transaction.objectStore(JOBS)
@@ -309,13 +471,24 @@ class IndexedDbQueueEngine:
         return await self._change(job_id, change, False)
 
     async def retry(self, job_id: int, now: datetime) -> bool:
-        """Run a finished job again."""
+        """Run a finished job again, unless another job took its unique key meanwhile."""
 
-        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
-            retried = transitions.retry(job, now)
-            return retried, retried
+        def body(transaction: JsObject) -> Body[bool]:
+            store = transaction.objectStore(JOBS)
+            record = js_to_json((yield store.get(job_id)))
+            if record is None or record["queue"] != self.queue_name:
+                return False
+            job = record_to_job(record)
+            holder = None
+            if job.unique_key is not None:
+                found = yield store.index("unique").getKey(self._key_range(job.unique_key))
+                holder = None if found is None else int(found)
+            if not transitions.retry(job, now, holder not in (None, job_id)):
+                return False
+            store.put(self._record(job))
+            return True
 
-        return await self._change(job_id, change, False)
+        return await self._write(body)
 
     # -- maintenance ----------------------------------------------------------------
 
@@ -356,7 +529,7 @@ class IndexedDbQueueEngine:
 
     async def delete_all(self) -> None:
         """Delete every job of the queue."""
-        await self._delete_keys("claim_order", self._status_range(None))
+        await self._delete_keys("claim", self._status_range(None))
 
 
 class IndexedDbQueueStorage(BaseQueueStorage):
