@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pyjobqueue import JobStatus, transitions
+from pyjobqueue import JobStatus
 from pyjobqueue._json import fingerprint
 from pyjobqueue.events import EventName, JobEvent
 from pyjobqueue.job import Job
@@ -286,19 +286,3 @@ async def test_tracebacks_are_kept_with_failures_and_retries(storage: QueueStora
     assert await storage.retry(failed, now())
     again = await storage.get(failed)
     assert again is not None and again.error_traceback is None
-
-
-async def test_the_transition_rules_keep_the_new_fields() -> None:
-    """The pure rules: claim order and kinds (what every backend's SQL must say too)."""
-    base = now()
-    high = new_job(priority=2, run_after=base, id=9)
-    low = new_job(priority=1, run_after=base - timedelta(hours=1), id=1)
-    assert sorted([low, high], key=transitions.claim_order) == [high, low]
-    typed = new_job(kind="resize", run_after=base)
-    assert transitions.is_claimable(typed, base, {"resize"})
-    assert not transitions.is_claimable(typed, base, {"other"})
-    assert transitions.is_claimable(new_job(run_after=base), base, set())
-    keyed = new_job(unique_key="k")
-    assert transitions.holds_unique_key(keyed)
-    keyed.status = JobStatus.COMPLETED
-    assert not transitions.holds_unique_key(keyed)

@@ -13,6 +13,7 @@ from pyjobqueue import (
     JobTimeoutError,
     PermanentJobError,
     RetryableJobError,
+    transitions,
 )
 from pyjobqueue.job import Job
 from pyjobqueue.limits import MAX_TRACEBACK_LENGTH
@@ -211,3 +212,19 @@ def test_a_traceback_is_storable_text_and_keeps_its_end() -> None:
     assert trace.startswith("...\n") and trace.endswith("x\n")
     assert "\x00" not in trace
     trace.encode("utf-8")  # no lone surrogate left
+
+
+def test_the_claim_order_kinds_and_unique_key_rules() -> None:
+    """The pure rules: claim order and kinds (what every backend's SQL must say too)."""
+    base = NOW
+    high: Job[object, object] = Job(input={}, priority=2, run_after=base, id=9)
+    low: Job[object, object] = Job(input={}, priority=1, run_after=base - timedelta(hours=1), id=1)
+    assert sorted([low, high], key=transitions.claim_order) == [high, low]
+    typed: Job[object, object] = Job(input={}, kind="resize", run_after=base)
+    assert transitions.is_claimable(typed, base, {"resize"})
+    assert not transitions.is_claimable(typed, base, {"other"})
+    assert transitions.is_claimable(Job(input={}, run_after=base), base, set())
+    keyed: Job[object, object] = Job(input={}, unique_key="k")
+    assert transitions.holds_unique_key(keyed)
+    keyed.status = JobStatus.COMPLETED
+    assert not transitions.holds_unique_key(keyed)

@@ -21,7 +21,7 @@ from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
 from ..base import Added, check_queue_name
-from ..core import BaseQueueStorage, start_events
+from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage, start_events
 from .codec import AFTER_ALL, encode_time, job_to_record, key_range, kind_key, record_to_job
 from .connection import DEFAULT_DATABASE, Body, Database, is_transient
 from .feed import LOG_STORES, EventFeed, Logged, log_events
@@ -204,6 +204,10 @@ class IndexedDbQueueEngine:
             ]
 
         return await self._write(body)
+
+    async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """No transactions of the caller to join here."""
+        raise TypeError(NO_CALLER_TRANSACTIONS.format(storage="IndexedDbQueueStorage"))
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job, or None."""
