@@ -85,6 +85,8 @@ async def wait_for_signal_or_stop(server: JobQueueServer[Any, Any], watcher: Sig
     finally:
         if not stopped.done():
             stopped.cancel()
+        elif not stopped.cancelled():
+            stopped.exception()  # the failure is the server's `error`: seen, not lost
         if not signalled.done():
             signalled.cancel()
     if signalled.done() and not signalled.cancelled():
