@@ -110,9 +110,23 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         """MIME type, with explicit types for .wasm, .mjs and wheels."""
         return EXTRA_MIME_TYPES.get(Path(path).suffix.lower()) or super().guess_type(path)
 
+    def do_OPTIONS(self) -> None:
+        """A CORS preflight: any origin may GET what the site serves."""
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+        requested = self.headers.get("Access-Control-Request-Headers")
+        if requested:
+            self.send_header("Access-Control-Allow-Headers", requested)
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def end_headers(self) -> None:
-        """Add the site's Cache-Control header to every answer."""
+        """Add the site's Cache-Control header, and CORS headers that let a page of any
+        origin (a Pyodide console elsewhere, a notebook) load our wheel and runtime."""
         self.send_header("Cache-Control", self.site.cache_control)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Cross-Origin-Resource-Policy", "cross-origin")
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -22,6 +22,7 @@ from .limiters import (
     RateLimiter,
 )
 from .server import JobQueueServer, JobQueueStats
+from .serving import run
 from .worker import JobQueueWorker
 
 __version__ = "0.1.0"
@@ -52,4 +53,5 @@ __all__ = [
     "RateLimiter",
     "RetryableJobError",
     "job",
+    "run",
 ]

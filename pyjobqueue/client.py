@@ -16,6 +16,7 @@ from . import limits
 from ._json import fingerprint, validate_json
 from ._options import require_count, require_ms, require_storage
 from ._retry import Backoff, one_line
+from ._tracing import submit_span
 from .errors import (
     AbortSignalJobError,
     JobDisabledError,
@@ -296,8 +297,10 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
             kind, max_retries, job_run_id, run_after, deadline_at, priority, metadata, timeout_ms
         )
         key = _check_unique_key("unique_key", unique_key)
-        job = self._new_job(input, "input", options, key)
-        ((job_id, created),) = await self.storage.add_jobs([job])
+        with submit_span(self.queue_name, options.kind, options.metadata) as metadata:
+            options = dataclasses.replace(options, metadata=metadata)
+            job = self._new_job(input, "input", options, key)
+            ((job_id, created),) = await self.storage.add_jobs([job])
         return JobHandle(self, job_id, created)
 
     async def submit_batch(
@@ -336,14 +339,14 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
                 _check_unique_key(f"unique_keys[{index}]", key)
                 for index, key in enumerate(unique_keys)
             ]
-        jobs = [
-            self._new_job(item, f"inputs[{index}]", options, keys[index])
-            for index, item in enumerate(inputs)
-        ]
-        return [
-            JobHandle(self, job_id, created)
-            for job_id, created in await self.storage.add_jobs(jobs)
-        ]
+        with submit_span(self.queue_name, options.kind, options.metadata, len(inputs)) as metadata:
+            options = dataclasses.replace(options, metadata=metadata)
+            jobs = [
+                self._new_job(item, f"inputs[{index}]", options, keys[index])
+                for index, item in enumerate(inputs)
+            ]
+            added = await self.storage.add_jobs(jobs)
+        return [JobHandle(self, job_id, created) for job_id, created in added]
 
     # -- queries ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, Self
 
+from . import serving
 from ._options import (
     optional_ms,
     require_count,
@@ -23,14 +24,18 @@ from ._options import (
 )
 from ._retry import Backoff, is_permanent, one_line
 from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent, Observable
-from .job import InputT, Job, JobStatus, OutputT, utcnow
+from .job import InputT, Job, JobStatus, OutputT, kind_of, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
+from .middleware import Middleware, require_middleware
 from .outcome import Outcome, OutcomeKind, decide_recovery
 from .storage.base import QueueStorage, Unsubscribe
 from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
 
 logger = logging.getLogger("pyjobqueue")
+
+# Hears of each applied outcome: (the job as claimed, the outcome, seconds it ran).
+OutcomeListener = Callable[[Job[Any, Any], Outcome, float | None], object]
 
 # The periodic sweep leaves jobs that finished this recently alone: with a retention
 # of 0 their finisher deletes them itself, after announcing the outcome, and a sweep in
@@ -111,8 +116,11 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         stop_timeout_ms: float = 10_000,
         leader_lock: LeaderLock | None = None,
         abort_grace_ms: float = 1_000,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         classes = require_job_classes(job_class)
+        # Wrapped around every attempt's execute, the first outermost (middleware.py).
+        self.middleware = require_middleware(middleware)
         if leader_lock is not None and not isinstance(leader_lock, LeaderLock):
             raise TypeError(f"leader_lock must be a LeaderLock, got {leader_lock!r}")
         self.leader_lock = leader_lock
@@ -154,6 +162,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         # The permanent storage failure that stopped this server (None otherwise).
         self.error: BaseException | None = None
         self._paused = False
+        self._outcome_listeners: list[OutcomeListener] = []
 
     # -- events -----------------------------------------------------------------
 
@@ -221,7 +230,23 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
                 self._await_leadership(), name="pyjobqueue leader"
             )
         self.events.emit(EventName.SERVER_START, self.queue_name)
+        logger.info(
+            "server %s started on queue %r: kinds %s, %d workers%s%s",
+            self.server_id,
+            self.queue_name,
+            ", ".join(kind_of(job_class) for job_class in self.job_classes),
+            self.worker_count,
+            "" if self.leader_lock is None else ", runs jobs once it holds the leader lock",
+            " (the queue is paused)" if self._paused else "",
+        )
         return self
+
+    async def serve(self) -> None:
+        """Start, run until SIGINT or SIGTERM, then stop: the first signal stops
+        gracefully (running jobs get stop_timeout_ms), a second one at once (they go back
+        to the queue). Raises the permanent storage failure that stopped the server, if
+        one did. Call it in the main thread, with the storage set up."""
+        await serving.serve(self)
 
     async def _await_leadership(self) -> None:
         assert self.leader_lock is not None
@@ -285,6 +310,16 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             await self._unsubscribe()
             self._unsubscribe = None
         self.events.emit(EventName.SERVER_STOP, self.queue_name)
+        stats = self._stats.snapshot()
+        logger.info(
+            "server %s of queue %r stopped: %d jobs completed, %d failed, %d aborted, %d retried",
+            self.server_id,
+            self.queue_name,
+            stats.completed_jobs,
+            stats.failed_jobs,
+            stats.aborted_jobs,
+            stats.retried_jobs,
+        )
         if self._stopped is not None:
             self._stopped.set()
 
@@ -343,13 +378,28 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             stop_timeout_ms=self.stop_timeout_ms,
             abort_grace_ms=self.abort_grace_ms,
             concurrency=self.worker_count,
+            middleware=self.middleware,
             _hooks=hooks,
         )
 
-    async def _after_outcome(self, job_id: int, outcome: Outcome, duration: float | None) -> None:
+    def on_outcome(self, listener: OutcomeListener) -> Callable[[], None]:
+        """Call `listener(job, outcome, seconds)` after each outcome this server applied
+        (the job as it was claimed; seconds it ran, None for a recovered lease): for
+        metrics and integrations. Returns a function that removes the listener."""
+        self._outcome_listeners.append(listener)
+        return lambda: self._outcome_listeners.remove(listener)
+
+    async def _after_outcome(
+        self, job: Job[Any, Any], outcome: Outcome, duration: float | None
+    ) -> None:
+        for listener in list(self._outcome_listeners):
+            try:
+                listener(job, outcome, duration)
+            except Exception:
+                logger.exception("outcome listener %r failed", listener)
         # A retention of 0 means: delete as soon as the job is finished.
-        if self.retention.get(outcome.status) == 0:
-            await self.storage.delete(job_id)
+        if self.retention.get(outcome.status) == 0 and job.id is not None:
+            await self.storage.delete(job.id)
 
     async def scale_workers(self, count: int) -> None:
         """Run up to `count` jobs at once from now on; running jobs are never cut short."""
@@ -429,7 +479,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             self._stats.count(outcome, None)
             if event is not None:
                 self.emit_event(event)
-            await self._after_outcome(job.id, outcome, None)
+            await self._after_outcome(job, outcome, None)
         return recovered
 
     async def cleanup(self, *, min_age_ms: float = 0) -> int:

@@ -27,6 +27,7 @@ from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, kind_of, utcnow
 from .limiters import Limiter
 from .limiters.base import refuses_starts
+from .middleware import Middleware, chain, require_middleware
 from .outcome import (
     AbortReason,
     Outcome,
@@ -47,8 +48,9 @@ CLAIM_RETRY_MAX_DELAY = 2.0  # seconds
 # Set on the one log record of a worker or server stopped by a permanent storage
 # failure, for a program (the CLI) that reports that failure itself.
 STORAGE_FAILURE_RECORD = "pyjobqueue_storage_failure"
-# Called after an outcome was applied and announced: (job id, outcome, seconds it ran).
-OutcomeHook = Callable[[int, Outcome, float | None], Awaitable[None]]
+# Called after an outcome was applied and announced: (the job as claimed, outcome,
+# seconds it ran).
+OutcomeHook = Callable[[Job[Any, Any], Outcome, float | None], Awaitable[None]]
 # Counts an outcome (+1) before it is written, and takes it back (-1) if it was refused.
 CountHook = Callable[[Outcome, float | None, int], None]
 
@@ -126,9 +128,11 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         stop_timeout_ms: float = 10_000,
         concurrency: int = 1,
         abort_grace_ms: float = 1_000,
+        middleware: Sequence[Middleware] | None = None,
         _hooks: WorkerHooks | None = None,
     ) -> None:
         classes = require_job_classes(job_class)
+        self.middleware = require_middleware(middleware)
         if _hooks is not None and not isinstance(_hooks, WorkerHooks):
             raise TypeError(f"_hooks must be WorkerHooks, got {_hooks!r}")
         self.queue_name = require_storage(storage, queue_name)
@@ -460,6 +464,14 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         assert job.id is not None
         start = JobEvent.job_start(self.queue_name, job.id, self._origin)
         self._emit(start)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "job %s (%s) of queue %r starts, attempt %d",
+                job.id,
+                kind_of(self.class_of(job)),
+                self.queue_name,
+                job.run_attempts,
+            )
         if not run.announced:
             # The storage round trip overlaps the job itself instead of delaying it.
             run.announcing = asyncio.ensure_future(self._publish_to_storage(start))
@@ -489,9 +501,19 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 next_available=next_available,
                 policy=policy,
             )
-            if outcome.traceback is not None:
+            if outcome.traceback is not None or reason is AbortReason.TIMEOUT:
                 self._log_failure(job, job_class, outcome, error)
-            await self._apply(job, outcome, time.monotonic() - run.started)
+            duration = time.monotonic() - run.started
+            await self._apply(job, outcome, duration)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "job %s (%s) of queue %r: %s after %.3f s",
+                    job.id,
+                    kind_of(job_class),
+                    self.queue_name,
+                    outcome.kind.value,
+                    duration,
+                )
         except Exception as error:
             if is_permanent(self.storage, error):
                 logger.error("job %s: could not record its outcome: %s", job.id, one_line(error))
@@ -540,7 +562,12 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         job = run.job
         instance = self.class_of(job).from_record(job)
         context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
-        execute = asyncio.ensure_future(instance.execute(instance.input, context))
+
+        def call_execute() -> Awaitable[Any]:
+            return instance.execute(instance.input, context)
+
+        run_all = chain(self.middleware, instance, context, call_execute)
+        execute = asyncio.ensure_future(run_all())
         run.execute = execute
         loop = asyncio.get_running_loop()
         # An aborted job gets abort_grace_ms to end by itself, then it is cancelled.
@@ -693,4 +720,4 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if event is not None:
             self._emit(event)
         if self._hooks is not None:
-            await self._hooks.after_outcome(job.id, outcome, duration)
+            await self._hooks.after_outcome(job, outcome, duration)

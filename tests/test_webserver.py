@@ -1,0 +1,38 @@
+"""The static server of `build.py serve`: CORS, so that a page of another origin (a
+Pyodide console, a notebook) can load our wheel and the Pyodide runtime."""
+
+from __future__ import annotations
+
+import urllib.request
+from email.message import Message
+from pathlib import Path
+
+from buildtasks.webserver import Site, serving
+
+
+def fetch(url: str, method: str = "GET", **headers: str) -> tuple[int, Message, bytes]:
+    """Status, headers (case-insensitive) and body of a request."""
+    request = urllib.request.Request(url, method=method, headers=headers)
+    with urllib.request.urlopen(request) as response:
+        return response.status, response.headers, response.read()
+
+
+def test_a_wheel_can_be_fetched_from_another_origin(tmp_path: Path) -> None:
+    (tmp_path / "pyjobqueue-0.1.0-py3-none-any.whl").write_bytes(b"PK wheel")
+    site = Site(mounts={"/dist/": tmp_path}, log_requests=False)
+    with serving(site) as base:
+        url = f"{base}/dist/pyjobqueue-0.1.0-py3-none-any.whl"
+        status, headers, body = fetch(url, Origin="https://console.example")
+        assert (status, body) == (200, b"PK wheel")
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        assert headers["Content-Type"] == "application/zip"
+        status, headers, body = fetch(
+            url,
+            "OPTIONS",
+            Origin="https://console.example",
+            **{"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "range"},
+        )
+        assert (status, body) == (204, b"")
+        assert "GET" in headers["Access-Control-Allow-Methods"]
+        assert headers["Access-Control-Allow-Headers"] == "range"
+        assert headers["Access-Control-Allow-Origin"] == "*"
