@@ -365,7 +365,7 @@ async def test_page_shows_the_stored_pause_flag_and_follows_every_change(
     async def shown(paused: bool) -> None:
         while view.paused_shown[-1] is not paused:
             view.changed.clear()
-            await asyncio.wait_for(view.changed.wait(), 10)
+            await asyncio.wait_for(view.changed.wait(), 5)  # well before the 10 s re-read
 
     await other.pause()  # another tab pauses: its event reaches this page
     await shown(True)

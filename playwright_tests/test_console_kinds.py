@@ -62,10 +62,16 @@ def stored(tab: ConsoleTab, job_id: int, *fields: str) -> list[Any]:
     return result
 
 
-def switch_shows(tab: ConsoleTab, paused: bool) -> None:
+# Long enough for an event to reach a tab, short of the console's 10 s full re-read: a
+# switch that flips within it followed the event.
+EVENT_TIMEOUT_MS = 5_000
+
+
+def switch_shows(tab: ConsoleTab, paused: bool, timeout: float | None = None) -> None:
     """Wait until the tab's pause switch shows the queue paused or running."""
     switch = tab.page.locator("#pause-switch")
-    expect(switch).to_have_attribute("aria-checked", "true" if paused else "false")
+    expected = "true" if paused else "false"
+    expect(switch).to_have_attribute("aria-checked", expected, timeout=timeout)
     expect(switch).to_have_text("Queue paused" if paused else "Queue running")
     expect(switch).to_be_enabled()
 
@@ -159,8 +165,8 @@ def test_pausing_in_one_tab_pauses_every_tab_until_resumed(
 
     other.page.locator("#pause-switch").click()  # in the tab that does not run the jobs
 
-    for tab in (other, leader):
-        switch_shows(tab, True)
+    switch_shows(other, True)
+    switch_shows(leader, True, timeout=EVENT_TIMEOUT_MS)
     assert leader.run_python("await client.is_paused()") is True
     (job_id,) = other.submit("hash", rounds=20_000)
     for tab in (other, leader):
@@ -177,8 +183,9 @@ def test_pausing_in_one_tab_pauses_every_tab_until_resumed(
 
     leader.page.locator("#pause-switch").click()
 
+    switch_shows(leader, False)
+    switch_shows(other, False, timeout=EVENT_TIMEOUT_MS)
     for tab in (leader, other):
-        switch_shows(tab, False)
         tab.expect_status(job_id, "COMPLETED")
         expect(tab.job(job_id).locator(".attempts")).to_have_text("attempt 1 of 3")
     events = leader.run_python("events")
