@@ -380,14 +380,15 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
 
     # -- pause and resume -------------------------------------------------------------
 
-    async def pause(self) -> None:
+    async def pause(self) -> bool:
         """Stop every server of the queue, in every process and tab, from claiming jobs;
-        running jobs go on and `submit` still stores jobs. Kept in the storage."""
-        await self.storage.set_paused(True)
+        running jobs go on and `submit` still stores jobs. Kept in the storage. Whether
+        it changed anything (False: the queue was paused already)."""
+        return await self.storage.set_paused(True)
 
-    async def resume(self) -> None:
-        """Let the servers of the queue claim jobs again."""
-        await self.storage.set_paused(False)
+    async def resume(self) -> bool:
+        """Let the servers of the queue claim jobs again; whether it changed anything."""
+        return await self.storage.set_paused(False)
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""

@@ -139,13 +139,13 @@ class SyncClient:
         """Up to `num` jobs with `status`, next to run first."""
         return self._run(self.client.peek(status, num))
 
-    def pause(self) -> None:
-        """Pause the queue (see `JobQueueClient.pause`)."""
-        self._run(self.client.pause())
+    def pause(self) -> bool:
+        """Pause the queue (see `JobQueueClient.pause`); whether it changed anything."""
+        return self._run(self.client.pause())
 
-    def resume(self) -> None:
-        """Resume the queue."""
-        self._run(self.client.resume())
+    def resume(self) -> bool:
+        """Resume the queue; whether it changed anything."""
+        return self._run(self.client.resume())
 
     # -- life ---------------------------------------------------------------------------
 

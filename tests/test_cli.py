@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import signal
 import sqlite3
 import uuid
@@ -36,6 +37,22 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
     commands = Cli(url, queue_name, tmp_path)
     yield commands
     commands.close()
+
+
+def shown_fields(text: str) -> dict[str, str]:
+    """The fields `pyjobqueue show` printed in a pipe: name, then the value (whose further
+    lines are indented to line up with the first)."""
+    fields: dict[str, str] = {}
+    name = ""
+    for line in text.splitlines():
+        if not line:
+            break  # what follows the fields (a traceback) is not one
+        if line[0] != " ":
+            name, _gap, value = line.partition(" ")
+            fields[name] = value.strip()
+        else:
+            fields[name] += "\n" + line.strip()
+    return fields
 
 
 def submitted_ids(cli: Cli, *args: str, stdin: str | None = None) -> list[int]:
@@ -165,6 +182,7 @@ def test_a_second_signal_exits_at_once_and_the_job_runs_again_later(cli: Cli) ->
 def test_status_jobs_and_show_print_json(cli: Cli) -> None:
     ids = submitted_ids(cli, '{"n": 1}', '{"n": 2}', "--run-id", "batch")
     status = cli.json("status")
+    assert status["paused"] is False
     assert status["counts"] == {
         "PENDING": 2,
         "PROCESSING": 0,
@@ -189,9 +207,9 @@ def test_jobs_table_reads_well_and_says_when_it_is_cut(cli: Cli) -> None:
     submitted_ids(cli, '{"n": 1}', '{"n": 2}', '{"n": 3}')
     result = cli.ok("jobs", "--limit", "2")
     header, *rows = result.stdout.splitlines()
-    assert header.split()[:3] == ["ID", "STATUS", "PROGRESS"]
+    assert header.split()[:5] == ["ID", "STATUS", "KIND", "PRIORITY", "PROGRESS"]
     assert len(rows) == 2
-    assert rows[0].split()[1] == "PENDING"
+    assert rows[0].split()[1:4] == ["PENDING", "-", "0"]
     assert "showing 2 of 3 jobs" in result.stderr
     assert "PENDING" in cli.ok("status").stdout
 
@@ -243,7 +261,7 @@ def test_retry_requeues_a_failed_job_and_refuses_others(cli: Cli) -> None:
     worker.send(signal.SIGTERM)
     assert worker.wait() == 0
     [retried] = cli.json("retry", str(job_id))
-    assert retried == {"id": job_id, "retried": True, "status": "PENDING"}
+    assert retried == {"id": job_id, "retried": True, "status": "PENDING", "unique_key": None}
     job = cli.job(job_id)
     assert (job["status"], job["run_attempts"], job["error"]) == ("PENDING", 0, None)
     refused = cli.run("retry", str(job_id))
@@ -272,6 +290,251 @@ def test_unknown_ids_and_runs_are_one_line_errors(cli: Cli) -> None:
     result = cli.run("abort", "--run-id", "no-such-run")
     assert result.returncode == 1
     assert "no jobs with run id 'no-such-run'" in result.stderr
+
+
+# -- many kinds of jobs on one queue (SPEC 8) -------------------------------------------
+
+
+def test_one_worker_runs_several_kinds_and_leaves_others_waiting(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Steps", "cli_jobs:upper")
+    assert worker.event("worker_start")["kinds"] == ["Steps", "shout"]
+    [other] = submitted_ids(cli, "--kind", "resize", '{"n": 1}')
+    assert cli.ok("submit", "--kind", "shout", "--wait", '"hi"').stdout.strip() == '"HI"'
+    assert cli.ok("submit", "--kind", "Steps", "--wait", '{"n": 2}').stdout == '{"doubled": 4}\n'
+    # A job of no kind runs as the worker's first job class.
+    assert cli.ok("submit", "--wait", '{"n": 3}').stdout == '{"doubled": 6}\n'
+    # The job of kind "resize" is the oldest: had the worker claimed any kind, it would
+    # have run it first. No worker runs its kind, so it waits.
+    assert cli.job(other)["status"] == "PENDING"
+    assert other not in {line.get("job_id") for line in worker.lines}
+
+
+def test_submit_stores_the_job_options_and_show_prints_them(cli: Cli) -> None:
+    args = ["--kind", "Steps", "--priority", "-7", "--metadata", '{"tenant": "a", "tags": [1]}']
+    [job_id] = submitted_ids(cli, *args, "--timeout-ms", "1500", "--unique-key", "sync-42", "{}")
+    job = cli.job(job_id)
+    assert (job["kind"], job["priority"], job["unique_key"]) == ("Steps", -7, "sync-42")
+    assert (job["metadata"], job["timeout_ms"]) == ({"tenant": "a", "tags": [1]}, 1500)
+    assert job["error_traceback"] is None
+    text = cli.ok("show", str(job_id)).stdout
+    fields = shown_fields(text)
+    assert (fields["kind"], fields["priority"], fields["unique_key"]) == ("Steps", "-7", "sync-42")
+    assert fields["timeout_ms"] == "1500 ms"
+    assert json.loads(fields["metadata"]) == {"tenant": "a", "tags": [1]}
+    assert "traceback" not in text
+    # Without options: no kind, priority 0, no key, {} metadata, no timeout of its own.
+    [plain] = submitted_ids(cli, "{}")
+    job = cli.job(plain)
+    assert (job["kind"], job["priority"], job["unique_key"]) == (None, 0, None)
+    assert (job["metadata"], job["timeout_ms"]) == ({}, None)
+
+
+def test_a_unique_key_stores_one_job_and_says_which(cli: Cli) -> None:
+    first = cli.run("submit", "--unique-key", "sync-user-42", '{"n": 1}')
+    assert first.returncode == 0, first.stderr
+    [job_id] = [int(line) for line in first.stdout.split()]
+    assert first.stderr == f"job {job_id}: created with unique key 'sync-user-42'\n"
+    again = cli.run("submit", "--unique-key", "sync-user-42", '{"n": 2}')
+    assert again.returncode == 0, again.stderr
+    # stdout is the id to follow either way; stderr says nothing was stored.
+    assert again.stdout == f"{job_id}\n"
+    assert again.stderr == (
+        f"job {job_id}: already in the queue with unique key 'sync-user-42'; nothing stored\n"
+    )
+    assert cli.json("submit", "--unique-key", "sync-user-42", "{}") == [
+        {"id": job_id, "created": False}
+    ]
+    [fresh] = cli.json("submit", "--unique-key", "another", "{}")
+    assert fresh["created"] is True and fresh["id"] != job_id
+    assert cli.json("status")["total"] == 2
+    assert cli.job(job_id)["input"] == {"n": 1}
+
+
+def test_a_unique_key_is_free_again_once_its_job_finished(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Steps")
+    [done] = cli.json("submit", "--unique-key", "k", "--wait", '{"n": 1}')
+    assert (done["created"], done["output"]) == (True, {"doubled": 2})
+    worker.event("job_complete", done["id"])
+    [second] = cli.json("submit", "--unique-key", "k", "--wait", '{"n": 5}')
+    assert second["created"] is True and second["id"] != done["id"]
+    assert second["output"] == {"doubled": 10}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--priority", "high"], "invalid priority 'high': expected a whole number"),
+        (["--priority", "1.5"], "invalid priority '1.5'"),
+        (["--priority", str(2**31)], "must be from -2147483648 to 2147483647"),
+        (["--priority", str(-(2**31) - 1)], "must be from -2147483648 to 2147483647"),
+        (["--unique-key", ""], "invalid unique key '': it must not be empty"),
+        (["--unique-key", "k" * 256], "unique key is 256 characters long"),
+        (["--metadata", "[1, 2]"], "expected a JSON object"),
+        (["--metadata", '"tenant"'], "got a JSON string"),
+        (["--metadata", "{tenant"], "invalid metadata: not valid JSON"),
+        (["--metadata", '{"x": NaN}'], "NaN is not valid JSON"),
+        (["--metadata", '{"a": ' + "[" * 150 + "]" * 150 + "}"], "metadata is nested more than"),
+        (["--timeout-ms", "0"], "invalid timeout '0': must be a number of milliseconds greater"),
+        (["--timeout-ms", "-5"], "invalid timeout '-5'"),
+        (["--timeout-ms", "inf"], "invalid timeout 'inf'"),
+        (["--timeout-ms", "soon"], "invalid timeout 'soon': expected a number of milliseconds"),
+        (["--kind", ""], "invalid kind ''"),
+        (["--unique-key", "k", "{}", "{}"], "--unique-key gives one job its key"),
+    ],
+)
+def test_bad_job_options_exit_2_with_one_line_and_store_nothing(
+    cli: Cli, args: list[str], message: str
+) -> None:
+    inputs = [] if "{}" in args else ["{}"]
+    result = cli.run("submit", *args, *inputs)
+    assert result.returncode == 2, result
+    [line] = result.stderr.splitlines()
+    assert line.startswith("pyjobqueue")
+    assert message in line
+    assert result.stdout == ""
+    assert cli.json("status")["total"] == 0
+
+
+def test_pause_and_resume_say_what_changed(cli: Cli) -> None:
+    paused = cli.ok("pause")
+    assert paused.stdout.startswith(f"queue {cli.queue_name!r} paused: workers start no job")
+    assert "already paused" in cli.ok("pause").stdout
+    assert cli.json("pause") == {"queue": cli.queue_name, "paused": True, "changed": False}
+    status = cli.ok("status").stdout
+    assert status.splitlines()[0].endswith("PAUSED (no job starts until `pyjobqueue resume`)")
+    assert cli.json("status")["paused"] is True
+    assert (
+        cli.ok("resume").stdout == f"queue {cli.queue_name!r} resumed: workers start jobs again\n"
+    )
+    assert cli.json("resume") == {"queue": cli.queue_name, "paused": False, "changed": False}
+    assert "was not paused" in cli.ok("resume").stdout
+    assert cli.json("status")["paused"] is False
+    assert cli.ok("status").stdout.splitlines()[0].endswith(", not paused")
+
+
+def test_a_paused_queue_starts_nothing_until_resumed_then_highest_priority_first(
+    cli: Cli,
+) -> None:
+    cli.ok("pause")
+    worker = cli.worker("cli_jobs:echo")
+    # The worker says why it runs nothing.
+    assert "pyjobqueue resume" in worker.event("queue_paused")["message"]
+    low = submitted_ids(cli, "--priority", "-1", '"low"')
+    normal = submitted_ids(cli, '"normal"', '"normal too"')
+    [high] = submitted_ids(cli, "--priority", "10", '"high"')
+    listed = cli.json("jobs")
+    assert [(job["id"], job["priority"]) for job in listed] == [
+        (low[0], -1),
+        (normal[0], 0),
+        (normal[1], 0),
+        (high, 10),
+    ]
+    assert {job["status"] for job in listed} == {"PENDING"}
+    cli.ok("resume")
+    worker.event("queue_resumed")
+    last = worker.event("job_complete", low[0])
+    assert last["output"] == "low"
+    started = [line["job_id"] for line in worker.lines if line.get("event") == "job_start"]
+    assert started == [high, normal[0], normal[1], low[0]]
+    events = worker.events()
+    assert events.index("queue_paused") < events.index("job_start")
+
+
+def test_status_counts_jobs_by_kind(cli: Cli) -> None:
+    submitted_ids(cli, "--kind", "Steps", "1", "2")
+    submitted_ids(cli, "--kind", "shout", '"a"')
+    submitted_ids(cli, "3")
+    status = cli.json("status")
+    assert status["total"] == 4
+    assert status["counts"]["PENDING"] == 4
+    zero = {name: 0 for name in status["counts"]}
+    assert status["kinds"] == [
+        {"kind": "Steps", "counts": {**zero, "PENDING": 2}, "total": 2},
+        {"kind": "shout", "counts": {**zero, "PENDING": 1}, "total": 1},
+        {"kind": None, "counts": {**zero, "PENDING": 1}, "total": 1},
+    ]
+    lines = cli.ok("status").stdout.splitlines()
+    start = lines.index("jobs by kind")
+    assert lines[start + 1].split()[:3] == ["KIND", "PENDING", "PROCESSING"]
+    assert lines[start + 1].split()[-1] == "TOTAL"
+    rows = [line.split() for line in lines[start + 2 :]]
+    assert [(row[0], row[1], row[-1]) for row in rows] == [
+        ("Steps", "2", "2"),
+        ("shout", "1", "1"),
+        ("-", "1", "1"),
+    ]
+
+
+def test_status_of_an_empty_queue_has_no_kind_table(cli: Cli) -> None:
+    assert cli.json("status")["kinds"] == []
+    assert "jobs by kind" not in cli.ok("status").stdout
+
+
+def test_jobs_by_kind_with_kind_and_priority_columns(cli: Cli) -> None:
+    steps = submitted_ids(cli, "--kind", "Steps", "--priority", "3", "1", "2")
+    [shout] = submitted_ids(cli, "--kind", "shout", '"a"')
+    submitted_ids(cli, "--kind", "Steps", "--run-id", "r", "4")
+    assert [job["id"] for job in cli.json("jobs", "--kind", "shout")] == [shout]
+    assert [job["id"] for job in cli.json("jobs", "--kind", "Steps", "--limit", "2")] == steps
+    assert cli.json("jobs", "--kind", "Steps", "--status", "failed") == []
+    assert cli.json("jobs", "--kind", "shout", "--run-id", "r") == []
+    assert len(cli.json("jobs", "--kind", "Steps", "--run-id", "r")) == 1
+    result = cli.ok("jobs", "--kind", "Steps", "--limit", "1")
+    header, row = result.stdout.splitlines()
+    assert header.split()[:4] == ["ID", "STATUS", "KIND", "PRIORITY"]
+    assert row.split()[:4] == [str(steps[0]), "PENDING", "Steps", "3"]
+    assert "showing 1 of 3 jobs" in result.stderr
+
+
+def test_show_prints_the_traceback_of_a_failed_job(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Fails")
+    [job_id] = submitted_ids(cli, '{"message": "no luck"}')
+    worker.event("job_error", job_id)
+    job = cli.job(job_id)
+    assert job["error_traceback"].startswith("Traceback (most recent call last):")
+    assert job["error_traceback"].rstrip().endswith("ValueError: no luck")
+    text = cli.ok("show", str(job_id)).stdout
+    fields, _blank, traceback = text.partition("\n\ntraceback of the last failed attempt:\n")
+    assert shown_fields(text)["error_code"] == "ValueError"
+    assert "error_traceback" not in fields
+    assert traceback.startswith("Traceback (most recent call last):\n")
+    assert "in execute\n    raise ValueError(" in traceback
+    assert traceback.endswith("ValueError: no luck\n")
+
+
+def test_show_prints_the_traceback_of_a_job_waiting_for_its_retry(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Flaky")
+    [job_id] = submitted_ids(cli, "{}")
+    worker.event("job_retry", job_id)
+    job = cli.job(job_id)
+    # KeyError is in Flaky.retry_on: tried again in an hour, its traceback kept meanwhile.
+    assert (job["status"], job["error_code"], job["run_attempts"]) == ("PENDING", "KeyError", 1)
+    text = cli.ok("show", str(job_id)).stdout
+    assert text.rstrip().endswith("KeyError: 'zz'")
+    assert 'return empty[input.get("key", "zz")]' in text
+    # The worker logged it too, at WARNING.
+    assert "KeyError: 'zz'" in worker.stderr
+
+
+def test_retry_is_refused_while_another_job_holds_the_unique_key(cli: Cli) -> None:
+    worker = cli.worker("cli_jobs:Fails")
+    [failed] = submitted_ids(cli, "--unique-key", "nightly", "{}")
+    worker.event("job_error", failed)
+    worker.send(signal.SIGTERM)
+    assert worker.wait() == 0
+    [holder] = submitted_ids(cli, "--unique-key", "nightly", "{}")
+    assert holder != failed
+    refused = cli.run("retry", str(failed))
+    assert refused.returncode == 1
+    assert refused.stdout == (
+        f"job {failed}: not retried, another unfinished job of the queue holds its unique "
+        "key 'nightly' (retry it once that job has finished)\n"
+    )
+    assert cli.job(failed)["status"] == "FAILED"
+    cli.ok("abort", str(holder))
+    assert cli.json("retry", str(failed)) == [
+        {"id": failed, "retried": True, "status": "PENDING", "unique_key": "nightly"}
+    ]
 
 
 # -- the installed script ----------------------------------------------------------------

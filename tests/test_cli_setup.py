@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,13 @@ import pytest
 from pyjobqueue.cli._values import (
     parse_duration,
     parse_finished_statuses,
+    parse_kind,
+    parse_metadata,
+    parse_priority,
     parse_rate,
     parse_statuses,
+    parse_timeout_ms,
+    parse_unique_key,
     redact_url,
 )
 from pyjobqueue.job import JobStatus
@@ -38,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Documents whose shell example runs as a test: (file, heading of its section).
 SHELL_EXAMPLES = [
     ("docs/cli.md", "Two terminals are a complete setup"),
+    ("docs/cli.md", "Several kinds of jobs, one worker"),
     ("README.md", "From the shell"),
 ]
 
@@ -224,6 +230,19 @@ def test_the_worker_start_line_hides_a_password_query_parameter(
         (["jobs", "--status", "lost"], "unknown status 'lost'"),
         (["show", "x"], "invalid job id 'x'"),
         (["launch"], "invalid choice: 'launch'"),
+        (["worker"], "the following arguments are required: module:JobClass"),
+        (
+            ["worker", "cli_jobs:Steps", "cli_jobs:AlsoSteps"],
+            "cli_jobs:Steps and cli_jobs:AlsoSteps have the same kind 'Steps'",
+        ),
+        (
+            ["worker", "cli_jobs:echo", "cli_jobs:Steps", "cli_jobs:echo"],
+            "cli_jobs:echo is given twice",
+        ),
+        (["jobs", "--kind", ""], "invalid kind ''"),
+        (["submit", "--priority", "2.0", "{}"], "invalid priority '2.0'"),
+        (["submit", "--metadata", "null", "{}"], "got a JSON null"),
+        (["pause", "extra"], "unrecognized arguments: extra"),
     ],
 )
 def test_bad_command_lines_exit_2_with_one_line(cli: Cli, args: list[str], message: str) -> None:
@@ -339,8 +358,12 @@ def test_tables_use_rich_on_a_terminal(cli: Cli) -> None:
 def test_version_and_help(cli: Cli) -> None:
     assert cli.ok("--version").stdout.startswith("pyjobqueue ")
     help_text = cli.ok("--help").stdout
-    for command in ("worker", "submit", "status", "jobs", "show", "abort", "retry", "purge"):
+    commands = ("worker", "submit", "status", "pause", "resume", "jobs", "show", "abort")
+    for command in (*commands, "retry", "purge"):
         assert command in help_text
+    submit_help = cli.ok("submit", "--help").stdout
+    for option in ("--kind", "--priority", "--unique-key", "--metadata", "--timeout-ms"):
+        assert option in submit_help
 
 
 # -- value parsers -----------------------------------------------------------------------
@@ -398,6 +421,41 @@ def test_statuses() -> None:
     ]
     with pytest.raises(argparse.ArgumentTypeError, match="only finished jobs"):
         parse_finished_statuses("completed,aborting")
+
+
+def test_job_option_values() -> None:
+    assert parse_priority("-3") == -3
+    assert parse_priority(str(2**31 - 1)) == 2**31 - 1
+    assert parse_priority(str(-(2**31))) == -(2**31)
+    assert parse_kind("resize") == "resize"
+    assert parse_unique_key("sync-user-42") == "sync-user-42"
+    assert parse_metadata('{"tenant": "a", "n": [1.5]}') == {"tenant": "a", "n": [1.5]}
+    assert parse_metadata("{}") == {}
+    assert parse_timeout_ms("1500") == 1500.0
+    assert parse_timeout_ms("0.5") == 0.5
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_priority, "1e3"),
+        (parse_priority, str(-(2**31) - 1)),
+        (parse_priority, "true"),
+        (parse_kind, "a\x00b"),
+        (parse_kind, "k" * 256),
+        (parse_unique_key, "\udc80"),
+        (parse_metadata, "1"),
+        (parse_metadata, "true"),
+        (parse_metadata, '{"n": Infinity}'),
+        (parse_metadata, '{"text": "\\udc80"}'),
+        (parse_timeout_ms, "nan"),
+        (parse_timeout_ms, "-inf"),
+        (parse_timeout_ms, ""),
+    ],
+)
+def test_bad_job_option_values(parse: Callable[[str], object], text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^invalid "):
+        parse(text)
 
 
 def test_passwords_are_hidden_in_messages() -> None:

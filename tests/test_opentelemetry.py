@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from .children import child_environment
+
 pytest.importorskip("opentelemetry.sdk")
 
 SETUP = """
@@ -102,6 +104,7 @@ def run(tmp_path: Path, name: str, code: str, database: Path) -> list[dict[str, 
         capture_output=True,
         text=True,
         timeout=120,
+        env=child_environment(),
     )
     assert result.returncode == 0, result.stderr
     spans: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])

@@ -4,8 +4,9 @@ indexes, LISTEN/NOTIFY (large events, hints, reconnects), pools the caller owns.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -109,35 +110,201 @@ async def test_a_newer_schema_is_refused() -> None:
         await storage.close()
 
 
-async def test_claims_use_the_partial_index_however_many_jobs_finished(
-    open_queue: OpenQueue,
-) -> None:
-    storage = await open_queue()
+# The INSERT of the release before migration 3 (schema version 2), as it wrote jobs:
+# what an upgrade finds in the table.
+VERSION_2_INSERT_JOBS = """
+INSERT INTO pyjobqueue_jobs (
+    queue_name, status, input, max_retries, created_at, run_after, deadline_at,
+    job_run_id, fingerprint)
+SELECT $1, 'PENDING', batch.input::json, batch.max_retries, batch.created_at, batch.run_after,
+    batch.deadline_at, batch.job_run_id, batch.fingerprint
+FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[],
+    $6::timestamptz[], $7::text[], $8::text[])
+    WITH ORDINALITY AS batch(input, max_retries, created_at, run_after, deadline_at,
+        job_run_id, fingerprint, position)
+ORDER BY batch.position
+RETURNING id, (SELECT pg_notify($9, $10)) AS announced
+"""
+
+
+async def test_a_version_2_database_upgrades_in_place_and_keeps_its_jobs() -> None:
+    async with fresh_schema() as dsn:
+        connection = await asyncpg.connect(dsn)
+        try:
+            # What the release before migration 3 ran on setup_database(), then its inserts.
+            async with connection.transaction():
+                await connection.execute(sql.CREATE_MIGRATIONS_TABLE)
+                for migration in migrations.MIGRATIONS[:2]:
+                    await connection.execute(migration.steps)
+                    await connection.execute(sql.RECORD_MIGRATION, migration.version)
+            at = now()
+            offsets = [3, 1, 2, 5]  # seconds before `at`: claim order is by run_after
+            rows = await connection.fetch(
+                VERSION_2_INSERT_JOBS,
+                "q",
+                [f'{{"i": {i}}}' for i in range(4)],
+                [3] * 4,
+                [at] * 4,
+                [at - timedelta(seconds=offset) for offset in offsets],
+                [None] * 4,
+                ["run"] * 4,
+                [fingerprint({"i": i}) for i in range(4)],
+                channel_for("q"),
+                "hint",
+            )
+            old_ids = sorted(row["id"] for row in rows)
+            finished = old_ids[3]
+            await connection.execute(
+                "UPDATE pyjobqueue_jobs SET status = 'COMPLETED', completed_at = $2 WHERE id = $1",
+                finished,
+                at,
+            )
+        finally:
+            await connection.close()
+        async with PostgresQueueStorage(dsn, "q") as storage:
+            jobs = await storage.get_by_run_id("run")
+            assert [job.id for job in jobs] == old_ids
+            assert [job.input for job in jobs] == [{"i": i} for i in range(4)]
+            for job in jobs:
+                assert (job.kind, job.priority, job.unique_key, job.metadata) == (None, 0, None, {})
+                assert (job.timeout_ms, job.error_traceback, job.max_retries) == (None, None, 3)
+            assert await storage.counts() == {
+                (None, JobStatus.PENDING): 3,
+                (None, JobStatus.COMPLETED): 1,
+            }
+            # A new job of a higher priority goes first, then the old ones by run_after.
+            urgent = await storage.add(new_job({"urgent": True}, priority=1, kind="k"))
+            claimed = await storage.claim(
+                "w", now(), now() + timedelta(seconds=30), 10, kinds=["k"]
+            )
+            assert [job.id for job in claimed] == [urgent, old_ids[0], old_ids[2], old_ids[1]]
+            # Unique keys and pausing work on the upgraded tables.
+            (first,) = await storage.add_jobs([new_job(unique_key="once")])
+            (second,) = await storage.add_jobs([new_job(unique_key="once")])
+            assert first.created and (second.id, second.created) == (first.id, False)
+            assert await storage.set_paused(True) and await storage.is_paused()
+        connection = await asyncpg.connect(dsn)
+        try:
+            versions = await connection.fetch(
+                "SELECT version FROM pyjobqueue_schema_migrations ORDER BY version"
+            )
+            indexes = {
+                row["indexname"]: row["indexdef"]
+                for row in await connection.fetch(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'pyjobqueue_jobs'"
+                )
+            }
+        finally:
+            await connection.close()
+    assert (
+        [row["version"] for row in versions]
+        == [1, 2, 3]
+        == list(range(1, migrations.LATEST_VERSION + 1))
+    )
+    assert "(queue_name, priority DESC, run_after, id)" in indexes["pyjobqueue_jobs_claim"]
+    assert "UNIQUE" in indexes["pyjobqueue_jobs_unique_key"]
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan (CTEs and InitPlans too), each with
+    every node below it."""
+    below: list[dict[str, Any]] = []
+    for child in node.get("Plans", []):
+        for descendant, under in plan_nodes(child):
+            yield descendant, under
+            below.append(descendant)
+    yield node, below
+
+
+def check_claim_plan(plan_json: str) -> list[str]:
+    """What is wrong with a claim's plan: it must walk the claim index in claim order."""
+    ((root,),) = [[entry["Plan"] for entry in json.loads(plan_json)]]
+    nodes = list(plan_nodes(root))
+    jobs = [node for node, _ in nodes if node.get("Relation Name") == "pyjobqueue_jobs"]
+    problems = []
+    if not any(node.get("Index Name") == "pyjobqueue_jobs_claim" for node in jobs):
+        problems.append("no scan of pyjobqueue_jobs_claim")
+    for node in jobs:
+        if node["Node Type"] in ("Seq Scan", "Bitmap Heap Scan"):
+            problems.append(f"a {node['Node Type']} of pyjobqueue_jobs")
+    for node, below in nodes:
+        # The announcing claim sorts the few rows it claimed (a CTE) for its events: fine.
+        if "Sort" in node["Node Type"] and any(
+            under.get("Relation Name") == "pyjobqueue_jobs" for under in below
+        ):
+            problems.append(f"jobs are sorted ({node['Sort Key']})")
+    return problems
+
+
+async def test_claims_walk_the_claim_index_at_any_depth(open_queue: OpenQueue) -> None:
+    """SPEC 8.2: the claim statements, as the engine runs them, take the due jobs from the
+    claim index in claim order: no Seq Scan, no Sort, with 100,000 pending jobs of mixed
+    priorities and kinds and 20,000 finished ones, in custom and generic plans."""
+    logged: list[Any] = []
+
+    async def log_queries(connection: Any) -> None:
+        connection.add_query_logger(logged.append)
+
+    pool = await asyncpg.create_pool(require_dsn(), min_size=1, max_size=2, init=log_queries)
     connection = await asyncpg.connect(require_dsn())
     try:
+        storage = await open_queue(dsn_or_pool=pool)
+        at = now()
         await connection.execute(
             """
             INSERT INTO pyjobqueue_jobs (queue_name, status, input, max_retries, created_at,
-                run_after, completed_at)
-            SELECT $1, 'COMPLETED', '{}', 0, now(), now(), now() FROM generate_series(1, 20000)
+                run_after, completed_at, priority, kind)
+            SELECT $1, CASE WHEN i <= 20000 THEN 'COMPLETED' ELSE 'PENDING' END, '{}', 0,
+                $2::timestamptz,
+                $2 - make_interval(secs => i % 5000), CASE WHEN i <= 20000 THEN $2 END,
+                (i * 7919) % 201 - 100, (ARRAY['resize', 'email', 'report', NULL])[i % 4 + 1]
+            FROM generate_series(1, 120000) AS i
             """,
             storage.queue_name,
-        )
-        await storage.add_batch([new_job({"i": i}) for i in range(5)])
-        await connection.execute("ANALYZE pyjobqueue_jobs")
-        at = now()
-        plan = await connection.fetchval(
-            f"EXPLAIN (FORMAT JSON) {sql.CLAIM_JOBS}",
-            storage.queue_name,
             at,
-            "w",
-            at + timedelta(seconds=30),
-            10,
         )
+        await connection.execute("ANALYZE pyjobqueue_jobs")
+        problems = []
+        for start_origin in (None, "server-1"):
+            for kinds in (None, ["resize", "email"]):
+                logged.clear()
+                claimed = await storage.claim(
+                    "w", at, at + timedelta(seconds=30), 10, start_origin, kinds
+                )
+                assert len(claimed) == 10 and all(job.priority == 100 for job in claimed)
+                assert all(job.kind is None or job.kind in (kinds or [job.kind]) for job in claimed)
+                (query,) = [entry for entry in logged if "SKIP LOCKED" in entry.query]
+                for mode in ("force_custom_plan", "force_generic_plan"):
+                    plan = await explain(connection, query.query, query.args, mode)
+                    label = f"origin {start_origin}, kinds {kinds}, {mode}"
+                    problems += [f"{label}: {problem}" for problem in check_claim_plan(plan)]
+        assert not problems, "\n".join(problems)
     finally:
         await connection.close()
-    assert '"Index Name": "pyjobqueue_jobs_claim"' in plan
-    assert len(await storage.claim("w", at, at + timedelta(seconds=30), 10)) == 5
+        await pool.close()
+
+
+async def explain(connection: Any, statement: str, args: tuple[Any, ...], mode: str) -> str:
+    """The JSON plan of a statement with these parameters, under `plan_cache_mode`
+    `mode` (a generic plan is what a prepared statement may switch to)."""
+    await connection.execute(f"SET plan_cache_mode = {mode}")
+    await connection.execute(f"PREPARE claim AS {statement}")
+    try:
+        types = await connection.fetchval(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = 'claim'"
+        )
+        # EXECUTE takes no bound parameters: the values go in as literals of their types.
+        literals = [
+            f"{await connection.fetchval(f'SELECT quote_nullable($1::{kind})', value)}::{kind}"
+            for value, kind in zip(args, types, strict=True)
+        ]
+        plan: str = await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) EXECUTE claim({', '.join(literals)})"
+        )
+    finally:
+        await connection.execute("DEALLOCATE claim")
+        await connection.execute("RESET plan_cache_mode")
+    return plan
 
 
 # -- writes -----------------------------------------------------------------------------------

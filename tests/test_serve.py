@@ -15,6 +15,8 @@ import pytest
 from pyjobqueue import JobQueueClient, JobStatus
 from pyjobqueue.storage import SqliteQueueStorage
 
+from .children import child_environment
+
 APP = textwrap.dedent(
     """
     import asyncio, logging, sys
@@ -59,8 +61,16 @@ def start_app(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=child_environment(),
     )
     return process, database
+
+
+def end(process: subprocess.Popen[str]) -> str:
+    """Make sure the app has ended; what it wrote on stderr."""
+    process.kill()
+    _stdout, stderr = process.communicate()
+    return stderr
 
 
 def wait_line(process: subprocess.Popen[str], prefix: str) -> str:
@@ -83,11 +93,8 @@ def test_the_first_signal_lets_the_running_job_finish(tmp_path: Path) -> None:
         assert wait_line(process, "exited") == "exited cleanly"
         assert process.wait(timeout=30) == 0
     finally:
-        process.kill()
-        process.wait()
+        log = end(process)
     assert asyncio.run(status_of(database, job_id)) == (JobStatus.COMPLETED, 1)
-    assert process.stderr is not None
-    log = process.stderr.read()
     assert "SIGTERM: stopping" in log and "stopped: 1 jobs completed" in log
 
 
@@ -106,7 +113,6 @@ def test_a_second_signal_puts_the_running_job_back_at_once(tmp_path: Path) -> No
         assert wait_line(process, "exited") == "exited cleanly"
         assert process.wait(timeout=30) == 0
     finally:
-        process.kill()
-        process.wait()
+        end(process)
     # Back in the queue, the attempt given back: the next server runs it as new.
     assert asyncio.run(status_of(database, job_id)) == (JobStatus.PENDING, 0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .backend_sqlite import BACKEND
-from .test_sqlite_processes import child_environment
+from .children import child_environment
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

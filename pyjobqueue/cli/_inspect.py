@@ -16,19 +16,27 @@ from ._target import Target, opened_queue, target_from
 from ._values import CliError
 
 DETAIL_LIMIT = 60
+PAUSED_STATE = "PAUSED (no job starts until `pyjobqueue resume`)"
+RETRYABLE = frozenset({JobStatus.FAILED.value, JobStatus.DISABLED.value})
+NO_KIND = "-"  # a job submitted without a kind (it runs as a worker's first class)
 FIELD_ORDER = (
     "id",
     "queue_name",
+    "kind",
     "status",
+    "priority",
+    "unique_key",
     "progress",
     "progress_message",
     "progress_details",
     "input",
     "output",
+    "metadata",
     "error",
     "error_code",
     "run_attempts",
     "max_retries",
+    "timeout_ms",
     "job_run_id",
     "created_at",
     "run_after",
@@ -50,21 +58,92 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 async def run_status(args: argparse.Namespace) -> int:
-    """Counts of jobs per status."""
+    """Whether the queue is paused; counts of jobs per status, and per kind and status."""
     target = _target(args)
     async with opened_queue(target) as storage:
-        counts = {status.value: await storage.size(status) for status in JobStatus}
+        client = _client(storage)
+        paused = await client.is_paused()
+        by_kind = await client.counts()
+    counts = {status.value: 0 for status in JobStatus}
+    kinds: dict[str | None, dict[str, int]] = {}
+    for (kind, status), count in by_kind.items():
+        counts[status.value] += count
+        kinds.setdefault(kind, {status.value: 0 for status in JobStatus})[status.value] += count
+    # Named kinds by name, then the jobs of no kind.
+    order = sorted(kinds, key=lambda kind: (kind is None, kind or ""))
     total = sum(counts.values())
     if args.json:
         print_json(
-            {"queue": target.queue, "storage": target.describe(), "counts": counts, "total": total}
+            {
+                "queue": target.queue,
+                "storage": target.describe(),
+                "paused": paused,
+                "counts": counts,
+                "total": total,
+                "kinds": [
+                    {"kind": kind, "counts": kinds[kind], "total": sum(kinds[kind].values())}
+                    for kind in order
+                ],
+            }
         )
         return 0
+    state = PAUSED_STATE if paused else "not paused"
     rows = [[status, str(count)] for status, count in counts.items()]
     rows.append(["total", str(total)])
-    title = f"queue {target.queue!r} in {target.describe()}"
+    title = f"queue {target.queue!r} in {target.describe()}, {state}"
     print_table(["status", "jobs"], rows, title=title, status_column=0)
+    if order:
+        columns = ["kind", *(status.value.lower() for status in JobStatus), "total"]
+        kind_rows = [
+            [
+                kind or NO_KIND,
+                *(str(n) for n in kinds[kind].values()),
+                str(sum(kinds[kind].values())),
+            ]
+            for kind in order
+        ]
+        print_line("")
+        print_table(columns, kind_rows, title="jobs by kind")
     return 0
+
+
+# -- pause and resume -----------------------------------------------------------------
+
+
+async def run_pause(args: argparse.Namespace) -> int:
+    """Pause the queue: every worker stops starting jobs; running jobs go on."""
+    return await _set_paused(args, paused=True)
+
+
+async def run_resume(args: argparse.Namespace) -> int:
+    """Resume the queue: workers start jobs again."""
+    return await _set_paused(args, paused=False)
+
+
+async def _set_paused(args: argparse.Namespace, *, paused: bool) -> int:
+    target = _target(args)
+    async with opened_queue(target) as storage:
+        # The storage says whether this call changed the flag (one atomic write), which
+        # reading it first and writing it then could not tell under a race.
+        changed = await storage.set_paused(paused)
+    if args.json:
+        print_json({"queue": target.queue, "paused": paused, "changed": changed})
+    else:
+        print_line(_pause_line(target.queue, paused=paused, changed=changed))
+    return 0
+
+
+def _pause_line(queue: str, *, paused: bool, changed: bool) -> str:
+    if paused and changed:
+        return (
+            f"queue {queue!r} paused: workers start no job until `pyjobqueue resume` "
+            "(running jobs go on; submit still stores jobs)"
+        )
+    if paused:
+        return f"queue {queue!r} was already paused: nothing changed"
+    if changed:
+        return f"queue {queue!r} resumed: workers start jobs again"
+    return f"queue {queue!r} was not paused: nothing changed"
 
 
 # -- jobs -----------------------------------------------------------------------------
@@ -77,12 +156,20 @@ async def run_jobs(args: argparse.Namespace) -> int:
     async with opened_queue(target) as storage:
         client = _client(storage)
         if args.run_id is not None:
-            found = [job for job in await client.get_jobs_by_run_id(args.run_id)]
-            jobs = [job for job in found if job.status in statuses]
+            found = await client.get_jobs_by_run_id(args.run_id)
+            jobs = [
+                job
+                for job in found
+                if job.status in statuses and (args.kind is None or job.kind == args.kind)
+            ]
             total = len(jobs)
         else:
-            jobs = [job for status in statuses for job in await client.peek(status, args.limit)]
-            total = sum([await client.size(status) for status in statuses])
+            jobs = [
+                job
+                for status in statuses
+                for job in await client.peek(status, args.limit, kind=args.kind)
+            ]
+            total = sum([await client.size(status, kind=args.kind) for status in statuses])
     jobs.sort(key=lambda job: job.id or 0)
     shown = jobs[: args.limit]
     if args.json:
@@ -100,6 +187,8 @@ def _jobs_table(jobs: list[Job[Any, Any]]) -> None:
         [
             str(job.id),
             job.status.value,
+            job.kind or NO_KIND,
+            str(job.priority),
             f"{job.progress:.0f}%",
             f"{job.run_attempts}/{job.max_retries + 1}",
             age(job.created_at, now),
@@ -108,7 +197,17 @@ def _jobs_table(jobs: list[Job[Any, Any]]) -> None:
         ]
         for job in jobs
     ]
-    columns = ["id", "status", "progress", "tries", "created", "run id", "input / output / error"]
+    columns = [
+        "id",
+        "status",
+        "kind",
+        "priority",
+        "progress",
+        "tries",
+        "created",
+        "run id",
+        "input / output / error",
+    ]
     print_table(columns, rows, status_column=1)
 
 
@@ -126,16 +225,23 @@ async def run_show(args: argparse.Namespace) -> int:
         print_json(job.as_dict())
         return 0
     fields = job.as_dict()
+    # The traceback goes last, whole and unindented, as Python prints it.
+    traceback = fields.pop("error_traceback", None)
     # Who and where first, then what it was given and gave back, then the timeline.
     order = [name for name in FIELD_ORDER if name in fields]
     order += [name for name in fields if name not in FIELD_ORDER]
-    print_fields([(name, _field_text(fields[name])) for name in order])
+    print_fields([(name, _field_text(name, fields[name])) for name in order])
+    if traceback:
+        # A blank line, then the text as Python printed it (ready to read or paste).
+        print_line(f"\ntraceback of the last failed attempt:\n{str(traceback).rstrip()}")
     return 0
 
 
-def _field_text(value: Any) -> str:
+def _field_text(name: str, value: Any) -> str:
     if value is None:
         return "-"
+    if name == "timeout_ms":
+        return f"{value:g} ms"
     if isinstance(value, str):
         return _with_age(value)
     if isinstance(value, dict | list):
@@ -248,8 +354,15 @@ async def run_retry(args: argparse.Namespace) -> int:
                 retried = await client.retry(job_id)
             except JobNotFoundError:
                 raise CliError(f"no job {job_id} in queue {target.queue!r}") from None
-            status = await _status(client, job_id)
-            results.append({"id": job_id, "retried": retried, "status": _value(status)})
+            job = await client.get_job(job_id)
+            results.append(
+                {
+                    "id": job_id,
+                    "retried": retried,
+                    "status": None if job is None else job.status.value,
+                    "unique_key": None if job is None else job.unique_key,
+                }
+            )
     if args.json:
         print_json(results)
     else:
@@ -261,6 +374,12 @@ async def run_retry(args: argparse.Namespace) -> int:
 def _retry_line(result: dict[str, Any]) -> str:
     if result["retried"]:
         return f"job {result['id']}: queued again ({result['status']})"
+    if result["status"] in RETRYABLE and result["unique_key"] is not None:
+        # Refused because another unfinished job holds the key (SPEC 8.3).
+        return (
+            f"job {result['id']}: not retried, another unfinished job of the queue holds "
+            f"its unique key {result['unique_key']!r} (retry it once that job has finished)"
+        )
     return (
         f"job {result['id']}: not retried, it is {result['status']} "
         "(only FAILED or DISABLED jobs can be retried)"

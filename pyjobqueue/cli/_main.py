@@ -13,7 +13,16 @@ from typing import NoReturn
 from .. import __version__
 from .._retry import one_line
 from ..errors import StorageError
-from ._inspect import run_abort, run_jobs, run_purge, run_retry, run_show, run_status
+from ._inspect import (
+    run_abort,
+    run_jobs,
+    run_pause,
+    run_purge,
+    run_resume,
+    run_retry,
+    run_show,
+    run_status,
+)
 from ._submit import run_submit
 from ._target import DEFAULT_QUEUE, QUEUE_VARIABLE, STORAGE_VARIABLE
 from ._values import (
@@ -22,10 +31,15 @@ from ._values import (
     parse_duration,
     parse_finished_statuses,
     parse_job_id,
+    parse_kind,
+    parse_metadata,
     parse_positive_duration,
     parse_positive_int,
+    parse_priority,
     parse_rate,
     parse_statuses,
+    parse_timeout_ms,
+    parse_unique_key,
 )
 from ._worker import run_worker
 
@@ -39,6 +53,9 @@ Run and inspect a pyjobqueue queue from the shell.
 
   pyjobqueue worker app:MyJob            # terminal 1: run jobs until Ctrl-C
   pyjobqueue submit --wait '{"n": 1}'    # terminal 2: submit a job, show its progress
+
+  pyjobqueue worker app:Resize app:SendEmail     # one worker, several kinds of jobs
+  pyjobqueue submit --kind SendEmail '{"to": "a@example.com"}'
 
 The storage defaults to the SQLite file ./pyjobqueue.db and the queue to "default".
 """
@@ -85,7 +102,13 @@ def _add(
 
 def _worker_parser(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = _add(commands, "worker", run_worker, "run jobs until SIGINT/SIGTERM")
-    parser.add_argument("job", metavar="module:JobClass", help="the Job class to run")
+    parser.add_argument(
+        "jobs",
+        nargs="+",
+        metavar="module:JobClass",
+        help="the Job classes to run, one per kind; a job submitted without --kind "
+        "runs as the first",
+    )
     parser.add_argument(
         "--workers",
         "-w",
@@ -165,6 +188,40 @@ def _submit_parser(commands: argparse._SubParsersAction[Parser]) -> None:
         "--deadline", type=parse_duration, metavar="DURATION", help="fail if not done by then"
     )
     parser.add_argument(
+        "--kind",
+        "-k",
+        type=parse_kind,
+        metavar="NAME",
+        help="the kind of job class that runs them (default: a worker's first class)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=parse_priority,
+        default=0,
+        metavar="N",
+        help="higher runs first (default 0; -2147483648 to 2147483647)",
+    )
+    parser.add_argument(
+        "--unique-key",
+        type=parse_unique_key,
+        metavar="KEY",
+        help="store the job only if no unfinished job of the queue has this key; "
+        "else print that job's id (one input only)",
+    )
+    parser.add_argument(
+        "--metadata",
+        type=parse_metadata,
+        metavar="JSON",
+        help="a JSON object kept with each job (tags, tenant, trace ids)",
+    )
+    parser.add_argument(
+        "--timeout-ms",
+        type=parse_timeout_ms,
+        metavar="MS",
+        help="an attempt still running after MS milliseconds is stopped and retried "
+        "(default: the job class's timeout_ms)",
+    )
+    parser.add_argument(
         "--poll-interval",
         type=parse_positive_duration,
         default=0.1,
@@ -174,9 +231,12 @@ def _submit_parser(commands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _inspect_parsers(commands: argparse._SubParsersAction[Parser]) -> None:
-    _add(commands, "status", run_status, "count the jobs of each status")
+    _add(commands, "status", run_status, "whether the queue is paused; its jobs by status and kind")
+    _add(commands, "pause", run_pause, "stop every worker of the queue from starting jobs")
+    _add(commands, "resume", run_resume, "let the workers of the queue start jobs again")
     jobs = _add(commands, "jobs", run_jobs, "list jobs")
     jobs.add_argument("--status", type=parse_statuses, metavar="S[,S]", help="only these statuses")
+    jobs.add_argument("--kind", "-k", type=parse_kind, metavar="NAME", help="only this kind")
     jobs.add_argument("--run-id", metavar="RUN", help="only the jobs of this run")
     jobs.add_argument(
         "--limit", type=parse_positive_int, default=50, metavar="N", help="default 50"

@@ -15,6 +15,7 @@ from ..client import JobQueueClient
 from ..errors import JobDisabledError, JobError
 from ..events import EventName
 from ..job import utcnow
+from ..storage.base import Added
 from ._progress import ProgressDisplay, make_display
 from ._render import print_json, print_line
 from ._target import opened_queue, target_from
@@ -32,17 +33,15 @@ class JobResult:
     output: Any = None
     error: str | None = None
     error_code: str | None = None
+    created: bool = True
 
     def as_json(self) -> dict[str, Any]:
         """The result for --json: output for a completed job, error fields otherwise."""
         if self.status == "COMPLETED":
-            return {"id": self.id, "status": self.status, "output": self.output}
-        return {
-            "id": self.id,
-            "status": self.status,
-            "error": self.error,
-            "error_code": self.error_code,
-        }
+            outcome = {"output": self.output}
+        else:
+            outcome = {"error": self.error, "error_code": self.error_code}
+        return {"id": self.id, "created": self.created, "status": self.status, **outcome}
 
 
 def read_inputs(args: argparse.Namespace, stdin: TextIO) -> list[Any]:
@@ -81,20 +80,27 @@ def _parse_lines(lines: Iterable[str], source: str) -> list[Any]:
 async def run_submit(args: argparse.Namespace) -> int:
     """Submit the inputs as one batch; print ids, or with --wait the outputs."""
     inputs = read_inputs(args, sys.stdin)
+    if args.unique_key is not None and len(inputs) > 1:
+        raise CliError(
+            f"--unique-key gives one job its key, but there are {len(inputs)} inputs: "
+            "submit them one at a time, each with its own key",
+            exit_code=2,
+        )
     target = target_from(args.storage, args.queue)
     async with opened_queue(target) as storage:
         client: JobQueueClient[Any, Any] = JobQueueClient(
             storage=storage, poll_interval_ms=args.poll_interval * 1000
         )
         if not args.wait:
-            _print_ids(await _submit(client, inputs, args), as_json=args.json)
+            _print_added(await _submit(client, inputs, args), args)
             return 0
         # Listen before submitting: events of a fast job may come before the ids do.
         await client.connect()
         early = EarlyEvents(client)
         try:
-            ids = await _submit(client, inputs, args)
-            results = await _wait_all(client, ids, early, args)
+            added = await _submit(client, inputs, args)
+            _report_unique_key(added, args)
+            results = await _wait_all(client, added, early, args)
         finally:
             early.close()
             await client.disconnect()
@@ -142,7 +148,7 @@ class EarlyEvents:
 
 async def _submit(
     client: JobQueueClient[Any, Any], inputs: list[Any], args: argparse.Namespace
-) -> list[int]:
+) -> list[Added]:
     now = utcnow()
     try:
         handles = await client.submit_batch(
@@ -151,31 +157,55 @@ async def _submit(
             job_run_id=args.run_id,
             run_after=now + timedelta(seconds=args.delay) if args.delay else None,
             deadline_at=now + timedelta(seconds=args.deadline) if args.deadline else None,
+            kind=args.kind,
+            priority=args.priority,
+            unique_keys=None if args.unique_key is None else [args.unique_key],
+            metadata=args.metadata,
+            timeout_ms=args.timeout_ms,
         )
     except (TypeError, ValueError) as error:
         raise CliError(f"invalid input: {error}") from None
-    return [handle.id for handle in handles]
+    return [Added(handle.id, handle.created) for handle in handles]
 
 
-def _print_ids(ids: Sequence[int], *, as_json: bool) -> None:
-    if as_json:
-        print_json([{"id": job_id} for job_id in ids])
-    else:
-        for job_id in ids:
-            print_line(str(job_id))
+def _print_added(added: Sequence[Added], args: argparse.Namespace) -> None:
+    """The ids on stdout: of the stored jobs, or of those found by unique key (either
+    way the job to follow)."""
+    if args.json:
+        print_json([{"id": job_id, "created": created} for job_id, created in added])
+        return
+    for job_id, _created in added:
+        print_line(str(job_id))
+    _report_unique_key(added, args)
+
+
+def _report_unique_key(added: Sequence[Added], args: argparse.Namespace) -> None:
+    """On stderr (so stdout stays the ids), whether a job was stored or found by its key."""
+    if args.unique_key is None or args.json:
+        return
+    for job_id, created in added:
+        if created:
+            line = f"job {job_id}: created with unique key {args.unique_key!r}"
+        else:
+            line = (
+                f"job {job_id}: already in the queue with unique key {args.unique_key!r}; "
+                "nothing stored"
+            )
+        print_line(line, stream=sys.stderr)
 
 
 async def _wait_all(
     client: JobQueueClient[Any, Any],
-    ids: list[int],
+    added: list[Added],
     early: EarlyEvents,
     args: argparse.Namespace,
 ) -> list[JobResult]:
+    ids = [job_id for job_id, _created in added]
     display = make_display(ids, quiet=args.quiet)
     early.attach(display, ids)
     try:
         with display:
-            waits = [_wait_one(client, job_id, display) for job_id in ids]
+            waits = [_wait_one(client, job_id, created, display) for job_id, created in added]
             async with asyncio.timeout(args.timeout):
                 return list(await asyncio.gather(*waits))
     except TimeoutError:
@@ -189,17 +219,19 @@ async def _wait_all(
 
 
 async def _wait_one(
-    client: JobQueueClient[Any, Any], job_id: int, display: ProgressDisplay
+    client: JobQueueClient[Any, Any], job_id: int, created: bool, display: ProgressDisplay
 ) -> JobResult:
     try:
         output = await client.wait_for(job_id)
     except JobDisabledError as error:
-        result = JobResult(job_id, "DISABLED", error=str(error), error_code=type(error).__name__)
+        result = JobResult(
+            job_id, "DISABLED", error=str(error), error_code=type(error).__name__, created=created
+        )
     except JobError as error:
         code = _stored_code(await client.get_job(job_id)) or type(error).__name__
-        result = JobResult(job_id, "FAILED", error=str(error), error_code=code)
+        result = JobResult(job_id, "FAILED", error=str(error), error_code=code, created=created)
     else:
-        result = JobResult(job_id, "COMPLETED", output=output)
+        result = JobResult(job_id, "COMPLETED", output=output, created=created)
     display.finished(job_id, result.status, result.error)
     return result
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..job import Job, is_job_class
+from ..job import Job, is_job_class, kind_of
 from ..storage.base import QueueStorage, RateLimiterStorage
 from ..storage.url import (
     DEFAULT_SQLITE_PATH,
@@ -155,6 +155,29 @@ def load_job_class(spec: str) -> type[Job[Any, Any]]:
         )
     job_class: type[Job[Any, Any]] = value
     return job_class
+
+
+def load_job_classes(specs: list[str]) -> list[type[Job[Any, Any]]]:
+    """The Job classes named 'module:Class', one per kind; CliError (exit status 2) when
+    two of them run the same kind, since a worker could not tell which one a job is for."""
+    classes = [load_job_class(spec) for spec in specs]
+    seen: dict[str, str] = {}
+    for spec, job_class in zip(specs, classes, strict=True):
+        kind = kind_of(job_class)
+        if kind in seen:
+            what = (
+                f"{spec} is given twice"
+                if seen[kind] == spec
+                else f"{seen[kind]} and {spec} have the same kind {kind!r}"
+            )
+            raise CliError(
+                f"{what}: a worker runs each kind with one job class "
+                '(give one of them another kind: kind = "..." in a class body, '
+                '@job(kind="...") on a function)',
+                exit_code=2,
+            )
+        seen[kind] = spec
+    return classes
 
 
 def _kind_of(value: object) -> str:

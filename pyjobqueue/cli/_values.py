@@ -1,12 +1,16 @@
-"""Parsing of command-line values: durations, rates, statuses, JSON inputs, storage URLs."""
+"""Parsing of command-line values: durations, rates, statuses, JSON inputs, job options
+(kind, priority, unique key, metadata, timeout), storage URLs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from typing import Any
 
+from .. import limits
+from .._json import validate_json
 from ..job import FINISHED_STATUSES, JobStatus
 from ..storage.url import redact_url as redact_url  # the one redactor, for messages
 
@@ -141,3 +145,87 @@ def parse_json_input(text: str, where: str) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise CliError(f"invalid JSON in {where}: {error}") from None
+
+
+def parse_kind(text: str) -> str:
+    """A job kind: a non-empty name (a job class's `kind`, by default its class name)."""
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "invalid kind '': give the kind of a job class (by default its class name)"
+        )
+    return _checked_name("kind", text)
+
+
+def parse_unique_key(text: str) -> str:
+    """A unique key: a non-empty str."""
+    if not text:
+        raise argparse.ArgumentTypeError("invalid unique key '': it must not be empty")
+    return _checked_name("unique key", text)
+
+
+def _checked_name(what: str, text: str) -> str:
+    try:
+        return limits.check_text(what, text, max_length=limits.MAX_NAME_LENGTH)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"invalid {what}: {error}") from None
+
+
+def parse_priority(text: str) -> int:
+    """A priority: a whole number from -2**31 to 2**31 - 1 (higher runs first)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid priority {text!r}: expected a whole number (higher runs first)"
+        ) from None
+    if not limits.MIN_PRIORITY <= value <= limits.MAX_PRIORITY:
+        raise argparse.ArgumentTypeError(
+            f"invalid priority {text!r}: must be from {limits.MIN_PRIORITY} "
+            f"to {limits.MAX_PRIORITY}"
+        )
+    return value
+
+
+def parse_metadata(text: str) -> dict[str, Any]:
+    """Metadata: a JSON object such as '{"tenant": "a"}', valid as a job input is."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"invalid metadata: not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f'invalid metadata: expected a JSON object such as \'{{"tenant": "a"}}\', '
+            f"got a JSON {_json_type(value)}"
+        )
+    try:
+        validate_json(value, "metadata")
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"invalid metadata: {error}") from None
+    return value
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number"
+
+
+def parse_timeout_ms(text: str) -> float:
+    """A timeout of one attempt in milliseconds: a number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid timeout {text!r}: expected a number of milliseconds"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid timeout {text!r}: must be a number of milliseconds greater than 0"
+        )
+    return value

@@ -16,19 +16,26 @@ from typing import Any
 
 from .._retry import one_line
 from ..events import JOB_EVENTS, EventName, event_payload
-from ..job import Job, utcnow
+from ..job import Job, kind_of, utcnow
 from ..limiters import CompositeLimiter, ConcurrencyLimiter, Limiter, RateLimiter
 from ..server import JobQueueServer
 from ..storage.base import QueueStorage
 from ..worker import STORAGE_FAILURE_RECORD
 from ._render import compact_json, print_line, shorten
-from ._target import Target, load_job_class, opened_queue, opened_rate_limiter_storage, target_from
+from ._target import (
+    Target,
+    load_job_classes,
+    opened_queue,
+    opened_rate_limiter_storage,
+    target_from,
+)
 from ._values import CliError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How long the second signal's stop may take before the process leaves regardless.
 HURRIED_STOP_SECONDS = 5.0
 DETAIL_LIMIT = 120
+PAUSED_NOTE = "the queue is paused: no job starts until `pyjobqueue resume`"
 
 
 class EventLog:
@@ -166,9 +173,10 @@ async def _limiter(args: argparse.Namespace, target: Target) -> AsyncIterator[Li
         yield CompositeLimiter([*parts, rate]) if parts else rate
 
 
-def _describe(args: argparse.Namespace, target: Target) -> str:
+def _describe(args: argparse.Namespace, target: Target, kinds: list[str]) -> str:
     settings = [
-        f"job={args.job}",
+        f"jobs={','.join(args.jobs)}",
+        f"kinds={','.join(kinds)}",
         f"queue={target.queue}",
         f"storage={target.describe()}",
         f"workers={_worker_count(args)}",
@@ -182,20 +190,51 @@ def _describe(args: argparse.Namespace, target: Target) -> str:
 
 
 async def run_worker(args: argparse.Namespace) -> int:
-    """Run a server for the job class until a stop signal; the exit status."""
-    job_class = load_job_class(args.job)
+    """Run a server for the job classes until a stop signal; the exit status."""
+    job_classes = load_job_classes(args.jobs)
+    kinds = [kind_of(job_class) for job_class in job_classes]
     target = target_from(args.storage, args.queue)
     log = EventLog(as_json=args.json)
     async with opened_queue(target) as storage, _limiter(args, target) as limiter:
-        server = _make_server(args, job_class, storage, limiter)
+        server = _make_server(args, job_classes, storage, limiter)
         log.attach(server)
         watcher = SignalWatcher()
         with watcher.installed(), _failure_reported_here():
             await server.start()
-            log.note("worker_start", _describe(args, target), pid=os.getpid())
-            first = await _signal_or_failure(server, watcher)
+            log.note("worker_start", _describe(args, target, kinds), pid=os.getpid(), kinds=kinds)
+            async with _pause_watched(server, log, args.poll_interval):
+                first = await _signal_or_failure(server, watcher)
             status = await _stop(server, watcher, log, first, args.stop_timeout)
     return status
+
+
+@contextlib.asynccontextmanager
+async def _pause_watched(
+    server: JobQueueServer[Any, Any], log: EventLog, interval: float
+) -> AsyncIterator[None]:
+    """Log when the queue is (or becomes) paused or resumed, so that a worker running
+    nothing says why."""
+
+    async def watch() -> None:
+        paused = False
+        while True:
+            if server.is_paused() != paused:
+                paused = server.is_paused()
+                if paused:
+                    log.note("queue_paused", PAUSED_NOTE, paused=True)
+                else:
+                    log.note(
+                        "queue_resumed", "the queue was resumed: jobs start again", paused=False
+                    )
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(watch(), name="pyjobqueue cli pause watch")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.contextmanager
@@ -206,12 +245,16 @@ def _failure_reported_here() -> Iterator[None]:
     def keep(record: logging.LogRecord) -> bool:
         return not getattr(record, STORAGE_FAILURE_RECORD, False)
 
-    logger = logging.getLogger("pyjobqueue")
-    logger.addFilter(keep)
+    # On the handlers, not on a logger: a logger's filter misses the records of its
+    # children (pyjobqueue.worker), which reach the handlers all the same.
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(keep)
     try:
         yield
     finally:
-        logger.removeFilter(keep)
+        for handler in handlers:
+            handler.removeFilter(keep)
 
 
 async def _signal_or_failure(server: JobQueueServer[Any, Any], watcher: SignalWatcher) -> int:
@@ -233,13 +276,13 @@ async def _signal_or_failure(server: JobQueueServer[Any, Any], watcher: SignalWa
 
 def _make_server(
     args: argparse.Namespace,
-    job_class: type[Job[Any, Any]],
+    job_classes: list[type[Job[Any, Any]]],
     storage: QueueStorage,
     limiter: Limiter | None,
 ) -> JobQueueServer[Any, Any]:
     try:
         return JobQueueServer(
-            job_class,
+            job_classes,
             storage=storage,
             limiter=limiter,
             worker_count=_worker_count(args),

@@ -43,10 +43,36 @@ class Fails(Job[dict[str, Any], None]):
         raise ValueError(input.get("message", "failed on purpose"))
 
 
+class Flaky(Job[dict[str, Any], Any]):
+    """Looks up input["key"] in an empty dict: a KeyError, which it retries an hour later."""
+
+    retry_on = (KeyError,)
+    retry_delay_ms = 3_600_000
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> Any:
+        empty: dict[str, Any] = {}
+        return empty[input.get("key", "zz")]
+
+
+class AlsoSteps(Job[dict[str, Any], dict[str, Any]]):
+    """Of the kind of Steps: one worker cannot run both."""
+
+    kind = "Steps"
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+        return {}
+
+
 @job
 async def echo(input: Any, context: JobContext) -> Any:
     """A function job: returns its input."""
     return input
+
+
+@job(kind="shout")
+async def upper(input: str, context: JobContext) -> str:
+    """A function job of kind "shout": its input in capitals."""
+    return input.upper()
 
 
 NOT_A_JOB = 42

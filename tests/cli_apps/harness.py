@@ -125,8 +125,8 @@ class Cli:
         return running
 
     def worker(self, job: str, *args: str) -> Running:
-        """Start `pyjobqueue worker JOB --json` and wait until it runs."""
-        running = self.start("worker", job, "--json", *POLL, *args)
+        """Start `pyjobqueue worker JOB [MORE JOBS] [OPTIONS] --json` and wait until it runs."""
+        running = self.start("worker", job, *args, "--json", *POLL)
         running.wait_for(lambda line: line.get("event") == "worker_start")
         return running
 

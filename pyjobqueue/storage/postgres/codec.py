@@ -41,6 +41,11 @@ def job_to_row(job: Job[Any, Any]) -> tuple[Any, ...]:
         job.deadline_at,
         no_nul("job_run_id", job.job_run_id),
         job.fingerprint,
+        no_nul("kind", job.kind),
+        job.priority,
+        no_nul("unique_key", job.unique_key),
+        encode_json(job.metadata or None),  # NULL reads back as {}, as in migrated rows
+        job.timeout_ms,
     )
 
 
@@ -58,9 +63,10 @@ def finish_row(
     payload: str | None,
 ) -> FinishRow:
     """(id, worker, attempt, expired_before, kind, status, output, error, error_code,
-    completed_at, run_after, payload) of one outcome."""
+    traceback, completed_at, run_after, payload) of one outcome."""
     kind = outcome.kind
     finished = kind in (OutcomeKind.COMPLETE, OutcomeKind.FAIL)
+    failed = kind in (OutcomeKind.FAIL, OutcomeKind.RETRY)
     return (
         job_id,
         worker_id,
@@ -69,8 +75,9 @@ def finish_row(
         kind.name,
         outcome.status.value,
         _json.dumps(outcome.output) if kind is OutcomeKind.COMPLETE else None,
-        encode_text(outcome.error) if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
-        outcome.error_code if kind in (OutcomeKind.FAIL, OutcomeKind.RETRY) else None,
+        encode_text(outcome.error) if failed else None,
+        outcome.error_code if failed else None,
+        encode_text(outcome.traceback) if failed else None,
         outcome.at if finished else None,
         None if finished else (outcome.run_after or outcome.at),
         payload,

@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import inspect
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -250,6 +250,13 @@ class Database:
         with self.explaining():
             status: str = await self.require().execute(statement, *args)
             return status
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A connection of the pool inside a transaction (committed when the block ends)."""
+        with self.explaining():
+            async with self.require().acquire() as connection, connection.transaction():
+                yield connection
 
     def require(self) -> Any:
         """The pool; a clear error before setup_database() or after close()."""

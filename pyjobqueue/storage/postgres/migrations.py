@@ -74,11 +74,49 @@ ALTER TABLE pyjobqueue_events ADD COLUMN job_id bigint;
 CREATE INDEX pyjobqueue_events_queue ON pyjobqueue_events (queue_name, id);
 """
 
+# Columns of SPEC 8 (existing rows: kind NULL, priority 0, metadata NULL, read as {}).
+# ADD COLUMN with a constant default rewrites no rows (PostgreSQL 11+).
+_KINDS_PRIORITIES_UNIQUE_KEYS_PAUSE = """
+ALTER TABLE pyjobqueue_jobs
+    ADD COLUMN kind text,
+    ADD COLUMN priority integer NOT NULL DEFAULT 0,
+    ADD COLUMN unique_key text,
+    ADD COLUMN metadata json,
+    ADD COLUMN timeout_ms double precision,
+    ADD COLUMN error_traceback text;
+-- Claims take the highest priority first: the index walks the claimable jobs in claim
+-- order (priority DESC, run_after, id), so a claim stops at its first due rows at any
+-- depth. It replaces the index of the (run_after, id) order.
+DROP INDEX pyjobqueue_jobs_claim;
+CREATE INDEX pyjobqueue_jobs_claim ON pyjobqueue_jobs (queue_name, priority DESC, run_after, id)
+    WHERE status = 'PENDING';
+-- A unique key is held by at most one unfinished job of its queue, whoever inserts at
+-- the same time: inserts name this index in ON CONFLICT. Jobs without a key are not in
+-- it, so their inserts pay nothing for it. WAITING: the status of SPEC 8.7.
+CREATE UNIQUE INDEX pyjobqueue_jobs_unique_key ON pyjobqueue_jobs (queue_name, unique_key)
+    WHERE unique_key IS NOT NULL
+        AND status IN ('WAITING', 'PENDING', 'PROCESSING', 'ABORTING');
+-- No index of kinds: claims filter kinds on the claim index's rows in claim order, and
+-- one more index on every job would slow every insert.
+
+-- Per-queue state kept in the database, shared by every server: the pause flag now.
+CREATE TABLE pyjobqueue_queues (
+    queue_name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
 MIGRATIONS: tuple[Migration[str], ...] = (
     Migration(
         1, "jobs, large events, rate limiter executions and limits", _JOBS_EVENTS_AND_RATE_LIMITS
     ),
     Migration(2, "every job event in the events log, for replay", _EVENTS_LOG),
+    Migration(
+        3,
+        "kinds, priorities, unique keys, metadata, timeouts, tracebacks; the queues table",
+        _KINDS_PRIORITIES_UNIQUE_KEYS_PAUSE,
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

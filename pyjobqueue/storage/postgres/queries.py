@@ -7,6 +7,8 @@ All queues share the tables and each statement filters by `queue_name`.
 
 from __future__ import annotations
 
+from ..records import JOB_COLUMNS
+
 # -- schema and migrations -----------------------------------------------------------------
 
 # pg_advisory_xact_lock key ("pyjobque" as 8 bytes): one setup_database migrates at a time.
@@ -48,60 +50,96 @@ def _notify_logged(channel: str) -> str:
 
 # -- jobs -----------------------------------------------------------------------------------
 
-JOB_COLUMNS = (
-    "id",
-    "queue_name",
-    "input",
-    "output",
-    "status",
-    "progress",
-    "progress_message",
-    "progress_details",
-    "max_retries",
-    "run_attempts",
-    "error",
-    "error_code",
-    "created_at",
-    "completed_at",
-    "run_after",
-    "deadline_at",
-    "last_ran_at",
-    "job_run_id",
-    "fingerprint",
-    "worker_id",
-    "lease_expires_at",
-)
 _COLUMNS = ", ".join(JOB_COLUMNS)
 _JOB_COLUMNS = ", ".join(f"job.{name}" for name in JOB_COLUMNS)
 
-# One statement for any number of jobs; ids come from the sequence in input order.
-# The uncorrelated sub-select runs once, and only when a row was inserted.
-INSERT_JOBS = """
-INSERT INTO pyjobqueue_jobs (
-    queue_name, status, input, max_retries, created_at, run_after, deadline_at,
-    job_run_id, fingerprint)
-SELECT $1, 'PENDING', batch.input::json, batch.max_retries, batch.created_at, batch.run_after,
-    batch.deadline_at, batch.job_run_id, batch.fingerprint
-FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[],
-    $6::timestamptz[], $7::text[], $8::text[])
+# The statuses in which a job holds its unique key (`transitions.UNIQUE_KEY_HOLDING` and
+# WAITING), as the partial unique index of migration 3 names them.
+_HOLDING_STATUSES = "('WAITING', 'PENDING', 'PROCESSING', 'ABORTING')"
+
+_BATCH = """unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[],
+    $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::integer[], $11::text[],
+    $12::text[], $13::double precision[])
     WITH ORDINALITY AS batch(input, max_retries, created_at, run_after, deadline_at,
-        job_run_id, fingerprint, position)
+        job_run_id, fingerprint, kind, priority, unique_key, metadata, timeout_ms, position)"""
+_INSERTED_COLUMNS = """queue_name, status, input, max_retries, created_at, run_after,
+    deadline_at, job_run_id, fingerprint, kind, priority, unique_key, metadata, timeout_ms"""
+_VALUES = """$1, 'PENDING', batch.input::json, batch.max_retries, batch.created_at,
+    batch.run_after, batch.deadline_at, batch.job_run_id, batch.fingerprint, batch.kind,
+    batch.priority, batch.unique_key, batch.metadata::json, batch.timeout_ms"""
+# The uncorrelated sub-select runs once, and only when a row was inserted.
+_ANNOUNCE_INSERTED = "RETURNING id, unique_key, (SELECT pg_notify($14, $15)) AS announced"
+
+# One statement for any number of jobs (the arrays $2-$13, one row each); ids come from
+# the sequence in input order.
+INSERT_JOBS = f"""
+INSERT INTO pyjobqueue_jobs ({_INSERTED_COLUMNS})
+SELECT {_VALUES}
+FROM {_BATCH}
 ORDER BY batch.position
-RETURNING id, (SELECT pg_notify($9, $10)) AS announced
+{_ANNOUNCE_INSERTED}
+"""
+
+# INSERT_JOBS for a batch with unique keys (no key twice in it): a job whose key an
+# unfinished job of the queue holds is left out, however many inserts race (an insert
+# waits for one that holds the key uncommitted); UNIQUE_KEY_HOLDERS, a later statement
+# that sees what committed in between, reads its holder. Ids are drawn in input order,
+# but rows go in by key, so that two batches with the same keys take them in one order
+# and never wait for each other in a circle (a deadlock).
+INSERT_UNIQUE_JOBS = f"""
+INSERT INTO pyjobqueue_jobs (id, {_INSERTED_COLUMNS})
+SELECT batch.id, {_VALUES}
+FROM (
+    SELECT nextval(pg_get_serial_sequence('pyjobqueue_jobs', 'id')) AS id, batch.*
+    FROM {_BATCH}
+    ORDER BY batch.position
+) AS batch
+ORDER BY batch.unique_key, batch.id
+ON CONFLICT (queue_name, unique_key)
+    WHERE unique_key IS NOT NULL AND status IN {_HOLDING_STATUSES}
+    DO NOTHING
+{_ANNOUNCE_INSERTED}
+"""
+
+UNIQUE_KEY_HOLDERS = f"""
+SELECT id, unique_key FROM pyjobqueue_jobs
+WHERE queue_name = $1 AND unique_key = ANY($2::text[]) AND status IN {_HOLDING_STATUSES}
 """
 
 GET_JOB = f"SELECT {_COLUMNS} FROM pyjobqueue_jobs WHERE queue_name = $1 AND id = $2"
 
+# Claim order: the highest priority first, then the earliest run_after, the lowest id.
+_CLAIM_ORDER = "priority DESC, run_after, id"
+
 PEEK_JOBS = f"""
 SELECT {_COLUMNS} FROM pyjobqueue_jobs
 WHERE queue_name = $1 AND status = $2
-ORDER BY run_after, id
+ORDER BY {_CLAIM_ORDER}
+LIMIT $3
+"""
+
+PEEK_JOBS_OF_KIND = f"""
+SELECT {_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = $1 AND status = $2 AND kind = $4
+ORDER BY {_CLAIM_ORDER}
 LIMIT $3
 """
 
 COUNT_JOBS_BY_STATUS = "SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = $1 AND status = $2"
 
+COUNT_JOBS_OF_KIND = "SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = $1 AND kind = $2"
+
+COUNT_JOBS_BY_STATUS_OF_KIND = """
+SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = $1 AND status = $2 AND kind = $3
+"""
+
 COUNT_JOBS = "SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = $1"
+
+COUNT_JOBS_BY_KIND_AND_STATUS = """
+SELECT kind, status, count(*) AS count FROM pyjobqueue_jobs
+WHERE queue_name = $1
+GROUP BY kind, status
+"""
 
 JOBS_OF_RUN = f"""
 SELECT {_COLUMNS} FROM pyjobqueue_jobs
@@ -116,41 +154,40 @@ ORDER BY completed_at DESC, id DESC
 LIMIT 1
 """
 
-# SKIP LOCKED: concurrent claimers take different rows instead of queueing on one.
-CLAIM_JOBS = f"""
+
+def _claim(announcing: bool, of_kinds: bool) -> str:
+    """The claim of up to $5 jobs of queue $1 due at $2 for worker $3, leased until $4.
+
+    The jobs come from the claim index in claim order (no sort, at any depth); SKIP
+    LOCKED: concurrent claimers take different rows instead of queueing on one. A
+    paused queue gives nothing: this statement reads its flag (an InitPlan, run once),
+    so no claim that starts after a pause committed takes a job.
+    Of kinds: only jobs of no kind or of a kind in the last parameter (a text array).
+    Announcing: it also logs and notifies (channel $6) job_start from origin $7 for each
+    claimed job whose deadline has not passed at $2; the same JSON as JobEvent.to_json.
+    """
+    kinds = f"\n        AND (kind IS NULL OR kind = ANY(${8 if announcing else 6}::text[]))"
+    next_jobs = f"""
 WITH next AS (
     SELECT id FROM pyjobqueue_jobs
-    WHERE queue_name = $1 AND status = 'PENDING' AND run_after <= $2
-    ORDER BY run_after, id
+    WHERE queue_name = $1 AND status = 'PENDING' AND run_after <= $2{kinds if of_kinds else ""}
+        AND NOT EXISTS (SELECT FROM pyjobqueue_queues WHERE queue_name = $1 AND paused)
+    ORDER BY {_CLAIM_ORDER}
     LIMIT $5
     FOR UPDATE SKIP LOCKED
-)
+)"""
+    update = f"""
 UPDATE pyjobqueue_jobs AS job
 SET status = 'PROCESSING', worker_id = $3, run_attempts = job.run_attempts + 1,
     last_ran_at = $2, lease_expires_at = $4,
     progress = 0, progress_message = '', progress_details = NULL
 FROM next
 WHERE job.id = next.id
-RETURNING {_JOB_COLUMNS}
-"""
-
-# CLAIM_JOBS that also logs and notifies (channel $6) job_start from origin $7 for each
-# claimed job whose deadline has not passed at $2; the same JSON as JobEvent.to_json.
-CLAIM_JOBS_ANNOUNCING = f"""
-WITH next AS (
-    SELECT id FROM pyjobqueue_jobs
-    WHERE queue_name = $1 AND status = 'PENDING' AND run_after <= $2
-    ORDER BY run_after, id
-    LIMIT $5
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE pyjobqueue_jobs AS job
-    SET status = 'PROCESSING', worker_id = $3, run_attempts = job.run_attempts + 1,
-        last_ran_at = $2, lease_expires_at = $4,
-        progress = 0, progress_message = '', progress_details = NULL
-    FROM next
-    WHERE job.id = next.id
-    RETURNING {_JOB_COLUMNS}
+RETURNING {_JOB_COLUMNS}"""
+    if not announcing:
+        return f"{next_jobs}{update}\n"
+    claimed = update.replace("\n", "\n    ")
+    return f"""{next_jobs}, claimed AS ({claimed}
 ), logged AS (
     INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
     SELECT $1, claimed.id, json_build_object(
@@ -159,13 +196,19 @@ WITH next AS (
     )
     FROM claimed
     WHERE claimed.deadline_at IS NULL OR claimed.deadline_at > $2
-    ORDER BY claimed.run_after, claimed.id
+    ORDER BY claimed.priority DESC, claimed.run_after, claimed.id
     RETURNING id, job_id, payload
 ), told AS (
     SELECT logged.job_id, {_notify_logged("$6")} AS told FROM logged
 )
 SELECT claimed.*, told.told FROM claimed LEFT JOIN told ON told.job_id = claimed.id
 """
+
+
+CLAIM_JOBS = _claim(announcing=False, of_kinds=False)
+CLAIM_JOBS_OF_KINDS = _claim(announcing=False, of_kinds=True)
+CLAIM_JOBS_ANNOUNCING = _claim(announcing=True, of_kinds=False)
+CLAIM_JOBS_OF_KINDS_ANNOUNCING = _claim(announcing=True, of_kinds=True)
 
 # The attempt a worker owns: ($1 id, $2 queue, $3 worker, $4 attempt).
 _ATTEMPT = """
@@ -189,9 +232,10 @@ RETURNING id
 # statement): row i of the arrays is attempt ($2 id, $3 worker, $4 run_attempts) of queue
 # $1, changed only while it is that attempt and, with $5 set, only if its lease expired
 # before $5. $6 is the outcome kind; its status ($7), output ($8), error ($9, $10),
-# completed_at ($11) and run_after ($12) are set as the kind wants (NULL: kept). Each
-# changed row logs and notifies (channel $14) its event ($13, JSON, when not NULL) and,
-# when the job can be claimed again, the hint $15. The right-hand sides read the old row.
+# traceback ($11), completed_at ($12) and run_after ($13) are set as the kind wants
+# (NULL: kept). Each changed row logs and notifies (channel $15) its event ($14, JSON,
+# when not NULL) and, when the job can be claimed again, the hint $16. The right-hand
+# sides read the old row.
 FINISH_ATTEMPTS = f"""
 WITH changed AS (
     UPDATE pyjobqueue_jobs AS job
@@ -200,16 +244,18 @@ WITH changed AS (
         progress = CASE WHEN f.kind = 'COMPLETE' THEN 100 ELSE job.progress END,
         error = CASE WHEN f.kind = 'REQUEUE' THEN job.error ELSE f.error END,
         error_code = CASE WHEN f.kind = 'REQUEUE' THEN job.error_code ELSE f.error_code END,
+        error_traceback = CASE WHEN f.kind = 'REQUEUE' THEN job.error_traceback
+            ELSE f.traceback END,
         completed_at = coalesce(f.completed_at, job.completed_at),
         run_after = coalesce(f.run_after, job.run_after),
         run_attempts = CASE WHEN f.kind = 'REQUEUE' THEN greatest(job.run_attempts - 1, 0)
             ELSE job.run_attempts END,
         worker_id = NULL, lease_expires_at = NULL
     FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-            $12::timestamptz[], $13::text[])
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::timestamptz[], $13::timestamptz[], $14::text[])
         AS f(id, worker_id, attempt, expired_before, kind, status, output, error, error_code,
-            completed_at, run_after, payload)
+            traceback, completed_at, run_after, payload)
     WHERE job.queue_name = $1 AND job.id = f.id AND job.worker_id = f.worker_id
         AND job.run_attempts = f.attempt AND job.status IN ('PROCESSING', 'ABORTING')
         AND (f.expired_before IS NULL OR job.lease_expires_at < f.expired_before)
@@ -221,10 +267,10 @@ WITH changed AS (
     ORDER BY changed.id
     RETURNING id, job_id, payload
 ), told AS (
-    SELECT logged.job_id, {_notify_logged("$14")} AS told FROM logged
+    SELECT logged.job_id, {_notify_logged("$15")} AS told FROM logged
 )
 SELECT changed.id, told.told,
-    CASE WHEN changed.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($14, $15) END AS hinted
+    CASE WHEN changed.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($15, $16) END AS hinted
 FROM changed LEFT JOIN told ON told.job_id = changed.id
 """
 
@@ -255,12 +301,18 @@ RETURNING id
 """
 
 # A finished job made new again: $3 run_after; announced like a new job ($4 channel, $5 hint).
-RETRY_JOB = """
-UPDATE pyjobqueue_jobs
+# Not while another job of the queue holds its unique key (the unique index refuses it
+# anyway; the check makes that a plain refusal instead of an error in most races).
+RETRY_JOB = f"""
+UPDATE pyjobqueue_jobs AS job
 SET status = 'PENDING', run_attempts = 0, run_after = $3, error = NULL, error_code = NULL,
-    output = NULL, completed_at = NULL, progress = 0, progress_message = '',
-    progress_details = NULL
+    error_traceback = NULL, output = NULL, completed_at = NULL, progress = 0,
+    progress_message = '', progress_details = NULL
 WHERE queue_name = $1 AND id = $2 AND status IN ('FAILED', 'DISABLED')
+    AND (unique_key IS NULL OR NOT EXISTS (
+        SELECT FROM pyjobqueue_jobs AS holder
+        WHERE holder.queue_name = $1 AND holder.unique_key = job.unique_key
+            AND holder.status IN {_HOLDING_STATUSES}))
 RETURNING id, (SELECT pg_notify($4, $5)) AS announced
 """
 
@@ -280,6 +332,24 @@ DELETE_QUEUE = """
 WITH events AS (DELETE FROM pyjobqueue_events WHERE queue_name = $1)
 DELETE FROM pyjobqueue_jobs WHERE queue_name = $1
 """
+
+# -- the queue's own state (pyjobqueue_queues) -------------------------------------------------
+
+# Whether it changed: a row comes back only when the queue was not paused before.
+PAUSE_QUEUE = """
+INSERT INTO pyjobqueue_queues AS queue (queue_name, paused, updated_at) VALUES ($1, true, now())
+ON CONFLICT (queue_name) DO UPDATE SET paused = true, updated_at = now() WHERE NOT queue.paused
+RETURNING queue_name
+"""
+
+# A queue without a row was never paused: nothing to resume.
+RESUME_QUEUE = """
+UPDATE pyjobqueue_queues SET paused = false, updated_at = now()
+WHERE queue_name = $1 AND paused
+RETURNING queue_name
+"""
+
+IS_PAUSED = "SELECT EXISTS (SELECT FROM pyjobqueue_queues WHERE queue_name = $1 AND paused)"
 
 # -- events -----------------------------------------------------------------------------------
 

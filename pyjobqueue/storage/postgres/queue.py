@@ -2,9 +2,11 @@
 
 The rules of `pyjobqueue.transitions` are written in SQL in `queries.py`; the storage
 contract suite runs them against the pure functions. Claims use `FOR UPDATE SKIP
-LOCKED`. Every write that makes a job claimable, and every outcome's event, notifies
-the queue's channel in the statement itself (`pg_notify` in its RETURNING list), so a
-refused write notifies nobody and a crash right after a write loses no event.
+LOCKED` and read the queue's pause flag in the same statement; a partial unique index
+keeps each unique key to one unfinished job, whoever inserts at the same time. Every
+write that makes a job claimable, and every outcome's event, notifies the queue's
+channel in the statement itself (`pg_notify` in its RETURNING list), so a refused write
+notifies nobody and a crash right after a write loses no event.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome
-from ..base import check_queue_name
+from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
@@ -63,35 +65,96 @@ class PostgresQueueEngine:
 
     # -- adding and reading -----------------------------------------------------------
 
-    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
-        """One unnest INSERT for any number of jobs; it hints the channel."""
-        columns: list[list[Any]] = [[] for _ in range(7)]
-        for job in jobs:
-            for column, value in zip(columns, job_to_row(job), strict=True):
-                column.append(value)
-        rows = await self._database.fetch(
-            sql.INSERT_JOBS, self.queue_name, *columns, self._channel, HINT_TAG
-        )
-        # Ids come from the sequence in insertion order, which is the input order.
-        return sorted(row["id"] for row in rows)
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """One unnest INSERT for any number of jobs; it hints the channel. Jobs with
+        unique keys take the path of `_insert_unique`; those without pay nothing for it."""
+        first_with_key: dict[str, int] = {}  # a key -> the index of its first job
+        for index, job in enumerate(jobs):
+            if job.unique_key is not None:
+                first_with_key.setdefault(job.unique_key, index)
+        if not first_with_key:
+            rows = await self._database.fetch(
+                sql.INSERT_JOBS, self.queue_name, *_columns(jobs), self._channel, HINT_TAG
+            )
+            # Ids come from the sequence in insertion order, which is the input order.
+            return [Added(job_id, True) for job_id in sorted(row["id"] for row in rows)]
+        # Only the first job of each key goes to the database, in one transaction.
+        sent = [
+            index
+            for index, job in enumerate(jobs)
+            if job.unique_key is None or first_with_key[job.unique_key] == index
+        ]
+        async with self._database.transaction() as connection:
+            added = await self._insert_unique(connection, [jobs[index] for index in sent])
+        by_index = dict(zip(sent, added, strict=True))
+        for index, job in enumerate(jobs):
+            if index not in by_index and job.unique_key is not None:
+                # A later job with the key of an earlier one: the earlier's job holds it.
+                by_index[index] = Added(by_index[first_with_key[job.unique_key]].id, False)
+        return [by_index[index] for index in range(len(jobs))]
+
+    async def _insert_unique(self, connection: Any, jobs: list[Job[Any, Any]]) -> list[Added]:
+        """Insert jobs (no unique key twice among them) in the open transaction, leaving
+        out those whose key is held; one `Added` each, in order.
+
+        The holders of the keys left out are read by the next statement. A holder that
+        finished in between (its key free again, no holder found) makes its job go in
+        again: the loop ends once each job is stored or has a holder.
+        """
+        added: dict[int, Added] = {}
+        waiting = list(range(len(jobs)))
+        while waiting:
+            rows = await connection.fetch(
+                sql.INSERT_UNIQUE_JOBS,
+                self.queue_name,
+                *_columns([jobs[index] for index in waiting]),
+                self._channel,
+                HINT_TAG,
+            )
+            taken = {row["unique_key"] for row in rows}
+            stored = [
+                index
+                for index in waiting
+                if jobs[index].unique_key is None or jobs[index].unique_key in taken
+            ]
+            # Ids are drawn in input order, whatever order the rows went in.
+            for index, job_id in zip(stored, sorted(row["id"] for row in rows), strict=True):
+                added[index] = Added(job_id, True)
+            held = {jobs[index].unique_key: index for index in waiting if index not in added}
+            if not held:
+                break
+            for row in await self._key_holders(connection, list(held)):
+                added[held.pop(row["unique_key"])] = Added(row["id"], False)
+            waiting = sorted(held.values())
+        return [added[index] for index in range(len(jobs))]
+
+    async def _key_holders(self, connection: Any, keys: list[str | None]) -> list[Any]:
+        """The jobs of the queue that hold these unique keys (id, unique_key)."""
+        rows: list[Any] = await connection.fetch(sql.UNIQUE_KEY_HOLDERS, self.queue_name, keys)
+        return rows
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job, or None."""
         return await self._job(sql.GET_JOB, job_id)
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """Jobs with `status` in claim order."""
-        return await self._jobs(sql.PEEK_JOBS, status.value, num)
+    async def peek(self, status: JobStatus, num: int, kind: str | None) -> list[Job[Any, Any]]:
+        """Jobs with `status` (and `kind`) in claim order."""
+        if kind is None:
+            return await self._jobs(sql.PEEK_JOBS, status.value, num)
+        return await self._jobs(sql.PEEK_JOBS_OF_KIND, status.value, num, kind)
 
-    async def count(self, status: JobStatus | None) -> int:
-        """How many jobs have `status`."""
-        if status is None:
-            count: int = await self._database.fetchval(sql.COUNT_JOBS, self.queue_name)
-        else:
-            count = await self._database.fetchval(
-                sql.COUNT_JOBS_BY_STATUS, self.queue_name, status.value
-            )
+    async def count(self, status: JobStatus | None, kind: str | None) -> int:
+        """How many jobs have `status` and `kind`."""
+        statuses = () if status is None else (status.value,)
+        kinds = () if kind is None else (kind,)
+        statement = _COUNTS[bool(statuses), bool(kinds)]
+        count: int = await self._database.fetchval(statement, self.queue_name, *statuses, *kinds)
         return count
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status)."""
+        rows = await self._database.fetch(sql.COUNT_JOBS_BY_KIND_AND_STATUS, self.queue_name)
+        return {(row["kind"], JobStatus(row["status"])): row["count"] for row in rows}
 
     async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """The jobs of a run."""
@@ -110,12 +173,15 @@ class PostgresQueueEngine:
         lease_until: datetime,
         limit: int,
         start_origin: str | None,
+        kinds: frozenset[str] | None,
     ) -> list[Job[Any, Any]]:
         """One SKIP LOCKED claim; with `start_origin`, job_start goes out in it too."""
-        args: tuple[Any, ...] = (now, worker_id, lease_until, limit)
-        if start_origin is None:
-            return await self._jobs(sql.CLAIM_JOBS, *args)
-        return await self._jobs(sql.CLAIM_JOBS_ANNOUNCING, *args, self._channel, start_origin)
+        args: list[Any] = [now, worker_id, lease_until, limit]
+        if start_origin is not None:
+            args += [self._channel, start_origin]
+        if kinds is not None:
+            args.append(sorted(kinds))
+        return await self._jobs(_CLAIMS[start_origin is not None, kinds is not None], *args)
 
     async def renew_lease(
         self, job_id: int, worker_id: str, attempt: int, lease_until: datetime
@@ -163,6 +229,16 @@ class PostgresQueueEngine:
         row = finish_row(job_id, worker_id, attempt, outcome, lease_expired_before, payload)
         return await self._finisher.finish(row)
 
+    async def set_paused(self, paused: bool) -> bool:
+        """Set the queue's flag in pyjobqueue_queues, which every claim reads."""
+        statement = sql.PAUSE_QUEUE if paused else sql.RESUME_QUEUE
+        return await self._database.fetchval(statement, self.queue_name) is not None
+
+    async def is_paused(self) -> bool:
+        """Whether the queue's flag is set."""
+        paused: bool = await self._database.fetchval(sql.IS_PAUSED, self.queue_name)
+        return paused
+
     # -- aborting, disabling, cleaning up -------------------------------------------------
 
     async def _abort(
@@ -193,10 +269,14 @@ class PostgresQueueEngine:
         return row is not None
 
     async def retry(self, job_id: int, now: datetime) -> bool:
-        """Run a finished job again; it hints the channel."""
-        row = await self._database.fetchrow(
-            sql.RETRY_JOB, self.queue_name, job_id, now, self._channel, HINT_TAG
-        )
+        """Run a finished job again; it hints the channel. Refused while another job of
+        the queue holds its unique key."""
+        try:
+            row = await self._database.fetchrow(
+                sql.RETRY_JOB, self.queue_name, job_id, now, self._channel, HINT_TAG
+            )
+        except self._database.driver.UniqueViolationError:
+            return False  # a job took the key after the statement's check
         return row is not None
 
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
@@ -218,6 +298,28 @@ class PostgresQueueEngine:
     async def delete_all(self) -> None:
         """Delete the queue's jobs and stored events."""
         await self._database.execute(sql.DELETE_QUEUE, self.queue_name)
+
+
+# The count statements by (of one status, of one kind).
+_COUNTS = {
+    (False, False): sql.COUNT_JOBS,
+    (True, False): sql.COUNT_JOBS_BY_STATUS,
+    (False, True): sql.COUNT_JOBS_OF_KIND,
+    (True, True): sql.COUNT_JOBS_BY_STATUS_OF_KIND,
+}
+# The claim statements by (announcing job_start, of some kinds only).
+_CLAIMS = {
+    (False, False): sql.CLAIM_JOBS,
+    (False, True): sql.CLAIM_JOBS_OF_KINDS,
+    (True, False): sql.CLAIM_JOBS_ANNOUNCING,
+    (True, True): sql.CLAIM_JOBS_OF_KINDS_ANNOUNCING,
+}
+
+
+def _columns(jobs: Sequence[Job[Any, Any]]) -> list[list[Any]]:
+    """The arrays of `queries.INSERT_JOBS`: one per column, one value per job."""
+    rows = [job_to_row(job) for job in jobs]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class PostgresQueueStorage(BaseQueueStorage):

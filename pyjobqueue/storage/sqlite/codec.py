@@ -36,7 +36,7 @@ def encode_json(value: Any) -> str | None:
 
 
 def job_to_row(queue_name: str, job: Job[Any, Any]) -> dict[str, Any]:
-    """The named parameters of `queries.INSERT_JOBS` for a new job."""
+    """The named parameters of `queries.INSERT_JOB` for a new job."""
     return {
         "queue_name": queue_name,
         "input": _json.dumps(job.input),
@@ -56,6 +56,13 @@ def job_to_row(queue_name: str, job: Job[Any, Any]) -> dict[str, Any]:
         "last_ran_at": encode_optional_time(job.last_ran_at),
         "job_run_id": job.job_run_id,
         "fingerprint": job.fingerprint,
+        "kind": job.kind,
+        "priority": job.priority,
+        "unique_key": job.unique_key,
+        # No metadata is NULL, as in the rows of older releases (both read back as {}).
+        "metadata": encode_json(job.metadata) if job.metadata else None,
+        "timeout_ms": job.timeout_ms,
+        "error_traceback": job.error_traceback,
     }
 
 

@@ -102,6 +102,50 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "kinds, priorities, unique keys, timeouts, tracebacks, metadata; paused queues",
+        (
+            # Rows of older releases read as: no kind, priority 0, no key, metadata {}.
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN kind TEXT",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN unique_key TEXT",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN metadata TEXT",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN timeout_ms REAL",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN error_traceback TEXT",
+            # The claim order is now priority DESC, run_after, id. The old index is
+            # dropped, not kept beside the new one: its range on run_after looks more
+            # selective to the planner, which would then sort every due job.
+            "DROP INDEX pyjobqueue_jobs_claim",
+            """
+        CREATE INDEX pyjobqueue_jobs_claim
+        ON pyjobqueue_jobs (queue_name, status, priority DESC, run_after, id)
+        """,
+            # The claims of a server (its kinds, and no kind) walk this index once per
+            # kind, so a backlog of other kinds is never read; peek, size and counts
+            # by kind read it alone.
+            """
+        CREATE INDEX pyjobqueue_jobs_kind
+        ON pyjobqueue_jobs (queue_name, kind, status, priority DESC, run_after, id)
+        """,
+            # At most one unfinished job per key and queue, whatever the process.
+            # WAITING is the status of a job that waits for others (a later release).
+            """
+        CREATE UNIQUE INDEX pyjobqueue_jobs_unique_key
+        ON pyjobqueue_jobs (queue_name, unique_key)
+        WHERE unique_key IS NOT NULL
+        AND status IN ('WAITING', 'PENDING', 'PROCESSING', 'ABORTING')
+        """,
+            # Per-queue state kept in the file: whether the queue is paused.
+            """
+        CREATE TABLE pyjobqueue_queues (
+            queue_name TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL DEFAULT 0,
+            updated_at INTEGER NOT NULL
+        )
+        """,
+        ),
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

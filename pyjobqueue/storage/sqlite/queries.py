@@ -11,6 +11,10 @@ are text. Statuses are the `JobStatus` values.
 
 from __future__ import annotations
 
+import functools
+
+from ..records import JOB_COLUMNS as _COLUMNS
+
 # -- schema versions (the migrations themselves are in migrations.py) ---------------
 
 # SQLite files keep the table names of the first release (`pyjobqueue_schema_version`
@@ -31,24 +35,44 @@ INSERT INTO pyjobqueue_schema_version (version, applied_at) VALUES (:version, :a
 
 # -- jobs ------------------------------------------------------------------------------
 
-JOB_COLUMNS = (
-    "id, queue_name, input, output, status, progress, progress_message, progress_details, "
-    "max_retries, run_attempts, error, error_code, created_at, completed_at, run_after, "
-    "deadline_at, last_ran_at, job_run_id, fingerprint, worker_id, lease_expires_at"
-)
+JOB_COLUMNS = ", ".join(_COLUMNS)
+# The claim order (`transitions.claim_order`), which the claim and kind indexes keep.
+_CLAIM_ORDER = "priority DESC, run_after, id"
+# The statuses in which a job holds its unique key (`transitions.UNIQUE_KEY_HOLDING`,
+# and WAITING), and the WHERE of the partial unique index of migration 3 term for term:
+# the planner uses a partial index only for a WHERE that implies the index's own.
+_HOLDING_STATUSES = "('WAITING', 'PENDING', 'PROCESSING', 'ABORTING')"
+_HOLDS_KEY = f"unique_key IS NOT NULL AND status IN {_HOLDING_STATUSES}"
 
 INSERT_JOB = """
 INSERT INTO pyjobqueue_jobs (
     queue_name, input, output, status, progress, progress_message, progress_details,
     max_retries, run_attempts, error, error_code, created_at, completed_at, run_after,
-    deadline_at, last_ran_at, job_run_id, fingerprint
+    deadline_at, last_ran_at, job_run_id, fingerprint,
+    kind, priority, unique_key, metadata, timeout_ms, error_traceback
 ) VALUES (
     :queue_name, :input, :output, :status, :progress, :progress_message, :progress_details,
     :max_retries, :run_attempts, :error, :error_code, :created_at, :completed_at, :run_after,
-    :deadline_at, :last_ran_at, :job_run_id, :fingerprint
+    :deadline_at, :last_ran_at, :job_run_id, :fingerprint,
+    :kind, :priority, :unique_key, :metadata, :timeout_ms, :error_traceback
 )
 """
-INSERT_JOB_RETURNING_ID = INSERT_JOB + "RETURNING id"
+# One job: stored and its id returned, or nothing returned when its unique key is held
+# (the unique index decides, under the write lock of this one statement).
+INSERT_JOB_UNLESS_KEY_HELD = f"""{INSERT_JOB}
+ON CONFLICT (queue_name, unique_key) WHERE {_HOLDS_KEY} DO NOTHING
+RETURNING id
+"""
+# The jobs that hold any of the keys (a JSON array of strings) of a batch: one lookup
+# in the unique index per key (CROSS JOIN keeps the keys the outer loop; the key's
+# equality implies the index's `unique_key IS NOT NULL`, and saying it again would
+# make the planner read it as a range over every held key).
+UNIQUE_KEY_HOLDERS = f"""
+SELECT wanted.value AS unique_key, job.id
+FROM json_each(:unique_keys) AS wanted CROSS JOIN pyjobqueue_jobs AS job
+WHERE job.queue_name = :queue_name AND job.unique_key = wanted.value
+AND job.status IN {_HOLDING_STATUSES}
+"""
 # Inside the write transaction of a batch: every id above it is one of the batch.
 LAST_JOB_ID = "SELECT coalesce(max(id), 0) FROM pyjobqueue_jobs"
 JOB_IDS_AFTER = """
@@ -59,12 +83,30 @@ GET_JOB = f"SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs WHERE id = :id AND queue_n
 PEEK_JOBS = f"""
 SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
 WHERE queue_name = :queue_name AND status = :status
-ORDER BY run_after, id
+ORDER BY {_CLAIM_ORDER}
+LIMIT :limit
+"""
+PEEK_JOBS_OF_KIND = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND kind = :kind AND status = :status
+ORDER BY {_CLAIM_ORDER}
 LIMIT :limit
 """
 COUNT_JOBS = "SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = :queue_name"
 COUNT_JOBS_BY_STATUS = """
 SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = :queue_name AND status = :status
+"""
+COUNT_JOBS_OF_KIND = """
+SELECT count(*) FROM pyjobqueue_jobs WHERE queue_name = :queue_name AND kind = :kind
+"""
+COUNT_JOBS_BY_STATUS_OF_KIND = """
+SELECT count(*) FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name AND kind = :kind AND status = :status
+"""
+COUNT_JOBS_BY_KIND_AND_STATUS = """
+SELECT kind, status, count(*) AS jobs FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name
+GROUP BY kind, status
 """
 JOBS_OF_RUN = f"""
 SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
@@ -78,18 +120,66 @@ ORDER BY completed_at DESC, id DESC
 LIMIT 1
 """
 
-# One statement, its own transaction: it takes the file's write lock before its
-# SELECT runs and keeps it until the UPDATE commits, so no other connection (process)
-# can claim the same rows.
-CLAIM_JOBS = f"""
+# Every claim is one statement, its own transaction: it takes the file's write lock
+# before its SELECT runs and keeps it until the UPDATE commits, so no other connection
+# (process) can claim the same rows, nor pause the queue in between: a paused queue
+# gives nothing.
+_CLAIM = """
 UPDATE pyjobqueue_jobs
 SET status = 'PROCESSING', worker_id = :worker_id, run_attempts = run_attempts + 1,
     last_ran_at = :now, lease_expires_at = :lease_until,
     progress = 0, progress_message = '', progress_details = NULL
-WHERE id IN (
+WHERE NOT EXISTS (SELECT 1 FROM pyjobqueue_queues WHERE queue_name = :queue_name AND paused)
+AND id IN"""
+_DUE = "queue_name = :queue_name AND status = 'PENDING' AND run_after <= :now"
+
+# Any kind: the first due jobs of the claim index, read in its order.
+CLAIM_JOBS = f"""{_CLAIM} (
     SELECT id FROM pyjobqueue_jobs
-    WHERE queue_name = :queue_name AND status = 'PENDING' AND run_after <= :now
-    ORDER BY run_after, id
+    WHERE {_DUE}
+    ORDER BY {_CLAIM_ORDER}
+    LIMIT :limit
+)
+RETURNING {JOB_COLUMNS}
+"""
+# Up to this many kinds, a claim reads the kind index once per kind (see below); a
+# server of more kinds walks the claim index and skips the jobs of other kinds.
+MAX_KINDS_READ_APART = 32
+
+
+@functools.cache
+def claim_jobs_of_each_kind(kinds: int) -> str:
+    """The claim of jobs of no kind or of one of `kinds` kinds (:kind_0, :kind_1...).
+
+    The first `limit` due jobs of each kind come from the kind index in claim order,
+    so a backlog of other kinds is never read; the best `limit` of those few are taken.
+    """
+    arms = ["kind IS NULL", *(f"kind = :kind_{index}" for index in range(kinds))]
+    firsts = "\n    UNION ALL\n".join(
+        f"""    SELECT * FROM (
+        SELECT id, priority, run_after FROM pyjobqueue_jobs
+        WHERE {_DUE} AND {arm}
+        ORDER BY {_CLAIM_ORDER}
+        LIMIT :limit
+    )"""
+        for arm in arms
+    )
+    return f"""{_CLAIM} (
+    SELECT id FROM (
+{firsts}
+    )
+    ORDER BY {_CLAIM_ORDER}
+    LIMIT :limit
+)
+RETURNING {JOB_COLUMNS}
+"""
+
+
+# Many kinds (a JSON array of their names): the claim index, skipping other kinds.
+CLAIM_JOBS_OF_KINDS = f"""{_CLAIM} (
+    SELECT id FROM pyjobqueue_jobs
+    WHERE {_DUE} AND (kind IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))
+    ORDER BY {_CLAIM_ORDER}
     LIMIT :limit
 )
 RETURNING {JOB_COLUMNS}
@@ -121,27 +211,31 @@ RETURNING id
 FINISH_COMPLETE = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'COMPLETED', output = :output, progress = 100, error = NULL, error_code = NULL,
-    completed_at = :at, worker_id = NULL, lease_expires_at = NULL, outbox = :event
+    error_traceback = NULL, completed_at = :at, worker_id = NULL, lease_expires_at = NULL,
+    outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
 FINISH_FAIL = f"""
 UPDATE pyjobqueue_jobs
-SET status = 'FAILED', error = :error, error_code = :error_code, completed_at = :at,
-    worker_id = NULL, lease_expires_at = NULL, outbox = :event
+SET status = 'FAILED', error = :error, error_code = :error_code,
+    error_traceback = :traceback, completed_at = :at, worker_id = NULL, lease_expires_at = NULL,
+    outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
 FINISH_RETRY = f"""
 UPDATE pyjobqueue_jobs
-SET status = 'PENDING', error = :error, error_code = :error_code, run_after = :run_after,
-    worker_id = NULL, lease_expires_at = NULL, outbox = :event
+SET status = 'PENDING', error = :error, error_code = :error_code,
+    error_traceback = :traceback, run_after = :run_after, worker_id = NULL,
+    lease_expires_at = NULL, outbox = :event
 WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
-# A re-queue (server stop) gives the attempt back. Every outcome sets `outbox` to the
-# JSON of the event that announces it (or NULL): a trigger moves it into the events
-# table in the same statement, so an outcome is never stored without its event.
+# A re-queue (server stop, snooze) gives the attempt back and keeps the traceback.
+# Every outcome sets `outbox` to the JSON of the event that announces it (or NULL): a
+# trigger moves it into the events table in the same statement, so an outcome is never
+# stored without its event.
 FINISH_REQUEUE = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PENDING', run_attempts = max(0, run_attempts - 1), run_after = :run_after,
@@ -175,13 +269,19 @@ UPDATE pyjobqueue_jobs SET status = 'DISABLED', completed_at = :now
 WHERE id = :id AND queue_name = :queue_name AND status = 'PENDING'
 RETURNING id
 """
-# A finished job runs again as if new.
-RETRY_JOB = """
+# A finished job runs again as if new, unless another job holds its unique key (the
+# unique index would refuse it): two unfinished jobs never share a key.
+RETRY_JOB = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PENDING', run_attempts = 0, run_after = :now, error = NULL, error_code = NULL,
-    output = NULL, completed_at = NULL, progress = 0, progress_message = '',
-    progress_details = NULL
+    error_traceback = NULL, output = NULL, completed_at = NULL, progress = 0,
+    progress_message = '', progress_details = NULL
 WHERE id = :id AND queue_name = :queue_name AND status IN ('FAILED', 'DISABLED')
+AND NOT EXISTS (
+    SELECT 1 FROM pyjobqueue_jobs AS holder
+    WHERE holder.queue_name = :queue_name AND holder.unique_key = pyjobqueue_jobs.unique_key
+    AND holder.status IN {_HOLDING_STATUSES}
+)
 RETURNING id
 """
 
@@ -201,6 +301,25 @@ DELETE_JOB = """
 DELETE FROM pyjobqueue_jobs WHERE id = :id AND queue_name = :queue_name RETURNING id
 """
 DELETE_QUEUE_JOBS = "DELETE FROM pyjobqueue_jobs WHERE queue_name = :queue_name"
+
+# -- per-queue state -------------------------------------------------------------------
+
+# Each returns the queue's name when it changed the flag, nothing when it was set so.
+PAUSE_QUEUE = """
+INSERT INTO pyjobqueue_queues (queue_name, paused, updated_at) VALUES (:queue_name, 1, :now)
+ON CONFLICT (queue_name) DO UPDATE SET paused = 1, updated_at = excluded.updated_at
+WHERE NOT paused
+RETURNING queue_name
+"""
+# A queue without a row has never been paused: nothing to write.
+RESUME_QUEUE = """
+UPDATE pyjobqueue_queues SET paused = 0, updated_at = :now
+WHERE queue_name = :queue_name AND paused
+RETURNING queue_name
+"""
+QUEUE_PAUSED = """
+SELECT coalesce((SELECT paused FROM pyjobqueue_queues WHERE queue_name = :queue_name), 0)
+"""
 
 # -- the change feed -----------------------------------------------------------------
 

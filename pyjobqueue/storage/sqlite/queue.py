@@ -3,14 +3,16 @@
 The rules of `pyjobqueue.transitions` are written in SQL in `queries.py`; the storage
 contract suite runs them against the pure functions. A claim is one
 `UPDATE ... RETURNING`, which holds the file's write lock from choosing the rows to
-changing them, so no other process can claim them too.
+changing them, so no other process can claim them too, nor pause the queue in between.
+Unique keys are kept by a partial unique index, and every insert that may meet a held
+key reads the holders under the same write lock as it writes.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..._options import require_ms
@@ -18,7 +20,7 @@ from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome, OutcomeKind
-from ..base import check_queue_name
+from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage, start_events
 from . import queries as sql
 from .codec import encode_json, encode_optional_time, encode_time, job_from_row, job_to_row
@@ -45,13 +47,28 @@ def _finish_statement(outcome: Outcome) -> tuple[str, Params]:
     at = encode_time(outcome.at)
     if outcome.kind is OutcomeKind.COMPLETE:
         return sql.FINISH_COMPLETE, {"output": encode_json(outcome.output), "at": at}
+    error = {
+        "error": outcome.error,
+        "error_code": outcome.error_code,
+        "traceback": outcome.traceback,
+    }
     if outcome.kind is OutcomeKind.FAIL:
-        return sql.FINISH_FAIL, {"error": outcome.error, "error_code": outcome.error_code, "at": at}
+        return sql.FINISH_FAIL, {**error, "at": at}
     run_after = encode_time(outcome.run_after or outcome.at)
     if outcome.kind is OutcomeKind.RETRY:
-        params = {"error": outcome.error, "error_code": outcome.error_code, "run_after": run_after}
-        return sql.FINISH_RETRY, params
+        return sql.FINISH_RETRY, {**error, "run_after": run_after}
     return sql.FINISH_REQUEUE, {"run_after": run_after}
+
+
+def _claim_statement(kinds: frozenset[str] | None) -> tuple[str, Params]:
+    """The claim of jobs of `kinds` (None: any kind), and its kind parameters."""
+    if kinds is None:
+        return sql.CLAIM_JOBS, {}
+    names = sorted(kinds)  # one statement text, and one order of parameters, per count
+    if len(names) > sql.MAX_KINDS_READ_APART:
+        return sql.CLAIM_JOBS_OF_KINDS, {"kinds": encode_json(names)}
+    params = {f"kind_{index}": name for index, name in enumerate(names)}
+    return sql.claim_jobs_of_each_kind(len(names)), params
 
 
 class SqliteQueueEngine:
@@ -89,37 +106,96 @@ class SqliteQueueEngine:
 
     # -- adding and reading --------------------------------------------------------
 
-    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[int]:
+    async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """One INSERT for one job; a batch in one transaction."""
         # Encode everything first: a bad value stores nothing.
         rows = [job_to_row(self.queue_name, job) for job in jobs]
         if len(rows) == 1:
-            return [int(await self._database.value(sql.INSERT_JOB_RETURNING_ID, rows[0]))]
+            # A free key (or none) costs one statement; a held one, the transaction
+            # below, which finds its holder (or finds that it finished meanwhile).
+            job_id = await self._database.value(sql.INSERT_JOB_UNLESS_KEY_HELD, rows[0])
+            if job_id is not None:
+                return [Added(int(job_id), True)]
+        elif all(row["unique_key"] is None for row in rows):
+            ids = await self._database.transaction(lambda connection: self._store(connection, rows))
+            return [Added(job_id, True) for job_id in ids]
+        return await self._database.transaction(
+            lambda connection: self._store_unless_held(connection, rows)
+        )
 
-        async def insert(connection: aiosqlite.Connection) -> list[int]:
-            after = await fetch_value(connection, sql.LAST_JOB_ID)
-            await connection.executemany(sql.INSERT_JOB, rows)
-            # Under the write lock every id above `after` is one of this batch.
-            ids = await fetch_rows(connection, sql.JOB_IDS_AFTER, {**self._queue, "after": after})
-            return [row[0] for row in ids]
+    async def _store(self, connection: aiosqlite.Connection, rows: list[Params]) -> list[int]:
+        """Inside a transaction: insert the rows; their ids, in order."""
+        if not rows:
+            return []
+        after = await fetch_value(connection, sql.LAST_JOB_ID)
+        await connection.executemany(sql.INSERT_JOB, rows)
+        # Under the write lock every id above `after` is one of these rows.
+        ids = await fetch_rows(connection, sql.JOB_IDS_AFTER, {**self._queue, "after": after})
+        return [row[0] for row in ids]
 
-        return await self._database.transaction(insert)
+    async def _store_unless_held(
+        self, connection: aiosqlite.Connection, rows: list[Params]
+    ) -> list[Added]:
+        """Inside a transaction: insert the rows whose unique key is free, the first of
+        each key only; what became of each row."""
+        keys = sorted({row["unique_key"] for row in rows if row["unique_key"] is not None})
+        params = {**self._queue, "unique_keys": encode_json(keys)}
+        # Under the write lock no other connection takes or frees a key until the commit.
+        held = {
+            key: Added(holder, False)
+            for key, holder in await fetch_rows(connection, sql.UNIQUE_KEY_HOLDERS, params)
+        }
+        stored: list[Params] = []
+        # Per row: what became of it, or (its index in `stored`, whether it is that job).
+        places: list[Added | tuple[int, bool]] = []
+        taken: dict[str, int] = {}  # a key this batch takes -> its job's index in `stored`
+        for row in rows:
+            key = row["unique_key"]
+            if key in held:
+                places.append(held[key])
+            elif key in taken:
+                places.append((taken[key], False))
+            else:
+                if key is not None:
+                    taken[key] = len(stored)
+                places.append((len(stored), True))
+                stored.append(row)
+        ids = await self._store(connection, stored)
+        return [
+            place if isinstance(place, Added) else Added(ids[place[0]], place[1])
+            for place in places
+        ]
 
     async def get(self, job_id: int) -> Job[Any, Any] | None:
         """The job, or None."""
         return await self._job(sql.GET_JOB, {**self._queue, "id": job_id})
 
-    async def peek(self, status: JobStatus, num: int) -> list[Job[Any, Any]]:
-        """Jobs with `status` in claim order."""
+    async def peek(self, status: JobStatus, num: int, kind: str | None) -> list[Job[Any, Any]]:
+        """Jobs with `status` (and `kind`) in claim order."""
         params = {**self._queue, "status": status.value, "limit": num}
-        return await self._jobs(sql.PEEK_JOBS, params)
+        if kind is None:
+            return await self._jobs(sql.PEEK_JOBS, params)
+        return await self._jobs(sql.PEEK_JOBS_OF_KIND, {**params, "kind": kind})
 
-    async def count(self, status: JobStatus | None) -> int:
-        """How many jobs have `status`."""
-        if status is None:
-            return int(await self._database.value(sql.COUNT_JOBS, self._queue))
-        params = {**self._queue, "status": status.value}
-        return int(await self._database.value(sql.COUNT_JOBS_BY_STATUS, params))
+    async def count(self, status: JobStatus | None, kind: str | None) -> int:
+        """How many jobs have `status` and `kind` (None: any)."""
+        params: Params = {**self._queue}
+        if status is not None:
+            params["status"] = status.value
+        if kind is not None:
+            params["kind"] = kind
+        statement = {
+            (False, False): sql.COUNT_JOBS,
+            (True, False): sql.COUNT_JOBS_BY_STATUS,
+            (False, True): sql.COUNT_JOBS_OF_KIND,
+            (True, True): sql.COUNT_JOBS_BY_STATUS_OF_KIND,
+        }[status is not None, kind is not None]
+        return int(await self._database.value(statement, params))
+
+    async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
+        """How many jobs there are of each (kind, status) present."""
+        rows = await self._database.rows(sql.COUNT_JOBS_BY_KIND_AND_STATUS, self._queue)
+        return {(row["kind"], JobStatus(row["status"])): int(row["jobs"]) for row in rows}
 
     async def by_run_id(self, job_run_id: str) -> list[Job[Any, Any]]:
         """The jobs of a run."""
@@ -139,22 +215,25 @@ class SqliteQueueEngine:
         lease_until: datetime,
         limit: int,
         start_origin: str | None,
+        kinds: frozenset[str] | None,
     ) -> list[Job[Any, Any]]:
         """One UPDATE ... RETURNING (its rows come in no particular order)."""
+        claim, kind_params = _claim_statement(kinds)
         params = {
             **self._queue,
+            **kind_params,
             "worker_id": worker_id,
             "now": encode_time(now),
             "lease_until": encode_time(lease_until),
             "limit": limit,
         }
         if start_origin is None:
-            return await self._jobs(sql.CLAIM_JOBS, params)
+            return await self._jobs(claim, params)
 
         async def claim_and_announce(connection: aiosqlite.Connection) -> list[Job[Any, Any]]:
             # One transaction: a claim is never stored without its job_start events (a
             # failure rolls both back, and no job is left claimed by nobody).
-            rows = await fetch_rows(connection, sql.CLAIM_JOBS, params)
+            rows = await fetch_rows(connection, claim, params)
             jobs = [job_from_row(row) for row in rows]
             events = start_events(self.queue_name, jobs, now, start_origin)
             if events:
@@ -228,6 +307,16 @@ class SqliteQueueEngine:
         return applied
 
     # -- control -------------------------------------------------------------------
+
+    async def set_paused(self, paused: bool) -> bool:
+        """Set the queue's flag; whether it changed."""
+        params = {**self._queue, "now": encode_time(datetime.now(UTC))}
+        statement = sql.PAUSE_QUEUE if paused else sql.RESUME_QUEUE
+        return await self._database.count(statement, params) == 1
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return bool(await self._database.value(sql.QUEUE_PAUSED, self._queue))
 
     def _abort_params(self, now: datetime) -> Params:
         return {
