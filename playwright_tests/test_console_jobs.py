@@ -1,7 +1,8 @@
-"""The console's jobs (web/py/console_jobs.py) on CPython, in a real server on memory storage.
+"""The console's jobs (web/py/console_jobs.py) on CPython, in a real server on memory storage,
+and the page's Console (web/py/console_page.py) with a stand-in for its view.
 
-The module is plain pyjobqueue, so it runs here as in the browser's worker; these checks
-are quick and pin down what the page tests only see through the DOM. Playwright's sync
+Both modules are plain pyjobqueue, so they run here as in the browser; these checks are
+quick and pin down what the page tests only see through the DOM. Playwright's sync
 API keeps an event loop running in this thread for the whole session, so each scenario
 runs in a fresh event loop on a thread of its own (`scenario`).
 """
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,23 +27,26 @@ from pyjobqueue import (
     JobError,
     JobQueueClient,
     JobQueueServer,
+    JobStatus,
     PermanentJobError,
 )
 from pyjobqueue.storage import InMemoryQueueStorage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web" / "py"))
 import console_jobs
+import console_page
 
 Client: TypeAlias = JobQueueClient[dict[str, Any], dict[str, Any]]
 
 
 def scenario(test: Callable[[Client], Awaitable[None]]) -> Callable[[], None]:
-    """A test that runs `test(client)` against a server of ConsoleJob on memory storage."""
+    """A test that runs `test(client)` against a server of the console's job classes (as
+    its worker runs them) on memory storage."""
 
     async def with_server() -> None:
         storage = InMemoryQueueStorage(console_jobs.QUEUE_NAME)
-        server = JobQueueServer(
-            console_jobs.ConsoleJob, storage=storage, worker_count=console_jobs.WORKER_COUNT
+        server: JobQueueServer[Any, Any] = JobQueueServer(
+            console_jobs.JOB_CLASSES, storage=storage, worker_count=console_jobs.WORKER_COUNT
         )
         async with storage, server:
             client: Client = JobQueueClient(storage=storage)
@@ -56,8 +62,12 @@ def scenario(test: Callable[[Client], Awaitable[None]]) -> Callable[[], None]:
 
 
 async def run(client: Client, task: str, max_retries: int = 0, **params: int) -> Any:
-    """Submit one task and wait for its output."""
-    handle = await client.submit(console_jobs.make_input(task, params), max_retries=max_retries)
+    """Submit one task, of its kind as the page does, and wait for its output."""
+    handle = await client.submit(
+        console_jobs.make_input(task, params),
+        kind=console_jobs.TASKS[task].kind,
+        max_retries=max_retries,
+    )
     return await asyncio.wait_for(handle.wait_for(), 30)
 
 
@@ -103,13 +113,66 @@ async def test_flaky_fails_when_retries_run_out(client: Client) -> None:
 
 
 @scenario
-async def test_fail_fails_at_once_with_its_own_error(client: Client) -> None:
-    handle = await client.submit(console_jobs.make_input("fail", {"steps": 3}), max_retries=5)
+async def test_fail_fails_at_once_with_its_own_error_and_traceback(client: Client) -> None:
+    handle = await client.submit(
+        console_jobs.make_input("fail", {"steps": 3}), kind="always_fails", max_retries=5
+    )
     with pytest.raises(JobError, match="gave up after 3 steps"):
         await handle.wait_for()
     job = await client.get_job(handle.id)
     assert job is not None
     assert (job.error_code, job.run_attempts) == ("ConsoleFailure", 1)
+    assert job.error_traceback is not None
+    assert job.error_traceback.startswith("Traceback (most recent call last):")
+    assert "in fail" in job.error_traceback  # the task function's frame
+    assert job.error_traceback.rstrip().endswith(
+        "ConsoleFailure: gave up after 3 steps, as this task always does"
+    )
+
+
+@scenario
+async def test_every_task_is_stored_and_run_as_its_own_kind(client: Client) -> None:
+    small = {"primes": {"limit": 1000}, "hash": {"rounds": 10}, "wait": {"seconds": 1}}
+    for name, task in console_jobs.TASKS.items():
+        handle = await client.submit(
+            console_jobs.make_input(name, small.get(name, {})), kind=task.kind, max_retries=0
+        )
+        with contextlib.suppress(JobError):  # flaky and fail fail, as they should
+            await asyncio.wait_for(handle.wait_for(), 30)
+    for task in console_jobs.TASKS.values():
+        finished = [
+            *await client.peek(JobStatus.COMPLETED, kind=task.kind),
+            *await client.peek(JobStatus.FAILED, kind=task.kind),
+        ]
+        assert [job.input["task"] for job in finished] == [task.name]
+    assert await client.size(JobStatus.COMPLETED, kind="count_primes") == 1
+    assert await client.size(JobStatus.FAILED, kind="always_fails") == 1
+
+
+@scenario
+async def test_a_job_stored_without_a_kind_still_runs_as_console_job(client: Client) -> None:
+    # What older consoles stored, and what `client.submit(input)` in the browser stores.
+    handle = await client.submit({"task": "primes", "limit": 1000})
+    assert await asyncio.wait_for(handle.wait_for(), 30) == {"primes": 168, "largest": 997}
+    job = await client.get_job(handle.id)
+    assert job is not None and job.kind is None
+
+
+@scenario
+async def test_a_job_of_a_task_kind_runs_that_task_whatever_its_input_says(
+    client: Client,
+) -> None:
+    handle = await client.submit({"task": "hash", "limit": 1000}, kind="count_primes")
+    assert await asyncio.wait_for(handle.wait_for(), 30) == {"primes": 168, "largest": 997}
+
+
+def test_job_classes_have_distinct_kinds_with_console_job_first() -> None:
+    classes = console_jobs.JOB_CLASSES
+    assert classes[0] is console_jobs.ConsoleJob
+    kinds = [job_class.kind for job_class in classes]
+    assert len(set(kinds)) == len(kinds)
+    assert kinds[1:] == [task.kind for task in console_jobs.TASKS.values()]
+    assert [entry["kind"] for entry in console_jobs.catalogue()] == kinds[1:]
 
 
 @pytest.mark.parametrize(
@@ -172,3 +235,161 @@ async def test_unknown_task_in_a_stored_input_fails_the_job(client: Client) -> N
     handle = await client.submit({"task": "gone"}, max_retries=0)
     with pytest.raises(JobError, match="unknown task 'gone'"):
         await handle.wait_for()
+
+
+@pytest.mark.parametrize(
+    ("value", "priority"),
+    [(0, 0), (7, 7), ("-3", -3), (" 12 ", 12), (2**31 - 1, 2**31 - 1), ("-2147483648", -(2**31))],
+)
+def test_priority_field_takes_whole_numbers_of_32_bits(value: object, priority: int) -> None:
+    assert console_jobs.PRIORITY.check(value) == priority
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "priority must be a whole number, got ''"),
+        ("high", "priority must be a whole number, got 'high'"),
+        ("1.5", "priority must be a whole number, got '1.5'"),
+        (None, "priority must be a whole number"),
+        (True, "priority must be a whole number"),
+        (2**31, "priority must be between -2,147,483,648 and 2,147,483,647"),
+        ("-2147483649", "priority must be between -2,147,483,648 and 2,147,483,647"),
+    ],
+)
+def test_priority_field_refuses_anything_else(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        console_jobs.PRIORITY.check(value)
+
+
+class FakeView:
+    """What the page's JavaScript view is told, as Python values."""
+
+    def __init__(self) -> None:
+        self.clock = 0
+        self.shown: dict[int, dict[str, Any]] = {}
+        self.paused_shown: list[bool] = []
+        self.changed = asyncio.Event()
+
+    def mark(self) -> int:
+        return self.clock
+
+    def jobs(self, jobs_json: str, since: int) -> None:
+        self.shown = {job["id"]: job for job in json.loads(jobs_json)}
+
+    def job(self, job_json: str) -> None:
+        job = json.loads(job_json)
+        self.shown[job["id"]] = job
+
+    def progress(self, job_id: int, progress: float, message: str) -> None:
+        pass
+
+    def counts(self, counts_json: str) -> None:
+        pass
+
+    def paused(self, paused: bool) -> None:
+        self.paused_shown.append(paused)
+        self.changed.set()
+
+
+def page_scenario(
+    test: Callable[[console_page.Console, FakeView, Client], Awaitable[None]],
+) -> Callable[[], None]:
+    """A test of the page's Console on memory storage, with another client on the queue
+    (another tab) and no server: what is submitted stays PENDING."""
+
+    async def with_console() -> None:
+        storage = InMemoryQueueStorage(console_jobs.QUEUE_NAME)
+        async with storage:
+            other: Client = JobQueueClient(storage=storage)
+            view = FakeView()
+            console = console_page.Console(storage, view)
+            await console.start()
+            try:
+                await test(console, view, other)
+            finally:
+                await console.stop()
+
+    def run() -> None:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, with_console()).result()
+
+    run.__name__, run.__doc__ = test.__name__, test.__doc__
+    return run
+
+
+@page_scenario
+async def test_page_submits_each_task_with_its_kind_and_the_priority_typed(
+    console: console_page.Console, view: FakeView, other: Client
+) -> None:
+    request = {"task": "hash", "params": {"rounds": 10}, "priority": "5"}
+    (one,) = json.loads(await console.submit(json.dumps(request)))
+    batch = json.loads(await console.submit(json.dumps({**request, "count": 3, "priority": -2})))
+    mix = json.loads(await console.submit_mix())
+
+    jobs = {job_id: await other.get_job(job_id) for job_id in [one, *batch, *mix]}
+    assert [(job.kind, job.priority) for job in jobs.values() if job is not None] == [
+        ("hash_chain", 5),
+        *[("hash_chain", -2)] * 3,
+        *[(task.kind, 0) for task in console_jobs.TASKS.values()],
+    ]
+    assert (view.shown[one]["kind"], view.shown[one]["priority"]) == ("hash_chain", 5)
+    assert view.shown[batch[0]]["error_traceback"] is None
+
+
+@pytest.mark.parametrize(
+    ("priority", "message"),
+    [
+        ("1.5", "priority must be a whole number, got '1.5'"),
+        ("", "priority must be a whole number, got ''"),
+        ("2147483648", "priority must be between -2,147,483,648 and 2,147,483,647"),
+    ],
+)
+def test_page_refuses_a_bad_priority_and_stores_nothing(priority: str, message: str) -> None:
+    async def refuse(console: console_page.Console, view: FakeView, other: Client) -> None:
+        for count in (1, 4):
+            request: dict[str, Any] = {"task": "hash", "count": count, "priority": priority}
+            with pytest.raises(ValueError, match=re.escape(message)):
+                await console.submit(json.dumps(request))
+        assert await other.size(None) == 0
+
+    page_scenario(refuse)()
+
+
+@page_scenario
+async def test_page_shows_the_stored_pause_flag_and_follows_every_change(
+    console: console_page.Console, view: FakeView, other: Client
+) -> None:
+    assert view.paused_shown == [False]  # read at start
+
+    async def shown(paused: bool) -> None:
+        while view.paused_shown[-1] is not paused:
+            view.changed.clear()
+            await asyncio.wait_for(view.changed.wait(), 5)  # well before the 10 s re-read
+
+    await other.pause()  # another tab pauses: its event reaches this page
+    await shown(True)
+    await console.set_paused(False)
+    await shown(False)
+    assert not await other.is_paused()
+    await console.set_paused(False)  # nothing changes, and nothing says otherwise
+    assert view.paused_shown[-1] is False
+    await console.set_paused(True)
+    assert await other.is_paused()
+    await shown(True)
+    await console.sync()  # the periodic re-read agrees
+    assert view.paused_shown[-1] is True
+
+
+def test_page_reads_a_pause_stored_before_it_started() -> None:
+    async def paused_before(console: console_page.Console, view: FakeView, other: Client) -> None:
+        view2 = FakeView()
+        second = console_page.Console(console.storage, view2)
+        await other.pause()
+        await second.start()
+        try:
+            assert view2.paused_shown[0] is True
+        finally:
+            await second.stop()
+
+    page_scenario(paused_before)()

@@ -108,6 +108,7 @@ async function startConsole(pyodide) {
     abort: (id) => app.abort(id),
     abortRun: (runId) => app.abort_run(runId),
     retry: (id) => app.retry(id),
+    setPaused: (paused) => app.set_paused(paused), // every tab hears of it as an event
     clearFinished: async () => {
       await app.clear_finished();
       consoleChannel.postMessage({ type: "deleted" }); // no job event tells other tabs

@@ -1,6 +1,6 @@
 // The console's view: plain DOM, no framework. Python (web/py/console_page.py) calls
-// jobs(), job(), progress() and counts() with JSON text; the buttons call back into
-// the actions object that app.js passes in.
+// jobs(), job(), progress() and counts() with JSON text, and paused() with a boolean;
+// the buttons call back into the actions object that app.js passes in.
 
 const ACTIVE = new Set(["PENDING", "PROCESSING", "ABORTING"]);
 const FINISHED = new Set(["COMPLETED", "FAILED", "DISABLED"]);
@@ -52,6 +52,9 @@ export class ConsoleView {
   constructor(root, tasks, actions) {
     this.root = root;
     this.tasks = new Map(tasks.map((task) => [task.name, task]));
+    this.kinds = new Map(tasks.map((task) => [task.kind, task]));
+    this.isPaused = null; // unknown until Python has read the queue's flag
+    this.pauseSwitch = root.querySelector("#pause-switch");
     this.actions = actions;
     this.rows = new Map(); // job id -> { job, node, parts, changed }
     this.clock = 0; // counts row changes, so a stale snapshot cannot undo a newer one
@@ -62,6 +65,7 @@ export class ConsoleView {
     this.buildFilters();
     root.querySelector("#clear-finished").addEventListener("click", () => this.act(() => actions.clearFinished()));
     root.querySelector("#submit-mix").addEventListener("click", () => this.act(() => actions.submitMix()));
+    this.pauseSwitch.addEventListener("click", () => this.togglePause());
   }
 
   // -- the submit form -------------------------------------------------------------------
@@ -126,6 +130,9 @@ export class ConsoleView {
       params,
       count: Number(form.elements.count.value),
       max_retries: Number(form.elements.max_retries.value),
+      // As typed (Python checks it): an int of up to 32 bits, where Number() would
+      // turn an empty field into 0.
+      priority: form.elements.priority.value,
     };
     this.act(() => this.actions.submit(JSON.stringify(request)));
   }
@@ -142,6 +149,35 @@ export class ConsoleView {
     const toast = el("div", { class: "toast", role: "alert", text: message });
     this.root.querySelector("#toasts").append(toast);
     setTimeout(() => toast.remove(), 6000);
+  }
+
+  // -- pause and resume -----------------------------------------------------------------
+
+  // The queue's stored flag, from Python: read at start and followed through the
+  // queue_paused / queue_resumed events of every tab.
+  paused(isPaused) {
+    this.isPaused = Boolean(isPaused);
+    const toggle = this.pauseSwitch;
+    toggle.dataset.paused = String(this.isPaused);
+    toggle.setAttribute("aria-checked", String(this.isPaused));
+    toggle.querySelector(".label").textContent = this.isPaused ? "Queue paused" : "Queue running";
+    toggle.disabled = this.pausing === true;
+    document.body.dataset.paused = String(this.isPaused);
+    for (const row of this.rows.values()) {
+      if (row.job.status === "PENDING") this.fill(row); // "queue paused" or back
+    }
+  }
+
+  async togglePause() {
+    if (this.isPaused === null || this.pausing) return;
+    this.pausing = true;
+    this.pauseSwitch.disabled = true;
+    try {
+      await this.act(() => this.actions.setPaused(!this.isPaused));
+    } finally {
+      this.pausing = false;
+      this.pauseSwitch.disabled = false;
+    }
   }
 
   // -- filters and counts ---------------------------------------------------------------
@@ -279,11 +315,14 @@ export class ConsoleView {
       percent: el("span", { class: "percent" }),
       message: el("span", { class: "message" }),
       result: el("pre", { class: "result" }),
+      kind: el("span", { class: "job-kind" }),
+      priority: el("span", { class: "job-priority" }),
+      traceback: el("pre", { class: "traceback-text" }),
       abort: el("button", { type: "button", class: "action abort", text: "Abort" }),
       retry: el("button", { type: "button", class: "action retry", text: "Retry" }),
       batch: el("button", { type: "button", class: "batch" }),
     };
-    const task = this.tasks.get(job.input && job.input.task);
+    const task = this.kinds.get(job.kind) || this.tasks.get(job.input && job.input.task);
     const progress = el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, parts.bar);
     const node = el(
       "li",
@@ -293,6 +332,8 @@ export class ConsoleView {
         { class: "job-head" },
         el("span", { class: "job-id", text: `#${job.id}` }),
         el("span", { class: "job-task", text: task ? task.title : String(job.input && job.input.task) }),
+        parts.kind,
+        parts.priority,
         el("span", { class: "job-input", text: describeInput(job.input) }),
         parts.batch,
         el("span", { class: "spacer" }),
@@ -304,6 +345,9 @@ export class ConsoleView {
       el("div", { class: "job-foot" }, parts.message, el("span", { class: "spacer" }), parts.retry, parts.abort),
       parts.result,
     );
+    // Collapsed until opened; fill() changes only its text, so it stays open or closed.
+    parts.tracebackBox = el("details", { class: "traceback" }, el("summary", { text: "Traceback" }), parts.traceback);
+    node.append(parts.tracebackBox);
     parts.progress = progress;
     parts.abort.addEventListener("click", () => this.act(() => this.actions.abort(job.id)));
     parts.retry.addEventListener("click", () => this.act(() => this.actions.retry(job.id)));
@@ -320,6 +364,13 @@ export class ConsoleView {
       ? `attempt ${job.run_attempts} of ${attempts}`
       : `up to ${attempts} attempt${attempts === 1 ? "" : "s"}`;
     parts.time.textContent = this.timing(job);
+    // A job stored without a kind (by an older console, or a submit() without kind=)
+    // runs as ConsoleJob, the first class of the tab's server.
+    parts.kind.textContent = job.kind || "no kind";
+    parts.kind.title = job.kind ? `kind ${job.kind}` : "stored without a kind: runs as ConsoleJob";
+    parts.kind.classList.toggle("none", !job.kind);
+    parts.priority.textContent = `priority ${job.priority}`;
+    parts.priority.dataset.priority = String(job.priority);
     const percent = job.status === "COMPLETED" ? 100 : Math.round(job.progress);
     parts.bar.style.width = `${percent}%`;
     parts.progress.setAttribute("aria-valuenow", String(percent));
@@ -341,6 +392,9 @@ export class ConsoleView {
       parts.result.textContent = "";
     }
     parts.result.hidden = !parts.result.textContent;
+    // The last failed attempt's traceback: on a failed job, and on one waiting to retry.
+    parts.traceback.textContent = job.error_traceback || "";
+    parts.tracebackBox.hidden = !job.error_traceback;
   }
 
   timing(job) {
@@ -354,7 +408,10 @@ export class ConsoleView {
   }
 
   message(job) {
-    if (job.status === "PENDING") return job.run_attempts ? "waiting to run again" : "waiting for a worker";
+    if (job.status === "PENDING") {
+      if (this.isPaused) return "waiting: the queue is paused";
+      return job.run_attempts ? "waiting to run again" : "waiting for a worker";
+    }
     if (job.status === "ABORTING") return "aborting…";
     return job.progress_message || (job.status === "PROCESSING" ? "started" : "");
   }

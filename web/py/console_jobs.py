@@ -1,9 +1,13 @@
 """The jobs of the in-browser console: real work with progress, a failing job, a retrying one.
 
-Plain pyjobqueue, no browser API: the console's Web Worker runs `ConsoleJob` in a
-`JobQueueServer`, and the same module runs on CPython (its tests do). A job's input
-is `{"task": name, ...parameters}`; `TASKS` says which tasks exist, their parameters
-and limits, and `make_input` checks a request from the page against them.
+Plain pyjobqueue, no browser API: the console's Web Worker runs `JOB_CLASSES` in one
+`JobQueueServer`, and the same module runs on CPython (its tests do). Each task is a job
+class of its own kind (`count_primes`, `hash_chain`...); `ConsoleJob`, first in the
+list, runs the jobs stored without a kind (by older versions of the console, or by
+`client.submit(input)` from the browser console) by the task their input names.
+A job's input is `{"task": name, ...parameters}`; `TASKS` says which tasks exist, their
+kinds, parameters and limits, and `make_input` checks a request from the page against
+them.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pyjobqueue import AbortSignalJobError, Job, JobContext, RetryableJobError
+from pyjobqueue import AbortSignalJobError, Job, JobContext, RetryableJobError, job
+from pyjobqueue.limits import MAX_PRIORITY, MIN_PRIORITY
 
 QUEUE_NAME = "console"  # the default; `?queue=name` in the URL picks another
 DATABASE_NAME = "pyjobqueue"  # IndexedDbQueueStorage's default database
@@ -54,16 +59,26 @@ class Param:
         return int(number)
 
 
+# The priority field of the form (higher runs first), with the range of every backend.
+PRIORITY = Param("priority", "priority", 0, MIN_PRIORITY, MAX_PRIORITY)
+
+
 @dataclass(frozen=True)
 class Task:
-    """A kind of job the console offers."""
+    """A task the console offers, and the job class (of kind `kind`) that runs it."""
 
     name: str
+    kind: str
     title: str
     description: str
     params: tuple[Param, ...]
     max_retries: int
     run: TaskFunction
+    job_class: type[Job[JsonDict, JsonDict]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One class per task, made once: a server refuses two classes of one kind.
+        object.__setattr__(self, "job_class", job(kind=self.kind)(self.run))
 
 
 class Progress:
@@ -194,6 +209,7 @@ TASKS: dict[str, Task] = {
     for task in (
         Task(
             "primes",
+            "count_primes",
             "Count primes",
             "Segmented sieve of Eratosthenes, CPU-bound, in chunks.",
             (Param("limit", "below", 50_000_000, 10, 2_000_000_000),),
@@ -202,6 +218,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             "hash",
+            "hash_chain",
             "Hash chain",
             "SHA-256 applied again and again to a seed.",
             (Param("rounds", "rounds", 1_000_000, 1, 100_000_000),),
@@ -209,6 +226,7 @@ TASKS: dict[str, Task] = {
             hash_chain,
         ),
         Task(
+            "flaky",
             "flaky",
             "Flaky (retries)",
             "Fails its first attempts with RetryableJobError, then succeeds.",
@@ -221,6 +239,7 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             "fail",
+            "always_fails",
             "Always fails",
             "Works a little, then raises a permanent error.",
             (Param("steps", "steps", 20, 1, 1_000),),
@@ -228,6 +247,7 @@ TASKS: dict[str, Task] = {
             fail,
         ),
         Task(
+            "wait",
             "wait",
             "Wait (I/O)",
             "Sleeps without using the CPU; abortable at any moment.",
@@ -240,7 +260,7 @@ TASKS: dict[str, Task] = {
 
 
 class ConsoleJob(Job[JsonDict, JsonDict]):
-    """Runs the task that the input names."""
+    """Runs a job stored without a kind: the task that its input names."""
 
     async def execute(self, input: JsonDict, context: JobContext) -> JsonDict:
         """Dispatch to the task function."""
@@ -248,6 +268,14 @@ class ConsoleJob(Job[JsonDict, JsonDict]):
         if task is None:
             raise ValueError(f"unknown task {input.get('task')!r}")
         return await task.run(input, context)
+
+
+# What the tab's server runs. ConsoleJob comes first: a job without a kind runs as the
+# first class of the server that claims it (SPEC 8.1).
+JOB_CLASSES: list[type[Job[JsonDict, JsonDict]]] = [
+    ConsoleJob,
+    *(task.job_class for task in TASKS.values()),
+]
 
 
 def make_input(task_name: object, params: object) -> JsonDict:
@@ -272,6 +300,7 @@ def catalogue() -> list[JsonDict]:
     return [
         {
             "name": task.name,
+            "kind": task.kind,
             "title": task.title,
             "description": task.description,
             "max_retries": task.max_retries,

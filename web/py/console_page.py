@@ -1,9 +1,10 @@
 """The page side of the console: a JobQueueClient on the IndexedDB queue that feeds the view.
 
 The page's Pyodide runs no jobs (the Web Worker's server does): this module submits,
-aborts and retries jobs, listens to the queue's events from every tab over
-BroadcastChannel, re-reads the jobs they concern and hands them to the JavaScript view
-(`web/js/view.js`) as JSON text, which crosses the bridge without proxies.
+aborts and retries jobs, pauses and resumes the queue, listens to the queue's events
+from every tab over BroadcastChannel, re-reads the jobs they concern and hands them to
+the JavaScript view (`web/js/view.js`) as JSON text, which crosses the bridge without
+proxies.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from console_jobs import TASKS, catalogue, make_input
+from console_jobs import PRIORITY, TASKS, catalogue, make_input
 
 from pyjobqueue import Job, JobQueueClient, JobStatus
 from pyjobqueue.events import EventName, JobEvent
 from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
+from pyjobqueue.storage.base import Unsubscribe
 
 logger = logging.getLogger("pyjobqueue.console")
 
@@ -67,6 +69,9 @@ class View(Protocol):
     def counts(self, counts_json: str) -> None:
         """Show how many jobs have each status."""
 
+    def paused(self, paused: bool) -> None:
+        """Show whether the queue is paused."""
+
 
 def job_json(job: Job[Any, Any]) -> dict[str, Any]:
     """A job as the view shows it."""
@@ -86,6 +91,10 @@ class Console:
         self._resync = False
         self._flush: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._unsubscribe: Unsubscribe | None = None
+        # Counts queue_paused / queue_resumed events, so that a read of the flag that
+        # one of them overtook does not undo what it showed.
+        self._pause_events = 0
 
     async def start(self) -> None:
         """Connect to the queue's events and show the jobs."""
@@ -94,10 +103,21 @@ class Console:
         for name in CHANGE_EVENTS:
             self.client.on(name, self._on_change)
         self.client.on(EventName.JOB_PROGRESS, self._on_progress)
-        # New jobs from other tabs announce themselves only as "work available".
-        await self.storage.subscribe(self._on_feed)
+        # New jobs from other tabs announce themselves only as "work available"; pausing
+        # and resuming (in any tab) only on the storage's feed.
+        self._unsubscribe = await self.storage.subscribe(self._on_feed)
         await self.sync()
         self._timer = asyncio.ensure_future(self._resync_forever())
+
+    async def stop(self) -> None:
+        """Stop following the queue (a page never does; its tests do)."""
+        for task in (self._timer, self._flush):
+            if task is not None:
+                task.cancel()
+        if self._unsubscribe is not None:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+            await unsubscribe()
+        await self.client.disconnect()
 
     # -- events -> view -----------------------------------------------------------------
 
@@ -112,6 +132,9 @@ class Console:
     def _on_feed(self, event: JobEvent) -> None:
         if event.name == EventName.JOB_AVAILABLE:
             self._schedule(resync=True)
+        elif event.name in (EventName.QUEUE_PAUSED, EventName.QUEUE_RESUMED):
+            self._pause_events += 1
+            self.view.paused(event.name == EventName.QUEUE_PAUSED)
 
     def _schedule(self, *, job_id: int | None = None, resync: bool = False) -> None:
         if job_id is not None:
@@ -157,29 +180,45 @@ class Console:
             jobs += await self.storage.peek(status, JOBS_PER_STATUS)
         self.view.jobs(json.dumps([job_json(job) for job in jobs]), since)
         await self.show_counts()
+        await self.show_paused()
 
     async def show_counts(self) -> None:
         """Show how many jobs have each status."""
         counts = {status.value: await self.storage.size(status) for status in JobStatus}
         self.view.counts(json.dumps(counts))
 
+    async def show_paused(self) -> None:
+        """Show whether the queue is paused, as storage says (unless an event has told
+        the view something newer meanwhile)."""
+        events_before = self._pause_events
+        paused = await self.client.is_paused()
+        if self._pause_events == events_before:
+            self.view.paused(paused)
+
     # -- actions from the page ------------------------------------------------------------
 
     async def submit(self, request_json: str) -> str:
-        """Submit `count` jobs of one task: `{"task", "params", "count", "max_retries"}`."""
+        """Submit `count` jobs of one task, of its kind:
+        `{"task", "params", "count", "max_retries", "priority"}`."""
         request = json.loads(request_json)
         count = _whole(request.get("count", 1), "count", 1, MAX_BATCH)
         task = make_input(request.get("task"), request.get("params", {}))
+        kind = TASKS[task["task"]].kind
         default_retries = TASKS[task["task"]].max_retries
         max_retries = _whole(request.get("max_retries", default_retries), "max_retries", 0, 20)
+        priority = PRIORITY.check(request.get("priority", PRIORITY.default))
         if count == 1:
-            handles = [await self.client.submit(task, max_retries=max_retries)]
+            handles = [
+                await self.client.submit(
+                    task, kind=kind, max_retries=max_retries, priority=priority
+                )
+            ]
         else:
             # Distinct inputs (their fingerprints differ) and one run id to abort them by.
             batch = [{**task, "index": index} for index in range(count)]
             run_id = f"batch-{uuid.uuid4().hex[:6]}"
             handles = await self.client.submit_batch(
-                batch, max_retries=max_retries, job_run_id=run_id
+                batch, kind=kind, max_retries=max_retries, job_run_id=run_id, priority=priority
             )
         await self._show_new([handle.id for handle in handles])
         return json.dumps([handle.id for handle in handles])
@@ -190,7 +229,10 @@ class Console:
         ids = []
         for name, task in TASKS.items():
             handle = await self.client.submit(
-                make_input(name, {}), max_retries=task.max_retries, job_run_id=run_id
+                make_input(name, {}),
+                kind=task.kind,
+                max_retries=task.max_retries,
+                job_run_id=run_id,
             )
             ids.append(handle.id)
         await self._show_new(ids)
@@ -217,6 +259,16 @@ class Console:
         """Run a failed job again."""
         await self.client.retry(int(job_id))
         self._schedule(job_id=int(job_id))
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause (True) or resume (False) the queue for every tab's server."""
+        if paused:
+            await self.client.pause()
+        else:
+            await self.client.resume()
+        # The queue_paused / queue_resumed event updates every tab, this one too; this
+        # read covers a click that changed nothing (the flag was already so).
+        await self.show_paused()
 
     async def clear_finished(self) -> int:
         """Delete every completed, failed and disabled job; how many."""

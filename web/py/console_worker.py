@@ -1,9 +1,10 @@
 """The Web Worker side of the console: the JobQueueServer that runs the jobs.
 
-Every tab starts this server in its own module worker, so CPU-bound jobs never block a
-page. They all share one IndexedDB queue, and a Web Locks leader lock lets one of them
-process it at a time: when the leader's tab closes, the browser hands the lock to
-another tab, whose server re-queues the jobs the closed tab left running and goes on.
+Every tab starts this server, which runs every kind of the console's jobs, in its own
+module worker, so CPU-bound jobs never block a page. They all share one IndexedDB
+queue, and a Web Locks leader lock lets one of them process it at a time: when the
+leader's tab closes, the browser hands the lock to another tab, whose server re-queues
+the jobs the closed tab left running and goes on.
 The worker reports to its page with `postMessage` (JSON text).
 """
 
@@ -11,17 +12,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import js  # the worker's globalThis
-from console_jobs import WORKER_COUNT, ConsoleJob
+from console_jobs import JOB_CLASSES, WORKER_COUNT
 
 from pyjobqueue import JobQueueServer
 from pyjobqueue.browser import WebLocksLeaderLock
 from pyjobqueue.events import EventName
 from pyjobqueue.leader import LeaderLock
 from pyjobqueue.storage import IndexedDbQueueStorage
+
+
+class AttemptTracebackOnItsCard(logging.Filter):
+    """Drops the traceback from the worker's WARNING about a failed or retried attempt.
+
+    The console shows that traceback on the job's card (it is stored in the job's
+    `error_traceback`); in the browser's console, where Python's stderr goes, the
+    attempt stays one line, and tracebacks mean a problem of the console itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record; strip the traceback of the per-attempt one."""
+        # The worker logs a failed attempt from this one method (pyjobqueue/worker.py).
+        if record.funcName == "_log_failure":
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def post(message: dict[str, Any]) -> None:
@@ -55,8 +74,9 @@ class ConsoleServer:
         storage = IndexedDbQueueStorage(queue_name)
         lock_name = "pyjobqueue-console " + json.dumps(queue_name)
         lock = ReportingLeaderLock(WebLocksLeaderLock(lock_name), self._report_lead)
+        # Every task's kind, and ConsoleJob first for the jobs stored without a kind.
         self.server: JobQueueServer[Any, Any] = JobQueueServer(
-            ConsoleJob,
+            JOB_CLASSES,
             storage=storage,
             worker_count=WORKER_COUNT,
             leader_lock=lock,
@@ -82,6 +102,7 @@ class ConsoleServer:
 
 async def start(queue_name: str) -> ConsoleServer:
     """Start this tab's server on the queue."""
+    logging.getLogger("pyjobqueue.worker").addFilter(AttemptTracebackOnItsCard())
     console = ConsoleServer(queue_name)
     await console.start()
     return console
