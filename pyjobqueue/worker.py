@@ -48,6 +48,9 @@ CLAIM_RETRY_MAX_DELAY = 2.0  # seconds
 # Set on the one log record of a worker or server stopped by a permanent storage
 # failure, for a program (the CLI) that reports that failure itself.
 STORAGE_FAILURE_RECORD = "pyjobqueue_storage_failure"
+# Set (to the job's id) on the WARNING of a failed or retried attempt, which carries the
+# traceback, for handlers that show tracebacks elsewhere (the web console, on the card).
+FAILED_ATTEMPT_RECORD = "pyjobqueue_failed_attempt"
 # Called after an outcome was applied and announced: (the job as claimed, outcome,
 # seconds it ran).
 OutcomeHook = Callable[[Job[Any, Any], Outcome, float | None], Awaitable[None]]
@@ -548,6 +551,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             outcome.error,
             then,
             exc_info=error,
+            extra={FAILED_ATTEMPT_RECORD: job.id},
         )
 
     def _timeout(self, job: Job[Any, Any]) -> float | None:

@@ -20,6 +20,7 @@ from pyjobqueue import (
 )
 from pyjobqueue.job import Job, JobContext
 from pyjobqueue.storage import QueueStorage
+from pyjobqueue.worker import FAILED_ATTEMPT_RECORD
 
 from .conftest import Storages, eventually
 from .jobs import (
@@ -365,6 +366,7 @@ async def test_a_failed_job_keeps_its_traceback_and_the_worker_logs_it(
     records = [r for r in caplog.records if r.name == "pyjobqueue.worker"]
     assert any(r.levelno == logging.WARNING and r.exc_info for r in records)
     assert any(f"job {handle.id} " in r.getMessage() for r in records)
+    assert any(getattr(r, FAILED_ATTEMPT_RECORD, None) == handle.id for r in records)
 
 
 async def test_metadata_is_kept_with_the_job_and_not_part_of_its_fingerprint(

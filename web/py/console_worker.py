@@ -24,6 +24,7 @@ from pyjobqueue.browser import WebLocksLeaderLock
 from pyjobqueue.events import EventName
 from pyjobqueue.leader import LeaderLock
 from pyjobqueue.storage import IndexedDbQueueStorage
+from pyjobqueue.worker import FAILED_ATTEMPT_RECORD
 
 
 class AttemptTracebackOnItsCard(logging.Filter):
@@ -36,8 +37,8 @@ class AttemptTracebackOnItsCard(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep every record; strip the traceback of the per-attempt one."""
-        # The worker logs a failed attempt from this one method (pyjobqueue/worker.py).
-        if record.funcName == "_log_failure":
+        # The worker marks its record of a failed attempt with the job's id.
+        if getattr(record, FAILED_ATTEMPT_RECORD, None) is not None:
             record.exc_info = None
             record.exc_text = None
         return True
