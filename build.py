@@ -31,9 +31,10 @@ def cmd_test(pytest_args: Sequence[str]) -> int:
 
 
 def cmd_wheel() -> int:
-    """``build.py wheel``: build the wheel into dist/."""
-    environment.ensure_venv(dev=False)
-    print(f"==> built {bundle.build_wheel().relative_to(ROOT)}")
+    """``build.py wheel``: build the wheel and the sdist into dist/ with PyPA's build."""
+    environment.ensure_venv(dev=True)
+    for built in bundle.build_distributions():
+        print(f"==> built {built.relative_to(ROOT)}")
     return 0
 
 
@@ -67,7 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     sub.add_parser("test", help="lint, type-check and run the tests (extra args go to pytest)")
     serve = sub.add_parser("serve", help="build the wheel and serve web/ on 127.0.0.1")
     serve.add_argument("--port", type=tcp_port, default=8000, help="default 8000")
-    sub.add_parser("wheel", help="build the wheel into dist/")
+    sub.add_parser("wheel", help="build the wheel and the sdist into dist/ (PyPA's build)")
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]

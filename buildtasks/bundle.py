@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,25 @@ def build_wheel() -> Path:
     if not wheels:
         raise BuildError("pip wheel produced no pyjobqueue wheel in dist/")
     return wheels[-1]
+
+
+def build_distributions() -> list[Path]:
+    """The wheel and the sdist, built into dist/ by PyPA's `build` (of the dev group).
+
+    `python -m build` in the repository root would run our build.py instead of PyPA's
+    build (the current directory comes first on the path); `-P` leaves it out.
+    """
+    header("python -m build (wheel and sdist)")
+    DIST.mkdir(exist_ok=True)
+    shutil.rmtree(SETUPTOOLS_BUILD, ignore_errors=True)
+    started = time.time()
+    run([venv_tool("python"), "-P", "-m", "build", "--outdir", str(DIST), str(ROOT)], cwd=ROOT)
+    built = sorted(
+        path for path in DIST.glob("pyjobqueue-*") if path.stat().st_mtime >= started - 1
+    )
+    if not any(path.suffix == ".whl" for path in built):
+        raise BuildError("python -m build produced no wheel in dist/")
+    return built
 
 
 def ensure_pyodide_wheels() -> list[Path]:

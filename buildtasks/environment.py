@@ -104,7 +104,8 @@ def ensure_postgres() -> Path:
 
 
 def ensure_venv(*, dev: bool) -> None:
-    """Create .venv if missing; with dev, (re)install ``-e .[dev]`` when pyproject changed."""
+    """Create .venv if missing; with dev, (re)install ``-e . --group dev`` when pyproject
+    changed."""
     if not (VENV_BIN / "python").exists():
         header("venv")
         run([sys.executable, "-m", "venv", str(VENV)])
@@ -118,9 +119,12 @@ def ensure_dev_install() -> None:
     digest = inputs_digest("pyproject.toml", "setup.cfg", "setup.py")
     if INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text().strip() == digest:
         return
-    header("pip install -e .[dev]")
     pip = [venv_tool("python"), "-m", "pip", "--disable-pip-version-check"]
-    run([*pip, "install", "-e", ".[dev]"], cwd=ROOT)
+    # The dev tools are a dependency group (PEP 735), which pip installs from 25.1 on.
+    header("pip install pip>=25.1")
+    run([*pip, "install", "--quiet", "pip>=25.1"], cwd=ROOT)
+    header("pip install -e . --group dev")
+    run([*pip, "install", "-e", ".", "--group", "dev"], cwd=ROOT)
     INSTALL_STAMP.write_text(digest + "\n")
 
 
