@@ -21,6 +21,7 @@ from .limiters import (
     NullLimiter,
     RateLimiter,
 )
+from .schedules import Schedule
 from .server import JobQueueServer, JobQueueStats
 from .serving import run
 from .worker import JobQueueWorker
@@ -52,6 +53,7 @@ __all__ = [
     "PermanentJobError",
     "RateLimiter",
     "RetryableJobError",
+    "Schedule",
     "job",
     "run",
 ]

@@ -35,6 +35,7 @@ from .events import (
 )
 from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, is_job_class, kind_of, utcnow
 from .outcome import AbortReason
+from .schedules import ScheduleState
 from .storage.base import QueueStorage, Unsubscribe
 
 if TYPE_CHECKING:
@@ -383,6 +384,11 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
     async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
         """How many jobs there are of each (kind, status) present."""
         return await self.storage.counts()
+
+    async def schedules(self) -> list[ScheduleState]:
+        """The schedules of the queue that servers run (or ran): name, last_tick (None
+        before the first) and next_tick."""
+        return await self.storage.schedule_states()
 
     # -- pause and resume -------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from .leader import LeaderLock
 from .limiters import Limiter
 from .middleware import Middleware, require_middleware
 from .outcome import Outcome, OutcomeKind, decide_recovery
+from .schedules import Schedule, Step, decide_step
 from .storage.base import QueueStorage, Unsubscribe
 from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
 
@@ -44,6 +45,8 @@ SWEEP_MIN_AGE_MS = 1_000
 _TICK = timedelta(microseconds=1)
 # A failed maintenance round is tried again after its tick, doubling up to this.
 MAINTENANCE_RETRY_MAX_SECONDS = 60.0
+# Schedules are checked at least this often (SPEC 8.6: a tick runs within about a second).
+SCHEDULE_CHECK_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +120,12 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         leader_lock: LeaderLock | None = None,
         abort_grace_ms: float = 1_000,
         middleware: Sequence[Middleware] | None = None,
+        schedules: Sequence[Schedule] | None = None,
     ) -> None:
         classes = require_job_classes(job_class)
         # Wrapped around every attempt's execute, the first outermost (middleware.py).
         self.middleware = require_middleware(middleware)
+        self.schedules = _require_schedules(schedules)
         if leader_lock is not None and not isinstance(leader_lock, LeaderLock):
             raise TypeError(f"leader_lock must be a LeaderLock, got {leader_lock!r}")
         self.leader_lock = leader_lock
@@ -163,6 +168,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self.error: BaseException | None = None
         self._paused = False
         self._outcome_listeners: list[OutcomeListener] = []
+        self._scheduler: asyncio.Task[None] | None = None
 
     # -- events -----------------------------------------------------------------
 
@@ -266,6 +272,8 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self._worker = self._make_worker()
         await self._worker.start(subscribe=False)
         self._maintenance = asyncio.create_task(self._maintain(), name="pyjobqueue maintenance")
+        if self.schedules:
+            self._scheduler = asyncio.create_task(self._tick_schedules(), name="pyjobqueue ticks")
 
     async def stop(self, *, timeout_ms: float | None = None) -> Self:
         """Stop claiming, let running jobs finish (stop_timeout_ms), re-queue what is left.
@@ -296,11 +304,12 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leadership
             self._leadership = None
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
-            self._maintenance = None
+        for task in (self._maintenance, self._scheduler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._maintenance = self._scheduler = None
         if self._worker is not None:
             await self._worker.stop()
             self._worker = None
@@ -452,6 +461,57 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             backoff.succeeded()
             await asyncio.sleep(tick)
 
+    # -- schedules ----------------------------------------------------------------
+
+    async def _tick_schedules(self) -> None:
+        backoff = Backoff(SCHEDULE_CHECK_SECONDS, MAINTENANCE_RETRY_MAX_SECONDS)
+        while True:
+            try:
+                wait = await self.enqueue_due_ticks()
+            except Exception as error:
+                if is_permanent(self.storage, error):
+                    self._fail(error)
+                    return
+                wait = backoff.next_delay()
+                logger.warning(
+                    "schedules of queue %r: could not enqueue due ticks (%s); again in %.2g s",
+                    self.queue_name,
+                    one_line(error),
+                    wait,
+                )
+            else:
+                backoff.succeeded()
+            await asyncio.sleep(wait)
+
+    async def enqueue_due_ticks(self) -> float:
+        """Enqueue each schedule's due tick (once, whatever other servers do); seconds
+        until the next check (at most SCHEDULE_CHECK_SECONDS)."""
+        states = {state.name: state for state in await self.storage.schedule_states()}
+        now = utcnow()
+        wait = SCHEDULE_CHECK_SECONDS
+        for schedule in self.schedules:
+            state = states.get(schedule.name)
+            due = schedule.last_tick(now)
+            next_tick = schedule.next_tick(now)
+            if next_tick is not None:
+                wait = min(wait, (next_tick - now).total_seconds())
+            step = decide_step(state, schedule.spec, due)
+            if step is Step.NOTHING or next_tick is None:
+                continue
+            job = schedule.job(due or next_tick, self.queue_name)
+            job_id = await self.storage.advance_schedule(
+                schedule.name, schedule.spec, due, next_tick, job
+            )
+            if job_id is not None:
+                logger.info(
+                    "schedule %r of queue %r: job %s for the tick of %s",
+                    schedule.name,
+                    self.queue_name,
+                    job_id,
+                    due.isoformat() if due else "?",
+                )
+        return max(wait, 0.01)
+
     async def recover_expired_leases(self, *, orphaned: bool = False) -> int:
         """Re-queue (or fail) jobs whose worker stopped renewing its lease; the count.
 
@@ -493,3 +553,19 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
                 # too (clocks that tick in milliseconds give equal times often).
                 deleted += await self.storage.delete_finished(status, cutoff + _TICK)
         return deleted
+
+
+def _require_schedules(schedules: object) -> tuple[Schedule, ...]:
+    """A list of Schedules with distinct names, as a tuple."""
+    if schedules is None:
+        return ()
+    if isinstance(schedules, str | bytes) or not isinstance(schedules, Sequence):
+        raise TypeError(f"schedules must be a list of Schedule, got {schedules!r}")
+    names: set[str] = set()
+    for schedule in schedules:
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedules must hold Schedule objects, got {schedule!r}")
+        if schedule.name in names:
+            raise ValueError(f"two schedules are named {schedule.name!r}")
+        names.add(schedule.name)
+    return tuple(schedules)

@@ -49,6 +49,8 @@ SPEC_NAMES = [
     # SPEC section 8.5
     "JobTimeoutError",
     "JobSnooze",
+    # SPEC section 8.6
+    "Schedule",
     # SPEC section 9
     "run",
 ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import signal
 import socket
 import sqlite3
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -597,3 +600,27 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+# -- schedules (SPEC section 8.6) ----------------------------------------------------------
+
+
+def test_three_worker_processes_run_one_schedule_each_tick_exactly_once(cli: Cli) -> None:
+    schedule = ("--schedules", "cli_jobs:SCHEDULES")
+    workers = [cli.worker("cli_jobs:Tick", *schedule) for _ in range(3)]
+    give_up = time.monotonic() + 60
+    ticks: list[datetime] = []
+    while len(ticks) < 5 and time.monotonic() < give_up:  # whichever workers ran them
+        done = cli.json("jobs", "--status", "completed", "--kind", "tick")
+        ticks = [datetime.fromisoformat(job["output"]) for job in done]
+    for worker in workers:
+        worker.send(signal.SIGINT)
+        assert worker.wait() == 0
+    ticks = sorted(ticks)
+    assert len(ticks) == len(set(ticks)), f"a tick ran twice: {ticks}"
+    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(ticks)), ticks
+    [state] = cli.json("schedules")
+    assert state["name"] == "every-second" and state["spec"] == {"every_seconds": 1.0}
+    assert datetime.fromisoformat(state["last_tick"]) >= ticks[-1]
+    text = cli.ok("schedules").stdout
+    assert "every-second" in text and "every 1s" in text

@@ -260,6 +260,56 @@ def _with_age(text: str) -> str:
     return f"{text}  ({age(moment)})"
 
 
+# -- schedules --------------------------------------------------------------------------
+
+
+async def run_schedules(args: argparse.Namespace) -> int:
+    """The schedules that servers of the queue run: last and next tick of each."""
+    target = _target(args)
+    async with opened_queue(target) as storage:
+        states = await _client(storage).schedules()
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": state.name,
+                    "last_tick": None if state.last_tick is None else state.last_tick.isoformat(),
+                    "next_tick": state.next_tick.isoformat(),
+                    "spec": json.loads(state.spec),
+                }
+                for state in states
+            ]
+        )
+        return 0
+    if not states:
+        print(f"no schedules in queue {target.queue!r} (servers record theirs when they start)")
+        return 0
+    rows = [
+        [
+            state.name,
+            _describe_spec(state.spec),
+            "-" if state.last_tick is None else _with_age(state.last_tick.isoformat()),
+            _with_age(state.next_tick.isoformat()),
+        ]
+        for state in states
+    ]
+    print_table(
+        ["schedule", "when", "last tick", "next tick"], rows, title=f"queue {target.queue!r}"
+    )
+    return 0
+
+
+def _describe_spec(spec: str) -> str:
+    """`every 60s` or `cron '0 8 * * *' Europe/Paris`."""
+    try:
+        values = json.loads(spec)
+    except ValueError:
+        return spec
+    if "every_seconds" in values:
+        return f"every {values['every_seconds']:g}s"
+    return f"cron {values.get('cron')!r} {values.get('timezone', 'UTC')}"
+
+
 # -- abort ----------------------------------------------------------------------------
 
 

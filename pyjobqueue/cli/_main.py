@@ -20,6 +20,7 @@ from ._inspect import (
     run_purge,
     run_resume,
     run_retry,
+    run_schedules,
     run_show,
     run_status,
 )
@@ -158,6 +159,12 @@ def _worker_parser(commands: argparse._SubParsersAction[Parser]) -> None:
         help="how long a job of a dead worker stays claimed before it is retried (default 30s)",
     )
     parser.add_argument(
+        "--schedules",
+        metavar="module:name",
+        help="a list of pyjobqueue.Schedule to run (each tick is enqueued once, however "
+        "many workers run it)",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
@@ -261,6 +268,7 @@ def _inspect_parsers(commands: argparse._SubParsersAction[Parser]) -> None:
     _add(commands, "status", run_status, "whether the queue is paused; its jobs by status and kind")
     _add(commands, "pause", run_pause, "stop every worker of the queue from starting jobs")
     _add(commands, "resume", run_resume, "let the workers of the queue start jobs again")
+    _add(commands, "schedules", run_schedules, "the queue's schedules: last and next tick")
     jobs = _add(commands, "jobs", run_jobs, "list jobs")
     jobs.add_argument("--status", type=parse_statuses, metavar="S[,S]", help="only these statuses")
     jobs.add_argument("--kind", "-k", type=parse_kind, metavar="NAME", help="only this kind")

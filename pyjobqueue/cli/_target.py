@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..job import Job, is_job_class, kind_of
+from ..schedules import Schedule
 from ..storage.base import QueueStorage, RateLimiterStorage
 from ..storage.url import (
     DEFAULT_SQLITE_PATH,
@@ -136,11 +137,11 @@ def _make_rate_limiter_storage(target: Target) -> RateLimiterStorage:
     raise CliError(f"--rate needs a sqlite or postgresql storage, not {target.describe()}")
 
 
-def load_job_class(spec: str) -> type[Job[Any, Any]]:
-    """The Job class named 'module:Class' (or 'package.module:Outer.Inner')."""
+def _load_attribute(spec: str, what: str, example: str) -> Any:
+    """The object named 'module:name' (or 'package.module:Outer.Inner')."""
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
-        raise CliError(f"job {spec!r} must be written module:JobClass, for example app:ResizeImage")
+        raise CliError(f"{what} {spec!r} must be written module:name, for example {example}")
     module = _import_module(module_name)
     value: Any = module
     for part in attribute.split("."):
@@ -148,6 +149,22 @@ def load_job_class(spec: str) -> type[Job[Any, Any]]:
             value = getattr(value, part)
         except AttributeError:
             raise CliError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return value
+
+
+def load_schedules(spec: str) -> list[Schedule]:
+    """The list of Schedules named 'module:name'."""
+    value = _load_attribute(spec, "--schedules", "app:SCHEDULES")
+    if isinstance(value, Schedule):
+        return [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, Schedule) for v in value):
+        raise CliError(f"{spec} is not a list of pyjobqueue.Schedule, got {_kind_of(value)}")
+    return list(value)
+
+
+def load_job_class(spec: str) -> type[Job[Any, Any]]:
+    """The Job class named 'module:Class' (or 'package.module:Outer.Inner')."""
+    value = _load_attribute(spec, "job", "app:ResizeImage")
     if value is Job or not is_job_class(value):
         raise CliError(
             f"{spec} is not a Job class: expected a subclass of pyjobqueue.Job or an async "

@@ -18,6 +18,7 @@ from .._retry import one_line
 from ..events import JOB_EVENTS, EventName, event_payload
 from ..job import Job, kind_of, utcnow
 from ..limiters import CompositeLimiter, ConcurrencyLimiter, Limiter, RateLimiter
+from ..schedules import Schedule
 from ..server import JobQueueServer
 from ..serving import SignalWatcher, stop_on_signals, wait_for_signal_or_stop
 from ..storage.base import QueueStorage
@@ -26,6 +27,7 @@ from ._render import compact_json, print_line, shorten
 from ._target import (
     Target,
     load_job_classes,
+    load_schedules,
     opened_queue,
     opened_rate_limiter_storage,
     target_from,
@@ -152,11 +154,12 @@ def _describe(args: argparse.Namespace, target: Target, kinds: list[str]) -> str
 async def run_worker(args: argparse.Namespace) -> int:
     """Run a server for the job classes until a stop signal; the exit status."""
     job_classes = load_job_classes(args.jobs)
+    schedules = load_schedules(args.schedules) if args.schedules else []
     kinds = [kind_of(job_class) for job_class in job_classes]
     target = target_from(args.storage, args.queue)
     log = EventLog(as_json=args.json)
     async with opened_queue(target) as storage, _limiter(args, target) as limiter:
-        server = _make_server(args, job_classes, storage, limiter)
+        server = _make_server(args, job_classes, storage, limiter, schedules)
         log.attach(server)
         metrics = _serve_metrics(args, server)
         watcher = SignalWatcher()
@@ -259,12 +262,14 @@ def _make_server(
     job_classes: list[type[Job[Any, Any]]],
     storage: QueueStorage,
     limiter: Limiter | None,
+    schedules: list[Schedule],
 ) -> JobQueueServer[Any, Any]:
     try:
         return JobQueueServer(
             job_classes,
             storage=storage,
             limiter=limiter,
+            schedules=schedules,
             worker_count=_worker_count(args),
             poll_interval_ms=args.poll_interval * 1000,
             lease_ms=args.lease * 1000,

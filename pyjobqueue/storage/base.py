@@ -17,6 +17,7 @@ from ..events import JobEvent
 from ..job import Job, JobStatus
 from ..limits import check_name
 from ..outcome import Outcome
+from ..schedules import ScheduleState
 from .feed import EventListener, Unsubscribe
 
 __all__ = [
@@ -172,6 +173,16 @@ class QueueStorage(Protocol):
         never miss it when the writer dies just after the write, and it costs no
         extra round trip.
         """
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """The stored state of every schedule of the queue, by name (one cheap read)."""
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """Apply `schedules.decide_step` to the schedule's stored state, atomically: START
+        records `spec` and `next_tick` (no job), ENQUEUE records `due` as the last tick and
+        `next_tick`, and inserts `job`, in one transaction; the new job's id, or None."""
 
     async def set_paused(self, paused: bool) -> bool:
         """Pause (True) or resume (False) the queue, for every server of it; whether that

@@ -25,6 +25,7 @@ from ..events import JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..limits import check_aware, check_name
 from ..outcome import Outcome, OutcomeKind
+from ..schedules import ScheduleState
 from .base import Added, StorageLifecycle, check_queue_name
 from .feed import ChangeFeed, EventListener, Unsubscribe
 
@@ -131,6 +132,16 @@ class QueueEngine(Protocol):
         event: JobEvent | None,
     ) -> bool:
         """`transitions.finish` when `is_attempt` and `lease_expired`; whether it applied."""
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every stored schedule state of the queue."""
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """In one transaction: read the schedule's state, apply `schedules.decide_step`
+        (START: store spec and next_tick, keeping last_tick; ENQUEUE: store due as
+        last_tick and next_tick, and insert `job`); the inserted job's id, or None."""
 
     async def set_paused(self, paused: bool) -> bool:
         """Store whether the queue is paused; whether it changed."""
@@ -363,6 +374,25 @@ class BaseQueueStorage(StorageLifecycle):
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
         return await self._engine.is_paused()
+
+    # -- schedules ---------------------------------------------------------------
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """The stored state of every schedule of the queue, by name."""
+        return sorted(await self._engine.schedule_states(), key=lambda state: state.name)
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """Enqueue a schedule's due tick once, however many servers try (see QueueStorage)."""
+        check_name("schedule name", name)
+        check_aware("next_tick", next_tick)
+        if due is not None:
+            check_aware("due", due)
+        job_id = await self._engine.advance_schedule(name, spec, due, next_tick, job)
+        if job_id is not None:
+            self._announce_available()
+        return job_id
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """PENDING -> FAILED, PROCESSING -> ABORTING; the new status, or None."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import timedelta
 from typing import Any
 
-from pyjobqueue import AbortSignalJobError, Job, JobContext, job
+from pyjobqueue import AbortSignalJobError, Job, JobContext, Schedule, job
 
 GATE_POLL_SECONDS = 0.02
 
@@ -80,3 +81,15 @@ NOT_A_JOB = 42
 
 class NotAJob:
     """A class that is not a Job."""
+
+
+class Tick(Job[Any, str]):
+    """Run by a schedule: returns the tick it was enqueued for."""
+
+    kind = "tick"
+
+    async def execute(self, input: Any, context: JobContext) -> str:
+        return str(context.job.metadata["tick"])
+
+
+SCHEDULES = [Schedule("every-second", kind=Tick, every=timedelta(seconds=1))]

@@ -17,6 +17,8 @@ RATE_STATE = "rate_state"  # keyPath "queue"; {queue, next_available}
 EVENTS = "events"  # keyPath [queue, seq]; {queue, seq, at, payload}: the events log
 SEQUENCES = "sequences"  # keyPath "queue"; {queue, last}: the last seq of each queue
 QUEUES = "queues"  # keyPath "queue"; {queue, paused, updated_at}: per-queue state
+# keyPath [queue, name]; {queue, name, spec, last_tick, next_tick}: each schedule's ticks
+SCHEDULES = "schedules"
 
 # Version 3. Besides the fields of `Job`, a job record carries three fields that exist
 # only to be index keys (IndexedDB indexes sort ascending and skip records whose key
@@ -102,9 +104,15 @@ def _add_kinds(database: JsObject, transaction: JsObject) -> UpgradeSteps:
         cursor = yield request
 
 
+def _create_schedules(database: JsObject, transaction: JsObject) -> None:
+    """Version 4: the schedules store (pyjobqueue.schedules)."""
+    database.createObjectStore(SCHEDULES, json_to_js({"keyPath": ["queue", "name"]}))
+
+
 MIGRATIONS: tuple[Migration[Upgrade], ...] = (
     Migration(1, "the jobs store and the two rate limiter stores", _create_stores),
     Migration(2, "the events log, numbered per queue", _create_events_log),
     Migration(3, "kinds, priorities, unique keys, and the queues store", _add_kinds),
+    Migration(4, "the schedules store", _create_schedules),
 )
 LATEST_VERSION = len(MIGRATIONS)

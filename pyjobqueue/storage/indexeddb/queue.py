@@ -20,12 +20,22 @@ from ...browser._ffi import JsObject, is_missing, js_array, js_to_json, json_to_
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
+from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage, start_events
-from .codec import AFTER_ALL, encode_time, job_to_record, key_range, kind_key, record_to_job
+from .codec import (
+    AFTER_ALL,
+    decode_time,
+    encode_optional_time,
+    encode_time,
+    job_to_record,
+    key_range,
+    kind_key,
+    record_to_job,
+)
 from .connection import DEFAULT_DATABASE, Body, Database, is_transient
 from .feed import LOG_STORES, EventFeed, Logged, log_events
-from .migrations import JOBS, QUEUES
+from .migrations import JOBS, QUEUES, SCHEDULES
 
 T = TypeVar("T")
 # What a transition does to one job: (whether to store it, what the operation returns).
@@ -418,6 +428,53 @@ class IndexedDbQueueEngine:
 
     # -- control ------------------------------------------------------------------
 
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every schedule record of the queue."""
+        index_range = key_range([self.queue_name], [self.queue_name, AFTER_ALL])
+
+        def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
+            found = transaction.objectStore(SCHEDULES).getAll(index_range)
+            return js_to_json((yield found)) or []
+
+        records = await self._database.run([SCHEDULES], "readonly", body)
+        return [_schedule_state(record) for record in records]
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """Read the schedule's record, apply `decide_step`, write it and add the tick's
+        job, in one readwrite transaction (which IndexedDB runs alone across tabs)."""
+        fresh = job.record()
+        fresh.id = None
+        record = self._record(fresh)  # validates the job before the transaction
+
+        def body(transaction: JsObject) -> Body[int | None]:
+            schedules = transaction.objectStore(SCHEDULES)
+            stored = js_to_json((yield schedules.get(js_array([self.queue_name, name]))))
+            state = None if stored is None else _schedule_state(stored)
+            step = decide_step(state, spec, due)
+            if step is Step.NOTHING:
+                return None
+            last = due if step is Step.ENQUEUE else (None if state is None else state.last_tick)
+            schedules.put(
+                json_to_js(
+                    {
+                        "queue": self.queue_name,
+                        "name": name,
+                        "spec": spec,
+                        "last_tick": encode_optional_time(last),
+                        "next_tick": encode_time(next_tick),
+                    }
+                )
+            )
+            if step is Step.START:
+                return None
+            added = transaction.objectStore(JOBS).add(record)
+            yield added
+            return int(added.result)
+
+        return await self._database.run([SCHEDULES, JOBS], "readwrite", body)
+
     async def set_paused(self, paused: bool) -> bool:
         """Store the queue's paused flag (its record in the queues store)."""
 
@@ -547,3 +604,11 @@ class IndexedDbQueueStorage(BaseQueueStorage):
 
     def __repr__(self) -> str:
         return f"IndexedDbQueueStorage({self.queue_name!r}, {self.database_name!r})"
+
+
+def _schedule_state(record: dict[str, Any]) -> ScheduleState:
+    next_tick = decode_time(record["next_tick"])
+    assert next_tick is not None
+    return ScheduleState(
+        record["name"], decode_time(record["last_tick"]), next_tick, record["spec"]
+    )

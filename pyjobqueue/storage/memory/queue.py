@@ -14,6 +14,7 @@ from ... import transitions
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
+from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage
 from .feed import EventFeed
@@ -46,6 +47,7 @@ class MemoryQueueEngine:
         # `transitions.holds_unique_key` says so).
         self._unique: dict[str, int] = {}
         self._paused = False
+        self._schedules: dict[str, ScheduleState] = {}
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -227,6 +229,26 @@ class MemoryQueueEngine:
         if transitions.makes_claimable(outcome):
             self._mark_claimable(job)
         return True
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """The schedules' states."""
+        return list(self._schedules.values())
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """Apply the schedule rule (atomic: nothing else runs meanwhile)."""
+        state = self._schedules.get(name)
+        step = decide_step(state, spec, due)
+        if step is Step.START:
+            last = None if state is None else state.last_tick
+            self._schedules[name] = ScheduleState(name, last, next_tick, spec)
+            return None
+        if step is Step.ENQUEUE:
+            self._schedules[name] = ScheduleState(name, due, next_tick, spec)
+            ((job_id, _created),) = await self.insert([job])
+            return job_id
+        return None
 
     async def set_paused(self, paused: bool) -> bool:
         """Pause or resume."""

@@ -107,6 +107,19 @@ CREATE TABLE pyjobqueue_queues (
 );
 """
 
+_SCHEDULES = """
+-- One row per schedule and queue; enqueuing a tick advances its row (locked FOR UPDATE)
+-- and inserts the job in one transaction (pyjobqueue.schedules).
+CREATE TABLE pyjobqueue_schedules (
+    queue_name text NOT NULL,
+    name text NOT NULL,
+    spec text NOT NULL,
+    last_tick timestamptz,
+    next_tick timestamptz NOT NULL,
+    PRIMARY KEY (queue_name, name)
+);
+"""
+
 MIGRATIONS: tuple[Migration[str], ...] = (
     Migration(
         1, "jobs, large events, rate limiter executions and limits", _JOBS_EVENTS_AND_RATE_LIMITS
@@ -117,6 +130,7 @@ MIGRATIONS: tuple[Migration[str], ...] = (
         "kinds, priorities, unique keys, metadata, timeouts, tracebacks; the queues table",
         _KINDS_PRIORITIES_UNIQUE_KEYS_PAUSE,
     ),
+    Migration(4, "schedules: the last and next tick of each schedule of a queue", _SCHEDULES),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

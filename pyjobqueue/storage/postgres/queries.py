@@ -351,6 +351,29 @@ RETURNING queue_name
 
 IS_PAUSED = "SELECT EXISTS (SELECT FROM pyjobqueue_queues WHERE queue_name = $1 AND paused)"
 
+# -- schedules ----------------------------------------------------------------------------------
+
+SCHEDULE_STATES = (
+    "SELECT name, spec, last_tick, next_tick FROM pyjobqueue_schedules WHERE queue_name = $1"
+)
+
+# A schedule's row, created when missing, then locked until the transaction ends: the
+# servers that check one tick at once take turns, and only the first enqueues it.
+ENSURE_SCHEDULE = """
+INSERT INTO pyjobqueue_schedules (queue_name, name, spec, last_tick, next_tick)
+VALUES ($1, $2, '', NULL, $3)
+ON CONFLICT (queue_name, name) DO NOTHING
+"""
+LOCK_SCHEDULE = """
+SELECT name, spec, last_tick, next_tick FROM pyjobqueue_schedules
+WHERE queue_name = $1 AND name = $2
+FOR UPDATE
+"""
+SET_SCHEDULE = """
+UPDATE pyjobqueue_schedules SET spec = $3, last_tick = $4, next_tick = $5
+WHERE queue_name = $1 AND name = $2
+"""
+
 # -- events -----------------------------------------------------------------------------------
 
 # Log one event ($3, JSON; $2 its job) of queue $1 and notify channel $4 of it.

@@ -19,6 +19,7 @@ from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome
+from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage
 from . import queries as sql
@@ -261,6 +262,36 @@ class PostgresQueueEngine:
         paused: bool = await self._database.fetchval(sql.IS_PAUSED, self.queue_name)
         return paused
 
+    # -- schedules -------------------------------------------------------------------------
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every schedule row of the queue."""
+        rows = await self._database.fetch(sql.SCHEDULE_STATES, self.queue_name)
+        return [_schedule_state(row) for row in rows]
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """Lock the schedule's row (creating it, spec '' so that it starts), apply
+        `decide_step`, write, and insert the tick's job, in one transaction."""
+        arrays = _columns([job])  # a bad value: nothing happens
+        async with self._database.transaction() as connection:
+            await connection.execute(sql.ENSURE_SCHEDULE, self.queue_name, name, next_tick)
+            row = await connection.fetchrow(sql.LOCK_SCHEDULE, self.queue_name, name)
+            state = _schedule_state(row) if row["spec"] else None
+            step = decide_step(state, spec, due)
+            if step is Step.NOTHING:
+                return None
+            last = due if step is Step.ENQUEUE else (None if state is None else state.last_tick)
+            await connection.execute(sql.SET_SCHEDULE, self.queue_name, name, spec, last, next_tick)
+            if step is Step.START:
+                return None
+            rows = await connection.fetch(
+                sql.INSERT_JOBS, self.queue_name, *arrays, self._channel, HINT_TAG
+            )
+            job_id: int = rows[0]["id"]
+            return job_id
+
     # -- aborting, disabling, cleaning up -------------------------------------------------
 
     async def _abort(
@@ -366,3 +397,7 @@ def _is_asyncpg_connection(connection: object) -> bool:
     from asyncpg.pool import PoolConnectionProxy
 
     return isinstance(connection, asyncpg.Connection | PoolConnectionProxy)
+
+
+def _schedule_state(row: Any) -> ScheduleState:
+    return ScheduleState(row["name"], row["last_tick"], row["next_tick"], row["spec"])

@@ -146,6 +146,24 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
         """,
         ),
     ),
+    Migration(
+        4,
+        "schedules: the last and next tick of each schedule of a queue",
+        (
+            # One row per schedule and queue; enqueuing a tick advances its row and
+            # inserts the job in one write transaction (pyjobqueue.schedules).
+            """
+        CREATE TABLE pyjobqueue_schedules (
+            queue_name TEXT NOT NULL,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            last_tick INTEGER,
+            next_tick INTEGER NOT NULL,
+            PRIMARY KEY (queue_name, name)
+        )
+        """,
+        ),
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

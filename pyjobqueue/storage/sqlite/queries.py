@@ -321,6 +321,22 @@ QUEUE_PAUSED = """
 SELECT coalesce((SELECT paused FROM pyjobqueue_queues WHERE queue_name = :queue_name), 0)
 """
 
+# -- schedules ---------------------------------------------------------------------------
+
+SCHEDULE_STATES = """
+SELECT name, spec, last_tick, next_tick FROM pyjobqueue_schedules WHERE queue_name = :queue_name
+"""
+GET_SCHEDULE = """
+SELECT name, spec, last_tick, next_tick FROM pyjobqueue_schedules
+WHERE queue_name = :queue_name AND name = :name
+"""
+SET_SCHEDULE = """
+INSERT INTO pyjobqueue_schedules (queue_name, name, spec, last_tick, next_tick)
+VALUES (:queue_name, :name, :spec, :last_tick, :next_tick)
+ON CONFLICT (queue_name, name) DO UPDATE SET
+    spec = excluded.spec, last_tick = excluded.last_tick, next_tick = excluded.next_tick
+"""
+
 # -- the change feed -----------------------------------------------------------------
 
 INSERT_EVENT = """

@@ -20,10 +20,18 @@ from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome, OutcomeKind
+from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage, start_events
 from . import queries as sql
-from .codec import encode_json, encode_optional_time, encode_time, job_from_row, job_to_row
+from .codec import (
+    decode_time,
+    encode_json,
+    encode_optional_time,
+    encode_time,
+    job_from_row,
+    job_to_row,
+)
 from .connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     MEMORY_PATH,
@@ -331,6 +339,44 @@ class SqliteQueueEngine:
 
     # -- control -------------------------------------------------------------------
 
+    async def schedule_states(self) -> list[ScheduleState]:
+        """Every schedule row of the queue."""
+        return [
+            _schedule_state(row)
+            for row in await self._database.rows(sql.SCHEDULE_STATES, self._queue)
+        ]
+
+    async def advance_schedule(
+        self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
+    ) -> int | None:
+        """Read the schedule's row, apply `decide_step`, write, in one write transaction."""
+        row = job_to_row(self.queue_name, job)  # a bad value: nothing happens
+        key = {**self._queue, "name": name}
+
+        async def advance(connection: aiosqlite.Connection) -> int | None:
+            found = await fetch_rows(connection, sql.GET_SCHEDULE, key)
+            state = _schedule_state(found[0]) if found else None
+            step = decide_step(state, spec, due)
+            if step is Step.NOTHING:
+                return None
+            last = due if step is Step.ENQUEUE else (None if state is None else state.last_tick)
+            await execute(
+                connection,
+                sql.SET_SCHEDULE,
+                {
+                    **key,
+                    "spec": spec,
+                    "last_tick": encode_optional_time(last),
+                    "next_tick": encode_time(next_tick),
+                },
+            )
+            if step is Step.START:
+                return None
+            (job_id,) = await self._store(connection, [row])
+            return job_id
+
+        return await self._database.transaction(advance)
+
     async def set_paused(self, paused: bool) -> bool:
         """Set the queue's flag; whether it changed."""
         params = {**self._queue, "now": encode_time(datetime.now(UTC))}
@@ -428,3 +474,9 @@ class SqliteQueueStorage(BaseQueueStorage):
 
     def __repr__(self) -> str:
         return f"SqliteQueueStorage({self.path!r}, {self.queue_name!r})"
+
+
+def _schedule_state(row: Any) -> ScheduleState:
+    last, next_tick = decode_time(row["last_tick"]), decode_time(row["next_tick"])
+    assert next_tick is not None
+    return ScheduleState(row["name"], last, next_tick, row["spec"])
