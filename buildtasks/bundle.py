@@ -38,6 +38,9 @@ PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
 # Wheels from PyPI that the Pyodide side loads: micropip for apps, pytest for the suites.
 PYODIDE_WHEEL_SETS: tuple[tuple[str, ...], ...] = (
     ("--no-deps", "micropip==0.11.1"),  # it vendors its own packaging
+    # The IANA timezones of zoneinfo, which Pyodide's stdlib lacks (schedules use them);
+    # our wheel depends on it under Pyodide.
+    ("--no-deps", "tzdata>=2025.2"),
     ("pytest>=8.2,<9", "pytest-asyncio==0.25.3"),  # 0.25.x is the line that runs in Pyodide
 )
 PYODIDE_RUNTIME_SKIP = (".d.ts", ".map", ".html", "README.md")

@@ -21,7 +21,7 @@ from ..errors import SchemaVersionError, StorageClosedError, StorageOperationErr
 from ._ffi import JsObject, create_proxy, error_text, is_missing, js_array, js_global
 
 T = TypeVar("T")
-logger = logging.getLogger("pyjobqueue")
+logger = logging.getLogger(__name__)
 
 # A transaction body: gets the IDBTransaction, yields IDBRequests, returns the result.
 TransactionBody = Callable[[JsObject], Generator[JsObject, Any, T]]
