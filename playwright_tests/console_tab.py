@@ -6,8 +6,11 @@ Every wait is on a DOM state or a promise, with a timeout; none is a bare sleep.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from browser_log import BrowserLog
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 # Two Pyodides boot per tab (page and worker); on a busy 2-core machine that can take a while.
@@ -178,3 +181,30 @@ class ConsoleTab:
             }""",
             code,
         )
+
+
+def module_console_tab(queue_name: str) -> Any:
+    """A module fixture `tab`: one console tab on a queue of the module's own (so it
+    leads it), closed after the module."""
+
+    @pytest.fixture(scope="module")
+    def tab(shared_context: BrowserContext) -> Iterator[ConsoleTab]:
+        opened = ConsoleTab.open(shared_context, queue_name)
+        try:
+            opened.expect_role("leader")
+            yield opened
+        finally:
+            opened.page.close()
+
+    return tab
+
+
+def fail_on_browser_errors() -> Any:
+    """An autouse fixture: the test during which a tab logged an error fails."""
+
+    @pytest.fixture(autouse=True)
+    def no_browser_errors(session_log: BrowserLog) -> Iterator[None]:
+        yield
+        session_log.assert_clean()
+
+    return no_browser_errors

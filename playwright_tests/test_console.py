@@ -7,35 +7,18 @@ on its own jobs. Any browser error fails the test during which it was logged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from browser_log import BrowserLog
-from console_tab import ConsoleTab
-from playwright.sync_api import BrowserContext, expect
+from console_tab import ConsoleTab, fail_on_browser_errors, module_console_tab
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB_APP_DOC = ROOT / "docs" / "web-app.md"
 README = ROOT / "README.md"
 
 
-@pytest.fixture(scope="module")
-def tab(shared_context: BrowserContext) -> Iterator[ConsoleTab]:
-    """One console tab for this module, on a queue of its own (so it leads it)."""
-    tab = ConsoleTab.open(shared_context, "test_console")
-    try:
-        tab.expect_role("leader")
-        yield tab
-    finally:
-        tab.page.close()
-
-
-@pytest.fixture(autouse=True)
-def no_browser_errors(session_log: BrowserLog) -> Iterator[None]:
-    """Fail the test during which the tab logged an error."""
-    yield
-    session_log.assert_clean()
+tab = module_console_tab("test_console")
+no_browser_errors = fail_on_browser_errors()
 
 
 def test_submitted_job_shows_live_progress_up_to_100_percent_and_its_output(

@@ -8,12 +8,10 @@ belongs on its job's card, not there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_log import BrowserLog
-from console_tab import ConsoleTab
+from console_tab import ConsoleTab, fail_on_browser_errors, module_console_tab
 from playwright.sync_api import BrowserContext, expect
 
 # A negative cannot be waited for, only watched: this is four of the leader's poll
@@ -28,22 +26,8 @@ await storage.subscribe(lambda event, seen=events: seen.append([str(event.name),
 """
 
 
-@pytest.fixture(scope="module")
-def tab(shared_context: BrowserContext) -> Iterator[ConsoleTab]:
-    """One console tab for this module, on a queue of its own (so it leads it)."""
-    tab = ConsoleTab.open(shared_context, "test_console_kinds")
-    try:
-        tab.expect_role("leader")
-        yield tab
-    finally:
-        tab.page.close()
-
-
-@pytest.fixture(autouse=True)
-def no_browser_errors(session_log: BrowserLog) -> Iterator[None]:
-    """Fail the test during which a tab logged an error."""
-    yield
-    session_log.assert_clean()
+tab = module_console_tab("test_console_kinds")
+no_browser_errors = fail_on_browser_errors()
 
 
 def submit_with_priority(tab: ConsoleTab, priority: str, task: str, **params: Any) -> list[int]:
