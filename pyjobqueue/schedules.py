@@ -199,8 +199,7 @@ def _zone(name: object) -> tzinfo:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValueError(
-            f"unknown timezone {name!r} (an IANA name such as 'Europe/Paris'; under "
-            "Pyodide, non-UTC zones need the tzdata package)"
+            f"unknown timezone {name!r} (expected an IANA name such as 'Europe/Paris')"
         ) from None
 
 
