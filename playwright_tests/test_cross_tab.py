@@ -8,10 +8,12 @@ the real IndexedDB, BroadcastChannel and Web Locks of Debian's Chromium.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -181,3 +183,24 @@ def test_one_tab_leads_and_another_takes_over_when_it_ends(
     assert "job_retry" in _names_of(follower, job_id, "job_complete")  # type: ignore[operator]
     took = follower.call("became_leader_at") - ended_at
     print(f"the lock passed to the other tab {took:.0f} ms after the leader's tab ended ({how})")
+
+
+def test_two_tabs_running_one_schedule_enqueue_each_tick_exactly_once(
+    watched_context: BrowserContext, harness_url: str
+) -> None:
+    queue, database = names()
+    tabs = [open_tab(watched_context, harness_url, name) for name in ("A", "B")]
+    for tab in tabs:  # no leader lock: both check every tick, each in its own tab
+        tab.call("start_server", queue=queue, database=database, leader_lock=False, scheduled=True)
+    tabs[0].call("connect_client", queue=queue, database=database)
+    ticks = eventually(lambda: _at_least(tabs[0].call("scheduled_ticks"), 4), timeout=60)
+    for tab in tabs:
+        tab.call("stop_server")
+    ticks = tabs[0].call("scheduled_ticks")
+    assert len(ticks) == len(set(ticks)), f"a tick ran twice: {ticks}"
+    seconds = [datetime.fromisoformat(tick).timestamp() for tick in ticks]
+    assert all(b - a == 1 for a, b in itertools.pairwise(seconds)), ticks
+
+
+def _at_least(ticks: list[str], count: int) -> list[str] | None:
+    return ticks if len(ticks) >= count else None

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
-from pyjobqueue import JobContext, JobQueueClient, JobQueueServer, job
+from pyjobqueue import JobContext, JobQueueClient, JobQueueServer, JobStatus, Schedule, job
 from pyjobqueue.browser import WebLocksLeaderLock
 from pyjobqueue.storage import IndexedDbQueueStorage
 
@@ -33,8 +34,15 @@ async def setup(name: str) -> str:
     return name
 
 
-async def start_server(queue: str, database: str, leader_lock: bool) -> bool:
-    """A server for `queue`; with a leader lock it runs only while this tab holds the lock."""
+# What `start_server(scheduled=True)` runs: a job every second, whatever tab enqueues it.
+EVERY_SECOND = Schedule("every-second", kind=double, every=timedelta(seconds=1), input={"n": 1})
+
+
+async def start_server(
+    queue: str, database: str, leader_lock: bool, scheduled: bool = False
+) -> bool:
+    """A server for `queue`; with a leader lock it runs only while this tab holds the lock;
+    `scheduled`: it also runs the EVERY_SECOND schedule."""
     lock = WebLocksLeaderLock(f"pyjobqueue {database} {queue}") if leader_lock else None
     server = JobQueueServer(
         double,
@@ -42,6 +50,7 @@ async def start_server(queue: str, database: str, leader_lock: bool) -> bool:
         leader_lock=lock,
         poll_interval_ms=50,
         lease_ms=60_000,  # longer than the tests: recovery must come from the takeover
+        schedules=[EVERY_SECOND] if scheduled else None,
     )
     TAB["server"] = server
     await server.start()
@@ -111,6 +120,21 @@ async def get_job(job_id: int) -> dict[str, Any] | None:
     return None if stored is None else stored.as_dict()
 
 
+async def stop_server() -> bool:
+    """Stop this tab's server."""
+    server: JobQueueServer[Any, Any] | None = TAB["server"]
+    if server is not None:
+        await server.stop()
+    return True
+
+
+async def scheduled_ticks() -> list[str]:
+    """The ticks of the completed jobs of the schedule, from the connected client."""
+    client: JobQueueClient[Any, Any] = TAB["client"]
+    jobs = await client.peek(JobStatus.COMPLETED, 1000)
+    return sorted(job.metadata["tick"] for job in jobs if "tick" in job.metadata)
+
+
 async def stats() -> dict[str, Any]:
     """What this tab's server did."""
     server: JobQueueServer[Any, Any] = TAB["server"]
@@ -141,6 +165,8 @@ COMMANDS = {
         events,
         get_job,
         stats,
+        stop_server,
+        scheduled_ticks,
     )
 }
 
