@@ -196,11 +196,9 @@ async def test_a_version_2_database_upgrades_in_place_and_keeps_its_jobs() -> No
             }
         finally:
             await connection.close()
-    assert (
-        [row["version"] for row in versions]
-        == [1, 2, 3]
-        == list(range(1, migrations.LATEST_VERSION + 1))
-    )
+    assert [row["version"] for row in versions][:3] == [1, 2, 3] and [
+        row["version"] for row in versions
+    ] == list(range(1, migrations.LATEST_VERSION + 1))
     assert "(queue_name, priority DESC, run_after, id)" in indexes["pyjobqueue_jobs_claim"]
     assert "UNIQUE" in indexes["pyjobqueue_jobs_unique_key"]
 

@@ -138,10 +138,12 @@ def _make_rate_limiter_storage(target: Target) -> RateLimiterStorage:
 
 
 def _load_attribute(spec: str, what: str, example: str) -> Any:
-    """The object named 'module:name' (or 'package.module:Outer.Inner')."""
+    """The object named 'module:name' (or 'package.module:Outer.Inner'); `example` is
+    how such a spec looks (app:ResizeImage)."""
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
-        raise CliError(f"{what} {spec!r} must be written module:name, for example {example}")
+        shape = "module:JobClass" if what == "job" else "module:name"
+        raise CliError(f"{what} {spec!r} must be written {shape}, for example {example}")
     module = _import_module(module_name)
     value: Any = module
     for part in attribute.split("."):
