@@ -35,9 +35,9 @@ RECORD_PROGRESS = """() => {
 }"""
 
 
-def console_url(queue: str) -> str:
-    """The console's address for one queue."""
-    return "/?" + urllib.parse.urlencode({"queue": queue})
+def console_url(queue: str, **params: str) -> str:
+    """The console's address for one queue (and other page parameters: schedule=N)."""
+    return "/?" + urllib.parse.urlencode({"queue": queue, **params})
 
 
 class ConsoleTab:
@@ -47,10 +47,10 @@ class ConsoleTab:
         self.page = page
 
     @classmethod
-    def open(cls, context: BrowserContext, queue: str) -> ConsoleTab:
+    def open(cls, context: BrowserContext, queue: str, **params: str) -> ConsoleTab:
         """Open the console of `queue` in a new tab of `context` and wait until it is up."""
         tab = cls(context.new_page())
-        tab.page.goto(console_url(queue))
+        tab.page.goto(console_url(queue, **params))
         tab.wait_ready()
         return tab
 

@@ -269,6 +269,7 @@ class FakeView:
         self.clock = 0
         self.shown: dict[int, dict[str, Any]] = {}
         self.paused_shown: list[bool] = []
+        self.schedules_shown: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
 
     def mark(self) -> int:
@@ -286,6 +287,9 @@ class FakeView:
 
     def counts(self, counts_json: str) -> None:
         pass
+
+    def schedules(self, schedules_json: str) -> None:
+        self.schedules_shown = json.loads(schedules_json)
 
     def paused(self, paused: bool) -> None:
         self.paused_shown.append(paused)

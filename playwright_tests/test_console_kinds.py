@@ -230,3 +230,24 @@ def test_a_completed_job_has_no_traceback(tab: ConsoleTab) -> None:
     tab.expect_status(job_id, "COMPLETED")
     expect(tab.job(job_id).locator("details.traceback")).to_be_hidden()
     assert stored(tab, job_id, "error_traceback") == [None]
+
+
+def test_the_demo_schedule_shows_its_next_tick_and_its_jobs_run(
+    shared_context: BrowserContext,
+) -> None:
+    scheduled = ConsoleTab.open(shared_context, "test_console_schedule", schedule="1")
+    try:
+        scheduled.expect_role("leader")
+        item = scheduled.page.locator('#schedules [data-schedule="hash every 1 s"]')
+        expect(item).to_be_visible(timeout=30_000)
+        expect(item.locator(".schedule-next")).to_contain_text("next tick")
+        # A tick has run: the schedule says when, and its job is done (a hash chain).
+        expect(item.locator(".schedule-last")).to_contain_text("last", timeout=30_000)
+        scheduled.page.wait_for_function(
+            "() => Number(document.querySelector('[data-stat=\"completed\"]').textContent) >= 2",
+            timeout=30_000,
+        )
+        kinds = scheduled.page.locator("#job-list .job-kind").all_inner_texts()
+        assert kinds and all("hash_chain" in kind for kind in kinds), kinds
+    finally:
+        scheduled.page.close()

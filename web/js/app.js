@@ -63,6 +63,9 @@ function render() {
 function startWorker() {
   const url = new URL("./worker.js", import.meta.url);
   url.searchParams.set("queue", QUEUE);
+  // `?schedule=N`: this tab's server also runs the demo schedule, every N seconds.
+  const schedule = new URLSearchParams(location.search).get("schedule");
+  if (schedule) url.searchParams.set("schedule", schedule);
   const worker = new Worker(url, { type: "module" });
   return new Promise((resolve, reject) => {
     worker.onerror = (event) => {

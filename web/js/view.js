@@ -220,6 +220,29 @@ export class ConsoleView {
     }
   }
 
+  // The queue's schedules (as storage keeps them: every tab's servers share them), with
+  // their next tick; hidden while the queue has none.
+  schedules(schedulesJson) {
+    const schedules = JSON.parse(schedulesJson);
+    const section = this.root.querySelector("#schedules");
+    const list = section.querySelector("ul");
+    section.hidden = schedules.length === 0;
+    list.replaceChildren(
+      ...schedules.map((schedule) =>
+        el(
+          "li",
+          { class: "schedule", "data-schedule": schedule.name },
+          el("span", { class: "schedule-name", text: schedule.name }),
+          el("span", { class: "schedule-next", text: `next tick ${clock(schedule.next_tick)}` }),
+          el("span", {
+            class: "schedule-last",
+            text: schedule.last_tick ? `last ${clock(schedule.last_tick)}` : "not run yet",
+          }),
+        ),
+      ),
+    );
+  }
+
   serverStats(stats) {
     const text = (name, value) => {
       this.root.querySelector(`[data-stat="${name}"]`).textContent = value;

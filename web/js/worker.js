@@ -8,8 +8,8 @@ try {
   const pyodide = await bootPython(["console_jobs", "console_worker"]);
   const module = pyodide.pyimport("console_worker");
   // Kept for the life of the worker: the server runs until the tab closes.
-  const queue = new URL(self.location.href).searchParams.get("queue");
-  self.consoleServer = await module.start(queue);
+  const params = new URL(self.location.href).searchParams;
+  self.consoleServer = await module.start(params.get("queue"), params.get("schedule"));
   module.destroy();
 } catch (error) {
   postMessage(JSON.stringify({ type: "error", message: `the job worker could not start: ${error}` }));

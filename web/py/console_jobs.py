@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pyjobqueue import AbortSignalJobError, Job, JobContext, RetryableJobError, job
+from pyjobqueue import AbortSignalJobError, Job, JobContext, RetryableJobError, Schedule, job
 from pyjobqueue.limits import MAX_PRIORITY, MIN_PRIORITY
 
 QUEUE_NAME = "console"  # the default; `?queue=name` in the URL picks another
@@ -317,3 +317,17 @@ def catalogue() -> list[JsonDict]:
         }
         for task in TASKS.values()
     ]
+
+
+def hash_schedule(seconds: int) -> Schedule:
+    """The console's demo schedule (`?schedule=N`): a short hash chain every N seconds,
+    enqueued once per tick by whichever tab's server gets there first."""
+    if not 1 <= seconds <= 86_400:
+        raise ValueError("schedule must be a number of seconds from 1 to 86400")
+    return Schedule(
+        f"hash every {seconds} s",
+        kind=TASKS["hash"].kind,
+        every=timedelta(seconds=seconds),
+        input=make_input("hash", {"rounds": 20_000}),
+        max_retries=TASKS["hash"].max_retries,
+    )

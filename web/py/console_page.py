@@ -69,6 +69,9 @@ class View(Protocol):
     def counts(self, counts_json: str) -> None:
         """Show how many jobs have each status."""
 
+    def schedules(self, schedules_json: str) -> None:
+        """Show the queue's schedules: name, last and next tick (ISO times)."""
+
     def paused(self, paused: bool) -> None:
         """Show whether the queue is paused."""
 
@@ -183,9 +186,18 @@ class Console:
         await self.show_paused()
 
     async def show_counts(self) -> None:
-        """Show how many jobs have each status."""
+        """Show how many jobs have each status, and the queue's schedules."""
         counts = {status.value: await self.storage.size(status) for status in JobStatus}
         self.view.counts(json.dumps(counts))
+        schedules = [
+            {
+                "name": state.name,
+                "last_tick": None if state.last_tick is None else state.last_tick.isoformat(),
+                "next_tick": state.next_tick.isoformat(),
+            }
+            for state in await self.client.schedules()
+        ]
+        self.view.schedules(json.dumps(schedules))
 
     async def show_paused(self) -> None:
         """Show whether the queue is paused, as storage says (unless an event has told

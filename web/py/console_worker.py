@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import js  # the worker's globalThis
-from console_jobs import JOB_CLASSES, WORKER_COUNT
+from console_jobs import JOB_CLASSES, WORKER_COUNT, hash_schedule
 
 from pyjobqueue import JobQueueServer
 from pyjobqueue.browser import WebLocksLeaderLock
@@ -71,7 +71,7 @@ class ReportingLeaderLock:
 class ConsoleServer:
     """The server of one tab, and what it tells its page."""
 
-    def __init__(self, queue_name: str) -> None:
+    def __init__(self, queue_name: str, schedule_seconds: int | None = None) -> None:
         storage = IndexedDbQueueStorage(queue_name)
         lock_name = "pyjobqueue-console " + json.dumps(queue_name)
         lock = ReportingLeaderLock(WebLocksLeaderLock(lock_name), self._report_lead)
@@ -82,6 +82,7 @@ class ConsoleServer:
             worker_count=WORKER_COUNT,
             leader_lock=lock,
             poll_interval_ms=250,
+            schedules=None if schedule_seconds is None else [hash_schedule(schedule_seconds)],
         )
         for event in (EventName.JOB_COMPLETE, EventName.JOB_ERROR, EventName.JOB_RETRY):
             self.server.on(event, self._report_stats)
@@ -101,9 +102,10 @@ class ConsoleServer:
         post({"type": "stats", "stats": stats})
 
 
-async def start(queue_name: str) -> ConsoleServer:
-    """Start this tab's server on the queue."""
+async def start(queue_name: str, schedule: str | None = None) -> ConsoleServer:
+    """Start this tab's server on the queue (`schedule`: the seconds of the demo schedule,
+    from the page's `?schedule=` parameter)."""
     logging.getLogger("pyjobqueue.worker").addFilter(AttemptTracebackOnItsCard())
-    console = ConsoleServer(queue_name)
+    console = ConsoleServer(queue_name, None if not schedule else int(schedule))
     await console.start()
     return console
