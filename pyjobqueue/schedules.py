@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from . import limits
+from ._json import fingerprint, validate_json
 from .job import Job, is_job_class, kind_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -290,8 +291,6 @@ class Schedule:
 
     def job(self, tick: datetime, queue_name: str) -> Job[Any, Any]:
         """The job this schedule enqueues for `tick`."""
-        from ._json import fingerprint, validate_json
-
         validate_json(self.input, f"schedule {self.name!r} input")
         return Job(
             input=self.input,
