@@ -35,6 +35,7 @@ from .events import (
 )
 from .job import FINISHED_STATUSES, InputT, Job, JobStatus, OutputT, is_job_class, kind_of, utcnow
 from .outcome import AbortReason
+from .presence import ServerInfo
 from .schedules import ScheduleState
 from .storage.base import QueueStorage, Unsubscribe
 
@@ -384,6 +385,11 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
     async def counts(self) -> dict[tuple[str | None, JobStatus], int]:
         """How many jobs there are of each (kind, status) present."""
         return await self.storage.counts()
+
+    async def servers(self) -> list[ServerInfo]:
+        """The servers of the queue that are alive (their heartbeat has not expired), in
+        any process, machine or tab: host, pid, kinds, workers, since when, last seen."""
+        return await self.storage.servers(utcnow())
 
     async def schedules(self) -> list[ScheduleState]:
         """The schedules of the queue that servers run (or ran): name, last_tick (None

@@ -29,6 +29,7 @@ from .leader import LeaderLock
 from .limiters import Limiter
 from .middleware import Middleware, require_middleware
 from .outcome import Outcome, OutcomeKind, decide_recovery
+from .presence import ServerInfo, this_host
 from .schedules import Schedule, Step, decide_step
 from .storage.base import QueueStorage, Unsubscribe
 from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
@@ -45,6 +46,10 @@ SWEEP_MIN_AGE_MS = 1_000
 _TICK = timedelta(microseconds=1)
 # A failed maintenance round is tried again after its tick, doubling up to this.
 MAINTENANCE_RETRY_MAX_SECONDS = 60.0
+# A server records its heartbeat this often (or each third of a lease, if shorter); it
+# counts as alive until HEARTBEATS_MISSED heartbeats were missed.
+HEARTBEAT_SECONDS = 10.0
+HEARTBEATS_MISSED = 3
 # Schedules are checked at least this often (SPEC 8.6: a tick runs within about a second).
 SCHEDULE_CHECK_SECONDS = 1.0
 
@@ -169,6 +174,8 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self._paused = False
         self._outcome_listeners: list[OutcomeListener] = []
         self._scheduler: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._started_at = utcnow()
 
     # -- events -----------------------------------------------------------------
 
@@ -229,6 +236,9 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             self._stopping = None  # a stop after a failure that nobody awaited
         self._unsubscribe = await self.storage.subscribe(self._on_feed)
         self._paused = await self.storage.is_paused()
+        self._started_at = utcnow()
+        await self._record_heartbeat()
+        self._heartbeat = asyncio.create_task(self._heartbeats(), name="pyjobqueue heartbeat")
         if self.leader_lock is None:
             await self._lead()
         else:
@@ -304,17 +314,21 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leadership
             self._leadership = None
-        for task in (self._maintenance, self._scheduler):
+        for task in (self._maintenance, self._scheduler, self._heartbeat):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._maintenance = self._scheduler = None
+        self._maintenance = self._scheduler = self._heartbeat = None
         if self._worker is not None:
             await self._worker.stop()
             self._worker = None
         if self.leader_lock is not None:
             await self.leader_lock.release()
+        try:
+            await self.storage.remove_server(self.server_id)
+        except Exception as error:  # its heartbeat expires by itself
+            logger.debug("server %s: could not remove its heartbeat: %s", self.server_id, error)
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
@@ -460,6 +474,42 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
                 continue
             backoff.succeeded()
             await asyncio.sleep(tick)
+
+    # -- heartbeat ----------------------------------------------------------------
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between two heartbeats: a third of a lease, at most HEARTBEAT_SECONDS."""
+        return min(HEARTBEAT_SECONDS, self.lease_ms / 3000)
+
+    def info(self) -> ServerInfo:
+        """What this server's heartbeat says of it now."""
+        host, pid = this_host()
+        now = utcnow()
+        return ServerInfo(
+            server_id=self.server_id,
+            host=host,
+            pid=pid,
+            kinds=tuple(kind_of(job_class) for job_class in self.job_classes),
+            worker_count=self.worker_count,
+            started_at=self._started_at,
+            last_seen=now,
+            expires_at=now + timedelta(seconds=HEARTBEATS_MISSED * self.heartbeat_interval),
+            paused=self._paused,
+        )
+
+    async def _record_heartbeat(self) -> None:
+        try:
+            await self.storage.record_server(self.info())
+        except Exception as error:  # an outage: the next heartbeat tries again
+            logger.warning(
+                "server %s: could not record its heartbeat (%s)", self.server_id, one_line(error)
+            )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await self._record_heartbeat()
 
     # -- schedules ----------------------------------------------------------------
 

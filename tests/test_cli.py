@@ -462,7 +462,8 @@ def test_status_counts_jobs_by_kind(cli: Cli) -> None:
     start = lines.index("jobs by kind")
     assert lines[start + 1].split()[:3] == ["KIND", "PENDING", "PROCESSING"]
     assert lines[start + 1].split()[-1] == "TOTAL"
-    rows = [line.split() for line in lines[start + 2 :]]
+    table = lines[start + 2 :]
+    rows = [line.split() for line in table[: table.index("")]]  # up to the servers' part
     assert [(row[0], row[1], row[-1]) for row in rows] == [
         ("Steps", "2", "2"),
         ("shout", "1", "1"),
@@ -624,3 +625,17 @@ def test_three_worker_processes_run_one_schedule_each_tick_exactly_once(cli: Cli
     assert datetime.fromisoformat(state["last_tick"]) >= ticks[-1]
     text = cli.ok("schedules").stdout
     assert "every-second" in text and "every 1s" in text
+
+
+def test_status_lists_the_servers_that_are_alive(cli: Cli) -> None:
+    assert cli.json("status")["servers"] == []
+    assert "no server of this queue is running" in cli.ok("status").stdout
+    worker = cli.worker("cli_jobs:Steps", "cli_jobs:Tick", "--workers", "3")
+    [server] = cli.json("status")["servers"]
+    assert server["kinds"] == ["Steps", "tick"] and server["worker_count"] == 3
+    assert server["pid"] == worker.process.pid
+    text = cli.ok("status").stdout
+    assert "servers alive" in text and "Steps, tick" in text
+    worker.send(signal.SIGINT)
+    assert worker.wait() == 0
+    assert cli.json("status")["servers"] == []  # a stopped server removes its heartbeat

@@ -58,12 +58,14 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 async def run_status(args: argparse.Namespace) -> int:
-    """Whether the queue is paused; counts of jobs per status, and per kind and status."""
+    """Whether the queue is paused; counts of jobs per status, and per kind and status;
+    the servers that are alive."""
     target = _target(args)
     async with opened_queue(target) as storage:
         client = _client(storage)
         paused = await client.is_paused()
         by_kind = await client.counts()
+        servers = await client.servers()
     counts = {status.value: 0 for status in JobStatus}
     kinds: dict[str | None, dict[str, int]] = {}
     for (kind, status), count in by_kind.items():
@@ -83,6 +85,18 @@ async def run_status(args: argparse.Namespace) -> int:
                 "kinds": [
                     {"kind": kind, "counts": kinds[kind], "total": sum(kinds[kind].values())}
                     for kind in order
+                ],
+                "servers": [
+                    {
+                        "server_id": server.server_id,
+                        "host": server.host,
+                        "pid": server.pid,
+                        "kinds": list(server.kinds),
+                        "worker_count": server.worker_count,
+                        "started_at": server.started_at.isoformat(),
+                        "last_seen": server.last_seen.isoformat(),
+                    }
+                    for server in servers
                 ],
             }
         )
@@ -104,6 +118,23 @@ async def run_status(args: argparse.Namespace) -> int:
         ]
         print_line("")
         print_table(columns, kind_rows, title="jobs by kind")
+    print_line("")
+    if not servers:
+        print_line("no server of this queue is running")
+        return 0
+    server_rows = [
+        [
+            server.host,
+            "-" if server.pid is None else str(server.pid),
+            ", ".join(server.kinds),
+            str(server.worker_count),
+            _with_age(server.started_at.isoformat()),
+            _with_age(server.last_seen.isoformat()),
+        ]
+        for server in servers
+    ]
+    columns = ["host", "pid", "kinds", "workers", "started", "last heartbeat"]
+    print_table(columns, server_rows, title="servers alive")
     return 0
 
 

@@ -17,6 +17,7 @@ from ..events import JobEvent
 from ..job import Job, JobStatus
 from ..limits import check_name
 from ..outcome import Outcome
+from ..presence import ServerInfo
 from ..schedules import ScheduleState
 from .feed import EventListener, Unsubscribe
 
@@ -183,6 +184,16 @@ class QueueStorage(Protocol):
         """Apply `schedules.decide_step` to the schedule's stored state, atomically: START
         records `spec` and `next_tick` (no job), ENQUEUE records `due` as the last tick and
         `next_tick`, and inserts `job`, in one transaction; the new job's id, or None."""
+
+    async def record_server(self, server: ServerInfo) -> None:
+        """Store a server's heartbeat (replacing its previous one), and forget servers
+        whose heartbeat expired more than `presence.FORGET_AFTER` ago."""
+
+    async def remove_server(self, server_id: str) -> None:
+        """Forget a server (it stopped)."""
+
+    async def servers(self, now: datetime) -> list[ServerInfo]:
+        """The servers of the queue whose heartbeat has not expired at `now`."""
 
     async def set_paused(self, paused: bool) -> bool:
         """Pause (True) or resume (False) the queue, for every server of it; whether that

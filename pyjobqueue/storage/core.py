@@ -25,6 +25,7 @@ from ..events import JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..limits import check_aware, check_name
 from ..outcome import Outcome, OutcomeKind
+from ..presence import FORGET_AFTER, ServerInfo
 from ..schedules import ScheduleState
 from .base import Added, StorageLifecycle, check_queue_name
 from .feed import ChangeFeed, EventListener, Unsubscribe
@@ -142,6 +143,15 @@ class QueueEngine(Protocol):
         """In one transaction: read the schedule's state, apply `schedules.decide_step`
         (START: store spec and next_tick, keeping last_tick; ENQUEUE: store due as
         last_tick and next_tick, and insert `job`); the inserted job's id, or None."""
+
+    async def record_server(self, server: ServerInfo, forget_before: datetime) -> None:
+        """Upsert the server's heartbeat; delete those that expired before `forget_before`."""
+
+    async def remove_server(self, server_id: str) -> None:
+        """Delete the server's heartbeat."""
+
+    async def servers(self) -> list[ServerInfo]:
+        """Every stored heartbeat of the queue (alive or not)."""
 
     async def set_paused(self, paused: bool) -> bool:
         """Store whether the queue is paused; whether it changed."""
@@ -374,6 +384,23 @@ class BaseQueueStorage(StorageLifecycle):
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
         return await self._engine.is_paused()
+
+    # -- servers -----------------------------------------------------------------
+
+    async def record_server(self, server: ServerInfo) -> None:
+        """Store a server's heartbeat; forget long-expired ones (see QueueStorage)."""
+        check_aware("expires_at", server.expires_at)
+        await self._engine.record_server(server, server.last_seen - FORGET_AFTER)
+
+    async def remove_server(self, server_id: str) -> None:
+        """Forget a server that stopped."""
+        await self._engine.remove_server(server_id)
+
+    async def servers(self, now: datetime) -> list[ServerInfo]:
+        """The servers whose heartbeat has not expired at `now`, oldest first."""
+        check_aware("now", now)
+        alive = [server for server in await self._engine.servers() if server.alive(now)]
+        return sorted(alive, key=lambda server: (server.started_at, server.server_id))
 
     # -- schedules ---------------------------------------------------------------
 

@@ -19,6 +19,8 @@ SEQUENCES = "sequences"  # keyPath "queue"; {queue, last}: the last seq of each 
 QUEUES = "queues"  # keyPath "queue"; {queue, paused, updated_at}: per-queue state
 # keyPath [queue, name]; {queue, name, spec, last_tick, next_tick}: each schedule's ticks
 SCHEDULES = "schedules"
+# keyPath [queue, server_id]; a ServerInfo's fields: each running server's last heartbeat
+SERVERS = "servers"
 
 # Version 3. Besides the fields of `Job`, a job record carries three fields that exist
 # only to be index keys (IndexedDB indexes sort ascending and skip records whose key
@@ -109,10 +111,16 @@ def _create_schedules(database: JsObject, transaction: JsObject) -> None:
     database.createObjectStore(SCHEDULES, json_to_js({"keyPath": ["queue", "name"]}))
 
 
+def _create_servers(database: JsObject, transaction: JsObject) -> None:
+    """Version 5: the servers store (pyjobqueue.presence)."""
+    database.createObjectStore(SERVERS, json_to_js({"keyPath": ["queue", "server_id"]}))
+
+
 MIGRATIONS: tuple[Migration[Upgrade], ...] = (
     Migration(1, "the jobs store and the two rate limiter stores", _create_stores),
     Migration(2, "the events log, numbered per queue", _create_events_log),
     Migration(3, "kinds, priorities, unique keys, and the queues store", _add_kinds),
     Migration(4, "the schedules store", _create_schedules),
+    Migration(5, "the servers store", _create_servers),
 )
 LATEST_VERSION = len(MIGRATIONS)

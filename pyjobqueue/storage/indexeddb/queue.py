@@ -20,6 +20,7 @@ from ...browser._ffi import JsObject, is_missing, js_array, js_to_json, json_to_
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
+from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage, start_events
@@ -35,7 +36,7 @@ from .codec import (
 )
 from .connection import DEFAULT_DATABASE, Body, Database, is_transient
 from .feed import LOG_STORES, EventFeed, Logged, log_events
-from .migrations import JOBS, QUEUES, SCHEDULES
+from .migrations import JOBS, QUEUES, SCHEDULES, SERVERS
 
 T = TypeVar("T")
 # What a transition does to one job: (whether to store it, what the operation returns).
@@ -428,6 +429,53 @@ class IndexedDbQueueEngine:
 
     # -- control ------------------------------------------------------------------
 
+    async def record_server(self, server: ServerInfo, forget_before: datetime) -> None:
+        """Put the heartbeat and forget long-expired ones, in one transaction."""
+        record = {
+            "queue": self.queue_name,
+            "server_id": server.server_id,
+            "host": server.host,
+            "pid": server.pid,
+            "kinds": list(server.kinds),
+            "worker_count": server.worker_count,
+            "started_at": encode_time(server.started_at),
+            "last_seen": encode_time(server.last_seen),
+            "expires_at": encode_time(server.expires_at),
+            "paused": server.paused,
+        }
+        cutoff = encode_time(forget_before)
+        index_range = key_range([self.queue_name], [self.queue_name, AFTER_ALL])
+
+        def body(transaction: JsObject) -> Body[None]:
+            servers = transaction.objectStore(SERVERS)
+            servers.put(json_to_js(record))
+            known = js_to_json((yield servers.getAll(index_range))) or []
+            for old in known:
+                if old["expires_at"] < cutoff:
+                    servers.delete(js_array([self.queue_name, old["server_id"]]))
+
+        await self._database.run([SERVERS], "readwrite", body)
+
+    async def remove_server(self, server_id: str) -> None:
+        """Delete the heartbeat."""
+
+        def body(transaction: JsObject) -> Body[None]:
+            transaction.objectStore(SERVERS).delete(js_array([self.queue_name, server_id]))
+            yield from ()  # a body is a generator; this one waits for no result
+
+        await self._database.run([SERVERS], "readwrite", body)
+
+    async def servers(self) -> list[ServerInfo]:
+        """Every heartbeat of the queue."""
+        index_range = key_range([self.queue_name], [self.queue_name, AFTER_ALL])
+
+        def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
+            return js_to_json((yield transaction.objectStore(SERVERS).getAll(index_range))) or []
+
+        return [
+            _server_info(record) for record in await self._database.run([SERVERS], "readonly", body)
+        ]
+
     async def schedule_states(self) -> list[ScheduleState]:
         """Every schedule record of the queue."""
         index_range = key_range([self.queue_name], [self.queue_name, AFTER_ALL])
@@ -611,4 +659,20 @@ def _schedule_state(record: dict[str, Any]) -> ScheduleState:
     assert next_tick is not None
     return ScheduleState(
         record["name"], decode_time(record["last_tick"]), next_tick, record["spec"]
+    )
+
+
+def _server_info(record: dict[str, Any]) -> ServerInfo:
+    times = [decode_time(record[field]) for field in ("started_at", "last_seen", "expires_at")]
+    started_at, last_seen, expires_at = (time for time in times if time is not None)
+    return ServerInfo(
+        server_id=record["server_id"],
+        host=record["host"],
+        pid=record["pid"],
+        kinds=tuple(record["kinds"]),
+        worker_count=int(record["worker_count"]),
+        started_at=started_at,
+        last_seen=last_seen,
+        expires_at=expires_at,
+        paused=bool(record["paused"]),
     )

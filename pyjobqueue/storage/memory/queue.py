@@ -14,6 +14,7 @@ from ... import transitions
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import Outcome
+from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage
@@ -48,6 +49,7 @@ class MemoryQueueEngine:
         self._unique: dict[str, int] = {}
         self._paused = False
         self._schedules: dict[str, ScheduleState] = {}
+        self._servers: dict[str, ServerInfo] = {}
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -249,6 +251,21 @@ class MemoryQueueEngine:
             ((job_id, _created),) = await self.insert([job])
             return job_id
         return None
+
+    async def record_server(self, server: ServerInfo, forget_before: datetime) -> None:
+        """Keep the heartbeat."""
+        self._servers[server.server_id] = server
+        for server_id, known in list(self._servers.items()):
+            if known.expires_at < forget_before:
+                del self._servers[server_id]
+
+    async def remove_server(self, server_id: str) -> None:
+        """Forget the server."""
+        self._servers.pop(server_id, None)
+
+    async def servers(self) -> list[ServerInfo]:
+        """Every heartbeat kept."""
+        return list(self._servers.values())
 
     async def set_paused(self, paused: bool) -> bool:
         """Pause or resume."""

@@ -120,6 +120,23 @@ CREATE TABLE pyjobqueue_schedules (
 );
 """
 
+_SERVERS = """
+-- The last heartbeat of each running server of a queue (pyjobqueue.presence).
+CREATE TABLE pyjobqueue_servers (
+    queue_name text NOT NULL,
+    server_id text NOT NULL,
+    host text NOT NULL,
+    pid integer,
+    kinds json NOT NULL,
+    worker_count integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    last_seen timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL,
+    paused boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (queue_name, server_id)
+);
+"""
+
 MIGRATIONS: tuple[Migration[str], ...] = (
     Migration(
         1, "jobs, large events, rate limiter executions and limits", _JOBS_EVENTS_AND_RATE_LIMITS
@@ -131,6 +148,7 @@ MIGRATIONS: tuple[Migration[str], ...] = (
         _KINDS_PRIORITIES_UNIQUE_KEYS_PAUSE,
     ),
     Migration(4, "schedules: the last and next tick of each schedule of a queue", _SCHEDULES),
+    Migration(5, "the servers of each queue: their last heartbeat", _SERVERS),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -374,6 +374,26 @@ UPDATE pyjobqueue_schedules SET spec = $3, last_tick = $4, next_tick = $5
 WHERE queue_name = $1 AND name = $2
 """
 
+# -- servers (heartbeats) -------------------------------------------------------------------
+
+_SERVER_COLUMNS = (
+    "server_id, host, pid, kinds, worker_count, started_at, last_seen, expires_at, paused"
+)
+# Upsert a heartbeat ($2...$10) of queue $1 and forget those that expired before $11.
+RECORD_SERVER = f"""
+WITH forgotten AS (
+    DELETE FROM pyjobqueue_servers WHERE queue_name = $1 AND expires_at < $11
+)
+INSERT INTO pyjobqueue_servers (queue_name, {_SERVER_COLUMNS})
+VALUES ($1, $2, $3, $4, $5::json, $6, $7, $8, $9, $10)
+ON CONFLICT (queue_name, server_id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, kinds = excluded.kinds,
+    worker_count = excluded.worker_count, started_at = excluded.started_at,
+    last_seen = excluded.last_seen, expires_at = excluded.expires_at, paused = excluded.paused
+"""
+REMOVE_SERVER = "DELETE FROM pyjobqueue_servers WHERE queue_name = $1 AND server_id = $2"
+SERVERS = f"SELECT {_SERVER_COLUMNS} FROM pyjobqueue_servers WHERE queue_name = $1"
+
 # -- events -----------------------------------------------------------------------------------
 
 # Log one event ($3, JSON; $2 its job) of queue $1 and notify channel $4 of it.

@@ -11,6 +11,7 @@ notifies nobody and a crash right after a write loses no event.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome
+from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage
@@ -261,6 +263,47 @@ class PostgresQueueEngine:
         """Whether the queue's flag is set."""
         paused: bool = await self._database.fetchval(sql.IS_PAUSED, self.queue_name)
         return paused
+
+    # -- servers ---------------------------------------------------------------------------
+
+    async def record_server(self, server: ServerInfo, forget_before: datetime) -> None:
+        """Upsert the heartbeat and forget long-expired ones, in one statement."""
+        await self._database.execute(
+            sql.RECORD_SERVER,
+            self.queue_name,
+            server.server_id,
+            encode_text(server.host),
+            server.pid,
+            json.dumps(list(server.kinds)),
+            server.worker_count,
+            server.started_at,
+            server.last_seen,
+            server.expires_at,
+            server.paused,
+            forget_before,
+        )
+
+    async def remove_server(self, server_id: str) -> None:
+        """Delete the heartbeat."""
+        await self._database.execute(sql.REMOVE_SERVER, self.queue_name, server_id)
+
+    async def servers(self) -> list[ServerInfo]:
+        """Every heartbeat of the queue."""
+        rows = await self._database.fetch(sql.SERVERS, self.queue_name)
+        return [
+            ServerInfo(
+                server_id=row["server_id"],
+                host=row["host"],
+                pid=row["pid"],
+                kinds=tuple(json.loads(row["kinds"])),
+                worker_count=row["worker_count"],
+                started_at=row["started_at"],
+                last_seen=row["last_seen"],
+                expires_at=row["expires_at"],
+                paused=row["paused"],
+            )
+            for row in rows
+        ]
 
     # -- schedules -------------------------------------------------------------------------
 

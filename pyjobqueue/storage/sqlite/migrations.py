@@ -164,6 +164,27 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
         """,
         ),
     ),
+    Migration(
+        5,
+        "the servers of each queue: their last heartbeat",
+        (
+            """
+        CREATE TABLE pyjobqueue_servers (
+            queue_name TEXT NOT NULL,
+            server_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER,
+            kinds TEXT NOT NULL,
+            worker_count INTEGER NOT NULL,
+            started_at INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (queue_name, server_id)
+        )
+        """,
+        ),
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -337,6 +337,28 @@ ON CONFLICT (queue_name, name) DO UPDATE SET
     spec = excluded.spec, last_tick = excluded.last_tick, next_tick = excluded.next_tick
 """
 
+# -- servers (heartbeats) ----------------------------------------------------------------
+
+SERVER_COLUMNS = (
+    "server_id, host, pid, kinds, worker_count, started_at, last_seen, expires_at, paused"
+)
+RECORD_SERVER = f"""
+INSERT INTO pyjobqueue_servers (queue_name, {SERVER_COLUMNS})
+VALUES (:queue_name, :server_id, :host, :pid, :kinds, :worker_count, :started_at,
+    :last_seen, :expires_at, :paused)
+ON CONFLICT (queue_name, server_id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, kinds = excluded.kinds,
+    worker_count = excluded.worker_count, started_at = excluded.started_at,
+    last_seen = excluded.last_seen, expires_at = excluded.expires_at, paused = excluded.paused
+"""
+FORGET_SERVERS = """
+DELETE FROM pyjobqueue_servers WHERE queue_name = :queue_name AND expires_at < :before
+"""
+REMOVE_SERVER = """
+DELETE FROM pyjobqueue_servers WHERE queue_name = :queue_name AND server_id = :server_id
+"""
+SERVERS = f"SELECT {SERVER_COLUMNS} FROM pyjobqueue_servers WHERE queue_name = :queue_name"
+
 # -- the change feed -----------------------------------------------------------------
 
 INSERT_EVENT = """

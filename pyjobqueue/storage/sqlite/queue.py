@@ -10,6 +10,7 @@ key reads the holders under the same write lock as it writes.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason, Outcome, OutcomeKind
+from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage, start_events
@@ -339,6 +341,37 @@ class SqliteQueueEngine:
 
     # -- control -------------------------------------------------------------------
 
+    async def record_server(self, server: ServerInfo, forget_before: datetime) -> None:
+        """Upsert the heartbeat and forget long-expired ones, in one write transaction."""
+        params = {
+            **self._queue,
+            "server_id": server.server_id,
+            "host": server.host,
+            "pid": server.pid,
+            "kinds": encode_json(list(server.kinds)),
+            "worker_count": server.worker_count,
+            "started_at": encode_time(server.started_at),
+            "last_seen": encode_time(server.last_seen),
+            "expires_at": encode_time(server.expires_at),
+            "paused": int(server.paused),
+        }
+        forget = {**self._queue, "before": encode_time(forget_before)}
+
+        async def record(connection: aiosqlite.Connection) -> None:
+            await execute(connection, sql.RECORD_SERVER, params)
+            await execute(connection, sql.FORGET_SERVERS, forget)
+
+        await self._database.transaction(record)
+
+    async def remove_server(self, server_id: str) -> None:
+        """Delete the heartbeat."""
+        await self._database.count(sql.REMOVE_SERVER, {**self._queue, "server_id": server_id})
+
+    async def servers(self) -> list[ServerInfo]:
+        """Every heartbeat of the queue."""
+        rows = await self._database.rows(sql.SERVERS, self._queue)
+        return [_server_info(row) for row in rows]
+
     async def schedule_states(self) -> list[ScheduleState]:
         """Every schedule row of the queue."""
         return [
@@ -480,3 +513,19 @@ def _schedule_state(row: Any) -> ScheduleState:
     last, next_tick = decode_time(row["last_tick"]), decode_time(row["next_tick"])
     assert next_tick is not None
     return ScheduleState(row["name"], last, next_tick, row["spec"])
+
+
+def _server_info(row: Any) -> ServerInfo:
+    times = [decode_time(row[column]) for column in ("started_at", "last_seen", "expires_at")]
+    started_at, last_seen, expires_at = (time for time in times if time is not None)
+    return ServerInfo(
+        server_id=row["server_id"],
+        host=row["host"],
+        pid=row["pid"],
+        kinds=tuple(json.loads(row["kinds"])),
+        worker_count=int(row["worker_count"]),
+        started_at=started_at,
+        last_seen=last_seen,
+        expires_at=expires_at,
+        paused=bool(row["paused"]),
+    )
