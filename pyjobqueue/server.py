@@ -237,14 +237,17 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self._unsubscribe = await self.storage.subscribe(self._on_feed)
         self._paused = await self.storage.is_paused()
         self._started_at = utcnow()
-        await self._record_heartbeat()
-        self._heartbeat = asyncio.create_task(self._heartbeats(), name="pyjobqueue heartbeat")
         if self.leader_lock is None:
             await self._lead()
         else:
             self._leadership = asyncio.create_task(
                 self._await_leadership(), name="pyjobqueue leader"
             )
+        # The first heartbeat is in place when start() returns. A storage that cannot
+        # take it for good (a read-only file) stops the server through its claims, which
+        # report it once; the later heartbeats report it themselves.
+        await self._record_heartbeat(report_permanent=False)
+        self._heartbeat = asyncio.create_task(self._heartbeats(), name="pyjobqueue heartbeat")
         self.events.emit(EventName.SERVER_START, self.queue_name)
         logger.info(
             "server %s started on queue %r: kinds %s, %d workers%s%s",
@@ -498,10 +501,15 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             paused=self._paused,
         )
 
-    async def _record_heartbeat(self) -> None:
+    async def _record_heartbeat(self, *, report_permanent: bool = True) -> None:
         try:
             await self.storage.record_server(self.info())
-        except Exception as error:  # an outage: the next heartbeat tries again
+        except Exception as error:
+            if is_permanent(self.storage, error):
+                if report_permanent:
+                    self._fail(error)
+                return
+            # An outage: the next heartbeat tries again.
             logger.warning(
                 "server %s: could not record its heartbeat (%s)", self.server_id, one_line(error)
             )
