@@ -16,6 +16,7 @@ from pyjobqueue import (
     PermanentJobError,
     RetryableJobError,
 )
+from pyjobqueue._json import fingerprint
 
 
 @dataclasses.dataclass
@@ -33,6 +34,13 @@ class Probe:
 
 
 PROBES: dict[str, Probe] = {}
+
+
+def new_job(input: Any = None, **fields: Any) -> Job[Any, Any]:
+    """A job record to store directly (the storage suites): input {"n": 1} by default,
+    with its fingerprint."""
+    value = {"n": 1} if input is None else input
+    return Job(input=value, fingerprint=fingerprint(value), **fields)
 
 
 def new_probe() -> Probe:

@@ -8,24 +8,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pyjobqueue import JobStatus
-from pyjobqueue._json import fingerprint
 from pyjobqueue.events import EventName, JobEvent
-from pyjobqueue.job import Job
 from pyjobqueue.outcome import Outcome, OutcomeKind
 from pyjobqueue.storage import QueueStorage
 
 from .conftest import Storages, eventually
+from .jobs import new_job
 
 LEASE = timedelta(seconds=30)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_job(input: Any = None, **fields: Any) -> Job[Any, Any]:
-    value = {"n": 1} if input is None else input
-    return Job(input=value, fingerprint=fingerprint(value), **fields)
 
 
 async def claim(

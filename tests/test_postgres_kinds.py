@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 
 from pyjobqueue import JobStatus
-from pyjobqueue._json import fingerprint
-from pyjobqueue.job import Job
 from pyjobqueue.outcome import Outcome, OutcomeKind
 from pyjobqueue.storage.base import Added
 
 from .backend_postgres import require_dsn, unavailable_reason
 from .conftest import eventually
+from .jobs import new_job
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
@@ -39,11 +38,6 @@ LEASE = timedelta(seconds=30)
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_job(value: Any = None, **fields: Any) -> Job[Any, Any]:
-    value = {"n": 1} if value is None else value
-    return Job(input=value, fingerprint=fingerprint(value), **fields)
 
 
 @pytest.fixture

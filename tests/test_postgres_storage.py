@@ -22,7 +22,7 @@ from pyjobqueue.storage import open_storage
 
 from .backend_postgres import fresh_schema, require_dsn, unavailable_reason
 from .conftest import next_event
-from .jobs import ScriptedJob, new_probe
+from .jobs import ScriptedJob, new_job, new_probe
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
@@ -37,11 +37,6 @@ OpenQueue = Callable[..., Awaitable["PostgresQueueStorage"]]
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_job(value: Any = None, **fields: Any) -> Job[Any, Any]:
-    value = {"n": 1} if value is None else value
-    return Job(input=value, fingerprint=fingerprint(value), **fields)
 
 
 @pytest.fixture

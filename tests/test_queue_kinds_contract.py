@@ -236,17 +236,35 @@ async def test_pause_stops_every_server_until_resume_and_survives_a_restart(
     probe.gate.set()
     assert await running.wait_for() == {"released": True}  # running jobs go on
     await server.stop()
+    rounds = count_claims(storage, 5)
     restarted = await servers.server(ScriptedJob, storage)
     client.attach(restarted)
     assert restarted.is_paused()
-    for _ in range(10):  # ten claim rounds of the restarted server take nothing
-        await asyncio.sleep(restarted.poll_interval_ms / 1000)
+    await asyncio.wait_for(rounds.wait(), 30)  # five claim rounds of it took nothing
     job = await client.get_job(waiting.id)
     assert job is not None and job.status is JobStatus.PENDING
     await client.resume()
     assert not await client.is_paused()
     assert await waiting.wait_for(timeout=30) == {"echo": "later", "attempt": 1}
     await eventually(lambda: _is(lambda: not restarted.is_paused()))
+
+
+def count_claims(storage: QueueStorage, rounds: int) -> asyncio.Event:
+    """An event set once `storage.claim` has answered `rounds` more times."""
+    done = asyncio.Event()
+    claim = storage.claim
+    answered = 0
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal answered
+        jobs = await claim(*args, **kwargs)
+        answered += 1
+        if answered >= rounds:
+            done.set()
+        return jobs
+
+    setattr(storage, "claim", counted)  # noqa: B010 - a method replaced on the instance
+    return done
 
 
 async def _is(check: Callable[[], bool]) -> bool:

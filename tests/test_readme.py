@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,28 @@ def test_the_safe_retry_of_a_submit_runs(tmp_path: Path) -> None:
         "asyncio.run(main())\n"
     )
     assert run_program(tmp_path, "safe_retry.py", program) == "[{'invoice': 7}]"
+
+
+def test_the_embedded_server_serves_until_sigterm(tmp_path: Path) -> None:
+    (code,) = python_blocks("Inside an application")
+    script = tmp_path / "embedded.py"
+    script.write_text(code, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # it logs when it has started
+            if "started on queue 'images'" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        _out, rest = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, rest
+    assert "of queue 'images' stopped" in rest

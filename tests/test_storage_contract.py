@@ -19,6 +19,7 @@ from pyjobqueue.outcome import Outcome, OutcomeKind, decide_recovery
 from pyjobqueue.storage import QueueStorage
 
 from .conftest import Storages
+from .jobs import new_job
 
 
 def now() -> datetime:
@@ -30,11 +31,6 @@ def same_time(a: datetime | None, b: datetime | None) -> bool:
     if a is None or b is None:
         return a is b
     return a.tzinfo is not None and abs((a - b).total_seconds()) < 0.001
-
-
-def new_job(input: Any = None, **fields: Any) -> Job[Any, Any]:
-    value = {"n": 1} if input is None else input
-    return Job(input=value, fingerprint=fingerprint(value), **fields)
 
 
 async def claim_one(

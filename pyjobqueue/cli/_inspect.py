@@ -154,9 +154,10 @@ async def run_resume(args: argparse.Namespace) -> int:
 async def _set_paused(args: argparse.Namespace, *, paused: bool) -> int:
     target = _target(args)
     async with opened_queue(target) as storage:
-        # The storage says whether this call changed the flag (one atomic write), which
-        # reading it first and writing it then could not tell under a race.
-        changed = await storage.set_paused(paused)
+        # Whether this call changed the flag (one atomic write), which reading it first
+        # and writing it then could not tell under a race.
+        client = _client(storage)
+        changed = await (client.pause() if paused else client.resume())
     if args.json:
         print_json({"queue": target.queue, "paused": paused, "changed": changed})
     else:

@@ -8,12 +8,15 @@ JSON values that cannot be read back become None with `Job.unreadable` saying wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .._json import read_stored
 from ..job import Job, JobStatus
+from ..presence import ServerInfo
+from ..schedules import ScheduleState
 
 JSON_COLUMNS = ("input", "output", "progress_details", "metadata")
 # The columns a job's record has, in the order every backend's SQL lists them.
@@ -100,3 +103,35 @@ def job_from_columns(columns: Columns, decode_time: TimeDecoder) -> Job[Any, Any
 
 def _metadata(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def schedule_from_columns(columns: Columns, decode_time: TimeDecoder) -> ScheduleState:
+    """The stored state of a schedule (its pyjobqueue_schedules columns)."""
+    next_tick = decode_time(columns["next_tick"])
+    assert next_tick is not None, "a schedule's next_tick is never NULL"
+    return ScheduleState(
+        columns["name"], decode_time(columns["last_tick"]), next_tick, columns["spec"]
+    )
+
+
+def server_from_columns(columns: Columns, decode_time: TimeDecoder) -> ServerInfo:
+    """A server's heartbeat (its pyjobqueue_servers columns); `kinds` is a JSON array,
+    as text or already decoded."""
+    kinds = columns["kinds"]
+    if isinstance(kinds, str):
+        kinds = json.loads(kinds)
+    started_at, last_seen, expires_at = (
+        decode_time(columns[column]) or _NEVER
+        for column in ("started_at", "last_seen", "expires_at")
+    )
+    return ServerInfo(
+        server_id=columns["server_id"],
+        host=columns["host"],
+        pid=columns["pid"],
+        kinds=tuple(kinds),
+        worker_count=int(columns["worker_count"]),
+        started_at=started_at,
+        last_seen=last_seen,
+        expires_at=expires_at,
+        paused=bool(columns["paused"]),
+    )

@@ -24,6 +24,7 @@ from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage, start_events
+from ..records import schedule_from_columns, server_from_columns
 from .codec import (
     AFTER_ALL,
     decode_time,
@@ -473,7 +474,8 @@ class IndexedDbQueueEngine:
             return js_to_json((yield transaction.objectStore(SERVERS).getAll(index_range))) or []
 
         return [
-            _server_info(record) for record in await self._database.run([SERVERS], "readonly", body)
+            server_from_columns(record, decode_time)
+            for record in await self._database.run([SERVERS], "readonly", body)
         ]
 
     async def schedule_states(self) -> list[ScheduleState]:
@@ -485,7 +487,7 @@ class IndexedDbQueueEngine:
             return js_to_json((yield found)) or []
 
         records = await self._database.run([SCHEDULES], "readonly", body)
-        return [_schedule_state(record) for record in records]
+        return [schedule_from_columns(record, decode_time) for record in records]
 
     async def advance_schedule(
         self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
@@ -499,7 +501,7 @@ class IndexedDbQueueEngine:
         def body(transaction: JsObject) -> Body[int | None]:
             schedules = transaction.objectStore(SCHEDULES)
             stored = js_to_json((yield schedules.get(js_array([self.queue_name, name]))))
-            state = None if stored is None else _schedule_state(stored)
+            state = None if stored is None else schedule_from_columns(stored, decode_time)
             step = decide_step(state, spec, due)
             if step is Step.NOTHING:
                 return None
@@ -652,27 +654,3 @@ class IndexedDbQueueStorage(BaseQueueStorage):
 
     def __repr__(self) -> str:
         return f"IndexedDbQueueStorage({self.queue_name!r}, {self.database_name!r})"
-
-
-def _schedule_state(record: dict[str, Any]) -> ScheduleState:
-    next_tick = decode_time(record["next_tick"])
-    assert next_tick is not None
-    return ScheduleState(
-        record["name"], decode_time(record["last_tick"]), next_tick, record["spec"]
-    )
-
-
-def _server_info(record: dict[str, Any]) -> ServerInfo:
-    times = [decode_time(record[field]) for field in ("started_at", "last_seen", "expires_at")]
-    started_at, last_seen, expires_at = (time for time in times if time is not None)
-    return ServerInfo(
-        server_id=record["server_id"],
-        host=record["host"],
-        pid=record["pid"],
-        kinds=tuple(record["kinds"]),
-        worker_count=int(record["worker_count"]),
-        started_at=started_at,
-        last_seen=last_seen,
-        expires_at=expires_at,
-        paused=bool(record["paused"]),
-    )

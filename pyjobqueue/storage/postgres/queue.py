@@ -24,6 +24,7 @@ from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage
+from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
 from .connection import Database, affected, is_transient
@@ -290,27 +291,14 @@ class PostgresQueueEngine:
     async def servers(self) -> list[ServerInfo]:
         """Every heartbeat of the queue."""
         rows = await self._database.fetch(sql.SERVERS, self.queue_name)
-        return [
-            ServerInfo(
-                server_id=row["server_id"],
-                host=row["host"],
-                pid=row["pid"],
-                kinds=tuple(json.loads(row["kinds"])),
-                worker_count=row["worker_count"],
-                started_at=row["started_at"],
-                last_seen=row["last_seen"],
-                expires_at=row["expires_at"],
-                paused=row["paused"],
-            )
-            for row in rows
-        ]
+        return [server_from_columns(row, _as_is) for row in rows]
 
     # -- schedules -------------------------------------------------------------------------
 
     async def schedule_states(self) -> list[ScheduleState]:
         """Every schedule row of the queue."""
         rows = await self._database.fetch(sql.SCHEDULE_STATES, self.queue_name)
-        return [_schedule_state(row) for row in rows]
+        return [schedule_from_columns(row, _as_is) for row in rows]
 
     async def advance_schedule(
         self, name: str, spec: str, due: datetime | None, next_tick: datetime, job: Job[Any, Any]
@@ -321,7 +309,7 @@ class PostgresQueueEngine:
         async with self._database.transaction() as connection:
             await connection.execute(sql.ENSURE_SCHEDULE, self.queue_name, name, next_tick)
             row = await connection.fetchrow(sql.LOCK_SCHEDULE, self.queue_name, name)
-            state = _schedule_state(row) if row["spec"] else None
+            state = schedule_from_columns(row, _as_is) if row["spec"] else None
             step = decide_step(state, spec, due)
             if step is Step.NOTHING:
                 return None
@@ -442,5 +430,6 @@ def _is_asyncpg_connection(connection: object) -> bool:
     return isinstance(connection, asyncpg.Connection | PoolConnectionProxy)
 
 
-def _schedule_state(row: Any) -> ScheduleState:
-    return ScheduleState(row["name"], row["last_tick"], row["next_tick"], row["spec"])
+def _as_is(value: Any) -> Any:
+    """asyncpg hands timestamptz columns back as aware datetimes already."""
+    return value

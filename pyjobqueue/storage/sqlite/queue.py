@@ -10,7 +10,6 @@ key reads the holders under the same write lock as it writes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import BaseQueueStorage, start_events
+from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
 from .codec import (
     decode_time,
@@ -370,12 +370,12 @@ class SqliteQueueEngine:
     async def servers(self) -> list[ServerInfo]:
         """Every heartbeat of the queue."""
         rows = await self._database.rows(sql.SERVERS, self._queue)
-        return [_server_info(row) for row in rows]
+        return [server_from_columns(row, decode_time) for row in rows]
 
     async def schedule_states(self) -> list[ScheduleState]:
         """Every schedule row of the queue."""
         return [
-            _schedule_state(row)
+            schedule_from_columns(row, decode_time)
             for row in await self._database.rows(sql.SCHEDULE_STATES, self._queue)
         ]
 
@@ -388,7 +388,7 @@ class SqliteQueueEngine:
 
         async def advance(connection: aiosqlite.Connection) -> int | None:
             found = await fetch_rows(connection, sql.GET_SCHEDULE, key)
-            state = _schedule_state(found[0]) if found else None
+            state = schedule_from_columns(found[0], decode_time) if found else None
             step = decide_step(state, spec, due)
             if step is Step.NOTHING:
                 return None
@@ -507,25 +507,3 @@ class SqliteQueueStorage(BaseQueueStorage):
 
     def __repr__(self) -> str:
         return f"SqliteQueueStorage({self.path!r}, {self.queue_name!r})"
-
-
-def _schedule_state(row: Any) -> ScheduleState:
-    last, next_tick = decode_time(row["last_tick"]), decode_time(row["next_tick"])
-    assert next_tick is not None
-    return ScheduleState(row["name"], last, next_tick, row["spec"])
-
-
-def _server_info(row: Any) -> ServerInfo:
-    times = [decode_time(row[column]) for column in ("started_at", "last_seen", "expires_at")]
-    started_at, last_seen, expires_at = (time for time in times if time is not None)
-    return ServerInfo(
-        server_id=row["server_id"],
-        host=row["host"],
-        pid=row["pid"],
-        kinds=tuple(json.loads(row["kinds"])),
-        worker_count=int(row["worker_count"]),
-        started_at=started_at,
-        last_seen=last_seen,
-        expires_at=expires_at,
-        paused=bool(row["paused"]),
-    )
