@@ -3,6 +3,7 @@
 from .client import JobHandle, JobQueueClient
 from .errors import (
     AbortSignalJobError,
+    DependencyFailedError,
     JobDisabledError,
     JobError,
     JobNotFoundError,
@@ -34,6 +35,7 @@ __all__ = [
     "CompositeLimiter",
     "ConcurrencyLimiter",
     "DelayLimiter",
+    "DependencyFailedError",
     "EvenlySpacedRateLimiter",
     "Job",
     "JobContext",

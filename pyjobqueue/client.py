@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -47,6 +47,8 @@ KindOutputT = TypeVar("KindOutputT")
 # A job's kind as `submit`, `peek` and `size` take it: a job class or its kind's name.
 KindArgument = type[Job[Any, Any]] | str | None
 ProgressListener = Callable[[float, str, "dict[str, Any] | None"], Any]
+# What `depends_on` takes: handles or ids of jobs of the same queue.
+Dependencies = Iterable["JobHandle[Any] | int"] | None
 # While events flow (attached or connected) wait_for still re-reads the job this
 # many poll intervals apart, as a safety net for a server it is not attached to.
 EVENT_BACKED_POLL_FACTOR = 20
@@ -240,6 +242,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
             unique_key=unique_key,
             metadata=options.metadata,
             timeout_ms=options.timeout_ms,
+            depends_on=list(options.depends_on),
         )
 
     @overload
@@ -256,6 +259,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_key: str | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        depends_on: Dependencies = None,
         connection: object | None = None,
     ) -> JobHandle[KindOutputT]: ...
 
@@ -273,6 +277,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_key: str | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        depends_on: Dependencies = None,
         connection: object | None = None,
     ) -> JobHandle[OutputT]: ...
 
@@ -289,6 +294,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_key: str | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        depends_on: Dependencies = None,
         connection: object | None = None,
     ) -> JobHandle[Any]:
         """Store a new job; raises TypeError/ValueError (nothing stored) for a bad input.
@@ -297,11 +303,22 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         (higher first), `unique_key` (while a job with that key is unfinished, nothing is
         stored and the handle is on that job: `handle.created` is False), `metadata` (a
         JSON object kept with the job) and `timeout_ms` (of each attempt): SPEC 8.
+        `depends_on` (handles or ids of jobs of this queue) makes it wait, WAITING,
+        until they all completed, and fail with DependencyFailedError if one fails
+        (SPEC 8.7; JobNotFoundError, nothing stored, for an id the queue does not have).
         `connection` (an asyncpg connection on PostgreSQL, an aiosqlite one on SQLite)
         writes the job inside your own transaction on it: it exists iff that commits.
         """
         options = _Options.check(
-            kind, max_retries, job_run_id, run_after, deadline_at, priority, metadata, timeout_ms
+            kind,
+            max_retries,
+            job_run_id,
+            run_after,
+            deadline_at,
+            priority,
+            metadata,
+            timeout_ms,
+            depends_on,
         )
         key = _check_unique_key("unique_key", unique_key)
         with submit_span(self.queue_name, options.kind, options.metadata) as metadata:
@@ -323,17 +340,27 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         unique_keys: Sequence[str | None] | None = None,
         metadata: dict[str, Any] | None = None,
         timeout_ms: float | None = None,
+        depends_on: Dependencies = None,
         connection: object | None = None,
     ) -> list[JobHandle[Any]]:
         """Store several jobs in one round trip; all or none (a bad input stores nothing).
 
         `unique_keys` gives one key (or None) per input; inputs whose key is taken, by an
         unfinished job or an earlier input of the batch, get a handle on that job.
+        `depends_on` applies to every job of the batch (see `submit`).
         """
         if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence):
             raise TypeError(f"inputs must be a list of inputs, got {type(inputs).__name__}")
         options = _Options.check(
-            kind, max_retries, job_run_id, run_after, deadline_at, priority, metadata, timeout_ms
+            kind,
+            max_retries,
+            job_run_id,
+            run_after,
+            deadline_at,
+            priority,
+            metadata,
+            timeout_ms,
+            depends_on,
         )
         keys: list[str | None] = [None] * len(inputs)
         if unique_keys is not None:
@@ -566,6 +593,7 @@ class _Options:
     priority: int
     metadata: dict[str, Any]
     timeout_ms: float | None
+    depends_on: tuple[int, ...] = ()
 
     @classmethod
     def check(
@@ -578,6 +606,7 @@ class _Options:
         priority: object,
         metadata: object,
         timeout_ms: object,
+        depends_on: object = None,
     ) -> _Options:
         require_count("max_retries", max_retries, 0)
         if max_retries > limits.MAX_RETRIES:
@@ -602,4 +631,32 @@ class _Options:
             priority=limits.check_priority(priority),
             metadata=_check_metadata(metadata),
             timeout_ms=timeout,
+            depends_on=_check_dependencies(depends_on),
         )
+
+
+def _check_dependencies(depends_on: object) -> tuple[int, ...]:
+    """The job ids of `submit(depends_on=...)`: handles or ids, each once, in order."""
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, str | bytes | JobHandle | int) or not isinstance(
+        depends_on, Iterable
+    ):
+        raise TypeError(
+            f"depends_on must be a list of job handles or ids, got {type(depends_on).__name__}"
+        )
+    ids: dict[int, None] = {}
+    for index, item in enumerate(depends_on):
+        job_id = item.id if isinstance(item, JobHandle) else item
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise TypeError(
+                f"depends_on[{index}] must be a job handle or an id, got {type(item).__name__}"
+            )
+        if job_id <= 0:
+            raise ValueError(f"depends_on[{index}] must be a job id (1 or more), got {job_id}")
+        ids[job_id] = None
+    if len(ids) > limits.MAX_DEPENDENCIES:
+        raise ValueError(
+            f"depends_on names {len(ids)} jobs; at most {limits.MAX_DEPENDENCIES} are allowed"
+        )
+    return tuple(ids)

@@ -41,6 +41,11 @@ class JobDisabledError(JobError):
     """The job was disabled before it ran."""
 
 
+class DependencyFailedError(PermanentJobError):
+    """A job this one depends on (`submit(depends_on=...)`) failed or was disabled, so
+    this one never ran (SPEC 8.7)."""
+
+
 class JobSnooze(Exception):
     """Raised inside `execute`: run the job again after `delay`, without using an attempt.
 
@@ -69,6 +74,7 @@ ERRORS_BY_CODE: dict[str, type[JobError]] = {
         AbortSignalJobError,
         JobDisabledError,
         JobTimeoutError,
+        DependencyFailedError,
     )
 }
 

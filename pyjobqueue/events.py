@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ._json import JsonValue
+from .errors import DependencyFailedError
 
 logger = logging.getLogger(__name__)
 
@@ -384,3 +385,9 @@ class JobEvent:
             origin=str(data.get("origin", "")),
             error_code=data.get("error_code"),
         )
+
+
+def is_dependency_failure(event: JobEvent) -> bool:
+    """Whether `event` is the job_error of a job failed by the storage because a job it
+    depends on did not complete (SPEC 8.7)."""
+    return event.name == EventName.JOB_ERROR and event.error_code == DependencyFailedError.__name__

@@ -35,6 +35,8 @@ class JobStatus(enum.StrEnum):
     FAILED = "FAILED"
     ABORTING = "ABORTING"
     DISABLED = "DISABLED"
+    # Waits for the jobs it depends on (SPEC 8.7); never claimed until they complete.
+    WAITING = "WAITING"
 
 
 FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DISABLED})
@@ -80,15 +82,33 @@ class AbortSignal:
 
 
 ProgressCallback = Callable[[float, str, "dict[str, JsonValue] | None"], Awaitable[None]]
+# Reads the outputs of completed jobs by id (those that are gone are left out).
+OutputsReader = Callable[[list[int]], Awaitable[dict[int, Any]]]
+
+
+async def _no_outputs(job_ids: list[int]) -> dict[int, Any]:
+    return {}
 
 
 class JobContext:
     """What `Job.execute` gets besides its input: the abort signal and progress reporting."""
 
-    def __init__(self, job: Job[Any, Any], signal: AbortSignal, on_progress: ProgressCallback):
+    def __init__(
+        self,
+        job: Job[Any, Any],
+        signal: AbortSignal,
+        on_progress: ProgressCallback,
+        read_outputs: OutputsReader = _no_outputs,
+    ):
         self.job = job
         self.signal = signal
         self._on_progress = on_progress
+        self._read_outputs = read_outputs
+
+    async def dependency_outputs(self) -> dict[int, Any]:
+        """The outputs of the jobs this one depends on (`submit(depends_on=...)`), by id;
+        a dependency deleted meanwhile (`client.delete`) is left out."""
+        return await self._read_outputs(list(self.job.depends_on))
 
     async def update_progress(
         self, progress: float, message: str = "", details: dict[str, JsonValue] | None = None
@@ -131,6 +151,10 @@ class Job(Generic[InputT, OutputT]):
     metadata: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
     timeout_ms: float | None = None
     error_traceback: str | None = None
+    # SPEC 8.7: the ids of the jobs this one waits for, and how many of them have not
+    # completed yet (while it is WAITING; the storage keeps the count).
+    depends_on: list[int] = dataclasses.field(default_factory=list)
+    dependencies_left: int = 0
     # Why a stored value of this job (its input, output or progress details) could not
     # be read back; that value is None. Such a job fails when it is claimed.
     unreadable: str | None = None

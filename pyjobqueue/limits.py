@@ -30,6 +30,8 @@ MAX_PRIORITY = 2**31 - 1
 
 # A stored traceback keeps its last this many characters (where the error was raised).
 MAX_TRACEBACK_LENGTH = 32_000
+# Jobs one job may depend on (SPEC 8.7): a fan-in of this many is one statement's worth.
+MAX_DEPENDENCIES = 10_000
 
 # Dates: from the Unix epoch (SQLite stores microseconds since it) to before the year
 # 10000 (IndexedDB keys are four-digit years).

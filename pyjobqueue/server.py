@@ -23,7 +23,15 @@ from ._options import (
     require_storage,
 )
 from ._retry import Backoff, is_permanent, one_line
-from .events import JOB_EVENTS, SERVER_EVENTS, EventEmitter, EventName, JobEvent, Observable
+from .events import (
+    JOB_EVENTS,
+    SERVER_EVENTS,
+    EventEmitter,
+    EventName,
+    JobEvent,
+    Observable,
+    is_dependency_failure,
+)
 from .job import InputT, Job, JobStatus, OutputT, kind_of, utcnow
 from .leader import LeaderLock
 from .limiters import Limiter
@@ -207,6 +215,10 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
             EventName.QUEUE_RESUMED,
         ):
             self._paused = event.name == EventName.QUEUE_PAUSED
+        if is_dependency_failure(event) and event.queue_name == self.queue_name:
+            # The storage failed these jobs itself (no worker ran them): its feed is
+            # how this server's listeners and attached clients hear of them.
+            self.emit_event(event)
         if self._worker is not None:
             self._worker.handle_feed_event(event)
 

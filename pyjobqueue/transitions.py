@@ -15,21 +15,30 @@ returns. None of them does I/O or reads the clock: the time is passed in.
 from __future__ import annotations
 
 import copy
-from collections.abc import Set
+import dataclasses
+from collections.abc import Callable, Generator, Sequence, Set
 from datetime import datetime
 from typing import Any
 
-from .errors import AbortSignalJobError
-from .job import ACTIVE_STATUSES, Job, JobStatus
+from .errors import AbortSignalJobError, DependencyFailedError
+from .job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus
 from .outcome import AbortReason, Outcome, OutcomeKind
 
 # Statuses from which `abort` moves a job, and `retry` brings one back.
-ABORTABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING})
+ABORTABLE_STATUSES = frozenset({JobStatus.WAITING, JobStatus.PENDING, JobStatus.PROCESSING})
+# Statuses from which `disable` moves a job: those of a job that has not started.
+DISABLEABLE_STATUSES = frozenset({JobStatus.WAITING, JobStatus.PENDING})
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.DISABLED})
 # While a job is in one of these, no other job of its queue may take its unique key
 # (SPEC 8.3). The SQL backends' partial unique indexes name the same statuses, and
 # WAITING, the status of a job that waits for others (SPEC 8.7).
-UNIQUE_KEY_HOLDING = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.ABORTING})
+UNIQUE_KEY_HOLDING = frozenset(
+    {JobStatus.WAITING, JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.ABORTING}
+)
+# A dependency that ends in one of these fails the jobs that wait for it (SPEC 8.7).
+FAILS_DEPENDANTS = frozenset({JobStatus.FAILED, JobStatus.DISABLED})
+DEPENDENCY_FAILED = "Dependency failed"
+DEPENDENCY_FAILED_CODE = DependencyFailedError.__name__
 
 # A claim's kinds: the kinds a server runs (None: any kind). A job without a kind is
 # claimable by every server of its queue, and runs as that server's first job class.
@@ -131,9 +140,10 @@ def makes_claimable(outcome: Outcome) -> bool:
 
 
 def abort(job: Job[Any, Any], now: datetime) -> JobStatus | None:
-    """PENDING -> FAILED at once (AbortSignalJobError), PROCESSING -> ABORTING (its worker
-    ends it); the new status, or None when nothing changed (finished, already aborting)."""
-    if job.status is JobStatus.PENDING:
+    """PENDING or WAITING -> FAILED at once (AbortSignalJobError), PROCESSING -> ABORTING
+    (its worker ends it); the new status, or None when nothing changed (finished,
+    already aborting)."""
+    if job.status in DISABLEABLE_STATUSES:
         job.status = JobStatus.FAILED
         job.error = AbortReason.USER.value
         job.error_code = AbortSignalJobError.__name__
@@ -146,25 +156,34 @@ def abort(job: Job[Any, Any], now: datetime) -> JobStatus | None:
 
 
 def disable(job: Job[Any, Any], now: datetime) -> bool:
-    """PENDING -> DISABLED (it will not run); whether it applied."""
-    if job.status is not JobStatus.PENDING:
+    """PENDING or WAITING -> DISABLED (it will not run); whether it applied."""
+    if job.status not in DISABLEABLE_STATUSES:
         return False
     job.status = JobStatus.DISABLED
     job.completed_at = now
     return True
 
 
-def retry(job: Job[Any, Any], now: datetime, key_held_elsewhere: bool = False) -> bool:
+def retry(
+    job: Job[Any, Any],
+    now: datetime,
+    key_held_elsewhere: bool = False,
+    dependencies_completed: bool = True,
+) -> bool:
     """FAILED/DISABLED -> PENDING at `now`, as a fresh job; whether it applied.
 
     Refused while another job of the queue holds the job's unique key
-    (`key_held_elsewhere`): two unfinished jobs never share a key.
+    (`key_held_elsewhere`): two unfinished jobs never share a key; and unless every job
+    it depends on is COMPLETED and still stored (`dependencies_completed`).
     """
     if job.status not in RETRYABLE_STATUSES or key_held_elsewhere:
+        return False
+    if not dependencies_completed:
         return False
     job.status = JobStatus.PENDING
     job.run_attempts = 0
     job.run_after = now
+    job.dependencies_left = 0
     job.error = job.error_code = job.error_traceback = job.output = job.completed_at = None
     job.progress, job.progress_message, job.progress_details = 0.0, "", None
     return True
@@ -177,3 +196,105 @@ def lease_has_expired(job: Job[Any, Any], now: datetime) -> bool:
         and job.lease_expires_at is not None
         and job.lease_expires_at < now
     )
+
+
+# -- dependencies (SPEC 8.7) -------------------------------------------------------------
+
+
+def submit_waiting(
+    job: Job[Any, Any], dependencies: Sequence[Job[Any, Any]], now: datetime
+) -> None:
+    """The status of a new job that depends on `dependencies` (every one of them stored):
+    FAILED at once when one of them failed or was disabled, PENDING when all completed,
+    else WAITING for `dependencies_left` of them."""
+    job.dependencies_left = 0
+    if any(dependency.status in FAILS_DEPENDANTS for dependency in dependencies):
+        _fail_for_dependency(job, now)
+        return
+    left = sum(1 for dependency in dependencies if dependency.status is not JobStatus.COMPLETED)
+    job.status = JobStatus.WAITING if left else JobStatus.PENDING
+    job.dependencies_left = left
+
+
+def dependency_completed(job: Job[Any, Any]) -> bool:
+    """One job a WAITING `job` depends on completed: one fewer to wait for, and PENDING
+    when none is left; whether it became PENDING."""
+    if job.status is not JobStatus.WAITING:
+        return False
+    job.dependencies_left = max(0, job.dependencies_left - 1)
+    if job.dependencies_left:
+        return False
+    job.status = JobStatus.PENDING
+    return True
+
+
+def dependency_failed(job: Job[Any, Any], now: datetime) -> bool:
+    """A job a WAITING `job` depends on (directly or not) failed, was disabled or was
+    deleted unfinished: WAITING -> FAILED with DependencyFailedError; whether it applied."""
+    if job.status is not JobStatus.WAITING:
+        return False
+    _fail_for_dependency(job, now)
+    return True
+
+
+def _fail_for_dependency(job: Job[Any, Any], now: datetime) -> None:
+    job.status = JobStatus.FAILED
+    job.error, job.error_code = DEPENDENCY_FAILED, DEPENDENCY_FAILED_CODE
+    job.completed_at = now
+    job.dependencies_left = 0
+
+
+@dataclasses.dataclass
+class Settled:
+    """What became of the jobs that wait for one job: every record changed (to store),
+    those released (now PENDING) and those failed (each gets a job_error event)."""
+
+    changed: list[Job[Any, Any]] = dataclasses.field(default_factory=list)
+    released: list[Job[Any, Any]] = dataclasses.field(default_factory=list)
+    failed: list[Job[Any, Any]] = dataclasses.field(default_factory=list)
+
+
+# A walk over the jobs that depend on others: it yields a job id and is sent back the
+# records of the jobs that depend on it (the storage reads them in its transaction).
+Walk = Generator[int, list[Job[Any, Any]], Settled]
+
+
+def settle_dependants(job: Job[Any, Any], now: datetime, deleted: bool = False) -> Walk:
+    """What `job` reaching its status (or, with `deleted`, being deleted) does to the
+    jobs that wait for it: a completion counts for each direct dependant (released when
+    it was the last); a failure, a disabling or the deletion of an unfinished job fails
+    every job waiting on it, transitively. The SQL backends' triggers say the same."""
+    settled = Settled()
+    if job.id is None:
+        return settled
+    if job.status is JobStatus.COMPLETED and not deleted:
+        for dependant in (yield job.id):
+            if dependant.status is JobStatus.WAITING:
+                settled.changed.append(dependant)
+                if dependency_completed(dependant):
+                    settled.released.append(dependant)
+        return settled
+    fails = job.status not in FINISHED_STATUSES if deleted else job.status in FAILS_DEPENDANTS
+    if not fails:
+        return settled
+    frontier = [job.id]
+    while frontier:
+        job_id = frontier.pop()
+        for dependant in (yield job_id):
+            if dependency_failed(dependant, now):
+                settled.changed.append(dependant)
+                settled.failed.append(dependant)
+                assert dependant.id is not None
+                frontier.append(dependant.id)
+    return settled
+
+
+def walk_with(walk: Walk, dependants_of: Callable[[int], list[Job[Any, Any]]]) -> Settled:
+    """Run a walk whose reads need no I/O (`dependants_of(id)` answers at once)."""
+    try:
+        job_id = next(walk)
+        while True:
+            job_id = walk.send(dependants_of(job_id))
+    except StopIteration as stop:
+        settled: Settled = stop.value
+        return settled

@@ -565,7 +565,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         """Run `execute` under the signal, a lease heartbeat and the deadline timer."""
         job = run.job
         instance = self.class_of(job).from_record(job)
-        context = JobContext(instance, run.signal, lambda *args: self._progress(run, *args))
+        context = JobContext(
+            instance, run.signal, lambda *args: self._progress(run, *args), self._outputs
+        )
 
         def call_execute() -> Awaitable[Any]:
             return instance.execute(instance.input, context)
@@ -599,6 +601,15 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             for handle in (deadline, timer):
                 if handle is not None:
                     handle.cancel()
+
+    async def _outputs(self, job_ids: list[int]) -> dict[int, Any]:
+        """`JobContext.dependency_outputs`: the outputs of stored jobs, by id."""
+        outputs = {}
+        for job_id in job_ids:
+            job = await self.storage.get(job_id)
+            if job is not None:
+                outputs[job_id] = job.output
+        return outputs
 
     async def _progress(
         self, run: _Run, progress: float, message: str, details: dict[str, Any] | None

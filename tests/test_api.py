@@ -43,6 +43,7 @@ SPEC_NAMES = [
     "NullLimiter",
     "ConcurrencyLimiter",
     "DelayLimiter",
+    "DependencyFailedError",
     "RateLimiter",
     "CompositeLimiter",
     "EvenlySpacedRateLimiter",
@@ -109,6 +110,7 @@ def test_job_status_is_a_str_enum() -> None:
         "FAILED",
         "ABORTING",
         "DISABLED",
+        "WAITING",
     }
 
 

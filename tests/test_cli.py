@@ -195,6 +195,7 @@ def test_status_jobs_and_show_print_json(cli: Cli) -> None:
         "FAILED": 0,
         "ABORTING": 0,
         "DISABLED": 0,
+        "WAITING": 0,
     }
     assert status["total"] == 2
     assert status["queue"] == cli.queue_name
@@ -332,6 +333,23 @@ def test_submit_stores_the_job_options_and_show_prints_them(cli: Cli) -> None:
     job = cli.job(plain)
     assert (job["kind"], job["priority"], job["unique_key"]) == (None, 0, None)
     assert (job["metadata"], job["timeout_ms"]) == ({}, None)
+
+
+def test_submit_depends_on_makes_jobs_wait_and_a_worker_runs_them_in_order(cli: Cli) -> None:
+    [first] = submitted_ids(cli, '{"n": 1}')
+    [second, third] = submitted_ids(cli, '{"n": 2}', '{"n": 3}', "--depends-on", str(first))
+    job = cli.job(second)
+    assert (job["status"], job["depends_on"], job["dependencies_left"]) == ("WAITING", [first], 1)
+    assert cli.json("status")["counts"]["WAITING"] == 2
+    assert shown_fields(cli.ok("show", str(third)).stdout)["depends_on"] == str(first)
+    bad = cli.run("submit", "--depends-on", "1,x", "{}")
+    assert bad.returncode == 2 and "invalid job ids '1,x'" in bad.stderr
+    unknown = cli.run("submit", "--depends-on", f"{first},987654", "{}")
+    assert unknown.returncode != 0 and "987654" in unknown.stderr
+    assert cli.json("status")["total"] == 3  # nothing stored by the refused submits
+    worker = cli.worker("cli_jobs:Steps")
+    worker.event("job_complete", third)
+    assert [cli.job(job_id)["status"] for job_id in (first, second, third)] == ["COMPLETED"] * 3
 
 
 def test_a_unique_key_stores_one_job_and_says_which(cli: Cli) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from .children import child_environment
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -103,3 +108,26 @@ def test_the_embedded_server_serves_until_sigterm(tmp_path: Path) -> None:
             process.communicate()
     assert process.returncode == 0, rest
     assert "of queue 'images' stopped" in rest
+
+
+def test_the_workflow_fans_out_and_in_on_sqlite_and_postgresql(tmp_path: Path) -> None:
+    (code,) = python_blocks("Workflows: jobs that wait for other jobs")
+    script = tmp_path / "workflow.py"
+    script.write_text(code, encoding="utf-8")
+    urls = [f"sqlite:///{tmp_path / 'words.db'}"]
+    dsn = os.environ.get("PYJOBQUEUE_TEST_POSTGRES_DSN")
+    if dsn:
+        urls.append(dsn)
+    for url in urls:
+        result = subprocess.run(
+            [sys.executable, str(script), url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=child_environment(),
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "7"
+    if not dsn:
+        pytest.skip("PYJOBQUEUE_TEST_POSTGRES_DSN is not set: ran on SQLite only")

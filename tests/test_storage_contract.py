@@ -554,6 +554,14 @@ async def _aborting(storage: QueueStorage) -> int:
     return job_id
 
 
+async def _waiting(storage: QueueStorage) -> int:
+    # Its dependency is not due before the day after: no claim of the table takes it.
+    dependency = await storage.add(new_job({"state": "later"}, run_after=T0 + timedelta(days=1)))
+    job = new_job({"state": "waiting"}, run_after=T0 - timedelta(seconds=1), kind="resize")
+    (job_id,) = await storage.add_batch([replace(job, depends_on=[dependency])])
+    return job_id
+
+
 async def _disabled(storage: QueueStorage) -> int:
     job_id = await _fresh(storage)
     assert await storage.disable(job_id, T0)
@@ -571,6 +579,7 @@ STATES: dict[str, State] = {
         s, Outcome(OutcomeKind.FAIL, T0, error="bad", error_code="E", traceback="at y")
     ),
     "disabled": _disabled,
+    "waiting": _waiting,
 }
 
 

@@ -26,6 +26,8 @@ FIELD_ORDER = (
     "status",
     "priority",
     "unique_key",
+    "depends_on",
+    "dependencies_left",
     "progress",
     "progress_message",
     "progress_details",
@@ -274,6 +276,8 @@ def _field_text(name: str, value: Any) -> str:
         return "-"
     if name == "timeout_ms":
         return f"{value:g} ms"
+    if name == "depends_on":
+        return ", ".join(map(str, value)) or "-"
     if isinstance(value, str):
         return _with_age(value)
     if isinstance(value, dict | list):

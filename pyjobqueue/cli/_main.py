@@ -32,6 +32,7 @@ from ._values import (
     parse_duration,
     parse_finished_statuses,
     parse_job_id,
+    parse_job_ids,
     parse_kind,
     parse_metadata,
     parse_port,
@@ -254,6 +255,13 @@ def _submit_parser(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="MS",
         help="an attempt still running after MS milliseconds is stopped and retried "
         "(default: the job class's timeout_ms)",
+    )
+    parser.add_argument(
+        "--depends-on",
+        type=parse_job_ids,
+        metavar="IDS",
+        help="comma-separated ids of jobs of the queue: the jobs wait (WAITING) until all "
+        "of them completed, and fail if one of them fails",
     )
     parser.add_argument(
         "--poll-interval",

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from ..client import JobQueueClient
-from ..errors import JobDisabledError, JobError
+from ..errors import JobDisabledError, JobError, JobNotFoundError
 from ..events import EventName
 from ..job import utcnow
 from ..storage.base import Added
@@ -162,9 +162,12 @@ async def _submit(
             unique_keys=None if args.unique_key is None else [args.unique_key],
             metadata=args.metadata,
             timeout_ms=args.timeout_ms,
+            depends_on=args.depends_on,
         )
     except (TypeError, ValueError) as error:
         raise CliError(f"invalid input: {error}") from None
+    except JobNotFoundError as error:
+        raise CliError(f"--depends-on: {error}") from None
     return [Added(handle.id, handle.created) for handle in handles]
 
 

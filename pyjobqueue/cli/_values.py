@@ -237,3 +237,16 @@ def parse_timeout_ms(text: str) -> float:
             f"invalid timeout {text!r}: must be a number of milliseconds greater than 0"
         )
     return value
+
+
+def parse_job_ids(text: str) -> list[int]:
+    """Job ids separated by commas ("12,13,20"): each a whole number of 1 or more."""
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdecimal() or int(part) < 1:
+            raise argparse.ArgumentTypeError(
+                f"invalid job ids {text!r}: expected ids separated by commas, like 12,13"
+            )
+        ids.append(int(part))
+    return ids

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .. import transitions
-from ..errors import StoredValueError
+from ..errors import JobNotFoundError, StoredValueError
 from ..events import JobEvent
 from ..job import FINISHED_STATUSES, Job, JobStatus
 from ..limits import check_aware, check_name
@@ -70,7 +70,10 @@ class QueueEngine(Protocol):
     async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """Store new jobs (their ids ignored) in one transaction; one `Added` each, in
         order. A job whose unique key is held (`transitions.holds_unique_key`) by a job
-        of the queue or by an earlier job of `jobs` is not stored (see QueueStorage)."""
+        of the queue or by an earlier job of `jobs` is not stored (see QueueStorage).
+        A job with `depends_on` gets its status from `transitions.submit_waiting` on
+        those jobs, read in the same transaction (JobNotFoundError, and nothing stored,
+        when one is not in the queue); one failed at once has its job_error event."""
 
     async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """`insert` on the caller's own connection, inside its transaction (the jobs
@@ -185,6 +188,30 @@ class QueueEngine(Protocol):
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether `error` from this backend may go away by itself (see QueueStorage)."""
+
+
+def dependency_failed_events(queue_name: str, jobs: Sequence[Job[Any, Any]]) -> list[JobEvent]:
+    """The job_error event of each job failed because a job it depends on did not
+    complete (`transitions.dependency_failed`). The SQL backends' triggers write the
+    same JSON (`JobEvent.to_json`) themselves."""
+    return [
+        JobEvent.job_error(
+            queue_name,
+            job.id,
+            transitions.DEPENDENCY_FAILED,
+            transitions.DEPENDENCY_FAILED_CODE,
+        )
+        for job in jobs
+        if job.id is not None
+    ]
+
+
+def missing_dependencies(wanted: Collection[int], found: Collection[int]) -> JobNotFoundError:
+    """The error of an insert whose jobs depend on jobs the queue does not have."""
+    missing = sorted(set(wanted) - set(found))
+    return JobNotFoundError(
+        f"depends_on names no job of this queue: {', '.join(map(str, missing))}"
+    )
 
 
 def start_events(

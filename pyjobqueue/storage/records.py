@@ -48,6 +48,8 @@ JOB_COLUMNS = (
     "metadata",
     "timeout_ms",
     "error_traceback",
+    "depends_on",
+    "dependencies_left",
 )
 TimeDecoder = Callable[[Any], datetime | None]
 
@@ -97,8 +99,17 @@ def job_from_columns(columns: Columns, decode_time: TimeDecoder) -> Job[Any, Any
         metadata=_metadata(values["metadata"]),
         timeout_ms=None if columns["timeout_ms"] is None else float(columns["timeout_ms"]),
         error_traceback=columns["error_traceback"],
+        depends_on=_ids(columns["depends_on"]),
+        dependencies_left=int(columns["dependencies_left"] or 0),
         unreadable=unreadable,
     )
+
+
+def _ids(value: Any) -> list[int]:
+    """Job ids stored as a JSON array (text or decoded), an SQL array, or NULL."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [int(job_id) for job_id in value or ()]
 
 
 def _metadata(value: Any) -> dict[str, Any]:

@@ -81,6 +81,8 @@ def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
         "metadata": dumps(job.metadata),
         "timeout_ms": None if job.timeout_ms is None else float(job.timeout_ms),
         "error_traceback": job.error_traceback,
+        "depends_on": [int(job_id) for job_id in job.depends_on],
+        "dependencies_left": int(job.dependencies_left),
         # Index keys only (see migrations.py), derived from the fields above.
         "rank": -int(job.priority),
         "kind_key": kind_key(job.kind),
@@ -93,4 +95,6 @@ def job_to_record(job: Job[Any, Any], queue_name: str) -> dict[str, Any]:
 
 def record_to_job(record: dict[str, Any]) -> Job[Any, Any]:
     """The job a record stores."""
-    return job_from_columns({**record, "queue_name": record["queue"]}, decode_time)
+    # Records of releases before dependencies (SPEC 8.7) have no depends_on.
+    columns = {"depends_on": None, "dependencies_left": 0, **record, "queue_name": record["queue"]}
+    return job_from_columns(columns, decode_time)

@@ -116,11 +116,19 @@ def _create_servers(database: JsObject, transaction: JsObject) -> None:
     database.createObjectStore(SERVERS, json_to_js({"keyPath": ["queue", "server_id"]}))
 
 
+def _add_dependants_index(database: JsObject, transaction: JsObject) -> None:
+    """Version 6: the jobs that wait for a job (SPEC 8.7), by the ids in depends_on (a
+    multi-entry index: one key per id; records without depends_on are left out)."""
+    jobs = transaction.objectStore(JOBS)
+    jobs.createIndex("dependants", "depends_on", json_to_js({"multiEntry": True}))
+
+
 MIGRATIONS: tuple[Migration[Upgrade], ...] = (
     Migration(1, "the jobs store and the two rate limiter stores", _create_stores),
     Migration(2, "the events log, numbered per queue", _create_events_log),
     Migration(3, "kinds, priorities, unique keys, and the queues store", _add_kinds),
     Migration(4, "the schedules store", _create_schedules),
     Migration(5, "the servers store", _create_servers),
+    Migration(6, "the dependants index of the jobs store", _add_dependants_index),
 )
 LATEST_VERSION = len(MIGRATIONS)

@@ -18,12 +18,18 @@ from ... import transitions
 from ..._json import dumps
 from ...browser._ffi import JsObject, is_missing, js_array, js_to_json, json_to_js
 from ...events import JobEvent
-from ...job import Job, JobStatus
+from ...job import FINISHED_STATUSES, Job, JobStatus
 from ...outcome import Outcome
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
-from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage, start_events
+from ..core import (
+    NO_CALLER_TRANSACTIONS,
+    BaseQueueStorage,
+    dependency_failed_events,
+    missing_dependencies,
+    start_events,
+)
 from ..records import schedule_from_columns, server_from_columns
 from .codec import (
     AFTER_ALL,
@@ -177,6 +183,8 @@ class IndexedDbQueueEngine:
         """Add the records whose unique key is free in one transaction (readwrite
         transactions over the jobs store run one at a time: nobody takes a key between
         the look-up and the add)."""
+        if any(job.depends_on for job in jobs):
+            return await self._insert_dependants(jobs)
         fresh = []
         for job in jobs:
             record = job.record()
@@ -216,6 +224,81 @@ class IndexedDbQueueEngine:
             ]
 
         return await self._write(body)
+
+    async def _insert_dependants(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
+        """Jobs that depend on others, in one transaction: their dependencies read,
+        each job's status from `transitions.submit_waiting`, a job failed at once
+        logged with its job_error, unique keys kept as `insert` keeps them."""
+        records = []
+        for job in jobs:
+            record = job.record()
+            record.id = None
+            self._record(record)  # validates everything before the transaction
+            records.append(record)
+        wanted = sorted({job_id for job in jobs for job_id in job.depends_on})
+
+        def body(transaction: JsObject) -> Body[tuple[list[Added], Logged]]:
+            store = transaction.objectStore(JOBS)
+            lookups = [store.get(job_id) for job_id in wanted]
+            yield lookups[-1]  # requests succeed in order: the last one means all
+            found = {}
+            for job_id, lookup in zip(wanted, lookups, strict=True):
+                stored = js_to_json(lookup.result)
+                if stored is not None and stored["queue"] == self.queue_name:
+                    found[job_id] = record_to_job(stored)
+            if len(found) != len(wanted):
+                raise missing_dependencies(wanted, found)
+            added: list[Added] = []
+            failed = []
+            for record in records:
+                if record.depends_on:
+                    dependencies = [found[job_id] for job_id in record.depends_on]
+                    transitions.submit_waiting(record, dependencies, record.created_at)
+                key = record.unique_key if transitions.holds_unique_key(record) else None
+                if key is not None:
+                    holder = yield store.index("unique").getKey(self._key_range(key))
+                    if not is_missing(holder):
+                        added.append(Added(int(holder), False))
+                        continue
+                request = store.add(self._record(record))
+                yield request
+                record.id = int(request.result)
+                added.append(Added(record.id, True))
+                if record.status is JobStatus.FAILED:
+                    failed.append(record)
+            events = dependency_failed_events(self.queue_name, failed)
+            return added, (yield from log_events(transaction, self.queue_name, events))
+
+        added, logged = await self._database.run([JOBS, *LOG_STORES], "readwrite", body)
+        self.feed.announce(logged)
+        return added
+
+    def _settle(
+        self, transaction: JsObject, job: Job[Any, Any], now: datetime, deleted: bool = False
+    ) -> Generator[JsObject, Any, list[JobEvent]]:
+        """Inside a readwrite transaction over JOBS: apply `transitions.settle_dependants`
+        to the records of the jobs that wait for `job`; the job_error events of those it
+        failed (to log in the same transaction). Releases are announced."""
+        store = transaction.objectStore(JOBS)
+        index = store.index("dependants")
+        seen: dict[int, Job[Any, Any]] = {}  # one object per job, however it is reached
+        walk = transitions.settle_dependants(job, now, deleted)
+        try:
+            job_id = next(walk)
+            while True:
+                records = js_to_json((yield index.getAll(job_id))) or []
+                dependants = []
+                for record in records:
+                    if record["queue"] == self.queue_name:
+                        dependants.append(seen.setdefault(record["id"], record_to_job(record)))
+                job_id = walk.send(dependants)
+        except StopIteration as stop:
+            settled: transitions.Settled = stop.value
+        for changed in settled.changed:
+            store.put(self._record(changed))
+        if settled.released:
+            self.feed.announce_available()
+        return dependency_failed_events(self.queue_name, settled.failed)
 
     async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """No transactions of the caller to join here."""
@@ -421,9 +504,11 @@ class IndexedDbQueueEngine:
             transitions.finish(job, outcome)
             store.put(self._record(job))
             events = [] if event is None else [event]
+            if job.status in FINISHED_STATUSES:
+                events += yield from self._settle(transaction, job, outcome.at)
             return True, (yield from log_events(transaction, self.queue_name, events, prune))
 
-        stores = [JOBS] if event is None else [JOBS, *LOG_STORES]
+        stores = [JOBS, *LOG_STORES]
         applied, logged = await self._database.run(stores, "readwrite", body)
         self.feed.announce(logged)
         return applied
@@ -545,41 +630,63 @@ class IndexedDbQueueEngine:
 
     # -- user actions -------------------------------------------------------------
 
+    async def _finish_by_hand(
+        self, job_id: int, now: datetime, change: Callable[[Job[Any, Any]], T], missing: T
+    ) -> T:
+        """`_change` for a user's action that may finish a job (abort, disable): the
+        jobs waiting on it are settled, and their events logged, in the same
+        transaction."""
+
+        def body(transaction: JsObject) -> Body[tuple[T, Logged]]:
+            store = transaction.objectStore(JOBS)
+            record = js_to_json((yield store.get(job_id)))
+            if record is None or record["queue"] != self.queue_name:
+                return missing, []
+            job = record_to_job(record)
+            result = change(job)
+            if not result:
+                return result, []
+            store.put(self._record(job))
+            events = yield from self._settle(transaction, job, now)
+            return result, (yield from log_events(transaction, self.queue_name, events))
+
+        result, logged = await self._database.run([JOBS, *LOG_STORES], "readwrite", body)
+        self.feed.announce(logged)
+        return result
+
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """Abort one job."""
-
-        def change(job: Job[Any, Any]) -> tuple[bool, JobStatus | None]:
-            status = transitions.abort(job, now)
-            return status is not None, status
-
-        return await self._change(job_id, change, None)
+        return await self._finish_by_hand(
+            job_id, now, lambda job: transitions.abort(job, now), None
+        )
 
     async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         """Abort the jobs of a run in one transaction."""
         index_range = self._key_range(job_run_id)
 
-        def body(transaction: JsObject) -> Body[list[tuple[int, JobStatus]]]:
+        def body(transaction: JsObject) -> Body[tuple[list[tuple[int, JobStatus]], Logged]]:
             store = transaction.objectStore(JOBS)
             records = js_to_json((yield store.index("run_id").getAll(index_range))) or []
             changed = []
+            events: list[JobEvent] = []
             for record in records:
                 job = record_to_job(record)
                 status = transitions.abort(job, now)
                 if status is not None:
                     store.put(self._record(job))
                     changed.append((int(record["id"]), status))
-            return changed
+                    events += yield from self._settle(transaction, job, now)
+            return changed, (yield from log_events(transaction, self.queue_name, events))
 
-        return await self._write(body)
+        changed, logged = await self._database.run([JOBS, *LOG_STORES], "readwrite", body)
+        self.feed.announce(logged)
+        return changed
 
     async def disable(self, job_id: int, now: datetime) -> bool:
-        """Disable a PENDING job."""
-
-        def change(job: Job[Any, Any]) -> tuple[bool, bool]:
-            disabled = transitions.disable(job, now)
-            return disabled, disabled
-
-        return await self._change(job_id, change, False)
+        """Disable a job that has not started."""
+        return await self._finish_by_hand(
+            job_id, now, lambda job: transitions.disable(job, now), False
+        )
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         """Run a finished job again, unless another job took its unique key meanwhile."""
@@ -594,7 +701,11 @@ class IndexedDbQueueEngine:
             if job.unique_key is not None:
                 found = yield store.index("unique").getKey(self._key_range(job.unique_key))
                 holder = None if found is None else int(found)
-            if not transitions.retry(job, now, holder not in (None, job_id)):
+            completed = True
+            for dependency in job.depends_on:
+                stored = js_to_json((yield store.get(dependency)))
+                completed = completed and stored is not None and stored["status"] == "COMPLETED"
+            if not transitions.retry(job, now, holder not in (None, job_id), completed):
                 return False
             store.put(self._record(job))
             return True
@@ -613,7 +724,26 @@ class IndexedDbQueueEngine:
         """Delete old finished jobs (the finished index)."""
         prefix = [self.queue_name, status.value]
         index_range = key_range(prefix, [*prefix, encode_time(completed_before)], True)
-        return await self._delete_keys("finished", index_range)
+
+        def body(transaction: JsObject) -> Body[int]:
+            store = transaction.objectStore(JOBS)
+            keys = js_to_json((yield store.index("finished").getAllKeys(index_range))) or []
+            if not keys:
+                return 0
+            # A job some unfinished job depends on stays (that one reads its output).
+            dependants = store.index("dependants")
+            lookups = [dependants.getAll(key) for key in keys]
+            yield lookups[-1]  # requests succeed in order: the last one means all
+            deleted = 0
+            for key, lookup in zip(keys, lookups, strict=True):
+                waiting = js_to_json(lookup.result) or []
+                if any(JobStatus(record["status"]) not in FINISHED_STATUSES for record in waiting):
+                    continue
+                store.delete(key)
+                deleted += 1
+            return deleted
+
+        return await self._write(body)
 
     async def _delete_keys(self, index_name: str, index_range: JsObject) -> int:
         def body(transaction: JsObject) -> Body[int]:
@@ -626,17 +756,21 @@ class IndexedDbQueueEngine:
         return await self._write(body)
 
     async def delete(self, job_id: int) -> bool:
-        """Delete one job."""
+        """Delete one job (an unfinished one fails the jobs that wait for it)."""
 
-        def body(transaction: JsObject) -> Body[bool]:
+        def body(transaction: JsObject) -> Body[tuple[bool, Logged]]:
             store = transaction.objectStore(JOBS)
             record = js_to_json((yield store.get(job_id)))
             if record is None or record["queue"] != self.queue_name:
-                return False
+                return False, []
             store.delete(job_id)
-            return True
+            now = datetime.now(UTC)
+            events = yield from self._settle(transaction, record_to_job(record), now, True)
+            return True, (yield from log_events(transaction, self.queue_name, events))
 
-        return await self._write(body)
+        deleted, logged = await self._database.run([JOBS, *LOG_STORES], "readwrite", body)
+        self.feed.announce(logged)
+        return deleted
 
     async def delete_all(self) -> None:
         """Delete every job of the queue."""

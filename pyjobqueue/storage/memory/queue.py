@@ -12,12 +12,17 @@ from typing import Any, TypeVar
 
 from ... import transitions
 from ...events import JobEvent
-from ...job import Job, JobStatus
+from ...job import FINISHED_STATUSES, Job, JobStatus, utcnow
 from ...outcome import Outcome
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
-from ..core import NO_CALLER_TRANSACTIONS, BaseQueueStorage
+from ..core import (
+    NO_CALLER_TRANSACTIONS,
+    BaseQueueStorage,
+    dependency_failed_events,
+    missing_dependencies,
+)
 from .feed import EventFeed
 
 T = TypeVar("T")
@@ -50,6 +55,8 @@ class MemoryQueueEngine:
         self._paused = False
         self._schedules: dict[str, ScheduleState] = {}
         self._servers: dict[str, ServerInfo] = {}
+        # job id -> the ids of the jobs that depend on it (SPEC 8.7)
+        self._dependants: dict[int, list[int]] = {}
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -84,7 +91,12 @@ class MemoryQueueEngine:
 
     async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """Store new jobs whose unique key is free; what became of each."""
+        wanted = {dependency for job in jobs for dependency in job.depends_on}
+        found = {job_id for job_id in wanted if job_id in self._jobs}
+        if found != wanted:
+            raise missing_dependencies(wanted, found)
         added = []
+        failed = []
         for job in jobs:
             holder = self._key_holder(job.unique_key)
             if holder is not None:
@@ -95,12 +107,50 @@ class MemoryQueueEngine:
             record.queue_name = self.queue_name
             record.input = copy.deepcopy(record.input)
             record.metadata = copy.deepcopy(record.metadata)
+            record.depends_on = list(record.depends_on)
+            if record.depends_on:
+                dependencies = [self._jobs[job_id] for job_id in record.depends_on]
+                transitions.submit_waiting(record, dependencies, record.created_at)
+                for job_id in record.depends_on:
+                    self._dependants.setdefault(job_id, []).append(record.id)
             self._jobs[record.id] = record
-            self._mark_claimable(record)
+            if record.status is JobStatus.PENDING:
+                self._mark_claimable(record)
+            elif record.status is JobStatus.FAILED:
+                failed.append(record)
             if record.unique_key is not None:
                 self._unique[record.unique_key] = record.id
             added.append(Added(record.id, True))
+        for event in dependency_failed_events(self.queue_name, failed):
+            await self.feed.publish(event)
         return added
+
+    async def _settle(self, job: Job[Any, Any], now: datetime, deleted: bool = False) -> None:
+        """Apply `transitions.settle_dependants` after `job` changed (or was deleted)."""
+        if job.id not in self._dependants:
+            return
+
+        def dependants_of(job_id: int) -> list[Job[Any, Any]]:
+            ids = self._dependants.get(job_id, ())
+            return [self._jobs[dependant] for dependant in ids if dependant in self._jobs]
+
+        settled = transitions.walk_with(
+            transitions.settle_dependants(job, now, deleted), dependants_of
+        )
+        for released in settled.released:
+            self._mark_claimable(released)
+        if settled.released:
+            self.feed.announce_available()
+        for event in dependency_failed_events(self.queue_name, settled.failed):
+            await self.feed.publish(event)
+        if deleted:
+            self._dependants.pop(job.id or 0, None)
+
+    def _has_unfinished_dependants(self, job_id: int) -> bool:
+        return any(
+            dependant in self._jobs and self._jobs[dependant].status not in FINISHED_STATUSES
+            for dependant in self._dependants.get(job_id, ())
+        )
 
     async def insert_in(self, connection: object, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """No transactions of the caller to join here."""
@@ -230,6 +280,7 @@ class MemoryQueueEngine:
         transitions.finish(job, outcome)
         if transitions.makes_claimable(outcome):
             self._mark_claimable(job)
+        await self._settle(job, outcome.at)
         return True
 
     async def schedule_states(self) -> list[ScheduleState]:
@@ -283,26 +334,37 @@ class MemoryQueueEngine:
 
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """Abort one job."""
-        return self._change(job_id, lambda job: transitions.abort(job, now), None)
+        status = self._change(job_id, lambda job: transitions.abort(job, now), None)
+        if status is not None:
+            await self._settle(self._jobs[job_id], now)
+        return status
 
     async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         """Abort the jobs of a run."""
         changed = []
-        for job in self._jobs.values():
+        for job in list(self._jobs.values()):
             if job.job_run_id == job_run_id and (status := transitions.abort(job, now)):
                 changed.append((job.id or 0, status))
+                await self._settle(job, now)
         return changed
 
     async def disable(self, job_id: int, now: datetime) -> bool:
-        """Disable a PENDING job."""
-        return self._change(job_id, lambda job: transitions.disable(job, now), False)
+        """Disable a job that has not started."""
+        disabled = self._change(job_id, lambda job: transitions.disable(job, now), False)
+        if disabled:
+            await self._settle(self._jobs[job_id], now)
+        return disabled
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         """Run a finished job again."""
 
         def retry(job: Job[Any, Any]) -> bool:
             holder = self._key_holder(job.unique_key)
-            retried = transitions.retry(job, now, holder not in (None, job.id))
+            completed = all(
+                dependency in self._jobs and self._jobs[dependency].status is JobStatus.COMPLETED
+                for dependency in job.depends_on
+            )
+            retried = transitions.retry(job, now, holder not in (None, job.id), completed)
             if retried and job.unique_key is not None:
                 self._unique[job.unique_key] = job_id
             if retried:
@@ -325,14 +387,21 @@ class MemoryQueueEngine:
             if job.status is status
             and job.completed_at is not None
             and job.completed_at < completed_before
+            # the outputs of a job's dependencies stay until it has finished
+            and not self._has_unfinished_dependants(job_id)
         ]
         for job_id in doomed:
             del self._jobs[job_id]
+            self._dependants.pop(job_id, None)
         return len(doomed)
 
     async def delete(self, job_id: int) -> bool:
-        """Delete one job."""
-        return self._jobs.pop(job_id, None) is not None
+        """Delete one job (an unfinished one fails the jobs that wait for it)."""
+        job = self._jobs.pop(job_id, None)
+        if job is None:
+            return False
+        await self._settle(job, utcnow(), deleted=True)
+        return True
 
     async def delete_all(self) -> None:
         """Delete every job."""
@@ -340,6 +409,7 @@ class MemoryQueueEngine:
         self._waiting.clear()
         self._claimable.clear()
         self._unique.clear()
+        self._dependants.clear()
 
 
 class InMemoryQueueStorage(BaseQueueStorage):

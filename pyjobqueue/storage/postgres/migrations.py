@@ -137,6 +137,104 @@ CREATE TABLE pyjobqueue_servers (
 );
 """
 
+_DEPENDENCIES = """
+-- WAITING joins the statuses. NOT VALID: the rows already stored passed the narrower
+-- check, so the table is not read again under the migration's lock.
+ALTER TABLE pyjobqueue_jobs DROP CONSTRAINT pyjobqueue_jobs_status_check;
+ALTER TABLE pyjobqueue_jobs ADD CONSTRAINT pyjobqueue_jobs_status_check CHECK (status IN (
+    'WAITING', 'PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'ABORTING', 'DISABLED'))
+    NOT VALID;
+-- depends_on: the ids a job waits for; dependencies_left: how many have not completed;
+-- has_dependants: some job waits for this one, so the triggers below fire for it (a
+-- job without dependants pays nothing for them).
+ALTER TABLE pyjobqueue_jobs
+    ADD COLUMN depends_on bigint[],
+    ADD COLUMN dependencies_left integer NOT NULL DEFAULT 0,
+    ADD COLUMN has_dependants boolean NOT NULL DEFAULT false;
+CREATE TABLE pyjobqueue_dependencies (
+    dependency_id bigint NOT NULL,
+    dependant_id bigint NOT NULL,
+    PRIMARY KEY (dependency_id, dependant_id)
+);
+
+-- transitions.settle_dependants, in the transaction that stores the outcome: a
+-- completion counts for each WAITING dependant (PENDING at the last one, and workers
+-- are hinted); a failure, a disabling or the deletion of an unfinished job fails every
+-- job waiting on it, transitively, each with its job_error logged and notified. Each
+-- statement here sees what committed before it (READ COMMITTED), and inserts lock the
+-- jobs they depend on first: a dependant committed before its dependency's outcome
+-- is always seen by it.
+CREATE FUNCTION pyjobqueue_settle_dependants() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    job pyjobqueue_jobs;
+    channel text;
+    told bigint;
+    at timestamptz := clock_timestamp();
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        job := OLD;
+    ELSE
+        job := NEW;
+        at := coalesce(NEW.completed_at, at);
+    END IF;
+    channel := 'pyjobqueue_' || left(encode(sha256(convert_to(job.queue_name, 'UTF8')), 'hex'), 40);
+    IF TG_OP = 'UPDATE' AND job.status = 'COMPLETED' THEN
+        UPDATE pyjobqueue_jobs
+        SET dependencies_left = greatest(dependencies_left - 1, 0),
+            status = CASE WHEN dependencies_left <= 1 THEN 'PENDING' ELSE status END
+        WHERE status = 'WAITING' AND id IN (
+            SELECT dependant_id FROM pyjobqueue_dependencies WHERE dependency_id = job.id);
+        IF FOUND THEN
+            PERFORM pg_notify(channel, 'A');
+        END IF;
+    ELSIF TG_OP = 'UPDATE' OR job.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED') THEN
+        WITH RECURSIVE waiting(id) AS (
+            SELECT link.dependant_id FROM pyjobqueue_dependencies AS link
+            WHERE link.dependency_id = job.id
+            UNION
+            SELECT link.dependant_id
+            FROM waiting JOIN pyjobqueue_dependencies AS link ON link.dependency_id = waiting.id
+            JOIN pyjobqueue_jobs AS dependant ON dependant.id = waiting.id
+            WHERE dependant.status = 'WAITING'
+        ), failed AS (
+            UPDATE pyjobqueue_jobs
+            SET status = 'FAILED', error = 'Dependency failed',
+                error_code = 'DependencyFailedError', completed_at = at, dependencies_left = 0
+            WHERE status = 'WAITING' AND id IN (SELECT id FROM waiting)
+            RETURNING id, queue_name
+        ), logged AS (
+            INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
+            SELECT failed.queue_name, failed.id, json_build_object(
+                'name', 'job_error', 'queue_name', failed.queue_name, 'job_id', failed.id,
+                'args', json_build_array('Dependency failed'), 'origin', '',
+                'error_code', 'DependencyFailedError')
+            FROM failed ORDER BY failed.id
+            RETURNING id, payload
+        )
+        SELECT count(pg_notify(channel, CASE WHEN octet_length(logged.payload::text) < 7800
+            THEN 'S' || logged.id || ':' || logged.payload::text ELSE 'R' || logged.id END))
+        INTO told FROM logged;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM pyjobqueue_dependencies WHERE dependency_id = OLD.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- Jobs failed for a dependency need no trigger: the walk that failed them went on to
+-- those waiting on them.
+CREATE TRIGGER pyjobqueue_jobs_dependency_finished
+    AFTER UPDATE OF status ON pyjobqueue_jobs FOR EACH ROW
+    WHEN (NEW.has_dependants AND NEW.status IN ('COMPLETED', 'FAILED', 'DISABLED')
+        AND OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED')
+        AND NEW.error_code IS DISTINCT FROM 'DependencyFailedError')
+    EXECUTE FUNCTION pyjobqueue_settle_dependants();
+CREATE TRIGGER pyjobqueue_jobs_dependency_deleted
+    AFTER DELETE ON pyjobqueue_jobs FOR EACH ROW
+    WHEN (OLD.has_dependants)
+    EXECUTE FUNCTION pyjobqueue_settle_dependants();
+"""
+
 MIGRATIONS: tuple[Migration[str], ...] = (
     Migration(
         1, "jobs, large events, rate limiter executions and limits", _JOBS_EVENTS_AND_RATE_LIMITS
@@ -149,6 +247,7 @@ MIGRATIONS: tuple[Migration[str], ...] = (
     ),
     Migration(4, "schedules: the last and next tick of each schedule of a queue", _SCHEDULES),
     Migration(5, "the servers of each queue: their last heartbeat", _SERVERS),
+    Migration(6, "dependencies: WAITING jobs, who waits for whom, triggers", _DEPENDENCIES),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

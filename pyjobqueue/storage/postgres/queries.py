@@ -101,6 +101,32 @@ ON CONFLICT (queue_name, unique_key)
 {_ANNOUNCE_INSERTED}
 """
 
+# The jobs new jobs depend on ($2), marked as having dependants (so the triggers of
+# migration 6 fire when they finish) and locked until the insert commits: an outcome
+# stored meanwhile waits, then its trigger sees the new dependants.
+MARK_DEPENDENCIES = f"""
+UPDATE pyjobqueue_jobs SET has_dependants = true
+WHERE queue_name = $1 AND id = ANY($2::bigint[])
+RETURNING {_COLUMNS}
+"""
+# The status of new dependants ($2 ids, then one array per column), set in the insert's
+# transaction, and who waits for whom ($2 dependencies, $3 dependants).
+SET_DEPENDANTS = """
+UPDATE pyjobqueue_jobs AS job
+SET status = batch.status, depends_on = batch.depends_on::bigint[],
+    dependencies_left = batch.left_count, error = batch.error, error_code = batch.error_code,
+    completed_at = batch.completed_at
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::text[],
+        $8::timestamptz[])
+    AS batch(id, status, depends_on, left_count, error, error_code, completed_at)
+WHERE job.queue_name = $1 AND job.id = batch.id
+"""
+INSERT_DEPENDENCIES = """
+INSERT INTO pyjobqueue_dependencies (dependency_id, dependant_id)
+SELECT * FROM unnest($1::bigint[], $2::bigint[])
+ON CONFLICT DO NOTHING
+"""
+
 UNIQUE_KEY_HOLDERS = f"""
 SELECT id, unique_key FROM pyjobqueue_jobs
 WHERE queue_name = $1 AND unique_key = ANY($2::text[]) AND status IN {_HOLDING_STATUSES}
@@ -274,45 +300,52 @@ SELECT changed.id, told.told,
 FROM changed LEFT JOIN told ON told.job_id = changed.id
 """
 
-# abort: PENDING -> FAILED ($3 error, $4 error_code, $5 completed_at), PROCESSING -> ABORTING.
-# The right-hand sides read the row as it was before this update.
+# abort: PENDING or WAITING -> FAILED ($3 error, $4 error_code, $5 completed_at),
+# PROCESSING -> ABORTING. The right-hand sides read the row as it was before this update.
 _ABORT = """
 UPDATE pyjobqueue_jobs
-SET status = CASE status WHEN 'PENDING' THEN 'FAILED' ELSE 'ABORTING' END,
-    error = CASE status WHEN 'PENDING' THEN $3 ELSE error END,
-    error_code = CASE status WHEN 'PENDING' THEN $4 ELSE error_code END,
-    completed_at = CASE status WHEN 'PENDING' THEN $5 ELSE completed_at END
+SET status = CASE status WHEN 'PROCESSING' THEN 'ABORTING' ELSE 'FAILED' END,
+    error = CASE status WHEN 'PROCESSING' THEN error ELSE $3 END,
+    error_code = CASE status WHEN 'PROCESSING' THEN error_code ELSE $4 END,
+    completed_at = CASE status WHEN 'PROCESSING' THEN completed_at ELSE $5 END
 """
+_ABORTABLE = "status IN ('WAITING', 'PENDING', 'PROCESSING')"
 
 ABORT_JOB = f"""{_ABORT}
-WHERE queue_name = $1 AND id = $2 AND status IN ('PENDING', 'PROCESSING')
+WHERE queue_name = $1 AND id = $2 AND {_ABORTABLE}
 RETURNING id, status
 """
 
 ABORT_JOB_RUN = f"""{_ABORT}
-WHERE queue_name = $1 AND job_run_id = $2 AND status IN ('PENDING', 'PROCESSING')
+WHERE queue_name = $1 AND job_run_id = $2 AND {_ABORTABLE}
 RETURNING id, status
 """
 
 DISABLE_JOB = """
 UPDATE pyjobqueue_jobs SET status = 'DISABLED', completed_at = $3
-WHERE queue_name = $1 AND id = $2 AND status = 'PENDING'
+WHERE queue_name = $1 AND id = $2 AND status IN ('WAITING', 'PENDING')
 RETURNING id
 """
 
 # A finished job made new again: $3 run_after; announced like a new job ($4 channel, $5 hint).
 # Not while another job of the queue holds its unique key (the unique index refuses it
-# anyway; the check makes that a plain refusal instead of an error in most races).
+# anyway; the check makes that a plain refusal instead of an error in most races), and
+# only once every job it depends on is COMPLETED (and still there).
 RETRY_JOB = f"""
 UPDATE pyjobqueue_jobs AS job
 SET status = 'PENDING', run_attempts = 0, run_after = $3, error = NULL, error_code = NULL,
     error_traceback = NULL, output = NULL, completed_at = NULL, progress = 0,
-    progress_message = '', progress_details = NULL
+    progress_message = '', progress_details = NULL, dependencies_left = 0
 WHERE queue_name = $1 AND id = $2 AND status IN ('FAILED', 'DISABLED')
     AND (unique_key IS NULL OR NOT EXISTS (
         SELECT FROM pyjobqueue_jobs AS holder
         WHERE holder.queue_name = $1 AND holder.unique_key = job.unique_key
             AND holder.status IN {_HOLDING_STATUSES}))
+    AND (depends_on IS NULL OR NOT EXISTS (
+        SELECT FROM unnest(job.depends_on) AS wanted(id)
+        LEFT JOIN pyjobqueue_jobs AS dependency
+            ON dependency.id = wanted.id AND dependency.queue_name = $1
+        WHERE dependency.status IS DISTINCT FROM 'COMPLETED'))
 RETURNING id, (SELECT pg_notify($4, $5)) AS announced
 """
 
@@ -322,8 +355,14 @@ WHERE queue_name = $1 AND status IN ('PROCESSING', 'ABORTING') AND lease_expires
 ORDER BY lease_expires_at, id
 """
 
-DELETE_FINISHED = """
-DELETE FROM pyjobqueue_jobs WHERE queue_name = $1 AND status = $2 AND completed_at < $3
+# A job some unfinished job depends on stays (that one reads its output when it runs).
+DELETE_FINISHED = f"""
+DELETE FROM pyjobqueue_jobs AS job
+WHERE queue_name = $1 AND status = $2 AND completed_at < $3
+    AND NOT (has_dependants AND EXISTS (
+        SELECT FROM pyjobqueue_dependencies AS link
+        JOIN pyjobqueue_jobs AS dependant ON dependant.id = link.dependant_id
+        WHERE link.dependency_id = job.id AND dependant.status IN {_HOLDING_STATUSES}))
 """
 
 DELETE_JOB = "DELETE FROM pyjobqueue_jobs WHERE queue_name = $1 AND id = $2"

@@ -11,11 +11,13 @@ notifies nobody and a crash right after a write loses no event.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ... import transitions
 from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
@@ -23,7 +25,7 @@ from ...outcome import AbortReason, Outcome
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
-from ..core import BaseQueueStorage
+from ..core import BaseQueueStorage, dependency_failed_events, missing_dependencies
 from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
@@ -72,6 +74,9 @@ class PostgresQueueEngine:
     async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """One unnest INSERT for any number of jobs; it hints the channel. Jobs with
         unique keys take the path of `_insert_keyed`; those without pay nothing for it."""
+        if any(job.depends_on for job in jobs):
+            async with self._database.transaction() as connection:
+                return await self._insert_dependants(connection, jobs)
         if all(job.unique_key is None for job in jobs):
             rows = await self._database.fetch(
                 sql.INSERT_JOBS, self.queue_name, *_columns(jobs), self._channel, HINT_TAG
@@ -91,6 +96,9 @@ class PostgresQueueEngine:
                 f"(asyncpg.Connection or one acquired from a pool), got {type(connection).__name__}"
             )
         conn: Any = connection
+        if any(job.depends_on for job in jobs):
+            async with conn.transaction():
+                return await self._insert_dependants(conn, jobs)
         if all(job.unique_key is None for job in jobs):
             rows = await conn.fetch(
                 sql.INSERT_JOBS, self.queue_name, *_columns(jobs), self._channel, HINT_TAG
@@ -98,6 +106,53 @@ class PostgresQueueEngine:
             return [Added(job_id, True) for job_id in sorted(row["id"] for row in rows)]
         async with conn.transaction():
             return await self._insert_keyed(conn, jobs)
+
+    async def _insert_dependants(
+        self, connection: Any, jobs: Sequence[Job[Any, Any]]
+    ) -> list[Added]:
+        """In an open transaction: jobs that depend on others. Their dependencies are
+        locked and marked first, each job's status comes from
+        `transitions.submit_waiting`, and one failed at once logs its job_error."""
+        wanted = sorted({job_id for job in jobs for job_id in job.depends_on})
+        rows = await connection.fetch(sql.MARK_DEPENDENCIES, self.queue_name, wanted)
+        found = {row["id"]: job_from_row(row) for row in rows}
+        if len(found) != len(wanted):
+            raise missing_dependencies(wanted, found)
+        records = []
+        for job in jobs:
+            record = job.record()
+            if record.depends_on:
+                dependencies = [found[job_id] for job_id in record.depends_on]
+                transitions.submit_waiting(record, dependencies, record.created_at)
+            records.append(record)
+        added = await self._insert_keyed(connection, records)
+        created = [
+            dataclasses.replace(record, id=job_id)
+            for (job_id, is_new), record in zip(added, records, strict=True)
+            if is_new and record.depends_on
+        ]
+        await connection.execute(
+            sql.SET_DEPENDANTS,
+            self.queue_name,
+            [record.id for record in created],
+            [record.status.value for record in created],
+            # (arrays of arrays must be rectangular: each one travels as its literal)
+            ["{" + ",".join(map(str, record.depends_on)) + "}" for record in created],
+            [record.dependencies_left for record in created],
+            [record.error for record in created],
+            [record.error_code for record in created],
+            [record.completed_at for record in created],
+        )
+        links = [(dependency, record.id) for record in created for dependency in record.depends_on]
+        await connection.execute(
+            sql.INSERT_DEPENDENCIES, [link[0] for link in links], [link[1] for link in links]
+        )
+        failed = [record for record in created if record.status is JobStatus.FAILED]
+        for event in dependency_failed_events(self.queue_name, failed):
+            await connection.execute(
+                sql.INSERT_EVENT, self.queue_name, event.job_id, event_json(event), self._channel
+            )
+        return added
 
     async def _insert_keyed(self, connection: Any, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """In an open transaction: jobs of which some have unique keys. Only the first job

@@ -63,6 +63,8 @@ def job_to_row(queue_name: str, job: Job[Any, Any]) -> dict[str, Any]:
         "metadata": encode_json(job.metadata) if job.metadata else None,
         "timeout_ms": job.timeout_ms,
         "error_traceback": job.error_traceback,
+        "depends_on": encode_json(job.depends_on) if job.depends_on else None,
+        "dependencies_left": job.dependencies_left,
     }
 
 

@@ -12,6 +12,44 @@ from ..migrations import Migration
 # queries.py).
 MIGRATIONS_TABLE = "pyjobqueue_schema_version"
 
+# The time now as the integer microseconds times are stored in (inside a trigger).
+_NOW = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+
+
+def _available_json() -> str:
+    """The JSON of `JobEvent.job_available` (an SQL expression)."""
+    return (
+        "json_object('name', 'job_available', 'queue_name', NEW.queue_name, 'job_id', 0, "
+        "'args', json_array(), 'origin', '', 'error_code', NULL)"
+    )
+
+
+def _fail_waiting(dependency: str, at: str, when: str = "1") -> str:
+    """The UPDATE that fails (`transitions.dependency_failed`) every WAITING job that
+    waits for `dependency`, directly or through other WAITING jobs, at time `at`, each
+    with the JSON of its `JobEvent.job_error` in `outbox`."""
+    return f"""UPDATE pyjobqueue_jobs
+            SET status = 'FAILED', error = 'Dependency failed',
+                error_code = 'DependencyFailedError', completed_at = {at},
+                dependencies_left = 0,
+                outbox = json_object('name', 'job_error', 'queue_name', queue_name,
+                    'job_id', id, 'args', json_array('Dependency failed'), 'origin', '',
+                    'error_code', 'DependencyFailedError')
+            WHERE {when} AND status = 'WAITING' AND id IN (
+                WITH RECURSIVE waiting(id) AS (
+                    SELECT link.dependant_id FROM pyjobqueue_dependencies AS link
+                    WHERE link.dependency_id = {dependency}
+                    UNION
+                    SELECT link.dependant_id
+                    FROM waiting JOIN pyjobqueue_dependencies AS link
+                        ON link.dependency_id = waiting.id
+                    JOIN pyjobqueue_jobs AS job ON job.id = waiting.id
+                    WHERE job.status = 'WAITING'
+                )
+                SELECT id FROM waiting
+            );"""
+
+
 MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
     Migration(
         1,
@@ -182,6 +220,66 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
             paused INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (queue_name, server_id)
         )
+        """,
+        ),
+    ),
+    Migration(
+        6,
+        "dependencies: WAITING jobs, who waits for whom, released and failed by triggers",
+        (
+            # depends_on: a JSON array of ids (NULL: none); dependencies_left: how many
+            # have not completed; has_dependants: some job waits for this one, so its
+            # triggers below fire (a job without dependants pays nothing for them).
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN depends_on TEXT",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN dependencies_left INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE pyjobqueue_jobs ADD COLUMN has_dependants INTEGER NOT NULL DEFAULT 0",
+            """
+        CREATE TABLE pyjobqueue_dependencies (
+            dependency_id INTEGER NOT NULL,
+            dependant_id INTEGER NOT NULL,
+            PRIMARY KEY (dependency_id, dependant_id)
+        ) WITHOUT ROWID
+        """,
+            # `transitions.settle_dependants`, in the statement that stores the outcome:
+            # a completion counts for each WAITING dependant (PENDING at the last one)
+            # and hints every process's workers through the events table.
+            f"""
+        CREATE TRIGGER pyjobqueue_jobs_dependency_completed
+        AFTER UPDATE OF status ON pyjobqueue_jobs
+        WHEN NEW.has_dependants AND NEW.status = 'COMPLETED' AND OLD.status <> 'COMPLETED'
+        BEGIN
+            UPDATE pyjobqueue_jobs
+            SET dependencies_left = max(dependencies_left - 1, 0),
+                status = CASE WHEN dependencies_left <= 1 THEN 'PENDING' ELSE status END
+            WHERE status = 'WAITING' AND id IN (
+                SELECT dependant_id FROM pyjobqueue_dependencies WHERE dependency_id = NEW.id
+            );
+            INSERT INTO pyjobqueue_events (queue_name, payload, created_at)
+            VALUES (NEW.queue_name, {_available_json()}, {_NOW});
+        END
+        """,
+            # A failure or a disabling fails every job waiting on it, transitively, each
+            # with its job_error event (through the outbox trigger). A job failed for a
+            # dependency needs no trigger: the walk that failed it went on past it.
+            f"""
+        CREATE TRIGGER pyjobqueue_jobs_dependency_failed
+        AFTER UPDATE OF status ON pyjobqueue_jobs
+        WHEN NEW.has_dependants AND NEW.status IN ('FAILED', 'DISABLED')
+        AND OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED')
+        AND NEW.error_code IS NOT 'DependencyFailedError'
+        BEGIN
+            {_fail_waiting("NEW.id", "coalesce(NEW.completed_at, " + _NOW + ")")}
+        END
+        """,
+            # Deleting an unfinished job fails those waiting on it; its links go.
+            f"""
+        CREATE TRIGGER pyjobqueue_jobs_dependency_deleted
+        AFTER DELETE ON pyjobqueue_jobs
+        WHEN OLD.has_dependants
+        BEGIN
+            {_fail_waiting("OLD.id", _NOW, "OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED')")}
+            DELETE FROM pyjobqueue_dependencies WHERE dependency_id = OLD.id;
+        END
         """,
         ),
     ),

@@ -49,12 +49,14 @@ INSERT INTO pyjobqueue_jobs (
     queue_name, input, output, status, progress, progress_message, progress_details,
     max_retries, run_attempts, error, error_code, created_at, completed_at, run_after,
     deadline_at, last_ran_at, job_run_id, fingerprint,
-    kind, priority, unique_key, metadata, timeout_ms, error_traceback
+    kind, priority, unique_key, metadata, timeout_ms, error_traceback,
+    depends_on, dependencies_left
 ) VALUES (
     :queue_name, :input, :output, :status, :progress, :progress_message, :progress_details,
     :max_retries, :run_attempts, :error, :error_code, :created_at, :completed_at, :run_after,
     :deadline_at, :last_ran_at, :job_run_id, :fingerprint,
-    :kind, :priority, :unique_key, :metadata, :timeout_ms, :error_traceback
+    :kind, :priority, :unique_key, :metadata, :timeout_ms, :error_traceback,
+    :depends_on, :dependencies_left
 )
 """
 # One job: stored and its id returned, or nothing returned when its unique key is held
@@ -72,6 +74,17 @@ SELECT wanted.value AS unique_key, job.id
 FROM json_each(:unique_keys) AS wanted CROSS JOIN pyjobqueue_jobs AS job
 WHERE job.queue_name = :queue_name AND job.unique_key = wanted.value
 AND job.status IN {_HOLDING_STATUSES}
+"""
+# The jobs new jobs depend on (a JSON array of ids), marked as having dependants (so
+# the triggers of migration 6 fire when they finish), under the insert's write lock.
+MARK_DEPENDENCIES = f"""
+UPDATE pyjobqueue_jobs SET has_dependants = 1
+WHERE queue_name = :queue_name AND id IN (SELECT value FROM json_each(:ids))
+RETURNING {JOB_COLUMNS}
+"""
+INSERT_DEPENDENCY = """
+INSERT OR IGNORE INTO pyjobqueue_dependencies (dependency_id, dependant_id)
+VALUES (:dependency_id, :dependant_id)
 """
 # Inside the write transaction of a batch: every id above it is one of the batch.
 LAST_JOB_ID = "SELECT coalesce(max(id), 0) FROM pyjobqueue_jobs"
@@ -244,43 +257,50 @@ WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
 RETURNING id
 """
 
-# PENDING -> FAILED at once, PROCESSING -> ABORTING; SET expressions see the old row,
-# RETURNING the new one.
+# PENDING or WAITING -> FAILED at once, PROCESSING -> ABORTING; SET expressions see the
+# old row, RETURNING the new one.
 _ABORT_SET = """
 UPDATE pyjobqueue_jobs
-SET status = CASE status WHEN 'PENDING' THEN 'FAILED' ELSE 'ABORTING' END,
-    error = CASE status WHEN 'PENDING' THEN :error ELSE error END,
-    error_code = CASE status WHEN 'PENDING' THEN :error_code ELSE error_code END,
-    completed_at = CASE status WHEN 'PENDING' THEN :now ELSE completed_at END
+SET status = CASE status WHEN 'PROCESSING' THEN 'ABORTING' ELSE 'FAILED' END,
+    error = CASE status WHEN 'PROCESSING' THEN error ELSE :error END,
+    error_code = CASE status WHEN 'PROCESSING' THEN error_code ELSE :error_code END,
+    completed_at = CASE status WHEN 'PROCESSING' THEN completed_at ELSE :now END
 """
+_ABORTABLE = "status IN ('WAITING', 'PENDING', 'PROCESSING')"
 ABORT_JOB = f"""
 {_ABORT_SET}
-WHERE id = :id AND queue_name = :queue_name AND status IN ('PENDING', 'PROCESSING')
+WHERE id = :id AND queue_name = :queue_name AND {_ABORTABLE}
 RETURNING id, status
 """
 ABORT_JOB_RUN = f"""
 {_ABORT_SET}
-WHERE queue_name = :queue_name AND job_run_id = :job_run_id
-AND status IN ('PENDING', 'PROCESSING')
+WHERE queue_name = :queue_name AND job_run_id = :job_run_id AND {_ABORTABLE}
 RETURNING id, status
 """
 DISABLE_JOB = """
 UPDATE pyjobqueue_jobs SET status = 'DISABLED', completed_at = :now
-WHERE id = :id AND queue_name = :queue_name AND status = 'PENDING'
+WHERE id = :id AND queue_name = :queue_name AND status IN ('WAITING', 'PENDING')
 RETURNING id
 """
 # A finished job runs again as if new, unless another job holds its unique key (the
-# unique index would refuse it): two unfinished jobs never share a key.
+# unique index would refuse it): two unfinished jobs never share a key; and only once
+# every job it depends on is COMPLETED (and still there).
 RETRY_JOB = f"""
 UPDATE pyjobqueue_jobs
 SET status = 'PENDING', run_attempts = 0, run_after = :now, error = NULL, error_code = NULL,
     error_traceback = NULL, output = NULL, completed_at = NULL, progress = 0,
-    progress_message = '', progress_details = NULL
+    progress_message = '', progress_details = NULL, dependencies_left = 0
 WHERE id = :id AND queue_name = :queue_name AND status IN ('FAILED', 'DISABLED')
 AND NOT EXISTS (
     SELECT 1 FROM pyjobqueue_jobs AS holder
     WHERE holder.queue_name = :queue_name AND holder.unique_key = pyjobqueue_jobs.unique_key
     AND holder.status IN {_HOLDING_STATUSES}
+)
+AND NOT EXISTS (
+    SELECT 1 FROM json_each(coalesce(pyjobqueue_jobs.depends_on, '[]')) AS wanted
+    LEFT JOIN pyjobqueue_jobs AS dependency
+        ON dependency.id = wanted.value AND dependency.queue_name = :queue_name
+    WHERE dependency.status IS NOT 'COMPLETED'
 )
 RETURNING id
 """
@@ -292,9 +312,15 @@ AND lease_expires_at IS NOT NULL AND lease_expires_at < :now
 ORDER BY id
 """
 
-DELETE_FINISHED = """
+# A job some unfinished job depends on stays (that one reads its output when it runs).
+DELETE_FINISHED = f"""
 DELETE FROM pyjobqueue_jobs
 WHERE queue_name = :queue_name AND status = :status AND completed_at < :completed_before
+AND NOT (has_dependants AND EXISTS (
+    SELECT 1 FROM pyjobqueue_dependencies AS link
+    JOIN pyjobqueue_jobs AS dependant ON dependant.id = link.dependant_id
+    WHERE link.dependency_id = pyjobqueue_jobs.id AND dependant.status IN {_HOLDING_STATUSES}
+))
 RETURNING id
 """
 DELETE_JOB = """

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ... import transitions
 from ..._options import require_ms
 from ...errors import AbortSignalJobError
 from ...events import JobEvent
@@ -23,7 +24,12 @@ from ...outcome import AbortReason, Outcome, OutcomeKind
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
-from ..core import BaseQueueStorage, start_events
+from ..core import (
+    BaseQueueStorage,
+    dependency_failed_events,
+    missing_dependencies,
+    start_events,
+)
 from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
 from .codec import (
@@ -118,6 +124,13 @@ class SqliteQueueEngine:
 
     async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """One INSERT for one job; a batch in one transaction."""
+        if any(job.depends_on for job in jobs):
+            added, logged = await self._database.transaction(
+                lambda connection: self._store_dependants(connection, jobs)
+            )
+            if logged:
+                self.feed.stored(prune_soon=True)
+            return added
         # Encode everything first: a bad value stores nothing.
         rows = [job_to_row(self.queue_name, job) for job in jobs]
         if len(rows) == 1:
@@ -144,6 +157,9 @@ class SqliteQueueEngine:
                 "SqliteQueueStorage joins the transaction of an aiosqlite.Connection to the "
                 f"same file, got {type(connection).__name__}"
             )
+        if any(job.depends_on for job in jobs):
+            added_dependants, _logged = await self._store_dependants(connection, jobs)
+            return added_dependants  # their events are read once the caller commits
         rows = [job_to_row(self.queue_name, job) for job in jobs]  # a bad value: nothing
         added = []
         for row in rows:
@@ -155,6 +171,56 @@ class SqliteQueueEngine:
             ((_key, holder),) = await fetch_rows(connection, sql.UNIQUE_KEY_HOLDERS, params)
             added.append(Added(int(holder), False))
         return added
+
+    async def _store_dependants(
+        self, connection: aiosqlite.Connection, jobs: Sequence[Job[Any, Any]]
+    ) -> tuple[list[Added], bool]:
+        """Inside a transaction: jobs that depend on others. Their dependencies are read
+        (and marked as having dependants) under the write lock, each job's status comes
+        from `transitions.submit_waiting`, and one failed at once logs its job_error;
+        what became of each job, and whether events were logged."""
+        wanted = sorted({job_id for job in jobs for job_id in job.depends_on})
+        params = {**self._queue, "ids": encode_json(wanted)}
+        found = {
+            row["id"]: job_from_row(row)
+            for row in await fetch_rows(connection, sql.MARK_DEPENDENCIES, params)
+        }
+        if len(found) != len(wanted):
+            raise missing_dependencies(wanted, found)
+        records = []
+        for job in jobs:
+            record = job.record()
+            if record.depends_on:
+                dependencies = [found[job_id] for job_id in record.depends_on]
+                transitions.submit_waiting(record, dependencies, record.created_at)
+            records.append(record)
+        rows = [job_to_row(self.queue_name, record) for record in records]
+        added = await self._store_unless_held(connection, rows)
+        links, failed = [], []
+        for (job_id, created), record in zip(added, records, strict=True):
+            if not created:
+                continue
+            record.id = job_id
+            links += [
+                {"dependency_id": dependency, "dependant_id": job_id}
+                for dependency in record.depends_on
+            ]
+            if record.status is JobStatus.FAILED:
+                failed.append(record)
+        await connection.executemany(sql.INSERT_DEPENDENCY, links)
+        await self._log(connection, dependency_failed_events(self.queue_name, failed))
+        return added, bool(failed)
+
+    async def _log(self, connection: aiosqlite.Connection, events: Sequence[JobEvent]) -> None:
+        """Inside a transaction: store events in the events table, in one statement."""
+        if not events:
+            return
+        values = {
+            f"{name}_{index}": value
+            for index, event in enumerate(events)
+            for name, value in event_row(event).items()
+        }
+        await execute(connection, sql.insert_events(len(events)), values)
 
     async def _store(self, connection: aiosqlite.Connection, rows: list[Params]) -> list[int]:
         """Inside a transaction: insert the rows; their ids, in order."""
@@ -268,15 +334,7 @@ class SqliteQueueEngine:
             # failure rolls both back, and no job is left claimed by nobody).
             rows = await fetch_rows(connection, claim, params)
             jobs = [job_from_row(row) for row in rows]
-            events = start_events(self.queue_name, jobs, now, start_origin)
-            if events:
-                statement = sql.insert_events(len(events))
-                values = {
-                    f"{name}_{index}": value
-                    for index, event in enumerate(events)
-                    for name, value in event_row(event).items()
-                }
-                await execute(connection, statement, values)
+            await self._log(connection, start_events(self.queue_name, jobs, now, start_origin))
             return jobs
 
         jobs = await self._database.transaction(claim_and_announce)
