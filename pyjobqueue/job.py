@@ -21,6 +21,12 @@ OutputT = TypeVar("OutputT")
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def _field_names() -> tuple[str, ...]:
+    """The names of `Job`'s fields (asked for on every copy of a record: once is enough)."""
+    return tuple(field.name for field in dataclasses.fields(Job))
+
+
 def utcnow() -> datetime:
     """The current time as a timezone-aware UTC datetime."""
     return datetime.now(UTC)
@@ -190,7 +196,7 @@ class Job(Generic[InputT, OutputT]):
 
     def fields(self) -> dict[str, Any]:
         """The stored fields of this job as a dict."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(Job)}
+        return {name: getattr(self, name) for name in _field_names()}
 
     def as_dict(self) -> dict[str, JsonValue]:
         """The job as JSON-friendly values (datetimes as ISO 8601 strings)."""
