@@ -22,7 +22,7 @@ def test_the_project_metadata_is_complete() -> None:
     assert {"Homepage", "Source", "Issues"} <= set(project["urls"])
     assert "Typing :: Typed" in project["classifiers"]
     extras = project["optional-dependencies"]
-    assert set(extras) == {"sqlite", "postgres", "cli", "otel", "prometheus"}  # no "dev"
+    assert set(extras) == {"sqlite", "postgres", "cli", "otel", "prometheus", "console", "notebook"}
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
     assert "pytest>=8" in groups["dev"]
 
