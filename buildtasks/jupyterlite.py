@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 from .bundle import PYODIDE_PYTHON, assemble_pyodide_runtime, ensure_pyodide_wheels, normalize_name
@@ -36,6 +37,8 @@ LITE_STAMP = LITE / ".inputs.sha256"
 NOTEBOOK_WHEELS = LITE / "wheels"
 NOTEBOOK_WHEEL_STAMP = NOTEBOOK_WHEELS / ".requirements"
 SITE_PREFIX = "/jupyterlite/"
+# The example notebook in the site's notebook app.
+NOTEBOOK_PATH = SITE_PREFIX + "notebooks/index.html?path=pyjobqueue.ipynb"
 # What the kernel installs at start (IPython, jedi, comm) and what the widget needs.
 NOTEBOOK_REQUIREMENTS = ("ipython", "jedi", "comm", "anywidget>=0.9")
 # Resolved with the host's markers, so some are not for the browser: pexpect is not used
@@ -49,6 +52,7 @@ def ensure_notebook_wheels() -> list[Path]:
     """Pure-Python wheels for Python 3.14 of what the kernel and the widget import."""
     wanted = repr(NOTEBOOK_REQUIREMENTS) + PYODIDE_PYTHON
     if not (NOTEBOOK_WHEEL_STAMP.is_file() and NOTEBOOK_WHEEL_STAMP.read_text() == wanted):
+        LITE.mkdir(parents=True, exist_ok=True)
         header("download wheels for the JupyterLite kernel")
         shutil.rmtree(NOTEBOOK_WHEELS, ignore_errors=True)
         NOTEBOOK_WHEELS.mkdir(parents=True)
@@ -92,11 +96,22 @@ def check_kernel_pyodide() -> None:
         )
 
 
+def wheel_digest(wheel: Path) -> bytes:
+    """A wheel's files and their contents, not its zip timestamps (which every build of
+    our wheel changes)."""
+    digest = hashlib.sha256(wheel.name.encode())
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(archive.read(name)).digest())
+    return digest.digest()
+
+
 def inputs_digest(wheels: list[Path]) -> str:
     """What the site is built from: wheels, notebooks, Pyodide and the jupyter tools."""
     digest = hashlib.sha256()
-    sources = [*wheels, PYODIDE_NPM / "package.json", *sorted(NOTEBOOKS.glob("*.ipynb"))]
-    for path in sources:
+    for wheel in wheels:
+        digest.update(wheel_digest(wheel))
+    for path in [PYODIDE_NPM / "package.json", *sorted(NOTEBOOKS.glob("*.ipynb"))]:
         digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     for dist_info in sorted(VENV.glob("lib/python*/site-packages/jupyterlite*.dist-info")):
         digest.update(dist_info.name.encode())

@@ -18,11 +18,10 @@ from browser_log import BrowserLog
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from buildtasks import webserver
-from buildtasks.jupyterlite import LITE_SITE, SITE_PREFIX
+from buildtasks.jupyterlite import LITE_SITE, NOTEBOOK_PATH, SITE_PREFIX
 
 pytestmark = pytest.mark.timeout(300)
 
-NOTEBOOK_URL = SITE_PREFIX + "notebooks/index.html?path=pyjobqueue.ipynb"
 # The first cell loads Pyodide's packages in the kernel's worker: slow on a busy machine.
 CELL_TIMEOUT = 120_000
 # The only request of the notebook page that fails: the browser's own guess at an icon
@@ -66,7 +65,7 @@ class Notebook:
     def open(cls, context: BrowserContext, base: str) -> Notebook:
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())  # leaving an edited notebook
-        page.goto(base + NOTEBOOK_URL)
+        page.goto(base + NOTEBOOK_PATH)
         notebook = cls(page)
         notebook.wait_ready()
         return notebook
