@@ -20,6 +20,8 @@ from playwright.sync_api import BrowserContext, Locator, Page, expect
 from buildtasks import webserver
 from buildtasks.jupyterlite import LITE_SITE, NOTEBOOK_PATH, SITE_PREFIX
 
+WATCH_PATH = SITE_PREFIX + "notebooks/index.html?path=watch.ipynb"
+
 pytestmark = pytest.mark.timeout(300)
 
 # The first cell loads Pyodide's packages in the kernel's worker: slow on a busy machine.
@@ -56,22 +58,25 @@ def lite_url() -> Iterator[str]:
 class Notebook:
     """The example notebook open in a tab, its cells run from here."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, code_cells: int) -> None:
         self.page = page
         self.cells = page.locator(".jp-Notebook .jp-CodeCell")
+        self.code_cells = code_cells
         self.runs = 0
 
     @classmethod
-    def open(cls, context: BrowserContext, base: str) -> Notebook:
+    def open(
+        cls, context: BrowserContext, url: str, path: str = NOTEBOOK_PATH, code_cells: int = 6
+    ) -> Notebook:
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())  # leaving an edited notebook
-        page.goto(base + NOTEBOOK_PATH)
-        notebook = cls(page)
+        page.goto(url + path)
+        notebook = cls(page, code_cells)
         notebook.wait_ready()
         return notebook
 
     def wait_ready(self) -> None:
-        expect(self.cells).to_have_count(6, timeout=60_000)
+        expect(self.cells).to_have_count(self.code_cells, timeout=60_000)
         idle = self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
         expect(idle).to_be_visible(timeout=60_000)
         self.runs = 0
@@ -136,7 +141,7 @@ def test_the_example_notebook_runs_in_jupyterlite_and_its_jobs_outlive_a_reload(
     notebook = Notebook.open(watched_context, lite_url)
     widget = notebook.start()
     expect(widget.locator(".pjq-title")).to_have_text("queue notebook-demo: 0 jobs")
-    notebook.page.evaluate(WATCH_ROWS, widget.element_handle())
+    watch(notebook, widget)
 
     output = notebook.run("handles = ")
     expect(output).to_have_text("['job 0 done', 'job 1 done', 'job 2 done']")
@@ -159,6 +164,45 @@ def test_the_example_notebook_runs_in_jupyterlite_and_its_jobs_outlive_a_reload(
     expect(widget.locator(".pjq-title")).to_have_text("queue notebook-demo: 3 jobs")
     assert rows_of(widget) == [("COMPLETED", "100%", "step 5 of 5")] * 3
     expect(notebook.run('print("completed')).to_have_text("completed jobs: 3")
+    assert_clean(browser_log)
+
+
+def watch(notebook: Notebook, widget: Locator) -> None:
+    """Record what `widget` shows from now on (window.pjqSeen)."""
+    notebook.page.evaluate(WATCH_ROWS, widget.element_handle())
+
+
+def test_a_second_notebook_sees_the_first_ones_jobs_and_aborts_one_it_runs(
+    lite_url: str, watched_context: BrowserContext, browser_log: BrowserLog
+) -> None:
+    """Two notebooks, two kernels (two workers) on one queue: the watching one's widget
+    follows the jobs the other runs, and an Abort click in one stops a job for both."""
+    runner = Notebook.open(watched_context, lite_url)
+    runner_widget = runner.start()
+    watcher = Notebook.open(watched_context, lite_url, WATCH_PATH, code_cells=4)
+    expect(watcher.run("import sys")).to_have_text("")
+    watcher_widget = watcher.run("from pyjobqueue").locator(".pyjobqueue-jobs")
+    expect(watcher_widget.locator(".pjq-title")).to_have_text("queue notebook-demo: 0 jobs")
+    watch(watcher, watcher_widget)
+
+    expect(runner.run("handles = ")).to_have_text("['job 0 done', 'job 1 done', 'job 2 done']")
+    expect(watcher_widget.locator(".pjq-status")).to_have_text(["COMPLETED"] * 3)
+    assert rows_of(watcher_widget) == [("COMPLETED", "100%", "step 5 of 5")] * 3
+    values = progress_by_job(watcher.page.evaluate("window.pjqSeen"))
+    assert sorted(values) == [1, 2, 3]
+    assert any(0 < value < 100 for job_values in values.values() for value in job_values)
+
+    # The watcher submits a long job; the runner's server runs it, both widgets show it.
+    expect(watcher.run("slow = ")).to_have_text("submitted job 4")
+    slow_row = runner_widget.locator("tr[data-job-id='4']")
+    expect(slow_row.locator(".pjq-message")).to_have_text(re.compile(r"step \d+ of 100"))
+    expect(watcher_widget.locator("tr[data-job-id='4'] .pjq-status")).to_have_text("PROCESSING")
+    slow_row.locator(".pjq-abort").click()
+    expect(slow_row.locator(".pjq-status")).to_have_text("FAILED")
+    watcher_row = watcher_widget.locator("tr[data-job-id='4']")
+    expect(watcher_row.locator(".pjq-status")).to_have_text("FAILED")
+    expect(watcher_row.locator(".pjq-abort")).to_have_count(0)
+    expect(watcher.run('print("completed')).to_have_text("completed jobs: 3")
     assert_clean(browser_log)
 
 

@@ -31,43 +31,44 @@ SHOWN_STATUSES = tuple(JobStatus)
 
 ESM = """
 const ACTIVE = new Set(["PENDING", "PROCESSING"]);
+const COLUMNS = ["id", "kind", "status", "progress", "message", ""];
 
-function cell(row, text, className) {
-  const td = document.createElement("td");
-  if (className) td.className = className;
-  td.textContent = text;
-  row.appendChild(td);
-  return td;
-}
-
-function jobRow(job, model) {
+// One row per job, made once and updated in place: a button under the pointer stays
+// the same element however many progress events arrive.
+function newRow(jobId, model) {
   const tr = document.createElement("tr");
-  tr.dataset.jobId = String(job.id);
-  tr.dataset.status = job.status;
-  cell(tr, String(job.id), "pjq-id");
-  cell(tr, job.kind, "pjq-kind");
-  cell(tr, job.status, "pjq-status pjq-" + job.status.toLowerCase());
-  const progressCell = cell(tr, "", "pjq-progress");
+  tr.dataset.jobId = String(jobId);
+  const cells = {};
+  for (const name of ["id", "kind", "status", "progress", "message", "actions"]) {
+    cells[name] = tr.insertCell();
+    cells[name].className = "pjq-" + name;
+  }
+  cells.id.textContent = String(jobId);
   const bar = document.createElement("progress");
   bar.max = 100;
-  bar.value = job.progress;
-  progressCell.appendChild(bar);
   const percent = document.createElement("span");
-  percent.textContent = " " + Math.round(job.progress) + "%";
-  progressCell.appendChild(percent);
-  cell(tr, job.error || job.message, "pjq-message");
-  const actions = cell(tr, "", "pjq-actions");
-  if (ACTIVE.has(job.status)) {
-    const button = document.createElement("button");
-    button.textContent = "Abort";
-    button.className = "pjq-abort";
-    button.addEventListener("click", () => {
-      button.disabled = true;
-      model.send({ type: "abort", job_id: job.id });
-    });
-    actions.appendChild(button);
-  }
-  return tr;
+  cells.progress.append(bar, percent);
+  const button = document.createElement("button");
+  button.textContent = "Abort";
+  button.className = "pjq-abort";
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    model.send({ type: "abort", job_id: jobId });
+  });
+  return { tr, cells, bar, percent, button };
+}
+
+function update(row, job) {
+  row.tr.dataset.status = job.status;
+  row.cells.kind.textContent = job.kind;
+  row.cells.status.textContent = job.status;
+  row.cells.status.className = "pjq-status pjq-" + job.status.toLowerCase();
+  row.bar.value = job.progress;
+  row.percent.textContent = " " + Math.round(job.progress) + "%";
+  row.cells.message.textContent = job.error || job.message;
+  const active = ACTIVE.has(job.status);
+  if (active && !row.button.isConnected) row.cells.actions.appendChild(row.button);
+  if (!active && row.button.isConnected) row.button.remove();
 }
 
 function render({ model, el }) {
@@ -76,17 +77,33 @@ function render({ model, el }) {
   title.className = "pjq-title";
   const table = document.createElement("table");
   const head = table.createTHead().insertRow();
-  for (const name of ["id", "kind", "status", "progress", "message", ""]) {
+  for (const name of COLUMNS) {
     const th = document.createElement("th");
     th.textContent = name;
     head.appendChild(th);
   }
   const body = table.createTBody();
   el.append(title, table);
+  const rows = new Map();
   const draw = () => {
     const jobs = model.get("jobs");
     title.textContent = "queue " + model.get("queue_name") + ": " + jobs.length + " jobs";
-    body.replaceChildren(...jobs.map((job) => jobRow(job, model)));
+    const shown = new Set(jobs.map((job) => job.id));
+    for (const [jobId, row] of rows) {
+      if (!shown.has(jobId)) {
+        row.tr.remove();
+        rows.delete(jobId);
+      }
+    }
+    jobs.forEach((job, index) => {
+      let row = rows.get(job.id);
+      if (!row) {
+        row = newRow(job.id, model);
+        rows.set(job.id, row);
+      }
+      update(row, job);
+      if (body.children[index] !== row.tr) body.insertBefore(row.tr, body.children[index] || null);
+    });
   };
   model.on("change:jobs", draw);
   draw();
