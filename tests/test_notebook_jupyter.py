@@ -12,6 +12,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from tests.children import ROOT, child_environment
+from tests.test_readme import python_blocks
 
 NOTEBOOK = ROOT / "docs" / "notebooks" / "pyjobqueue.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -57,6 +58,12 @@ async def run_notebook(directory: Path) -> Any:
     notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     notebook.cells.insert(0, nbformat.v4.new_code_cell(FORBID_ASYNCIO_RUN))  # type: ignore[no-untyped-call]
     notebook.cells.append(nbformat.v4.new_code_cell(WIDGET_ROWS))  # type: ignore[no-untyped-call]
+    await execute(notebook, directory)
+    return notebook
+
+
+async def execute(notebook: Any, directory: Path) -> None:
+    """Run every cell on a new ipykernel working in `directory`, with this checkout."""
     client = NotebookClient(
         notebook,
         timeout=120,
@@ -65,7 +72,6 @@ async def run_notebook(directory: Path) -> Any:
         store_widget_state=True,
     )
     await client.async_execute(env=child_environment())
-    return notebook
 
 
 def code_cell(notebook: Any, starts_with: str) -> Any:
@@ -109,3 +115,19 @@ async def test_a_second_run_sees_the_jobs_the_first_stored(tmp_path: Path) -> No
     notebook = await run_notebook(tmp_path)
     assert errors_of(notebook) == []
     assert text_of(code_cell(notebook, 'print("completed')) == "completed jobs: 6\n"
+
+
+async def test_the_readme_notebook_cells_run_in_a_kernel(tmp_path: Path) -> None:
+    """README's notebook block, less its %pip line (pyjobqueue is installed here)."""
+    (block,) = python_blocks("In a notebook: Jupyter and JupyterLite")
+    first, *rest = block.splitlines()
+    assert first.startswith("%pip install")
+    cells = ["\n".join(rest), "print(await (await client.submit(21)).wait_for())"]
+    notebook = nbformat.v4.new_notebook(  # type: ignore[no-untyped-call]
+        cells=[nbformat.v4.new_code_cell(cell) for cell in cells]  # type: ignore[no-untyped-call]
+    )
+    await execute(notebook, tmp_path)
+    assert errors_of(notebook) == []
+    (display,) = notebook.cells[0].outputs
+    assert WIDGET_VIEW in display.data
+    assert text_of(notebook.cells[1]) == "42\n"
