@@ -109,14 +109,16 @@ _widgets: weakref.WeakKeyDictionary[JobQueueClient[Any, Any], weakref.ref[JobsWi
 
 
 def job_widget(client: JobQueueClient[Any, Any], *, limit: int = DEFAULT_LIMIT) -> JobsWidget:
-    """The live widget of `client`'s queue: one per client, made on first use."""
+    """The live widget of `client`'s queue: one per client (and limit), made on first use."""
     try:
         from ._notebook_widget import JobsWidget
     except ImportError as error:
         raise ImportError(INSTALL_HINT) from error
     cached = _widgets.get(client)
     widget = cached() if cached is not None else None
-    if widget is None or widget.closed or widget.table.limit != limit:
+    if widget is not None and not widget.closed and widget.table.limit != limit:
+        widget.close()  # another limit: a new widget, and the old one stops listening
+    if widget is None or widget.closed:
         widget = JobsWidget(client, JobTable(limit))
         _widgets[client] = weakref.ref(widget)
     return widget

@@ -125,7 +125,11 @@ async def test_widget_shows_stored_jobs_and_jobs_it_learns_of_from_events(
     Gated.gates["c"].set()
     await rows_until(widget, has(later.id, status="COMPLETED"))
     assert [row["id"] for row in widget.jobs] == [later.id, earlier.id]
-    widget.close()
+    assert job_widget(client, limit=5) is widget
+    wider = job_widget(client, limit=6)
+    assert wider is not widget and widget.closed and not wider.closed
+    assert widget._on_submitted not in client.submit_taps
+    wider.close()
 
 
 async def test_abort_message_from_the_view_aborts_the_job(
