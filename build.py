@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from buildtasks import bundle, environment, steps, webserver
+from buildtasks import bundle, environment, jupyterlite, steps, webserver
 from buildtasks.commands import BuildError, Terminated, raise_terminated
 from buildtasks.paths import ROOT
 
@@ -39,11 +39,15 @@ def cmd_wheel() -> int:
 
 
 def cmd_serve(port: int) -> int:
-    """``build.py serve``: build the wheel, assemble web/ with Pyodide and serve the console."""
+    """``build.py serve``: build the wheel, assemble web/ with Pyodide and serve the console,
+    and the JupyterLite site under /jupyterlite/."""
     bundle.check_web_app()
-    environment.ensure_venv(dev=False)
-    web_root = bundle.prepare_web_root(bundle.build_wheel())
-    webserver.serve_forever(webserver.Site({"/": web_root}), port)
+    environment.ensure_venv(dev=True)  # the jupyter tools that build the notebook site
+    wheel = bundle.build_wheel()
+    web_root = bundle.prepare_web_root(wheel)
+    site = jupyterlite.build_site(wheel)
+    print(f"==> notebooks: http://127.0.0.1:{port}{jupyterlite.NOTEBOOK_PATH}", flush=True)
+    webserver.serve_forever(webserver.Site({"/": web_root, jupyterlite.SITE_PREFIX: site}), port)
     return 0
 
 

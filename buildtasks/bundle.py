@@ -157,16 +157,20 @@ def lock_entry(wheel: Path, shipped: set[str]) -> dict[str, object]:
     }
 
 
-def assemble_pyodide_runtime(wheels: Sequence[Path]) -> Path:
-    """Copy Pyodide from npm plus ``wheels`` into web/dist/pyodide/ with a lock that lists them.
+def assemble_pyodide_runtime(
+    wheels: Sequence[Path], destination: Path = PYODIDE_DIST, *, only_shipped: bool = False
+) -> Path:
+    """Copy Pyodide from npm plus ``wheels`` into web/dist/pyodide/ (or ``destination``)
+    with a lock that lists them; ``only_shipped`` drops the lock's other packages, whose
+    files are not there (so micropip looks for them elsewhere instead of failing).
 
     ``loadPyodide({indexURL})`` then ``loadPackage(["pyjobqueue", ...])`` works with no
     network: every package it loads is a file next to the lock, checked against its sha256.
     """
-    header("assemble Pyodide runtime")
+    header(f"assemble Pyodide runtime in {destination.relative_to(ROOT)}")
     # Built beside the old one and swapped in, so a page loading meanwhile never sees a
     # wheel that does not match the lock file.
-    staging = PYODIDE_DIST.with_name(f"{PYODIDE_DIST.name}.new-{os.getpid()}")
+    staging = destination.with_name(f"{destination.name}.new-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -174,19 +178,21 @@ def assemble_pyodide_runtime(wheels: Sequence[Path]) -> Path:
         if source.is_file() and not source.name.endswith(PYODIDE_RUNTIME_SKIP):
             shutil.copy2(source, staging / source.name)
     lock = json.loads((PYODIDE_NPM / "pyodide-lock.json").read_text())
+    if only_shipped:
+        lock["packages"] = {}
     shipped = {normalize_name(wheel_metadata(wheel)[0]) for wheel in wheels}
     for wheel in wheels:
         shutil.copy2(wheel, staging / wheel.name)
         entry = lock_entry(wheel, shipped)
         lock["packages"][normalize_name(str(entry["name"]))] = entry
     (staging / "pyodide-lock.json").write_text(json.dumps(lock, indent=1) + "\n")
-    retired = PYODIDE_DIST.with_name(f"{PYODIDE_DIST.name}.old-{os.getpid()}")
-    if PYODIDE_DIST.exists():
-        PYODIDE_DIST.rename(retired)
-    staging.rename(PYODIDE_DIST)
+    retired = destination.with_name(f"{destination.name}.old-{os.getpid()}")
+    if destination.exists():
+        destination.rename(retired)
+    staging.rename(destination)
     shutil.rmtree(retired, ignore_errors=True)
-    print(f"==> Pyodide runtime with {len(wheels)} wheels in {PYODIDE_DIST.relative_to(ROOT)}")
-    return PYODIDE_DIST
+    print(f"==> Pyodide runtime with {len(wheels)} wheels in {destination.relative_to(ROOT)}")
+    return destination
 
 
 def prepare_web_root(wheel: Path) -> Path:

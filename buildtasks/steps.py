@@ -15,6 +15,7 @@ from pathlib import Path
 from .bundle import build_wheel, prepare_web_root
 from .commands import header, run
 from .environment import ensure_chromium, ensure_node_modules, ensure_postgres
+from .jupyterlite import build_site
 from .paths import PLAYWRIGHT_TESTS, PYODIDE_TESTS, ROOT, TESTS, venv_tool
 from .postgres import PgCluster, postgres_cluster
 
@@ -22,10 +23,13 @@ PYTEST_NO_TESTS_COLLECTED = 5
 
 
 def ensure_browser_toolchain() -> None:
-    """Install what the browser and Pyodide steps need and assemble web/dist/pyodide/."""
+    """Install what the browser and Pyodide steps need, assemble web/dist/pyodide/ and
+    build the JupyterLite site (when its inputs changed)."""
     ensure_node_modules()
     ensure_chromium()
-    prepare_web_root(build_wheel())
+    wheel = build_wheel()
+    prepare_web_root(wheel)
+    build_site(wheel)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def build_steps(pytest_args: Sequence[str]) -> list[Step]:
         # pytest args (-k, -x...) go to the CPython step above only.
         # The contract suites inside Pyodide, in Node 24 and in Chromium:
         steps.append(Step("pyodide", pyodide_cmd(python), needs_browser=True))
-        # The console and the cross-tab behaviour in Chromium:
+        # The console, the cross-tab behaviour and the JupyterLite notebook in Chromium:
         steps.append(Step("playwright", playwright_cmd(python), needs_browser=True))
     return steps
 

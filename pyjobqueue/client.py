@@ -166,6 +166,20 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
         self._waiters: dict[int, list[asyncio.Future[JobEvent]]] = {}
         self._progress: dict[int, list[ProgressListener]] = {}
         self._listener_tasks: set[asyncio.Task[Any]] = set()
+        # Called with the ids of the jobs each submit stored (the notebook widget).
+        self.submit_taps: list[Callable[[list[int]], None]] = []
+
+    def widget(self, *, limit: int = 50) -> Any:
+        """A live view of the queue's newest jobs for Jupyter (the `notebook` extra)."""
+        from .notebook import job_widget
+
+        return job_widget(self, limit=limit)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """`display(client)` in a notebook shows `client.widget()`."""
+        from .notebook import mimebundle
+
+        return mimebundle(self, **kwargs)
 
     # -- attach / connect -------------------------------------------------------------
 
@@ -325,6 +339,7 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
             options = dataclasses.replace(options, metadata=metadata)
             job = self._new_job(input, "input", options, key)
             ((job_id, created),) = await self.storage.add_jobs([job], connection)
+        self._tell_submitted([job_id])
         return JobHandle(self, job_id, created)
 
     async def submit_batch(
@@ -381,7 +396,15 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
                 for index, item in enumerate(inputs)
             ]
             added = await self.storage.add_jobs(jobs, connection)
+        self._tell_submitted([job_id for job_id, _ in added])
         return [JobHandle(self, job_id, created) for job_id, created in added]
+
+    def _tell_submitted(self, job_ids: list[int]) -> None:
+        for tap in list(self.submit_taps):
+            try:
+                tap(job_ids)
+            except Exception:  # the jobs are stored: a failing tap must not say otherwise
+                logger.exception("submit tap %r failed", tap)
 
     # -- queries ----------------------------------------------------------------------
 
