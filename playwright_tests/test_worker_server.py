@@ -270,3 +270,49 @@ def test_without_isolation_it_says_so_and_abort_waits_for_the_job(
     assert result["progress"] == 100  # it ran to its end: today's cooperative abort
     assert result["after"] == 2
     tab.python("await server.stop()\njson.dumps(None)")
+
+
+BAD_INPUT = """
+import json
+from pyjobqueue.browser import WorkerServer
+
+refused = []
+for arguments in (
+    {"source": "x = 1", "queue_name": "bad", "worker_cont": 2},  # a misspelt option
+    {"source": "x = 1", "queue_name": "bad", "worker_count": 0},
+    {"source": "x = 1", "url": "/jobs/cpu.py", "queue_name": "bad"},
+):
+    try:
+        WorkerServer(**arguments)
+    except (TypeError, ValueError) as error:
+        refused.append(str(error))
+for source in ("x = 1", "def broken(:\\n"):
+    try:
+        await WorkerServer(source, queue_name="bad").start()
+    except RuntimeError as error:
+        refused.append(str(error))
+checked = WorkerServer(url="/jobs/cpu.py", queue_name="bad", jobs=["spin", "RUNS"])
+try:
+    await checked.start()
+except RuntimeError as error:
+    refused.append(str(error))
+json.dumps({"refused": refused, "stored": await checked.client.size(None)})
+"""
+
+
+def test_bad_input_is_refused_with_a_clear_error_and_nothing_is_stored(
+    open_page: Callable[[str], PlainPage], isolated_server: str
+) -> None:
+    tab = open_page(isolated_server)
+
+    result = tab.python(BAD_INPUT)
+
+    refused = result["refused"]
+    assert len(refused) == 6, refused
+    assert "unknown server options: worker_cont" in refused[0]
+    assert "worker_count" in refused[1]
+    assert "not both" in refused[2]
+    assert "could not start: ValueError: the job module 'jobs' defines no job" in refused[3]
+    assert "could not start: SyntaxError" in refused[4]
+    assert "'RUNS' of the job module 'cpu' is not a job" in refused[5]
+    assert result["stored"] == 0

@@ -29,6 +29,8 @@ from ._interrupts import BUFFER_LENGTH, REARM_SECONDS, SharedTargets
 
 logger = logging.getLogger("pyjobqueue.browser")
 
+# How much longer than the server's own stop the page waits before it terminates the worker.
+STOP_SLACK_SECONDS = 5.0
 BOOTSTRAP = "server_worker.mjs"  # shipped in this package, next to this module
 # What WorkerServer passes on to the worker's JobQueueServer, and how each is checked.
 COUNT_OPTIONS = ("worker_count",)
@@ -121,7 +123,7 @@ class WorkerServer:
             isinstance(packages, str) or not all(isinstance(name, str) for name in packages)
         ):
             raise TypeError(f"packages must be a list of names or wheel URLs, got {packages!r}")
-        self._request = {
+        self._request: dict[str, Any] = {
             "source": source,
             "url": url,
             "module_name": module_name,
@@ -170,23 +172,32 @@ class WorkerServer:
         js.URL.revokeObjectURL(self._script)  # the worker has loaded it
         if reply["type"] != "started":
             await self._terminate()
-            raise RuntimeError(f"the job worker could not start: {reply.get('message')}")
+            error = RuntimeError(f"the job worker could not start: {reply.get('message')}")
+            if reply.get("detail"):
+                error.add_note(f"in the worker: {reply['detail']}")
+            raise error
         await self.client.connect()
         if self._targets is not None:
             self._unsubscribe = await self.storage.subscribe(self._on_event)
         return self
 
     def _boot_message(self) -> dict[str, Any]:
+        page = str(js_global().location.href)
+
+        def absolute(url: str) -> str:  # the worker's own address is a blob: URL
+            return str(js_global().URL.new(url, page).href)
+
         packages = self._packages if self._packages is not None else installed_from()
+        packages = [absolute(name) if "/" in name else name for name in packages]
         index_url = self._index_url
         if index_url is None:
             import pyodide_js
 
             index_url = str(pyodide_js._api.config.indexURL)
-        index_url = str(js_global().URL.new(index_url, js_global().location.href).href)
+        index_url = absolute(index_url)
         request = dict(self._request)
         if request["url"] is not None:
-            request["url"] = str(js_global().URL.new(request["url"], js_global().location.href))
+            request["url"] = absolute(request["url"])
         return {
             "indexURL": index_url,
             "pyodideModule": index_url.rstrip("/") + "/pyodide.mjs",
@@ -211,15 +222,19 @@ class WorkerServer:
             text = getattr(event, "message", None) or "the worker script failed to load"
             self._replies.put_nowait({"type": "error", "message": str(text)})
             return
-        reply = json.loads(data)
-        if reply.get("type") == "error" and reply.get("detail"):
-            logger.error("the job worker of queue %r: %s", self.queue_name, reply["detail"])
-        self._replies.put_nowait(reply)
+        self._replies.put_nowait(json.loads(data))
 
     async def stop(self, *, timeout_ms: float | None = None) -> None:
-        """Stop the worker's server (as `JobQueueServer.stop`), then the worker itself."""
+        """Stop the worker's server (as `JobQueueServer.stop`), then the worker itself.
+
+        A job that never awaits cannot be stopped that way: past the stop's timeout and
+        grace period (and STOP_SLACK_SECONDS), the worker is terminated, and its running
+        jobs run again elsewhere once their leases expire.
+        """
         if self._worker is None:
             return
+        if timeout_ms is not None:
+            require_ms("timeout_ms", timeout_ms)
         if self._unsubscribe is not None:
             await self._unsubscribe()
             self._unsubscribe = None
@@ -227,8 +242,19 @@ class WorkerServer:
             self._rearm.cancel()
             self._rearm = None
         self._worker.postMessage(json.dumps({"type": "stop", "timeout_ms": timeout_ms}))
-        while (await self._replies.get())["type"] != "stopped":
-            pass
+        options = self._request["options"]
+        stop_ms = options.get("stop_timeout_ms", 10_000) if timeout_ms is None else timeout_ms
+        wait = (stop_ms + options.get("abort_grace_ms", 1_000)) / 1000 + STOP_SLACK_SECONDS
+        try:
+            async with asyncio.timeout(wait):
+                while (await self._replies.get())["type"] != "stopped":
+                    pass
+        except TimeoutError:
+            logger.warning(
+                "the job worker of queue %r did not stop within %.1f s: terminated",
+                self.queue_name,
+                wait,
+            )
         await self.client.disconnect()
         await self._terminate()
         await self.storage.close()
