@@ -29,6 +29,7 @@ wheel by URL, without its timezone dependency).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -88,7 +89,14 @@ client = JobQueueClient(storage=storage)
   if (params.get("worker") === "1") {
     await pyodide.runPythonAsync(`
 from pyjobqueue.browser import WorkerServer
-JOBS = "from pyjobqueue import job\\n@job\\nasync def noop(n, context):\\n    return n\\n"
+JOBS = '''
+from pyjobqueue import job
+
+
+@job
+async def noop(n, context):
+    return n
+'''
 server = await WorkerServer(JOBS, queue_name="bench", packages=["pyjobqueue"]).start()
 await server.stop()
 `);
@@ -175,21 +183,30 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    results: dict[str, Any] = {}
-    with sync_playwright() as playwright:
-        for variant in args.variant or ["today"]:
-            site = webserver.Site(
-                {"/": WEB},
-                files={"/start.html": PAGE.encode()},
-                cache_control=IMMUTABLE if variant == "immutable" else webserver.REVALIDATE,
-                log_requests=False,
-            )
-            with webserver.serving(site) as base:
-                runs = [measure(playwright, base, variant, args.worker) for _ in range(args.runs)]
-            results[variant] = runs
-            report(variant, runs)
+    variants = args.variant or ["today"]
+    results: dict[str, list[Any]] = {variant: [] for variant in variants}
+    with contextlib.ExitStack() as servers, sync_playwright() as playwright:
+        bases = {
+            variant: servers.enter_context(webserver.serving(site(variant))) for variant in variants
+        }
+        # Run by run, every variant in turn: a busy machine's drift spreads over all.
+        for _ in range(args.runs):
+            for variant in variants:
+                results[variant].append(measure(playwright, bases[variant], variant, args.worker))
+    for variant in variants:
+        report(variant, results[variant])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def site(variant: str) -> webserver.Site:
+    """web/ and the benchmark page, with the variant's caching."""
+    return webserver.Site(
+        {"/": WEB},
+        files={"/start.html": PAGE.encode()},
+        cache_control=IMMUTABLE if variant == "immutable" else webserver.REVALIDATE,
+        log_requests=False,
+    )
 
 
 if __name__ == "__main__":
