@@ -155,6 +155,7 @@ class WorkerServer:
         if self._worker is not None:
             return self
         js = js_global()
+        boot = self._boot_message()  # before the worker: it may refuse (no packages)
         await self.storage.setup_database()
         shared = None
         if getattr(js, "crossOriginIsolated", False):
@@ -165,7 +166,7 @@ class WorkerServer:
             logger.warning("WorkerServer of queue %r: %s", self.queue_name, NOT_ISOLATED)
         self.hard_cancel = shared is not None
         self._worker = self._new_worker()
-        message = json_to_js(self._boot_message())
+        message = json_to_js(boot)
         message.shared = shared
         self._worker.postMessage(message)
         reply = await self._replies.get()
