@@ -2,7 +2,8 @@
 
 A ``Site`` says what to serve: directories mounted under URL prefixes, files held in
 memory, and hooks (a GET of a hook's path calls it, then answers 204). WebAssembly, ES
-modules and wheels get their MIME types. ``serve_forever`` runs a site in the
+modules and wheels get their MIME types. Pages are cross-origin isolated (COOP and
+COEP) unless the site says otherwise. ``serve_forever`` runs a site in the
 foreground on a given port; ``serving`` runs one in a thread on a free port.
 """
 
@@ -39,6 +40,15 @@ EXTRA_MIME_TYPES: Mapping[str, str] = {
 REVALIDATE = "no-cache"
 # Nothing kept at all, for suites that must see exactly what is on disk now.
 NEVER_STORE = "no-store"
+# Sent with every response of an isolated site: the page is then cross-origin isolated
+# (`crossOriginIsolated`), so it may share memory with its workers (SharedArrayBuffer),
+# which the hard cancel of `pyjobqueue.browser` needs. Everything the site serves
+# carries `Cross-Origin-Resource-Policy: cross-origin`, so pages of other origins that
+# are isolated themselves can still load our wheel and runtime.
+CROSS_ORIGIN_ISOLATION: Mapping[str, str] = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Site:
     hooks: Mapping[str, Callable[[], object]] = field(default_factory=dict)  # URL path -> hook
     cache_control: str = REVALIDATE
     log_requests: bool = True
+    isolated: bool = True  # send CROSS_ORIGIN_ISOLATION (COOP and COEP)
 
     def mount_for(self, url_path: str) -> tuple[str, Path] | None:
         """The longest mounted prefix of ``url_path`` and its directory, if any."""
@@ -127,6 +138,9 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", self.site.cache_control)
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Cross-Origin-Resource-Policy", "cross-origin")
+        if self.site.isolated:
+            for name, value in CROSS_ORIGIN_ISOLATION.items():
+                self.send_header(name, value)
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -22,6 +22,7 @@ from ._options import (
     require_storage,
 )
 from ._retry import Backoff, is_permanent, one_line
+from .errors import AbortSignalJobError
 from .events import JOB_EVENTS, EventEmitter, EventName, JobEvent, Observable
 from .job import AbortSignal as AbortSignal
 from .job import InputT, Job, JobContext, JobStatus, OutputT, kind_of, utcnow
@@ -56,6 +57,19 @@ FAILED_ATTEMPT_RECORD = "pyjobqueue_failed_attempt"
 OutcomeHook = Callable[[Job[Any, Any], Outcome, float | None], Awaitable[None]]
 # Counts an outcome (+1) before it is written, and takes it back (-1) if it was refused.
 CountHook = Callable[[Outcome, float | None, int], None]
+
+
+class JobInterrupt(KeyboardInterrupt):
+    """Raised into the running code of job `job_id` to stop it at once: its abort.
+
+    A hard cancel (`pyjobqueue.browser.WorkerServer`) raises it from a signal handler
+    into a CPU-bound job that never looks at its signal. Only the attempt of that job
+    takes it as its abort; anywhere else it is a KeyboardInterrupt like any other.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} interrupted: aborted")
+        self.job_id = job_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,7 +587,19 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             return instance.execute(instance.input, context)
 
         run_all = chain(self.middleware, instance, context, call_execute)
-        execute = asyncio.ensure_future(run_all())
+
+        async def run_interruptible() -> Any:
+            try:
+                return await run_all()
+            except JobInterrupt as interrupt:
+                if interrupt.job_id != job.id:
+                    raise
+                # A hard cancel: the interrupt that ended this job's code is its abort
+                # (outcome.py decides the rest, as for any aborted attempt).
+                self._abort_run(run)
+                raise AbortSignalJobError(AbortReason.USER.value) from None
+
+        execute = asyncio.ensure_future(run_interruptible())
         run.execute = execute
         loop = asyncio.get_running_loop()
         # An aborted job gets abort_grace_ms to end by itself, then it is cancelled.

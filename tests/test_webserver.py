@@ -36,3 +36,14 @@ def test_a_wheel_can_be_fetched_from_another_origin(tmp_path: Path) -> None:
         assert "GET" in headers["Access-Control-Allow-Methods"]
         assert headers["Access-Control-Allow-Headers"] == "range"
         assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_pages_are_cross_origin_isolated_unless_the_site_says_otherwise(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_bytes(b"<!doctype html>")
+    for isolated in (True, False):
+        site = Site(mounts={"/": tmp_path}, log_requests=False, isolated=isolated)
+        with serving(site) as base:
+            _status, headers, _body = fetch(f"{base}/index.html")
+        policies = (headers["Cross-Origin-Opener-Policy"], headers["Cross-Origin-Embedder-Policy"])
+        assert policies == (("same-origin", "require-corp") if isolated else (None, None))
+        assert headers["Cross-Origin-Resource-Policy"] == "cross-origin"
