@@ -47,7 +47,8 @@ def cmd_serve(port: int) -> int:
     web_root = bundle.prepare_web_root(wheel)
     site = jupyterlite.build_site(wheel)
     print(f"==> notebooks: http://127.0.0.1:{port}{jupyterlite.NOTEBOOK_PATH}", flush=True)
-    webserver.serve_forever(webserver.Site({"/": web_root, jupyterlite.SITE_PREFIX: site}), port)
+    mounts = {"/": web_root, jupyterlite.SITE_PREFIX: site}
+    webserver.serve_forever(webserver.Site(mounts, unisolated=jupyterlite.NOT_ISOLATED), port)
     return 0
 
 

@@ -37,6 +37,10 @@ LITE_STAMP = LITE / ".inputs.sha256"
 NOTEBOOK_WHEELS = LITE / "wheels"
 NOTEBOOK_WHEEL_STAMP = NOTEBOOK_WHEELS / ".requirements"
 SITE_PREFIX = "/jupyterlite/"
+# The site is served without COOP/COEP: on a cross-origin isolated page the pyodide
+# kernel (0.8) switches its worker messages to SharedArrayBuffer calls and its cells
+# never finish ("value.then is not a function"). The console keeps its isolation.
+NOT_ISOLATED = frozenset({SITE_PREFIX})
 # The example notebook in the site's notebook app.
 NOTEBOOK_PATH = SITE_PREFIX + "notebooks/index.html?path=pyjobqueue.ipynb"
 # What the kernel installs at start (IPython, jedi, comm) and what the widget needs.

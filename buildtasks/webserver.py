@@ -61,6 +61,8 @@ class Site:
     cache_control: str = REVALIDATE
     log_requests: bool = True
     isolated: bool = True  # send CROSS_ORIGIN_ISOLATION (COOP and COEP)
+    # URL prefixes served without them all the same (see jupyterlite.NOT_ISOLATED)
+    unisolated: frozenset[str] = frozenset()
 
     def mount_for(self, url_path: str) -> tuple[str, Path] | None:
         """The longest mounted prefix of ``url_path`` and its directory, if any."""
@@ -138,7 +140,8 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", self.site.cache_control)
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Cross-Origin-Resource-Policy", "cross-origin")
-        if self.site.isolated:
+        url_path = urllib.parse.urlsplit(self.path).path
+        if self.site.isolated and not url_path.startswith(tuple(self.site.unisolated)):
             for name, value in CROSS_ORIGIN_ISOLATION.items():
                 self.send_header(name, value)
         super().end_headers()

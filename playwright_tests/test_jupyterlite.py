@@ -18,7 +18,7 @@ from browser_log import BrowserLog
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from buildtasks import webserver
-from buildtasks.jupyterlite import LITE_SITE, NOTEBOOK_PATH, SITE_PREFIX
+from buildtasks.jupyterlite import LITE_SITE, NOT_ISOLATED, NOTEBOOK_PATH, SITE_PREFIX
 
 WATCH_PATH = SITE_PREFIX + "notebooks/index.html?path=watch.ipynb"
 
@@ -50,7 +50,7 @@ def lite_url() -> Iterator[str]:
     """The JupyterLite site served as ``build.py serve`` serves it, under /jupyterlite/."""
     if not (LITE_SITE / "jupyter-lite.json").is_file():
         pytest.fail(f"{LITE_SITE} is missing: run `python build.py test` to build it")
-    site = webserver.Site({SITE_PREFIX: LITE_SITE}, log_requests=False)
+    site = webserver.Site({SITE_PREFIX: LITE_SITE}, log_requests=False, unisolated=NOT_ISOLATED)
     with webserver.serving(site, "jupyterlite server") as base:
         yield base
 

@@ -47,3 +47,18 @@ def test_pages_are_cross_origin_isolated_unless_the_site_says_otherwise(tmp_path
         policies = (headers["Cross-Origin-Opener-Policy"], headers["Cross-Origin-Embedder-Policy"])
         assert policies == (("same-origin", "require-corp") if isolated else (None, None))
         assert headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+
+
+def test_prefixes_left_unisolated_get_no_coop_or_coep(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    site = Site(
+        mounts={"/dist/": tmp_path, "/lite/": tmp_path},
+        log_requests=False,
+        unisolated=frozenset({"/lite/"}),
+    )
+    with serving(site) as base:
+        isolated = urllib.request.urlopen(f"{base}/dist/a.txt")
+        plain = urllib.request.urlopen(f"{base}/lite/a.txt")
+    assert isolated.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert plain.headers["Cross-Origin-Embedder-Policy"] is None
+    assert plain.headers["Cross-Origin-Opener-Policy"] is None
