@@ -390,4 +390,8 @@ class JobEvent:
 def is_dependency_failure(event: JobEvent) -> bool:
     """Whether `event` is the job_error of a job failed by the storage because a job it
     depends on did not complete (SPEC 8.7)."""
-    return event.name == EventName.JOB_ERROR and event.error_code == DependencyFailedError.__name__
+    return (
+        event.name == EventName.JOB_ERROR
+        and event.error_code == DependencyFailedError.__name__
+        and not event.origin  # the storage's own: a worker or a client names itself
+    )

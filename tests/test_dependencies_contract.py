@@ -225,6 +225,73 @@ async def test_abort_disable_and_delete_of_a_dependency_fail_its_dependants(
     assert await status(storage, waiting) is JobStatus.DISABLED
 
 
+async def test_a_deleted_dependency_fails_its_dependants_with_their_events(
+    storage: QueueStorage,
+) -> None:
+    dependency = await storage.add(new_job())
+    (dependant,) = await storage.add_batch([new_job(depends_on=[dependency])])
+    errors, unsubscribe = await collect_errors(storage)
+    try:
+        assert await storage.delete(dependency)
+        await eventually(lambda: _at_least(errors, 1))
+        assert [(event.job_id, event.error_code) for event in errors] == [
+            (dependant, "DependencyFailedError")
+        ]
+        assert await status(storage, dependant) is JobStatus.FAILED
+    finally:
+        await unsubscribe()
+
+
+async def test_a_job_that_itself_failed_with_the_dependency_error_fails_its_dependants(
+    storage: QueueStorage,
+) -> None:
+    # The error code is the job's own (it re-raised DependencyFailedError): it is a
+    # failure like any other for the jobs waiting on it.
+    dependency = await storage.add(new_job())
+    (dependant,) = await storage.add_batch([new_job(depends_on=[dependency])])
+    claimed = await claim_one(storage)
+    assert claimed is not None and claimed.id == dependency
+    outcome = Outcome(OutcomeKind.FAIL, now(), error="upstream", error_code="DependencyFailedError")
+    assert await storage.finish(dependency, "w", claimed.run_attempts, outcome)
+    assert await status(storage, dependant) is JobStatus.FAILED
+
+
+async def test_aborting_a_run_aborts_each_of_its_jobs_as_itself(storage: QueueStorage) -> None:
+    first = await storage.add(new_job(job_run_id="run"))
+    (second,) = await storage.add_batch([new_job(job_run_id="run", depends_on=[first])])
+    (outside,) = await storage.add_batch([new_job(depends_on=[second])])
+    errors, unsubscribe = await collect_errors(storage)
+    try:
+        changed = await storage.abort_job_run("run", now())
+        assert changed == [(first, JobStatus.FAILED), (second, JobStatus.FAILED)]
+        for job_id in (first, second):
+            job = await storage.get(job_id)
+            assert job is not None and job.error_code == AbortSignalJobError.__name__
+        # Only the job outside the run fails for its dependency, with its event.
+        await eventually(lambda: _at_least(errors, 1))
+        assert [(event.job_id, event.error_code) for event in errors] == [
+            (outside, "DependencyFailedError")
+        ]
+    finally:
+        await unsubscribe()
+
+
+async def test_a_job_failed_at_submit_still_meets_a_held_unique_key(
+    storage: QueueStorage,
+) -> None:
+    broken = await storage.add(new_job())
+    claimed = await claim_one(storage)
+    assert claimed is not None
+    await fail(storage, claimed)
+    holder = await storage.add(new_job(unique_key="k"))
+    (again,) = await storage.add_jobs([new_job(unique_key="k", depends_on=[broken])])
+    assert (again.id, again.created) == (holder, False)
+    first, second = await storage.add_jobs(
+        [new_job(unique_key="j", depends_on=[broken]), new_job(unique_key="j")]
+    )
+    assert first.created and (second.id, second.created) == (first.id, False)
+
+
 async def test_cleanup_keeps_a_completed_dependency_until_its_dependants_finish(
     storage: QueueStorage,
 ) -> None:

@@ -75,3 +75,23 @@ async def test_a_dependant_submitted_during_the_outcome_is_settled(
         if expected is JobStatus.PENDING:
             # Make room: the next round's claim must take its own dependency.
             assert await finisher.delete(dependant.id or 0)
+
+
+async def test_a_grand_dependant_submitted_during_a_failure_is_failed(
+    two_storages: tuple[QueueStorage, QueueStorage],
+) -> None:
+    """A fails while E is submitted depending on D, which waits on A: the failure
+    reaches E however the two interleave (each level sees what committed before it)."""
+    finisher, submitter = two_storages
+    for _ in range(ROUNDS):
+        dependency = await _claimed(finisher)
+        (waiting,) = await finisher.add_batch([new_job(depends_on=[dependency.id])])
+        outcome = Outcome(OutcomeKind.FAIL, datetime.now(UTC), error="x", error_code="E")
+        finished, added = await asyncio.gather(
+            finisher.finish(dependency.id, "w", 1, outcome),
+            submitter.add_jobs([new_job(depends_on=[waiting])]),
+        )
+        assert finished
+        for job_id in (waiting, added[0].id):
+            job = await finisher.get(job_id)
+            assert job is not None and job.status is JobStatus.FAILED, (job_id, job)

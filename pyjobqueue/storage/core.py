@@ -206,12 +206,35 @@ def dependency_failed_events(queue_name: str, jobs: Sequence[Job[Any, Any]]) -> 
     ]
 
 
-def missing_dependencies(wanted: Collection[int], found: Collection[int]) -> JobNotFoundError:
-    """The error of an insert whose jobs depend on jobs the queue does not have."""
-    missing = sorted(set(wanted) - set(found))
-    return JobNotFoundError(
-        f"depends_on names no job of this queue: {', '.join(map(str, missing))}"
-    )
+def dependency_ids(jobs: Sequence[Job[Any, Any]]) -> list[int]:
+    """Every id the new jobs depend on, once each, in order: what an insert reads."""
+    return sorted({job_id for job in jobs for job_id in job.depends_on})
+
+
+def with_dependencies(
+    jobs: Sequence[Job[Any, Any]], found: dict[int, Job[Any, Any]]
+) -> list[tuple[Job[Any, Any], bool]]:
+    """Inside an insert's transaction, with the dependencies it read (`found`, by id):
+    each new job's record, its status from `transitions.submit_waiting`, and whether
+    it would take its unique key (`transitions.holds_unique_key` of the job as
+    submitted: a job failed at once still finds an unfinished holder of its key).
+    JobNotFoundError when a dependency is not in the queue: nothing is stored."""
+    wanted = dependency_ids(jobs)
+    missing = [job_id for job_id in wanted if job_id not in found]
+    if missing:
+        raise JobNotFoundError(
+            f"depends_on names no job of this queue: {', '.join(map(str, missing))}"
+        )
+    records = []
+    for job in jobs:
+        record = job.record()
+        record.id = None
+        takes_key = transitions.holds_unique_key(record)
+        if record.depends_on:
+            dependencies = [found[job_id] for job_id in record.depends_on]
+            transitions.submit_waiting(record, dependencies, record.created_at)
+        records.append((record, takes_key))
+    return records
 
 
 def start_events(

@@ -27,8 +27,9 @@ from ..core import (
     NO_CALLER_TRANSACTIONS,
     BaseQueueStorage,
     dependency_failed_events,
-    missing_dependencies,
+    dependency_ids,
     start_events,
+    with_dependencies,
 )
 from ..records import schedule_from_columns, server_from_columns
 from .codec import (
@@ -229,13 +230,9 @@ class IndexedDbQueueEngine:
         """Jobs that depend on others, in one transaction: their dependencies read,
         each job's status from `transitions.submit_waiting`, a job failed at once
         logged with its job_error, unique keys kept as `insert` keeps them."""
-        records = []
         for job in jobs:
-            record = job.record()
-            record.id = None
-            self._record(record)  # validates everything before the transaction
-            records.append(record)
-        wanted = sorted({job_id for job in jobs for job_id in job.depends_on})
+            self._record(job)  # validates everything before the transaction
+        wanted = dependency_ids(jobs)
 
         def body(transaction: JsObject) -> Body[tuple[list[Added], Logged]]:
             store = transaction.objectStore(JOBS)
@@ -246,15 +243,14 @@ class IndexedDbQueueEngine:
                 stored = js_to_json(lookup.result)
                 if stored is not None and stored["queue"] == self.queue_name:
                     found[job_id] = record_to_job(stored)
-            if len(found) != len(wanted):
-                raise missing_dependencies(wanted, found)
             added: list[Added] = []
             failed = []
-            for record in records:
-                if record.depends_on:
-                    dependencies = [found[job_id] for job_id in record.depends_on]
-                    transitions.submit_waiting(record, dependencies, record.created_at)
-                key = record.unique_key if transitions.holds_unique_key(record) else None
+            taken: dict[str, int] = {}  # a key an earlier job of this batch took -> its id
+            for record, takes_key in with_dependencies(jobs, found):
+                key = record.unique_key if takes_key else None
+                if key is not None and key in taken:
+                    added.append(Added(taken[key], False))
+                    continue
                 if key is not None:
                     holder = yield store.index("unique").getKey(self._key_range(key))
                     if not is_missing(holder):
@@ -264,6 +260,8 @@ class IndexedDbQueueEngine:
                 yield request
                 record.id = int(request.result)
                 added.append(Added(record.id, True))
+                if key is not None:
+                    taken[key] = record.id
                 if record.status is JobStatus.FAILED:
                     failed.append(record)
             events = dependency_failed_events(self.queue_name, failed)
@@ -668,14 +666,18 @@ class IndexedDbQueueEngine:
             store = transaction.objectStore(JOBS)
             records = js_to_json((yield store.index("run_id").getAll(index_range))) or []
             changed = []
-            events: list[JobEvent] = []
+            aborted = []
             for record in records:
                 job = record_to_job(record)
                 status = transitions.abort(job, now)
                 if status is not None:
                     store.put(self._record(job))
                     changed.append((int(record["id"]), status))
-                    events += yield from self._settle(transaction, job, now)
+                    aborted.append(job)
+            # Then the jobs waiting on them (those of the run are aborted already).
+            events: list[JobEvent] = []
+            for job in aborted:
+                events += yield from self._settle(transaction, job, now)
             return changed, (yield from log_events(transaction, self.queue_name, events))
 
         changed, logged = await self._database.run([JOBS, *LOG_STORES], "readwrite", body)

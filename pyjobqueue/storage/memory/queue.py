@@ -20,7 +20,8 @@ from ..core import (
     NO_CALLER_TRANSACTIONS,
     BaseQueueStorage,
     dependency_failed_events,
-    missing_dependencies,
+    dependency_ids,
+    with_dependencies,
 )
 from .feed import EventFeed
 
@@ -94,35 +95,32 @@ class MemoryQueueEngine:
 
     async def insert(self, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
         """Store new jobs whose unique key is free; what became of each."""
-        wanted = {dependency for job in jobs for dependency in job.depends_on}
-        found = {job_id for job_id in wanted if job_id in self._jobs}
-        if found != wanted:
-            raise missing_dependencies(wanted, found)
+        found = {
+            job_id: self._jobs[job_id] for job_id in dependency_ids(jobs) if job_id in self._jobs
+        }
         added = []
         failed = []
-        for job in jobs:
-            holder = self._key_holder(job.unique_key)
+        taken: dict[str, int] = {}  # a key an earlier job of this batch took -> its id
+        for record, takes_key in with_dependencies(jobs, found):
+            key = record.unique_key if takes_key else None
+            holder = None if key is None else taken.get(key) or self._key_holder(key)
             if holder is not None:
                 added.append(Added(holder, False))
                 continue
-            record = job.record()
             record.id = next(self._ids)
             record.queue_name = self.queue_name
             record.input = copy.deepcopy(record.input)
             record.metadata = copy.deepcopy(record.metadata)
             record.depends_on = list(record.depends_on)
-            if record.depends_on:
-                dependencies = [self._jobs[job_id] for job_id in record.depends_on]
-                transitions.submit_waiting(record, dependencies, record.created_at)
-                for job_id in record.depends_on:
-                    self._dependants.setdefault(job_id, []).append(record.id)
+            for job_id in record.depends_on:
+                self._dependants.setdefault(job_id, []).append(record.id)
             self._jobs[record.id] = record
             if record.status is JobStatus.PENDING:
                 self._mark_claimable(record)
             elif record.status is JobStatus.FAILED:
                 failed.append(record)
-            if record.unique_key is not None:
-                self._unique[record.unique_key] = record.id
+            if key is not None:
+                self._unique[key] = taken[key] = record.id
             added.append(Added(record.id, True))
         for event in dependency_failed_events(self.queue_name, failed):
             await self.feed.publish(event)
@@ -345,10 +343,12 @@ class MemoryQueueEngine:
     async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
         """Abort the jobs of a run."""
         changed = []
-        for job in list(self._jobs.values()):
+        for job in self._jobs.values():
             if job.job_run_id == job_run_id and (status := transitions.abort(job, now)):
                 changed.append((job.id or 0, status))
-                await self._settle(job, now)
+        # Then the jobs waiting on them (those of the run are aborted already).
+        for job_id, _status in changed:
+            await self._settle(self._jobs[job_id], now)
         return changed
 
     async def disable(self, job_id: int, now: datetime) -> bool:
@@ -394,7 +394,7 @@ class MemoryQueueEngine:
             and not self._has_unfinished_dependants(job_id)
         ]
         for job_id in doomed:
-            del self._jobs[job_id]
+            self._forget_links(self._jobs.pop(job_id))
             self._dependants.pop(job_id, None)
         return len(doomed)
 
@@ -404,7 +404,15 @@ class MemoryQueueEngine:
         if job is None:
             return False
         await self._settle(job, utcnow(), deleted=True)
+        self._forget_links(job)
         return True
+
+    def _forget_links(self, job: Job[Any, Any]) -> None:
+        """A deleted job is nobody's dependant any more."""
+        for dependency in job.depends_on:
+            dependants = self._dependants.get(dependency)
+            if dependants is not None and job.id in dependants:
+                dependants.remove(job.id)
 
     async def delete_all(self) -> None:
         """Delete every job."""

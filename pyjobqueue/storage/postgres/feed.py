@@ -24,6 +24,7 @@ from ...events import JobEvent
 from ..feed import EventListener, Listeners, Unsubscribe
 from . import queries as sql
 from .connection import Database
+from .queries import EVENT_TAG, HINT_TAG, LOGGED_TAG, STORED_TAG
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,6 @@ HEALTH_CHECK_TIMEOUT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 5.0
 STOP_GRACE_SECONDS = 1.0
-
-# NOTIFY payloads: a tag, then the data.
-HINT_TAG = "A"  # a job became claimable; no data
-LOGGED_TAG = "S"  # "<id>:<JobEvent as JSON>", the event logged with that id
-STORED_TAG = "R"  # the id of a logged event too large for a notification
-EVENT_TAG = "E"  # a JobEvent as JSON, not logged (sent by releases before the log)
 
 
 def channel_for(queue_name: str) -> str:

@@ -59,6 +59,9 @@ class Finisher:
             self._writer = None
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
+        # In id order: rows (and the dependants their triggers lock) are locked in the
+        # order inserts of dependants lock them, so the two never deadlock.
+        batch = sorted(batch, key=lambda entry: entry[0][0])
         columns = list(zip(*(row for row, _future in batch), strict=True))
         try:
             rows = await self._database.fetch(

@@ -6,7 +6,9 @@ the migrations it lacks, under an advisory lock, each with the record of its ver
 
 from __future__ import annotations
 
+from ...transitions import DEPENDENCY_FAILED, DEPENDENCY_FAILED_CODE
 from ..migrations import Migration
+from .queries import HINT_TAG, LOGGED_TAG, NOTIFY_BODY_LIMIT, STORED_TAG
 
 _JOBS_EVENTS_AND_RATE_LIMITS = """
 CREATE TABLE pyjobqueue_jobs (
@@ -137,7 +139,7 @@ CREATE TABLE pyjobqueue_servers (
 );
 """
 
-_DEPENDENCIES = """
+_DEPENDENCIES = f"""
 -- WAITING joins the statuses. NOT VALID: the rows already stored passed the narrower
 -- check, so the table is not read again under the migration's lock.
 ALTER TABLE pyjobqueue_jobs DROP CONSTRAINT pyjobqueue_jobs_status_check;
@@ -160,19 +162,31 @@ CREATE TABLE pyjobqueue_dependencies (
 -- transitions.settle_dependants, in the transaction that stores the outcome: a
 -- completion counts for each WAITING dependant (PENDING at the last one, and workers
 -- are hinted); a failure, a disabling or the deletion of an unfinished job fails every
--- job waiting on it, transitively, each with its job_error logged and notified. Each
--- statement here sees what committed before it (READ COMMITTED), and inserts lock the
--- jobs they depend on first: a dependant committed before its dependency's outcome
--- is always seen by it.
+-- job waiting on it, level by level, each with its job_error logged and notified.
+-- Inserts lock the jobs they depend on first (in id order), and each level is its own
+-- statement, which sees what committed before it (READ COMMITTED): a dependant
+-- committed while its dependency's outcome waited for that lock is seen by the next
+-- level. The jobs a walk fails do not walk again (pyjobqueue.settling).
 CREATE FUNCTION pyjobqueue_settle_dependants() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     job pyjobqueue_jobs;
     channel text;
+    level bigint[];
     told bigint;
     at timestamptz := clock_timestamp();
 BEGIN
+    IF current_setting('pyjobqueue.settling', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         job := OLD;
+        IF OLD.depends_on IS NOT NULL THEN
+            DELETE FROM pyjobqueue_dependencies
+            WHERE dependency_id = ANY(OLD.depends_on) AND dependant_id = OLD.id;
+        END IF;
+        IF NOT OLD.has_dependants THEN
+            RETURN NULL;
+        END IF;
     ELSE
         job := NEW;
         at := coalesce(NEW.completed_at, at);
@@ -185,35 +199,37 @@ BEGIN
         WHERE status = 'WAITING' AND id IN (
             SELECT dependant_id FROM pyjobqueue_dependencies WHERE dependency_id = job.id);
         IF FOUND THEN
-            PERFORM pg_notify(channel, 'A');
+            PERFORM pg_notify(channel, '{HINT_TAG}');
         END IF;
     ELSIF TG_OP = 'UPDATE' OR job.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED') THEN
-        WITH RECURSIVE waiting(id) AS (
-            SELECT link.dependant_id FROM pyjobqueue_dependencies AS link
-            WHERE link.dependency_id = job.id
-            UNION
-            SELECT link.dependant_id
-            FROM waiting JOIN pyjobqueue_dependencies AS link ON link.dependency_id = waiting.id
-            JOIN pyjobqueue_jobs AS dependant ON dependant.id = waiting.id
-            WHERE dependant.status = 'WAITING'
-        ), failed AS (
-            UPDATE pyjobqueue_jobs
-            SET status = 'FAILED', error = 'Dependency failed',
-                error_code = 'DependencyFailedError', completed_at = at, dependencies_left = 0
-            WHERE status = 'WAITING' AND id IN (SELECT id FROM waiting)
-            RETURNING id, queue_name
-        ), logged AS (
-            INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
-            SELECT failed.queue_name, failed.id, json_build_object(
-                'name', 'job_error', 'queue_name', failed.queue_name, 'job_id', failed.id,
-                'args', json_build_array('Dependency failed'), 'origin', '',
-                'error_code', 'DependencyFailedError')
-            FROM failed ORDER BY failed.id
-            RETURNING id, payload
-        )
-        SELECT count(pg_notify(channel, CASE WHEN octet_length(logged.payload::text) < 7800
-            THEN 'S' || logged.id || ':' || logged.payload::text ELSE 'R' || logged.id END))
-        INTO told FROM logged;
+        PERFORM set_config('pyjobqueue.settling', 'on', true);
+        level := ARRAY[job.id];
+        WHILE level IS NOT NULL LOOP
+            WITH failed AS (
+                UPDATE pyjobqueue_jobs
+                SET status = 'FAILED', error = '{DEPENDENCY_FAILED}',
+                    error_code = '{DEPENDENCY_FAILED_CODE}', completed_at = at,
+                    dependencies_left = 0
+                WHERE status = 'WAITING' AND id IN (
+                    SELECT dependant_id FROM pyjobqueue_dependencies
+                    WHERE dependency_id = ANY(level))
+                RETURNING id, queue_name
+            ), logged AS (
+                INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
+                SELECT failed.queue_name, failed.id, json_build_object(
+                    'name', 'job_error', 'queue_name', failed.queue_name, 'job_id', failed.id,
+                    'args', json_build_array('{DEPENDENCY_FAILED}'), 'origin', '',
+                    'error_code', '{DEPENDENCY_FAILED_CODE}')
+                FROM failed ORDER BY failed.id
+                RETURNING id, job_id, payload
+            )
+            SELECT array_agg(logged.job_id), count(pg_notify(channel, CASE
+                    WHEN octet_length(logged.payload::text) < {NOTIFY_BODY_LIMIT}
+                    THEN '{LOGGED_TAG}' || logged.id || ':' || logged.payload::text
+                    ELSE '{STORED_TAG}' || logged.id END))
+            INTO level, told FROM logged;
+        END LOOP;
+        PERFORM set_config('pyjobqueue.settling', '', true);
     END IF;
     IF TG_OP = 'DELETE' THEN
         DELETE FROM pyjobqueue_dependencies WHERE dependency_id = OLD.id;
@@ -221,17 +237,14 @@ BEGIN
     RETURN NULL;
 END
 $$;
--- Jobs failed for a dependency need no trigger: the walk that failed them went on to
--- those waiting on them.
 CREATE TRIGGER pyjobqueue_jobs_dependency_finished
     AFTER UPDATE OF status ON pyjobqueue_jobs FOR EACH ROW
     WHEN (NEW.has_dependants AND NEW.status IN ('COMPLETED', 'FAILED', 'DISABLED')
-        AND OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED')
-        AND NEW.error_code IS DISTINCT FROM 'DependencyFailedError')
+        AND OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED'))
     EXECUTE FUNCTION pyjobqueue_settle_dependants();
 CREATE TRIGGER pyjobqueue_jobs_dependency_deleted
     AFTER DELETE ON pyjobqueue_jobs FOR EACH ROW
-    WHEN (OLD.has_dependants)
+    WHEN (OLD.has_dependants OR OLD.depends_on IS NOT NULL)
     EXECUTE FUNCTION pyjobqueue_settle_dependants();
 """
 

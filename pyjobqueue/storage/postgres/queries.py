@@ -37,14 +37,19 @@ RECORD_MIGRATION = "INSERT INTO pyjobqueue_schema_migrations (version) VALUES ($
 # fits in one, 'R<id>' (read the row) when it does not. A subscriber that lost its
 # LISTEN connection reads what it missed back from the table.
 NOTIFY_BODY_LIMIT = 7800  # bytes of event JSON in a notification (NOTIFY stops at 8000)
+# NOTIFY payloads: a tag, then the data (the triggers of migration 6 send them too).
+HINT_TAG = "A"  # a job became claimable; no data
+LOGGED_TAG = "S"  # "<id>:<JobEvent as JSON>", the event logged with that id
+STORED_TAG = "R"  # the id of a logged event too large for a notification
+EVENT_TAG = "E"  # a JobEvent as JSON, not logged (sent by releases before the log)
 
 
 def _notify_logged(channel: str) -> str:
     """pg_notify of the row `logged` of pyjobqueue_events on `channel`."""
     return (
         f"pg_notify({channel}, CASE WHEN octet_length(logged.payload::text) < "
-        f"{NOTIFY_BODY_LIMIT} THEN 'S' || logged.id || ':' || logged.payload::text "
-        "ELSE 'R' || logged.id END)"
+        f"{NOTIFY_BODY_LIMIT} THEN '{LOGGED_TAG}' || logged.id || ':' || logged.payload::text "
+        f"ELSE '{STORED_TAG}' || logged.id END)"
     )
 
 
@@ -104,10 +109,18 @@ ON CONFLICT (queue_name, unique_key)
 # The jobs new jobs depend on ($2), marked as having dependants (so the triggers of
 # migration 6 fire when they finish) and locked until the insert commits: an outcome
 # stored meanwhile waits, then its trigger sees the new dependants.
+# Locked in id order, as an outcome's trigger locks a job and then its dependants
+# (higher ids): the two never wait for each other in a circle.
 MARK_DEPENDENCIES = f"""
-UPDATE pyjobqueue_jobs SET has_dependants = true
-WHERE queue_name = $1 AND id = ANY($2::bigint[])
-RETURNING {_COLUMNS}
+WITH locked AS (
+    SELECT id FROM pyjobqueue_jobs
+    WHERE queue_name = $1 AND id = ANY($2::bigint[])
+    ORDER BY id
+    FOR NO KEY UPDATE
+)
+UPDATE pyjobqueue_jobs AS job SET has_dependants = true
+FROM locked WHERE job.id = locked.id
+RETURNING {_JOB_COLUMNS}
 """
 # The status of new dependants ($2 ids, then one array per column), set in the insert's
 # transaction, and who waits for whom ($2 dependencies, $3 dependants).

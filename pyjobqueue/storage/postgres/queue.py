@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ... import transitions
 from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
@@ -25,7 +24,12 @@ from ...outcome import AbortReason, Outcome
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
-from ..core import BaseQueueStorage, dependency_failed_events, missing_dependencies
+from ..core import (
+    BaseQueueStorage,
+    dependency_failed_events,
+    dependency_ids,
+    with_dependencies,
+)
 from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
@@ -113,18 +117,11 @@ class PostgresQueueEngine:
         """In an open transaction: jobs that depend on others. Their dependencies are
         locked and marked first, each job's status comes from
         `transitions.submit_waiting`, and one failed at once logs its job_error."""
-        wanted = sorted({job_id for job in jobs for job_id in job.depends_on})
-        rows = await connection.fetch(sql.MARK_DEPENDENCIES, self.queue_name, wanted)
+        rows = await connection.fetch(sql.MARK_DEPENDENCIES, self.queue_name, dependency_ids(jobs))
         found = {row["id"]: job_from_row(row) for row in rows}
-        if len(found) != len(wanted):
-            raise missing_dependencies(wanted, found)
-        records = []
-        for job in jobs:
-            record = job.record()
-            if record.depends_on:
-                dependencies = [found[job_id] for job_id in record.depends_on]
-                transitions.submit_waiting(record, dependencies, record.created_at)
-            records.append(record)
+        # (inserted PENDING, then given their status: a job failed at once still finds
+        # an unfinished holder of its unique key)
+        records = [record for record, _takes_key in with_dependencies(jobs, found)]
         added = await self._insert_keyed(connection, records)
         created = [
             dataclasses.replace(record, id=job_id)

@@ -6,6 +6,7 @@ the migrations it lacks, each in the same transaction as the record of its versi
 
 from __future__ import annotations
 
+from ...transitions import DEPENDENCY_FAILED, DEPENDENCY_FAILED_CODE
 from ..migrations import Migration
 
 # The table that records the versions applied (the name of the first release: see
@@ -29,12 +30,12 @@ def _fail_waiting(dependency: str, at: str, when: str = "1") -> str:
     waits for `dependency`, directly or through other WAITING jobs, at time `at`, each
     with the JSON of its `JobEvent.job_error` in `outbox`."""
     return f"""UPDATE pyjobqueue_jobs
-            SET status = 'FAILED', error = 'Dependency failed',
-                error_code = 'DependencyFailedError', completed_at = {at},
+            SET status = 'FAILED', error = '{DEPENDENCY_FAILED}',
+                error_code = '{DEPENDENCY_FAILED_CODE}', completed_at = {at},
                 dependencies_left = 0,
                 outbox = json_object('name', 'job_error', 'queue_name', queue_name,
-                    'job_id', id, 'args', json_array('Dependency failed'), 'origin', '',
-                    'error_code', 'DependencyFailedError')
+                    'job_id', id, 'args', json_array('{DEPENDENCY_FAILED}'), 'origin', '',
+                    'error_code', '{DEPENDENCY_FAILED_CODE}')
             WHERE {when} AND status = 'WAITING' AND id IN (
                 WITH RECURSIVE waiting(id) AS (
                     SELECT link.dependant_id FROM pyjobqueue_dependencies AS link
@@ -259,14 +260,14 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
         END
         """,
             # A failure or a disabling fails every job waiting on it, transitively, each
-            # with its job_error event (through the outbox trigger). A job failed for a
-            # dependency needs no trigger: the walk that failed it went on past it.
+            # with its job_error event (through the outbox trigger). The walk goes past
+            # the jobs it fails; their own updates do not fire this trigger again
+            # (recursive triggers are off: SQLite's default, which we keep).
             f"""
         CREATE TRIGGER pyjobqueue_jobs_dependency_failed
         AFTER UPDATE OF status ON pyjobqueue_jobs
         WHEN NEW.has_dependants AND NEW.status IN ('FAILED', 'DISABLED')
         AND OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED')
-        AND NEW.error_code IS NOT 'DependencyFailedError'
         BEGIN
             {_fail_waiting("NEW.id", "coalesce(NEW.completed_at, " + _NOW + ")")}
         END
@@ -279,6 +280,17 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
         BEGIN
             {_fail_waiting("OLD.id", _NOW, "OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED')")}
             DELETE FROM pyjobqueue_dependencies WHERE dependency_id = OLD.id;
+        END
+        """,
+            # A deleted dependant is nobody's dependant any more (primary key lookups).
+            """
+        CREATE TRIGGER pyjobqueue_jobs_dependant_deleted
+        AFTER DELETE ON pyjobqueue_jobs
+        WHEN OLD.depends_on IS NOT NULL
+        BEGIN
+            DELETE FROM pyjobqueue_dependencies
+            WHERE dependant_id = OLD.id
+            AND dependency_id IN (SELECT value FROM json_each(OLD.depends_on));
         END
         """,
         ),

@@ -272,10 +272,11 @@ ABORT_JOB = f"""
 WHERE id = :id AND queue_name = :queue_name AND {_ABORTABLE}
 RETURNING id, status
 """
-ABORT_JOB_RUN = f"""
-{_ABORT_SET}
+# The jobs of a run that abort changes, dependants first (see queue.abort_run).
+ABORTABLE_OF_RUN = f"""
+SELECT id FROM pyjobqueue_jobs
 WHERE queue_name = :queue_name AND job_run_id = :job_run_id AND {_ABORTABLE}
-RETURNING id, status
+ORDER BY id DESC
 """
 DISABLE_JOB = """
 UPDATE pyjobqueue_jobs SET status = 'DISABLED', completed_at = :now

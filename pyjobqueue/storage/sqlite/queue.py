@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ... import transitions
 from ..._options import require_ms
 from ...errors import AbortSignalJobError
 from ...events import JobEvent
@@ -27,8 +26,9 @@ from ..base import Added, check_queue_name
 from ..core import (
     BaseQueueStorage,
     dependency_failed_events,
-    missing_dependencies,
+    dependency_ids,
     start_events,
+    with_dependencies,
 )
 from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
@@ -179,21 +179,13 @@ class SqliteQueueEngine:
         (and marked as having dependants) under the write lock, each job's status comes
         from `transitions.submit_waiting`, and one failed at once logs its job_error;
         what became of each job, and whether events were logged."""
-        wanted = sorted({job_id for job in jobs for job_id in job.depends_on})
-        params = {**self._queue, "ids": encode_json(wanted)}
+        params = {**self._queue, "ids": encode_json(dependency_ids(jobs))}
         found = {
             row["id"]: job_from_row(row)
             for row in await fetch_rows(connection, sql.MARK_DEPENDENCIES, params)
         }
-        if len(found) != len(wanted):
-            raise missing_dependencies(wanted, found)
-        records = []
-        for job in jobs:
-            record = job.record()
-            if record.depends_on:
-                dependencies = [found[job_id] for job_id in record.depends_on]
-                transitions.submit_waiting(record, dependencies, record.created_at)
-            records.append(record)
+        # (_store_unless_held looks up every row's key: a job failed at once included)
+        records = [record for record, _takes_key in with_dependencies(jobs, found)]
         rows = [job_to_row(self.queue_name, record) for record in records]
         added = await self._store_unless_held(connection, rows)
         links, failed = [], []
@@ -486,21 +478,43 @@ class SqliteQueueEngine:
             "error_code": AbortSignalJobError.__name__,
         }
 
+    def _settled(self, changed: bool) -> None:
+        """After a write that may have finished a job: the triggers of migration 6 may
+        have logged job_error events of jobs waiting on it; this process reads them at
+        once (its own writes do not move data_version)."""
+        if changed:
+            self.feed.stored(prune_soon=True)
+
     async def abort(self, job_id: int, now: datetime) -> JobStatus | None:
         """Abort one job."""
         rows = await self._database.rows(sql.ABORT_JOB, {**self._abort_params(now), "id": job_id})
+        self._settled(bool(rows))
         return JobStatus(rows[0]["status"]) if rows else None
 
     async def abort_run(self, job_run_id: str, now: datetime) -> list[tuple[int, JobStatus]]:
-        """Abort the jobs of a run."""
+        """Abort the jobs of a run in one transaction, dependants first (a dependant's id
+        is higher than its dependencies'): each is aborted as itself before a trigger
+        could fail it for a dependency of the same run (PostgreSQL's triggers, run at
+        the end of its one statement, leave it the same)."""
         params = {**self._abort_params(now), "job_run_id": job_run_id}
-        rows = await self._database.rows(sql.ABORT_JOB_RUN, params)
-        return [(row["id"], JobStatus(row["status"])) for row in rows]
+
+        async def abort_each(connection: aiosqlite.Connection) -> list[tuple[int, JobStatus]]:
+            changed = []
+            for (job_id,) in await fetch_rows(connection, sql.ABORTABLE_OF_RUN, params):
+                for row in await fetch_rows(connection, sql.ABORT_JOB, {**params, "id": job_id}):
+                    changed.append((row["id"], JobStatus(row["status"])))
+            return changed
+
+        changed = await self._database.transaction(abort_each)
+        self._settled(bool(changed))
+        return changed
 
     async def disable(self, job_id: int, now: datetime) -> bool:
-        """Disable a PENDING job."""
+        """Disable a job that has not started."""
         params = {**self._queue, "id": job_id, "now": encode_time(now)}
-        return await self._database.count(sql.DISABLE_JOB, params) == 1
+        disabled = await self._database.count(sql.DISABLE_JOB, params) == 1
+        self._settled(disabled)
+        return disabled
 
     async def retry(self, job_id: int, now: datetime) -> bool:
         """Run a finished job again."""
@@ -523,8 +537,10 @@ class SqliteQueueEngine:
         return await self._database.count(sql.DELETE_FINISHED, params)
 
     async def delete(self, job_id: int) -> bool:
-        """Delete one job."""
-        return await self._database.count(sql.DELETE_JOB, {**self._queue, "id": job_id}) == 1
+        """Delete one job (an unfinished one fails the jobs waiting on it)."""
+        deleted = await self._database.count(sql.DELETE_JOB, {**self._queue, "id": job_id}) == 1
+        self._settled(deleted)
+        return deleted
 
     async def delete_all(self) -> None:
         """Delete the queue's jobs and events in one transaction."""
