@@ -8,7 +8,7 @@ from typing import Any
 from . import queries as sql
 from .codec import FinishRow
 from .connection import Database
-from .feed import HINT_TAG
+from .queries import HINT_TAG
 
 _Waiting = tuple[FinishRow, "asyncio.Future[bool]"]
 

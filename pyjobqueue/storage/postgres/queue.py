@@ -34,8 +34,9 @@ from ..records import schedule_from_columns, server_from_columns
 from . import queries as sql
 from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
 from .connection import Database, affected, is_transient
-from .feed import HINT_TAG, EventFeed, channel_for, event_json
+from .feed import EventFeed, channel_for, event_json
 from .finisher import Finisher
+from .queries import HINT_TAG
 
 
 class PostgresQueueEngine:
