@@ -457,3 +457,15 @@ CLEAR_RATE_LIMIT = """
 WITH executions AS (DELETE FROM pyjobqueue_rate_executions WHERE queue_name = $1)
 DELETE FROM pyjobqueue_rate_limits WHERE queue_name = $1
 """
+
+# A page of the queue's jobs, newest first (keyset: the next page starts below the
+# last id), walking the primary key backwards.
+PAGE_JOBS = f"""
+SELECT {_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = $1
+  AND ($2::text IS NULL OR status = $2::text)
+  AND ($3::text IS NULL OR kind = $3::text)
+  AND ($4::bigint IS NULL OR id < $4::bigint)
+ORDER BY id DESC
+LIMIT $5
+"""

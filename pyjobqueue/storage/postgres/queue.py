@@ -383,6 +383,13 @@ class PostgresQueueEngine:
         """Delete the queue's jobs and stored events."""
         await self._database.execute(sql.DELETE_QUEUE, self.queue_name)
 
+    async def page(
+        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+    ) -> list[Job[Any, Any]]:
+        """Jobs newest first, below `before_id`: a backward walk of the primary key."""
+        status_value = None if status is None else status.value
+        return await self._jobs(sql.PAGE_JOBS, status_value, kind, before_id, limit)
+
 
 # The count statements by (of one status, of one kind).
 _COUNTS = {

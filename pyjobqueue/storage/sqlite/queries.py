@@ -421,3 +421,15 @@ INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES (:queue
 ON CONFLICT (queue_name) DO UPDATE SET next_available_at = excluded.next_available_at
 """
 CLEAR_NEXT_AVAILABLE = "DELETE FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
+
+# A page of the queue's jobs, newest first (keyset: the next page starts below the
+# last id), walking the primary key backwards.
+PAGE_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs
+WHERE queue_name = :queue_name
+  AND (:before_id IS NULL OR id < :before_id)
+  AND (:status IS NULL OR status = :status)
+  AND (:kind IS NULL OR kind = :kind)
+ORDER BY id DESC
+LIMIT :limit
+"""

@@ -477,6 +477,19 @@ class SqliteQueueEngine:
 
         await self._database.transaction(delete)
 
+    async def page(
+        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+    ) -> list[Job[Any, Any]]:
+        """Jobs newest first, below `before_id`: a backward walk of the primary key."""
+        params: Params = {
+            **self._queue,
+            "status": None if status is None else status.value,
+            "kind": kind,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        return await self._jobs(sql.PAGE_JOBS, params)
+
 
 class SqliteQueueStorage(BaseQueueStorage):
     """Jobs of one queue in a SQLite file that every process on this machine can share.
