@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from buildtasks import bundle, environment, steps, webserver
 from buildtasks.commands import BuildError, Terminated, raise_terminated
-from buildtasks.paths import ROOT
+from buildtasks.paths import ROOT, WEB_MOUNTS
 
 # --------------------------------------------------------------------------- commands
 
@@ -43,7 +43,7 @@ def cmd_serve(port: int) -> int:
     bundle.check_web_app()
     environment.ensure_venv(dev=False)
     web_root = bundle.prepare_web_root(bundle.build_wheel())
-    webserver.serve_forever(webserver.Site({"/": web_root}), port)
+    webserver.serve_forever(webserver.Site({**WEB_MOUNTS, "/": web_root}), port)
     return 0
 
 
