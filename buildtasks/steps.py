@@ -80,7 +80,10 @@ def build_steps(pytest_args: Sequence[str]) -> list[Step]:
         # The contract suites inside Pyodide, in Node 24 and in Chromium:
         steps.append(Step("pyodide", pyodide_cmd(python), needs_browser=True))
         # The console and the cross-tab behaviour in Chromium:
-        steps.append(Step("playwright", playwright_cmd(python), needs_browser=True))
+        # (pyjobqueue console is tested there on SQLite and PostgreSQL too.)
+        steps.append(
+            Step("playwright", playwright_cmd(python), needs_postgres=True, needs_browser=True)
+        )
     return steps
 
 
