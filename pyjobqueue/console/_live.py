@@ -45,6 +45,10 @@ CHANGE_EVENTS = frozenset(
 READ_DELAY_SECONDS = 0.05  # events arriving within this window share one read
 SUMMARY_EVERY_SECONDS = 1.0  # counts, schedules, servers and the chart, at most this often
 SUMMARY_AT_LEAST_EVERY_SECONDS = 5.0  # and this often while pages are open (heartbeats)
+# A summary that took T seconds to read waits at least this many times T before the next,
+# so that a big queue (counts are one grouped scan) never spends more than a twentieth of
+# the database's time on the console.
+SUMMARY_COST_FACTOR = 20
 NEWEST_EVERY_SECONDS = 2.0  # look for jobs no event announced (another process's submit)
 NEWEST_PAGE = 50  # how many of the newest jobs that look reads
 SUBSCRIBER_BACKLOG = 2_000  # messages a slow page may fall behind before it is dropped
@@ -273,13 +277,17 @@ class LiveFeed:
 
     async def _tick_forever(self) -> None:
         last_newest = last_summary = 0.0
+        pause = SUMMARY_EVERY_SECONDS
         while True:
             try:
                 stale = time.monotonic() - last_summary >= SUMMARY_AT_LEAST_EVERY_SECONDS
-                if self._summary_due or (stale and self._subscribers):
+                rested = time.monotonic() - last_summary >= pause
+                if rested and (self._summary_due or (stale and self._subscribers)):
                     self._summary_due = False
                     last_summary = time.monotonic()
                     self._send("summary", await self.summary())
+                    cost = time.monotonic() - last_summary
+                    pause = max(SUMMARY_EVERY_SECONDS, SUMMARY_COST_FACTOR * cost)
                 if time.monotonic() - last_newest >= NEWEST_EVERY_SECONDS:
                     last_newest = time.monotonic()
                     await self._send_new_jobs()

@@ -485,10 +485,14 @@ class SqliteQueueEngine:
             **self._queue,
             "status": None if status is None else status.value,
             "kind": kind,
-            "before_id": before_id,
+            "before_id": LARGEST_ID if before_id is None else before_id,
             "limit": limit,
         }
         return await self._jobs(sql.PAGE_JOBS, params)
+
+
+# Above every job id: SQLite's integer primary keys are signed 64-bit.
+LARGEST_ID = 2**63 - 1
 
 
 class SqliteQueueStorage(BaseQueueStorage):
