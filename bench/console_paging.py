@@ -39,7 +39,7 @@ async def fill(storage: QueueStorage, jobs: int, rare_every: int) -> list[int]:
     """Store `jobs` jobs of kinds "a" and "b"; abort one in `rare_every`; their ids."""
     ids: list[int] = []
     for start in range(0, jobs, BATCH):
-        batch = [
+        batch: list[Job[Any, Any]] = [
             Job(input={"n": n}, fingerprint=fingerprint({"n": n}), kind="ab"[n % 2])
             for n in range(start, min(start + BATCH, jobs))
         ]

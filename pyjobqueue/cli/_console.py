@@ -95,6 +95,8 @@ async def run_console(args: argparse.Namespace) -> int:
             print(f"pyjobqueue console{mode}: queue {target.queue!r} of {target.describe()}")
             print(f"open {url}  (Ctrl-C to stop)", flush=True)
         await server.serve(sockets=[listener])
+        if not server.started:
+            raise CliError("the console could not start: see the error above")
     return 0
 
 

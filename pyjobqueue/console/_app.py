@@ -46,6 +46,17 @@ KEEPALIVE_SECONDS = 15.0
 ACTIONS = ("abort", "abort_run", "retry", "disable", "delete", "pause", "resume", "purge")
 
 
+class PageFiles(StaticFiles):
+    """The page's files, revalidated on every load: a new release's view.js is picked up."""
+
+    def file_response(
+        self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 class HttpError(Exception):
     """A request the API refuses, with its status and a one-line reason."""
 
@@ -294,7 +305,7 @@ def create_app(
             Route("/api/jobs", api.jobs),
             Route("/api/actions/{name}", api.action, methods=["POST"]),
             Route("/api/events", api.events),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", PageFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={
             HttpError: _http_error,

@@ -143,6 +143,11 @@ class ServerSource {
 
   summary(summary) {
     const view = this.view;
+    // Fewer jobs than before: some were deleted (a purge, a server's cleanup, another
+    // console), which no event announces. Read this page again.
+    const total = Object.values(summary.counts).reduce((a, b) => a + b, 0);
+    if (this.total !== undefined && total < this.total) this.reload();
+    this.total = total;
     view.counts(JSON.stringify(summary.counts));
     view.schedules(JSON.stringify(summary.schedules));
     view.servers(JSON.stringify(summary.servers));
