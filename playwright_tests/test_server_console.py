@@ -226,6 +226,29 @@ def test_pages_walk_the_queue_by_id_with_status_and_kind_filters(cli: Cli, open_
     expect(page.locator("#empty")).to_have_text("No jobs match this filter.")
 
 
+def test_schedules_and_servers_show_and_new_ticks_appear_live(cli: Cli, open_page: Any) -> None:
+    worker = cli.worker("cli_jobs:Tick", "--schedules", "cli_jobs:SCHEDULES", "-w", "2")
+    _console, url = start_console(cli)
+    page = open_page(url)
+    schedule = page.locator('#schedules li[data-schedule="every-second"]')
+    expect(schedule.locator(".schedule-next")).to_contain_text("next tick")
+    server = page.locator("#server-list .server")
+    expect(server).to_have_count(1)
+    expect(server.locator(".server-kinds")).to_have_text("tick")
+    expect(server.locator(".server-workers")).to_have_text("2 workers")
+    # Ticks are enqueued by the worker's process: each one shows up on its own.
+    first = int(worker.event("job_complete")["job_id"])
+    expect(row(page, first)).to_have_attribute("data-status", "COMPLETED")
+    expect(schedule.locator(".schedule-last")).to_contain_text("last")
+    later = int(
+        worker.wait_for(
+            lambda line: line.get("event") == "job_complete" and int(line["job_id"]) > first
+        )["job_id"]
+    )
+    expect(row(page, later)).to_have_attribute("data-status", "COMPLETED")
+    expect(row(page, later).locator(".job-kind")).to_have_text("tick")
+
+
 def test_the_token_is_needed_for_the_page_the_api_and_the_stream(cli: Cli, open_page: Any) -> None:
     _console, url = start_console(cli, "--token", TOKEN)
     assert url.endswith(f"/?token={TOKEN}")
