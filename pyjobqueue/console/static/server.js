@@ -89,6 +89,9 @@ class ServerSource {
     const page = await api(`api/jobs?${this.query()}`);
     if (loading !== this.loading) return; // a newer load started meanwhile
     this.next = page.next;
+    const filter = this.filter;
+    const filtered = Boolean(filter.status || filter.kind || filter.id || filter.run);
+    this.view.emptyText = filtered ? "No jobs match this filter." : "No jobs in this queue.";
     this.view.jobs(JSON.stringify(page.jobs), since);
     this.showPager();
     document.body.dataset.ready = "true";
