@@ -45,7 +45,7 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
         url = dsn
     commands = Cli(url, queue_name, tmp_path)
     yield commands
-    commands.close()
+    close_reaped(commands)
 
 
 class Console:
@@ -82,6 +82,19 @@ class Console:
         path = f"/api/actions/{name}"
         status, text = self.request("POST", path, body, {**ACTION, **(headers or {})})
         return status, json.loads(text) if text.startswith("{") else text
+
+
+def close_reaped(cli: Cli) -> None:
+    """Kill what the test left running, and wait for each to be gone (no zombie, no pipe
+    left open for the tests that follow)."""
+    cli.close()
+    for running in cli.processes:
+        running.process.wait(WAIT_SECONDS)
+        for reader in running._threads:  # they end at the pipes' end, then the pipes close
+            reader.join(WAIT_SECONDS)
+        for stream in (running.process.stdout, running.process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def start(cli: Cli, *args: str) -> Console:
