@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from buildtasks import bundle, environment, jupyterlite, steps, webserver
 from buildtasks.commands import BuildError, Terminated, raise_terminated
-from buildtasks.paths import ROOT
+from buildtasks.paths import ROOT, WEB_MOUNTS
 
 # --------------------------------------------------------------------------- commands
 
@@ -47,7 +47,7 @@ def cmd_serve(port: int) -> int:
     web_root = bundle.prepare_web_root(wheel)
     site = jupyterlite.build_site(wheel)
     print(f"==> notebooks: http://127.0.0.1:{port}{jupyterlite.NOTEBOOK_PATH}", flush=True)
-    mounts = {"/": web_root, jupyterlite.SITE_PREFIX: site}
+    mounts = {**WEB_MOUNTS, "/": web_root, jupyterlite.SITE_PREFIX: site}
     webserver.serve_forever(webserver.Site(mounts, unisolated=jupyterlite.NOT_ISOLATED), port)
     return 0
 

@@ -12,6 +12,10 @@ DIST = ROOT / "dist"
 WEB = ROOT / "web"
 WEB_DIST = WEB / "dist"
 PYODIDE_DIST = WEB_DIST / "pyodide"  # the runtime, our wheels and the patched lock file
+# The console's page files that both consoles share (the view, the styles, the icon): they
+# ship in the package for `pyjobqueue console`, and web/ loads them from /shared/.
+CONSOLE_STATIC = ROOT / "pyjobqueue" / "console" / "static"
+WEB_MOUNTS = {"/": WEB, "/shared/": CONSOLE_STATIC}  # how web/ is served
 TESTS = ROOT / "tests"
 PLAYWRIGHT_TESTS = ROOT / "playwright_tests"
 PYODIDE_TESTS = ROOT / "pyodide_tests"

@@ -83,8 +83,11 @@ def build_steps(pytest_args: Sequence[str]) -> list[Step]:
         # pytest args (-k, -x...) go to the CPython step above only.
         # The contract suites inside Pyodide, in Node 24 and in Chromium:
         steps.append(Step("pyodide", pyodide_cmd(python), needs_browser=True))
-        # The console, the cross-tab behaviour and the JupyterLite notebook in Chromium:
-        steps.append(Step("playwright", playwright_cmd(python), needs_browser=True))
+        # The console (in the browser, and `pyjobqueue console` on SQLite and PostgreSQL),
+        # the cross-tab behaviour and the JupyterLite notebooks in Chromium:
+        steps.append(
+            Step("playwright", playwright_cmd(python), needs_postgres=True, needs_browser=True)
+        )
     return steps
 
 

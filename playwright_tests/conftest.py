@@ -16,6 +16,7 @@ from browser_log import BrowserLog
 from playwright.sync_api import Browser, BrowserContext, Playwright, expect
 
 from buildtasks import chromium, webserver
+from buildtasks.paths import WEB_MOUNTS
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "web"
@@ -44,7 +45,7 @@ def web_server() -> Iterator[str]:
     The server is the one `build.py serve` runs, less its line per request.
     """
     check_runtime()
-    with webserver.serving(webserver.Site({"/": WEB}, log_requests=False)) as base:
+    with webserver.serving(webserver.Site(WEB_MOUNTS, log_requests=False)) as base:
         yield base
 
 

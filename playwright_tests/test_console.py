@@ -170,10 +170,11 @@ def test_batches_are_listed_together_and_can_be_aborted_together(tab: ConsoleTab
     assert len(run_ids) == 1 and run_ids.pop().startswith("batch-")
 
     before = max(tab.job_ids())
+    listed = len(tab.job_ids())  # counted before the click: the new rows may come at once
     tab.page.locator("#submit-mix").click()  # one job of each task, as one run
     tab.page.wait_for_function(
         "n => document.querySelectorAll('#job-list li.job').length >= n",
-        arg=len(tab.job_ids()) + 5,
+        arg=listed + 5,
         timeout=30_000,
     )
     mix = [job_id for job_id in tab.job_ids() if job_id > before]

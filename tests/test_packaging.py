@@ -22,6 +22,7 @@ def test_the_project_metadata_is_complete() -> None:
     assert {"Homepage", "Source", "Issues"} <= set(project["urls"])
     assert "Typing :: Typed" in project["classifiers"]
     extras = project["optional-dependencies"]
+    # No "dev": the developers' tools are a dependency group.
     assert set(extras) == {"sqlite", "postgres", "cli", "otel", "prometheus", "console", "notebook"}
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
     assert "pytest>=8" in groups["dev"]
@@ -59,5 +60,8 @@ def test_the_sdist_carries_what_its_tests_need_and_the_wheel_its_license(
         text = archive.read(metadata).decode()
         assert any(name.endswith("licenses/LICENSE") for name in archive.namelist())
         assert not any(name.startswith("tests/") for name in archive.namelist())
+        # `pyjobqueue console` serves its page from the installed package.
+        for page_file in ("index.html", "server.js", "view.js", "style.css", "favicon.svg"):
+            assert f"pyjobqueue/console/static/{page_file}" in archive.namelist(), page_file
     assert "License-Expression: Apache-2.0" in text
     assert "Provides-Extra: dev" not in text

@@ -13,6 +13,7 @@ from typing import NoReturn
 from .. import __version__
 from .._retry import one_line
 from ..errors import StorageError
+from ._console import run_console
 from ._inspect import (
     run_abort,
     run_jobs,
@@ -28,6 +29,7 @@ from ._submit import run_submit
 from ._target import DEFAULT_QUEUE, QUEUE_VARIABLE, STORAGE_VARIABLE
 from ._values import (
     CliError,
+    parse_console_port,
     parse_count,
     parse_duration,
     parse_finished_statuses,
@@ -308,6 +310,32 @@ def _inspect_parsers(commands: argparse._SubParsersAction[Parser]) -> None:
     )
 
 
+def _console_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    parser = _add(commands, "console", run_console, "serve the queue's live console in the browser")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address to listen on (default 127.0.0.1; any other needs --token)",
+    )
+    parser.add_argument(
+        "--port",
+        type=parse_console_port,
+        default=8080,
+        metavar="PORT",
+        help="the port (default 8080; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--read-only", action="store_true", help="show the queue, refuse every action"
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="every request must carry it (the printed URL does; default "
+        "$PYJOBQUEUE_CONSOLE_TOKEN)",
+    )
+
+
 def build_parser() -> Parser:
     """The parser of every command."""
     parser = Parser(
@@ -322,6 +350,7 @@ def build_parser() -> Parser:
     _worker_parser(commands)
     _submit_parser(commands)
     _inspect_parsers(commands)
+    _console_parser(commands)
     return parser
 
 

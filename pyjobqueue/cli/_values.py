@@ -101,6 +101,14 @@ def parse_port(text: str) -> int:
     return port
 
 
+def parse_console_port(text: str) -> int:
+    """A TCP port to listen on: 0 (any free one) to 65535."""
+    port = _parse_int(text, 0, "a port from 0 to 65535")
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: must be at most 65535")
+    return port
+
+
 def parse_count(text: str) -> int:
     """An int of at least 0."""
     return _parse_int(text, 0, "0 or more")

@@ -249,6 +249,18 @@ class QueueStorage(Protocol):
         refused) are raised as `StorageError` subclasses and are not transient.
         """
 
+    async def list_jobs(
+        self,
+        status: JobStatus | None = None,
+        kind: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job[Any, Any]]:
+        """Up to `limit` jobs with `status` and `kind` (None: any), newest (highest id)
+        first, of ids below `before_id` when given: a page of a listing, and the next
+        one starts before the last id of this one (keyset paging, as fast on the last
+        page as on the first)."""
+
 
 @runtime_checkable
 class RateLimiterStorage(Protocol):

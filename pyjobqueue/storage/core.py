@@ -189,6 +189,12 @@ class QueueEngine(Protocol):
     def is_transient(self, error: BaseException) -> bool:
         """Whether `error` from this backend may go away by itself (see QueueStorage)."""
 
+    async def page(
+        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+    ) -> list[Job[Any, Any]]:
+        """Up to `limit` (> 0) jobs with `status` and `kind` (None: any) and an id below
+        `before_id` (None: no bound), highest id first: keyset paging, newest first."""
+
 
 def dependency_failed_events(queue_name: str, jobs: Sequence[Job[Any, Any]]) -> list[JobEvent]:
     """The job_error event of each job failed because a job it depends on did not
@@ -525,3 +531,23 @@ class BaseQueueStorage(StorageLifecycle):
     async def subscribe(self, listener: EventListener) -> Unsubscribe:
         """Deliver every event of this queue from now on (see QueueStorage.subscribe)."""
         return await self._engine.feed.subscribe(listener)
+
+    # -- browsing ----------------------------------------------------------------
+
+    async def list_jobs(
+        self,
+        status: JobStatus | None = None,
+        kind: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job[Any, Any]]:
+        """One page of jobs, newest first (see QueueStorage.list_jobs)."""
+        if kind is not None:
+            check_name("kind", kind)
+        bad_bound = isinstance(before_id, bool) or not isinstance(before_id, int | None)
+        if bad_bound:
+            raise TypeError(f"before_id must be an int or None, got {before_id!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        status = None if status is None else JobStatus(status)
+        return await self._engine.page(status, kind, before_id, limit)

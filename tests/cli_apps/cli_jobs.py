@@ -37,6 +37,21 @@ class Gated(Job[dict[str, Any], dict[str, Any]]):
         return {"gate": "opened", "attempt": context.job.run_attempts}
 
 
+class GatedSteps(Job[dict[str, Any], dict[str, Any]]):
+    """For each value of input["steps"]: waits for the file of that name in the directory
+    input["gates"], then reports it as progress; stops early when aborted."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+        for value in input["steps"]:
+            gate = os.path.join(input["gates"], str(value))
+            while not os.path.exists(gate):
+                if context.signal.aborted:
+                    raise AbortSignalJobError(f"aborted: {context.signal.reason}")
+                await asyncio.sleep(GATE_POLL_SECONDS)
+            await context.update_progress(value, f"passed gate {value}")
+        return {"gates": len(input["steps"]), "attempt": context.job.run_attempts}
+
+
 class Fails(Job[dict[str, Any], None]):
     """Always fails with a ValueError carrying input["message"]."""
 

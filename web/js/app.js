@@ -2,7 +2,7 @@
 // that drives the view) and a module Web Worker with a second Pyodide that runs this
 // tab's JobQueueServer. Exposes window.pyodide and window.pyjobqueueReady.
 import { bootPython } from "./python.js";
-import { ConsoleView } from "./view.js";
+import { ConsoleView } from "../shared/view.js";
 
 const TAB_ID = Math.random().toString(16).slice(2, 6);
 // One console per queue: `?queue=name` (the default is "console").

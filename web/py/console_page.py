@@ -3,7 +3,8 @@
 The page's Pyodide runs no jobs (the Web Worker's server does): this module submits,
 aborts and retries jobs, pauses and resumes the queue, listens to the queue's events
 from every tab over BroadcastChannel, re-reads the jobs they concern and hands them to
-the JavaScript view (`web/js/view.js`) as JSON text, which crosses the bridge without
+the JavaScript view (`pyjobqueue/console/static/view.js`, served as `shared/view.js`,
+which `pyjobqueue console` shares) as JSON text, which crosses the bridge without
 proxies.
 """
 

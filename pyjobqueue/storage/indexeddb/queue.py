@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from ... import transitions
 from ..._json import dumps
-from ...browser._ffi import JsObject, is_missing, js_array, js_to_json, json_to_js
+from ...browser._ffi import JsObject, is_missing, js_array, js_global, js_to_json, json_to_js
 from ...events import JobEvent
 from ...job import FINISHED_STATUSES, Job, JobStatus
 from ...outcome import Outcome
@@ -777,6 +777,34 @@ class IndexedDbQueueEngine:
     async def delete_all(self) -> None:
         """Delete every job of the queue."""
         await self._delete_keys("claim", self._status_range(None))
+
+    async def page(
+        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+    ) -> list[Job[Any, Any]]:
+        """Jobs newest first, below `before_id`: a backward cursor on the store's keys."""
+        queue = self.queue_name
+        bound = None if before_id is None else js_global().IDBKeyRange.upperBound(before_id, True)
+
+        def matches(record: dict[str, Any]) -> bool:
+            return (
+                record["queue"] == queue
+                and (status is None or record["status"] == status.value)
+                and (kind is None or record.get("kind") == kind)
+            )
+
+        def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
+            request = transaction.objectStore(JOBS).openCursor(bound, "prev")
+            found: list[dict[str, Any]] = []
+            cursor = yield request
+            while cursor is not None and len(found) < limit:
+                record = js_to_json(cursor.value)
+                if matches(record):
+                    found.append(record)
+                cursor.continue_()
+                cursor = yield request
+            return found
+
+        return [record_to_job(record) for record in await self._read(body)]
 
 
 class IndexedDbQueueStorage(BaseQueueStorage):

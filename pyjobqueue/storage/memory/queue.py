@@ -422,6 +422,22 @@ class MemoryQueueEngine:
         self._unique.clear()
         self._dependants.clear()
 
+    async def page(
+        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+    ) -> list[Job[Any, Any]]:
+        """Jobs newest first, below `before_id`."""
+        ids = sorted(
+            (
+                job_id
+                for job_id, job in self._jobs.items()
+                if (before_id is None or job_id < before_id)
+                and (status is None or job.status is status)
+                and (kind is None or job.kind == kind)
+            ),
+            reverse=True,
+        )
+        return [_copy(self._jobs[job_id]) for job_id in ids[:limit]]
+
 
 class InMemoryQueueStorage(BaseQueueStorage):
     """Jobs in a dict of this process; events delivered to this process's subscribers."""

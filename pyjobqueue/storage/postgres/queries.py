@@ -509,3 +509,20 @@ CLEAR_RATE_LIMIT = """
 WITH executions AS (DELETE FROM pyjobqueue_rate_executions WHERE queue_name = $1)
 DELETE FROM pyjobqueue_rate_limits WHERE queue_name = $1
 """
+
+# A page of the queue's jobs, newest first (keyset: the next page starts below the
+# last id), walking the primary key backwards until `limit` rows matched. The queue is
+# compared as `queue_name || ''` so that no index on queue_name applies: the planner
+# would otherwise take one whenever it believes the queue small (a new queue, stale
+# statistics) and then sort every job of it, 150 ms at 200,000 jobs, where the walk
+# costs 0.2 ms a page, and one pass over the table at worst, for matches that are rare
+# (bench/console_paging.py). The engine passes the largest id for the first page.
+PAGE_JOBS = f"""
+SELECT {_COLUMNS} FROM pyjobqueue_jobs
+WHERE (queue_name || '') = $1
+  AND ($2::text IS NULL OR status = $2::text)
+  AND ($3::text IS NULL OR kind = $3::text)
+  AND id < $4
+ORDER BY id DESC
+LIMIT $5
+"""

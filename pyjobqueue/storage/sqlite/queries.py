@@ -448,3 +448,20 @@ INSERT INTO pyjobqueue_rate_holds (queue_name, next_available_at) VALUES (:queue
 ON CONFLICT (queue_name) DO UPDATE SET next_available_at = excluded.next_available_at
 """
 CLEAR_NEXT_AVAILABLE = "DELETE FROM pyjobqueue_rate_holds WHERE queue_name = :queue_name"
+
+# A page of the queue's jobs, newest first (keyset: the next page starts below the
+# last id). NOT INDEXED makes SQLite walk the primary key backwards and stop after
+# `limit` matches: left to itself it reads every job of the queue (or of the status)
+# through an index and sorts them, about 150 ms at 200,000 jobs, where this costs
+# 0.05 ms for a page of all jobs and at most one pass over the table (13 ms) for a rare
+# status (bench/console_paging.py). `before_id` is always given (the engine passes the
+# largest id for the first page), so the walk starts where the page does.
+PAGE_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM pyjobqueue_jobs NOT INDEXED
+WHERE queue_name = :queue_name
+  AND id < :before_id
+  AND (:status IS NULL OR status = :status)
+  AND (:kind IS NULL OR kind = :kind)
+ORDER BY id DESC
+LIMIT :limit
+"""

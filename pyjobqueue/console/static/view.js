@@ -1,6 +1,10 @@
-// The console's view: plain DOM, no framework. Python (web/py/console_page.py) calls
-// jobs(), job(), progress() and counts() with JSON text, and paused() with a boolean;
-// the buttons call back into the actions object that app.js passes in.
+// The console's view: plain DOM, no framework, shared by both consoles. A data source
+// feeds it: in the browser console, Python under Pyodide (web/py/console_page.py); in
+// `pyjobqueue console`, the HTTP API and its server-sent events (server.js). Both call
+// jobs(), job(), progress(), counts() and schedules() with JSON text and paused() with a
+// boolean; the server's also servers(), chart() and removed(). The buttons call back into
+// the actions object the source passes in: a button whose action is missing (a read-only
+// console, or one that cannot do it) is never shown.
 
 const ACTIVE = new Set(["PENDING", "PROCESSING", "ABORTING"]);
 const FINISHED = new Set(["COMPLETED", "FAILED", "DISABLED"]);
@@ -53,19 +57,44 @@ export class ConsoleView {
     this.root = root;
     this.tasks = new Map(tasks.map((task) => [task.name, task]));
     this.kinds = new Map(tasks.map((task) => [task.kind, task]));
-    this.isPaused = null; // unknown until Python has read the queue's flag
+    this.isPaused = null; // unknown until the source has read the queue's flag
     this.pauseSwitch = root.querySelector("#pause-switch");
     this.actions = actions;
     this.rows = new Map(); // job id -> { job, node, parts, changed }
     this.clock = 0; // counts row changes, so a stale snapshot cannot undo a newer one
     this.filter = "all";
+    this.matches = () => true; // the source's own filter (the server console's)
     this.list = root.querySelector("#job-list");
     this.empty = root.querySelector("#empty");
-    this.buildForm(tasks);
+    this.emptyText = "No jobs yet: submit one on the left.";
+    if (tasks.length) this.buildForm(tasks);
     this.buildFilters();
-    root.querySelector("#clear-finished").addEventListener("click", () => this.act(() => actions.clearFinished()));
-    root.querySelector("#submit-mix").addEventListener("click", () => this.act(() => actions.submitMix()));
+    this.on("#clear-finished", "clearFinished", () => this.act(() => actions.clearFinished()));
+    this.on("#submit-mix", "submitMix", () => this.act(() => actions.submitMix()));
     this.pauseSwitch.addEventListener("click", () => this.togglePause());
+    if (!actions.setPaused) this.pauseSwitch.title = "The queue's state; this console cannot change it (read-only)";
+    this.dialog = root.querySelector("#confirm");
+  }
+
+  // Wire a button to an action, or hide it when the source has no such action.
+  on(selector, action, listener) {
+    const button = this.root.querySelector(selector);
+    if (!button) return;
+    button.hidden = !this.actions[action];
+    button.addEventListener("click", listener);
+  }
+
+  // Ask before an action that loses data: the page's <dialog id="confirm">. Resolves
+  // true when confirmed (at once where the page has no dialog).
+  confirm(message) {
+    const dialog = this.dialog;
+    if (!dialog) return Promise.resolve(true);
+    dialog.querySelector(".confirm-text").textContent = message;
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+      dialog.returnValue = "";
+      dialog.showModal();
+    });
   }
 
   // -- the submit form -------------------------------------------------------------------
@@ -161,7 +190,7 @@ export class ConsoleView {
     toggle.dataset.paused = String(this.isPaused);
     toggle.setAttribute("aria-checked", String(this.isPaused));
     toggle.querySelector(".label").textContent = this.isPaused ? "Queue paused" : "Queue running";
-    toggle.disabled = this.pausing === true;
+    toggle.disabled = this.pausing === true || !this.actions.setPaused;
     document.body.dataset.paused = String(this.isPaused);
     for (const row of this.rows.values()) {
       if (row.job.status === "PENDING") this.fill(row); // "queue paused" or back
@@ -196,13 +225,32 @@ export class ConsoleView {
   }
 
   applyFilter(row) {
-    row.node.hidden = !FILTERS[this.filter](row.job);
+    row.node.hidden = !FILTERS[this.filter](row.job) || !this.matches(row.job);
+  }
+
+  // The source's filter (a predicate on a job): rows that stop matching it are hidden.
+  setMatcher(matches, emptyText) {
+    this.matches = matches;
+    if (emptyText) this.emptyText = emptyText;
+    for (const row of this.rows.values()) this.applyFilter(row);
+    this.updateEmpty();
   }
 
   updateEmpty() {
     const visible = [...this.rows.values()].some((row) => !row.node.hidden);
     this.empty.hidden = visible;
-    this.empty.textContent = this.rows.size ? "No jobs match this filter." : "No jobs yet: submit one on the left.";
+    this.empty.textContent = this.rows.size ? "No jobs match this filter." : this.emptyText;
+  }
+
+  // Rows of jobs that were deleted (all rows when `ids` is null).
+  removed(ids) {
+    for (const [id, row] of this.rows) {
+      if (ids === null || ids.includes(id)) {
+        row.node.remove();
+        this.rows.delete(id);
+      }
+    }
+    this.updateEmpty();
   }
 
   counts(countsJson) {
@@ -218,6 +266,60 @@ export class ConsoleView {
     for (const [name, value] of Object.entries(values)) {
       this.root.querySelector(`[data-stat="${name}"]`).textContent = value.toLocaleString("en");
     }
+  }
+
+  // The servers whose heartbeat is alive (the server console).
+  servers(serversJson) {
+    const list = this.root.querySelector("#server-list");
+    if (!list) return;
+    const servers = JSON.parse(serversJson);
+    list.replaceChildren(
+      ...servers.map((server) =>
+        el(
+          "li",
+          { class: "server", "data-server": server.server_id },
+          el("span", { class: "server-host", text: server.pid === null ? server.host : `${server.host} · pid ${server.pid}` }),
+          el("span", { class: "server-workers", text: `${server.worker_count} worker${server.worker_count === 1 ? "" : "s"}` }),
+          el("span", { class: "server-kinds", text: server.kinds.length ? server.kinds.join(", ") : "any kind" }),
+          el("span", { class: "server-seen", text: `since ${clock(server.started_at)} · seen ${clock(server.last_seen)}` }),
+        ),
+      ),
+    );
+    const none = this.root.querySelector("#no-servers");
+    if (none) none.hidden = servers.length > 0;
+  }
+
+  // Jobs finished per bucket as a small bar chart (completed up, failed in red on top),
+  // with the throughput and the failure rate over the last minutes.
+  chart(chartJson) {
+    const svg = this.root.querySelector("#chart");
+    if (!svg) return;
+    const chart = JSON.parse(chartJson);
+    const buckets = chart.buckets;
+    const highest = Math.max(1, ...buckets.map((b) => b.completed + b.failed));
+    const width = 300;
+    const height = 60;
+    const step = width / Math.max(buckets.length, 1);
+    const bars = [];
+    buckets.forEach((bucket, index) => {
+      const x = index * step;
+      const done = (bucket.completed / highest) * height;
+      const failed = (bucket.failed / highest) * height;
+      const title = `${bucket.completed} completed, ${bucket.failed} failed, ${bucket.retried} retried`;
+      bars.push(`<rect class="bar-completed" x="${x}" y="${height - done}" width="${Math.max(step - 1, 1)}" height="${done}"><title>${title}</title></rect>`);
+      bars.push(`<rect class="bar-failed" x="${x}" y="${height - done - failed}" width="${Math.max(step - 1, 1)}" height="${failed}"><title>${title}</title></rect>`);
+    });
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.innerHTML = bars.join("");
+    const span = chart.window_seconds < 90 ? `${chart.window_seconds} s` : `${Math.round(chart.window_seconds / 60)} min`;
+    const text = (name, value) => {
+      const node = this.root.querySelector(`[data-stat="${name}"]`);
+      if (node) node.textContent = value;
+    };
+    text("per-minute", chart.per_minute.toLocaleString("en"));
+    text("failure-rate", chart.failure_rate === null ? "–" : `${(chart.failure_rate * 100).toFixed(1)}%`);
+    const caption = this.root.querySelector("#chart-caption");
+    if (caption) caption.textContent = `jobs finished per ${chart.bucket_seconds} s; rates over the last ${span}`;
   }
 
   // The queue's schedules (as storage keeps them: every tab's servers share them), with
@@ -245,7 +347,8 @@ export class ConsoleView {
 
   serverStats(stats) {
     const text = (name, value) => {
-      this.root.querySelector(`[data-stat="${name}"]`).textContent = value;
+      const node = this.root.querySelector(`[data-stat="${name}"]`);
+      if (node) node.textContent = value;
     };
     if (!stats) {
       text("retried", "–");
@@ -343,9 +446,13 @@ export class ConsoleView {
       traceback: el("pre", { class: "traceback-text" }),
       abort: el("button", { type: "button", class: "action abort", text: "Abort" }),
       retry: el("button", { type: "button", class: "action retry", text: "Retry" }),
+      disable: el("button", { type: "button", class: "action disable", text: "Disable" }),
+      remove: el("button", { type: "button", class: "action delete", text: "Delete" }),
       batch: el("button", { type: "button", class: "batch" }),
     };
     const task = this.kinds.get(job.kind) || this.tasks.get(job.input && job.input.task);
+    const inputTask = job.input && typeof job.input === "object" ? job.input.task : undefined;
+    const title = task ? task.title : inputTask !== undefined ? String(inputTask) : job.kind || "job";
     const progress = el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, parts.bar);
     const node = el(
       "li",
@@ -354,7 +461,7 @@ export class ConsoleView {
         "div",
         { class: "job-head" },
         el("span", { class: "job-id", text: `#${job.id}` }),
-        el("span", { class: "job-task", text: task ? task.title : String(job.input && job.input.task) }),
+        el("span", { class: "job-task", text: title }),
         parts.kind,
         parts.priority,
         el("span", { class: "job-input", text: describeInput(job.input) }),
@@ -365,16 +472,19 @@ export class ConsoleView {
         parts.status,
       ),
       el("div", { class: "job-progress" }, progress, parts.percent),
-      el("div", { class: "job-foot" }, parts.message, el("span", { class: "spacer" }), parts.retry, parts.abort),
+      el("div", { class: "job-foot" }, parts.message, el("span", { class: "spacer" }), parts.retry, parts.disable, parts.abort, parts.remove),
       parts.result,
     );
     // Collapsed until opened; fill() changes only its text, so it stays open or closed.
     parts.tracebackBox = el("details", { class: "traceback" }, el("summary", { text: "Traceback" }), parts.traceback);
     node.append(parts.tracebackBox);
     parts.progress = progress;
-    parts.abort.addEventListener("click", () => this.act(() => this.actions.abort(job.id)));
-    parts.retry.addEventListener("click", () => this.act(() => this.actions.retry(job.id)));
-    parts.batch.addEventListener("click", () => this.act(() => this.actions.abortRun(job.job_run_id)));
+    const actions = this.actions;
+    parts.abort.addEventListener("click", () => this.act(() => actions.abort(job.id)));
+    parts.retry.addEventListener("click", () => this.act(() => actions.retry(job.id)));
+    parts.batch.addEventListener("click", () => this.act(() => actions.abortRun(job.job_run_id)));
+    parts.disable.addEventListener("click", () => this.act(() => actions.disable(job.id)));
+    parts.remove.addEventListener("click", () => this.act(() => actions.remove(job.id)));
     return { job, node, parts };
   }
 
@@ -399,11 +509,15 @@ export class ConsoleView {
     parts.progress.setAttribute("aria-valuenow", String(percent));
     parts.percent.textContent = `${percent}%`;
     parts.message.textContent = this.message(job);
-    parts.abort.hidden = !ACTIVE.has(job.status) || job.status === "ABORTING";
-    parts.retry.hidden = !(job.status === "FAILED" || job.status === "DISABLED");
+    const can = this.actions;
+    parts.abort.hidden = !can.abort || !ACTIVE.has(job.status) || job.status === "ABORTING";
+    parts.retry.hidden = !can.retry || !(job.status === "FAILED" || job.status === "DISABLED");
+    parts.disable.hidden = !can.disable || job.status !== "PENDING";
+    parts.remove.hidden = !can.remove || !(FINISHED.has(job.status) || job.status === "PENDING");
     parts.batch.hidden = !job.job_run_id;
+    parts.batch.disabled = !can.abortRun;
     parts.batch.textContent = job.job_run_id || "";
-    parts.batch.title = `abort every unfinished job of ${job.job_run_id}`;
+    parts.batch.title = can.abortRun ? `abort every unfinished job of ${job.job_run_id}` : `job run ${job.job_run_id}`;
     if (job.status === "COMPLETED") {
       parts.result.className = "result output";
       parts.result.textContent = JSON.stringify(job.output);
