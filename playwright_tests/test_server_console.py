@@ -353,3 +353,25 @@ def test_a_screenshot_of_a_busy_queue(file_cli: Cli, tmp_path: Path, open_page: 
     (gates / "100").touch()
     for job in running:
         expect(row(page, job)).to_have_attribute("data-status", "COMPLETED")
+
+
+def test_jobs_waiting_for_others_show_what_they_wait_for_and_run_after_them(
+    cli: Cli, open_page: Any
+) -> None:
+    _console, url = start_console(cli)  # the worker starts later: the jobs wait
+    first = submit(cli, "first")
+    second = submit(cli, "second")
+    last = submit(cli, "last", "--depends-on", f"{first},{second}")
+    page = open_page(url)
+    expect(row(page, last)).to_have_attribute("data-status", "WAITING")
+    expect(row(page, last).locator(".status")).to_have_text("waiting")
+    expect(row(page, last).locator(".message")).to_have_text(
+        f"waiting for 2 of the jobs it depends on (#{first}, #{second})"
+    )
+    expect(page.locator('[data-stat="pending"]')).to_have_text("3")
+    page.locator("#status-filter").select_option("WAITING")
+    expect(page.locator("li.job")).to_have_count(1)
+    page.locator("#status-filter").select_option("")
+    worker = cli.worker("cli_jobs:echo")
+    worker.event("job_complete", last)
+    expect(row(page, last)).to_have_attribute("data-status", "COMPLETED")

@@ -43,6 +43,7 @@ CHANGE_EVENTS = (
 # is read is found under its new status (the moves back, retry and recovery, announce
 # themselves with an event).
 LIFECYCLE_ORDER = (
+    JobStatus.WAITING,
     JobStatus.PENDING,
     JobStatus.PROCESSING,
     JobStatus.ABORTING,

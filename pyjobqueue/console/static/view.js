@@ -6,7 +6,9 @@
 // the actions object the source passes in: a button whose action is missing (a read-only
 // console, or one that cannot do it) is never shown.
 
-const ACTIVE = new Set(["PENDING", "PROCESSING", "ABORTING"]);
+const ACTIVE = new Set(["WAITING", "PENDING", "PROCESSING", "ABORTING"]);
+// Not started yet: a job waiting for other jobs (depends_on), or for a worker.
+const NOT_STARTED = new Set(["WAITING", "PENDING"]);
 const FINISHED = new Set(["COMPLETED", "FAILED", "DISABLED"]);
 const FILTERS = {
   all: () => true,
@@ -15,6 +17,7 @@ const FILTERS = {
   failed: (job) => job.status === "FAILED" || job.status === "DISABLED",
 };
 const STATUS_LABELS = {
+  WAITING: "waiting",
   PENDING: "pending",
   PROCESSING: "running",
   ABORTING: "aborting",
@@ -257,7 +260,7 @@ export class ConsoleView {
     const counts = JSON.parse(countsJson);
     const running = counts.PROCESSING + counts.ABORTING;
     const values = {
-      pending: counts.PENDING,
+      pending: counts.PENDING + (counts.WAITING || 0),
       running,
       completed: counts.COMPLETED,
       failed: counts.FAILED + counts.DISABLED,
@@ -512,8 +515,8 @@ export class ConsoleView {
     const can = this.actions;
     parts.abort.hidden = !can.abort || !ACTIVE.has(job.status) || job.status === "ABORTING";
     parts.retry.hidden = !can.retry || !(job.status === "FAILED" || job.status === "DISABLED");
-    parts.disable.hidden = !can.disable || job.status !== "PENDING";
-    parts.remove.hidden = !can.remove || !(FINISHED.has(job.status) || job.status === "PENDING");
+    parts.disable.hidden = !can.disable || !NOT_STARTED.has(job.status);
+    parts.remove.hidden = !can.remove || !(FINISHED.has(job.status) || NOT_STARTED.has(job.status));
     parts.batch.hidden = !job.job_run_id;
     parts.batch.disabled = !can.abortRun;
     parts.batch.textContent = job.job_run_id || "";
@@ -545,6 +548,10 @@ export class ConsoleView {
   }
 
   message(job) {
+    if (job.status === "WAITING") {
+      const ids = (job.depends_on || []).map((id) => `#${id}`).join(", ");
+      return `waiting for ${job.dependencies_left} of the jobs it depends on (${ids})`;
+    }
     if (job.status === "PENDING") {
       if (this.isPaused) return "waiting: the queue is paused";
       return job.run_attempts ? "waiting to run again" : "waiting for a worker";
