@@ -29,7 +29,7 @@ def test_reload_keeps_the_jobs_and_finishes_the_one_it_interrupted(
     expect(tab.job(done).locator(".result")).to_have_text(output)
     # The new page's server took the lead and re-ran the job the old page left running.
     tab.expect_status(interrupted, "COMPLETED")
-    expect(tab.job(interrupted).locator(".attempts")).to_have_text("attempt 2 of 3")
+    expect(tab.job(interrupted).locator(".attempts")).to_have_text("after 2 attempts")
     expect(tab.job(interrupted).locator(".result")).to_have_text('{"waited_seconds":2}')
 
 
@@ -79,7 +79,7 @@ def test_closing_the_leader_tab_hands_the_queue_to_the_other_tab(
     second.expect_role("leader")
     expect(second.badge).to_have_text("Leader · this tab runs the jobs")
     second.expect_status(job_id, "COMPLETED")
-    expect(second.job(job_id).locator(".attempts")).to_have_text("attempt 2 of 3")
+    expect(second.job(job_id).locator(".attempts")).to_have_text("after 2 attempts")
     expect(second.job(job_id).locator(".result")).to_have_text('{"waited_seconds":2}')
     # And it goes on with new work.
     (new_job,) = second.submit("hash", rounds=10_000)

@@ -496,9 +496,15 @@ export class ConsoleView {
     node.dataset.status = job.status;
     parts.status.textContent = STATUS_LABELS[job.status] || job.status.toLowerCase();
     const attempts = job.max_retries + 1;
-    parts.attempts.textContent = job.run_attempts
-      ? `attempt ${job.run_attempts} of ${attempts}`
-      : `up to ${attempts} attempt${attempts === 1 ? "" : "s"}`;
+    const plural = (n) => `${n} attempt${n === 1 ? "" : "s"}`;
+    // A finished job says how many attempts it took, not how many it may still get.
+    if (FINISHED.has(job.status)) {
+      parts.attempts.textContent = job.run_attempts ? `after ${plural(job.run_attempts)}` : "";
+    } else {
+      parts.attempts.textContent = job.run_attempts
+        ? `attempt ${job.run_attempts} of ${attempts}`
+        : `up to ${plural(attempts)}`;
+    }
     parts.time.textContent = this.timing(job);
     // A job stored without a kind (by an older console, or a submit() without kind=)
     // runs as ConsoleJob, the first class of the tab's server.
