@@ -135,6 +135,8 @@ async function main() {
   window.pyodide = pyodide;
   await startConsole(pyodide);
   await workerReady;
+  // Submitting waits for both Pythons: until then the buttons say so by being off.
+  for (const id of ["#submit", "#submit-mix"]) document.querySelector(id).disabled = false;
   document.body.dataset.ready = "true";
   resolveReady(pyodide);
 }

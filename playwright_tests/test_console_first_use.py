@@ -1,0 +1,61 @@
+"""The browser console as a first-time user meets it: it says that Python is starting
+and keeps its Submit buttons off until then; on a narrow screen a long input or output
+wraps instead of making the page scroll sideways."""
+
+from __future__ import annotations
+
+from console_tab import READY_TIMEOUT_MS, ConsoleTab, console_url
+from playwright.sync_api import BrowserContext, expect
+
+STATE = """() => ({
+  ready: document.body.dataset.ready === 'true',
+  submitOff: document.querySelector('#submit').disabled,
+  mixOff: document.querySelector('#submit-mix').disabled,
+  loadingShown: getComputedStyle(document.querySelector('#loading')).display !== 'none',
+})"""
+
+
+# What reaches past the right edge of the page, to say what made it scroll sideways.
+WIDER_THAN_THE_PAGE = """() => [...document.querySelectorAll('*')]
+  .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .map((e) => `${e.tagName.toLowerCase()}.${e.className}#${e.id}`).slice(0, 10)"""
+
+
+def test_the_console_says_it_is_starting_and_submits_only_once_ready(
+    watched_context: BrowserContext, queue_name: str
+) -> None:
+    page = watched_context.new_page()
+    page.goto(console_url(queue_name), wait_until="domcontentloaded")
+    # Whenever it is looked at before it is ready, it says so and cannot submit.
+    state = page.evaluate(STATE)
+    if not state["ready"]:
+        assert state["submitOff"] and state["mixOff"] and state["loadingShown"], state
+    tab = ConsoleTab(page)
+    tab.wait_ready()
+    assert page.evaluate(STATE) == {
+        "ready": True,
+        "submitOff": False,
+        "mixOff": False,
+        "loadingShown": False,
+    }
+    expect(page.locator("#loading")).to_be_hidden(timeout=READY_TIMEOUT_MS)
+
+
+def test_a_long_input_wraps_on_a_narrow_screen(
+    watched_context: BrowserContext, queue_name: str
+) -> None:
+    page = watched_context.new_page()
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.goto(console_url(queue_name))
+    tab = ConsoleTab(page)
+    tab.wait_ready()
+    # A kind no server runs: the job stays listed with its long input.
+    job_id = tab.run_python(
+        "h = await client.submit({'note': 'x' * 600, 'path': '/a' * 200}, kind='nobody')\nh.id"
+    )
+    expect(tab.job(job_id)).to_have_attribute("data-status", "PENDING")
+    widths = page.evaluate(
+        "() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]"
+    )
+    wide = page.evaluate(WIDER_THAN_THE_PAGE)
+    assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}, {wide}"
