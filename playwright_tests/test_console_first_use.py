@@ -59,3 +59,20 @@ def test_a_long_input_wraps_on_a_narrow_screen(
     )
     wide = page.evaluate(WIDER_THAN_THE_PAGE)
     assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}, {wide}"
+
+
+def test_the_list_says_when_it_does_not_show_every_stored_job(
+    watched_context: BrowserContext, queue_name: str
+) -> None:
+    page = watched_context.new_page()
+    page.goto(console_url(queue_name))
+    tab = ConsoleTab(page)
+    tab.wait_ready()
+    note = page.locator("#list-note")
+    expect(note).to_be_hidden()
+    # A kind no server runs: all of them stay pending, more than the list holds.
+    tab.run_python("await client.submit_batch([{'n': n} for n in range(505)], kind='nobody')")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("505 pending are stored")
+    expect(page.locator('[data-stat="pending"]')).to_have_text("505")
+    expect(page.locator("#job-list li.job")).to_have_count(500)

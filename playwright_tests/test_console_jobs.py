@@ -288,6 +288,9 @@ class FakeView:
     def counts(self, counts_json: str) -> None:
         pass
 
+    def list_limit(self, per_status: int) -> None:
+        self.per_status = per_status
+
     def schedules(self, schedules_json: str) -> None:
         self.schedules_shown = json.loads(schedules_json)
 

@@ -71,6 +71,10 @@ class View(Protocol):
     def counts(self, counts_json: str) -> None:
         """Show how many jobs have each status."""
 
+    def list_limit(self, per_status: int) -> None:
+        """Say that the list holds at most `per_status` jobs of each status (the counts
+        then tell when some are not listed)."""
+
     def schedules(self, schedules_json: str) -> None:
         """Show the queue's schedules: name, last and next tick (ISO times)."""
 
@@ -103,6 +107,7 @@ class Console:
 
     async def start(self) -> None:
         """Connect to the queue's events and show the jobs."""
+        self.view.list_limit(JOBS_PER_STATUS)
         await self.storage.setup_database()
         await self.client.connect()
         for name in CHANGE_EVENTS:

@@ -69,6 +69,8 @@ export class ConsoleView {
     this.matches = () => true; // the source's own filter (the server console's)
     this.list = root.querySelector("#job-list");
     this.empty = root.querySelector("#empty");
+    this.listNote = root.querySelector("#list-note"); // the browser console's only
+    this.perStatus = null; // how many jobs of each status the source lists at most
     this.emptyText = "No jobs yet: submit one on the left.";
     if (tasks.length) this.buildForm(tasks);
     this.buildFilters();
@@ -256,8 +258,23 @@ export class ConsoleView {
     this.updateEmpty();
   }
 
+  // The source lists at most this many jobs of each status: counts() says when more
+  // are stored, so that no job is left out silently.
+  list_limit(perStatus) {
+    this.perStatus = perStatus;
+  }
+
   counts(countsJson) {
     const counts = JSON.parse(countsJson);
+    if (this.listNote && this.perStatus !== null) {
+      const over = Object.entries(counts).filter(([, count]) => count > this.perStatus);
+      this.listNote.hidden = !over.length;
+      this.listNote.textContent = over.length
+        ? `Only the first ${this.perStatus.toLocaleString("en")} jobs of each status are listed: ` +
+          over.map(([status, count]) => `${count.toLocaleString("en")} ${STATUS_LABELS[status] || status}`).join(", ") +
+          " are stored. Python (window.pyodide) and the counts above see them all."
+        : "";
+    }
     const running = counts.PROCESSING + counts.ABORTING;
     const values = {
       pending: counts.PENDING + (counts.WAITING || 0),
