@@ -76,3 +76,26 @@ def test_the_list_says_when_it_does_not_show_every_stored_job(
     expect(note).to_contain_text("505 pending are stored")
     expect(page.locator('[data-stat="pending"]')).to_have_text("505")
     expect(page.locator("#job-list li.job")).to_have_count(500)
+
+
+def test_the_job_id_opens_every_field_of_the_job(
+    watched_context: BrowserContext, queue_name: str
+) -> None:
+    page = watched_context.new_page()
+    page.goto(console_url(queue_name))
+    tab = ConsoleTab(page)
+    tab.wait_ready()
+    long_note = "n" * 300
+    job_id = tab.run_python(
+        f"h = await client.submit({{'note': '{long_note}'}}, kind='nobody', priority=4)\nh.id"
+    )
+    tab.job(job_id).locator(".job-id").click()
+    dialog = page.locator("#job-detail")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_have_text(f"Job #{job_id} · pending")
+    fields = dialog.locator("dt")
+    for name in ("input", "status", "priority", "depends_on", "created_at", "run_attempts"):
+        expect(fields.filter(has_text=name).first).to_be_visible()
+    expect(dialog.locator("dd pre").filter(has_text=long_note)).to_have_count(1)  # in full
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()

@@ -452,6 +452,34 @@ export class ConsoleView {
     this.list.insertBefore(row.node, before ? before.node : null);
   }
 
+  // -- one job in full ----------------------------------------------------------------
+
+  // Every stored field of a job as the view last heard of it (input, output and error in
+  // full, times, attempts, what it depends on), in a dialog made on first use.
+  showDetail(id) {
+    const row = this.rows.get(id);
+    if (!row) return;
+    let dialog = document.querySelector("#job-detail");
+    if (!dialog) {
+      dialog = el(
+        "dialog",
+        { id: "job-detail", class: "job-detail", "aria-label": "job detail" },
+        el("div", { class: "detail-head" }, el("h2", {}), el("button", { type: "button", class: "secondary close", text: "Close", onclick: () => dialog.close() })),
+        el("dl", {}),
+      );
+      document.body.append(dialog);
+    }
+    const job = row.job;
+    dialog.querySelector("h2").textContent = `Job #${job.id} · ${STATUS_LABELS[job.status] || job.status}`;
+    const list = dialog.querySelector("dl");
+    list.replaceChildren();
+    for (const [name, value] of Object.entries(job)) {
+      const text = value === null || value === undefined ? "–" : typeof value === "string" ? value : JSON.stringify(value, null, 2);
+      list.append(el("dt", { text: name }), el("dd", {}, el("pre", { text })));
+    }
+    if (!dialog.open) dialog.showModal();
+  }
+
   createRow(job) {
     const parts = {
       status: el("span", { class: "status" }),
@@ -480,7 +508,13 @@ export class ConsoleView {
       el(
         "div",
         { class: "job-head" },
-        el("span", { class: "job-id", text: `#${job.id}` }),
+        el("button", {
+          type: "button",
+          class: "job-id",
+          text: `#${job.id}`,
+          title: "Every field of this job",
+          onclick: () => this.showDetail(job.id),
+        }),
         el("span", { class: "job-task", text: title }),
         parts.kind,
         parts.priority,
