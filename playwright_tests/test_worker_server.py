@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from conftest import WEB, check_runtime
+from conftest import check_runtime
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from buildtasks import webserver
+from buildtasks.paths import WEB_MOUNTS
 
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>WorkerServer test page</title>
-<link rel="icon" href="/favicon.svg"></head>
+<link rel="icon" href="/shared/favicon.svg"></head>
 <body><p>WorkerServer test page</p>
 <script type="module">
 import { loadPyodide } from "/dist/pyodide/pyodide.mjs";
@@ -98,7 +99,7 @@ MEASURE_RESPONSIVENESS = """async (ms) => {
 def site(*, isolated: bool) -> webserver.Site:
     """web/ with the test page and the job module, with or without COOP/COEP."""
     return webserver.Site(
-        {"/": WEB},
+        WEB_MOUNTS,
         files={"/worker-server.html": PAGE, "/jobs/cpu.py": JOBS},
         log_requests=False,
         isolated=isolated,
