@@ -21,7 +21,7 @@ from browser_log import BrowserLog
 from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
 
 from tests.backends import postgres_dsn
-from tests.cli_apps.harness import WAIT_SECONDS, Cli, Running
+from tests.cli_apps.harness import Cli, Running
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "console-test-token-1"
@@ -43,20 +43,7 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
         url = dsn
     commands = Cli(url, queue_name, tmp_path)
     yield commands
-    close_reaped(commands)
-
-
-def close_reaped(cli: Cli) -> None:
-    """Kill what the test left running, and wait for each to be gone (no zombie, no pipe
-    left open for the tests that follow)."""
-    cli.close()
-    for running in cli.processes:
-        running.process.wait(WAIT_SECONDS)
-        for reader in running._threads:  # they end at the pipes' end, then the pipes close
-            reader.join(WAIT_SECONDS)
-        for stream in (running.process.stdout, running.process.stderr):
-            if stream is not None:
-                stream.close()
+    commands.close()
 
 
 def start_console(cli: Cli, *args: str) -> tuple[Running, str]:
@@ -318,7 +305,7 @@ def file_cli(tmp_path: Path) -> Iterator[Cli]:
         pytest.skip("aiosqlite is not installed")
     commands = Cli("sqlite:///jobs.db", "thumbnails", tmp_path)
     yield commands
-    close_reaped(commands)
+    commands.close()
 
 
 def test_a_screenshot_of_a_busy_queue(file_cli: Cli, tmp_path: Path, open_page: Any) -> None:

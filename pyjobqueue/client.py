@@ -335,12 +335,8 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
             depends_on,
         )
         key = _check_unique_key("unique_key", unique_key)
-        with submit_span(self.queue_name, options.kind, options.metadata) as metadata:
-            options = dataclasses.replace(options, metadata=metadata)
-            job = self._new_job(input, "input", options, key)
-            ((job_id, created),) = await self.storage.add_jobs([job], connection)
-        self._tell_submitted([job_id])
-        return JobHandle(self, job_id, created)
+        (handle,) = await self._store([(input, "input", key)], options, connection)
+        return handle
 
     async def submit_batch(
         self,
@@ -389,12 +385,20 @@ class JobQueueClient(Observable, Generic[InputT, OutputT]):
                 _check_unique_key(f"unique_keys[{index}]", key)
                 for index, key in enumerate(unique_keys)
             ]
-        with submit_span(self.queue_name, options.kind, options.metadata, len(inputs)) as metadata:
+        items = [(item, f"inputs[{index}]", keys[index]) for index, item in enumerate(inputs)]
+        return await self._store(items, options, connection)
+
+    async def _store(
+        self,
+        items: list[tuple[Any, str, str | None]],
+        options: _Options,
+        connection: object | None,
+    ) -> list[JobHandle[Any]]:
+        """The jobs of a submit, in one storage call: each (input, its name in errors,
+        its unique key), with the submit's checked options."""
+        with submit_span(self.queue_name, options.kind, options.metadata, len(items)) as metadata:
             options = dataclasses.replace(options, metadata=metadata)
-            jobs = [
-                self._new_job(item, f"inputs[{index}]", options, keys[index])
-                for index, item in enumerate(inputs)
-            ]
+            jobs = [self._new_job(item, path, options, key) for item, path, key in items]
             added = await self.storage.add_jobs(jobs, connection)
         self._tell_submitted([job_id for job_id, _ in added])
         return [JobHandle(self, job_id, created) for job_id, created in added]

@@ -395,3 +395,17 @@ def is_dependency_failure(event: JobEvent) -> bool:
         and event.error_code == DependencyFailedError.__name__
         and not event.origin  # the storage's own: a worker or a client names itself
     )
+
+
+# The job events after which a job's stored record has changed (a view that shows jobs
+# reads the job again): every one of SPEC 5 but progress, which carries its change.
+JOB_CHANGE_EVENTS = frozenset(
+    {
+        EventName.JOB_START,
+        EventName.JOB_COMPLETE,
+        EventName.JOB_ERROR,
+        EventName.JOB_RETRY,
+        EventName.JOB_DISABLED,
+        EventName.JOB_ABORTING,
+    }
+)

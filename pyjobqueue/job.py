@@ -10,7 +10,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeGuard, TypeVar, overload
 
 from ._json import JsonValue
 from .limits import check_name
@@ -43,6 +43,15 @@ class JobStatus(enum.StrEnum):
     DISABLED = "DISABLED"
     # Waits for the jobs it depends on (SPEC 8.7); never claimed until they complete.
     WAITING = "WAITING"
+
+
+def counts_by_status(counts: dict[tuple[str | None, JobStatus], int]) -> dict[str, int]:
+    """Jobs of each status (every status, 0 when none), from counts by (kind, status) as
+    `client.counts()` gives them."""
+    totals = {status.value: 0 for status in JobStatus}
+    for (_kind, status), count in counts.items():
+        totals[status.value] += count
+    return totals
 
 
 FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DISABLED})
@@ -215,7 +224,7 @@ class Job(Generic[InputT, OutputT]):
         return cls(**record.fields())
 
 
-def is_job_class(value: object) -> bool:
+def is_job_class(value: object) -> TypeGuard[type[Job[Any, Any]]]:
     """True when `value` is a subclass of Job (the class itself included)."""
     return isinstance(value, type) and issubclass(value, Job)
 

@@ -99,7 +99,9 @@ class JobTable:
         return [dict(self._rows[job_id]) for job_id in sorted(self._rows, reverse=True)]
 
     def _trim(self) -> None:
-        for job_id in sorted(self._rows)[: max(0, len(self._rows) - self.limit)]:
+        if len(self._rows) <= self.limit:
+            return  # the common case, on every put: no sort
+        for job_id in sorted(self._rows)[: len(self._rows) - self.limit]:
             del self._rows[job_id]
 
 

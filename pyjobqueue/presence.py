@@ -14,6 +14,7 @@ import os
 import platform
 import socket
 from datetime import datetime, timedelta
+from typing import Any
 
 from ._platform import IN_PYODIDE
 
@@ -38,6 +39,18 @@ class ServerInfo:
     def alive(self, now: datetime) -> bool:
         """Whether its heartbeat still counts at `now`."""
         return self.expires_at > now
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `pyjobqueue status --json` and the console show of it (times as ISO)."""
+        return {
+            "server_id": self.server_id,
+            "host": self.host,
+            "pid": self.pid,
+            "kinds": list(self.kinds),
+            "worker_count": self.worker_count,
+            "started_at": self.started_at.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+        }
 
 
 def this_host() -> tuple[str, int | None]:

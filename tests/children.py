@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -69,3 +71,26 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
             await self.process.wait()
+
+
+def signal_once_started(
+    arguments: list[str], started: str, signum: int, timeout: float, **popen: Any
+) -> tuple[int, str, str]:
+    """Run a command until its stderr has a line containing `started`, then send it
+    `signum`; its exit code, stdout and the rest of its stderr (it is killed if it has
+    not ended `timeout` seconds later, and the test then fails on its code)."""
+    process = subprocess.Popen(
+        arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if started in line:
+                break
+        process.send_signal(signum)
+        out, rest = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, out, rest

@@ -146,8 +146,10 @@ async def test_abort_message_from_the_view_aborts_the_job(
     job = await client.get_job(handle.id)
     assert job is not None and job.status is JobStatus.FAILED
     # Messages that are not an abort of a job id change nothing.
+    before = (list(widget.jobs), set(widget._tasks))
     widget._on_message(widget, {"type": "abort", "job_id": "1"}, [])
     widget._on_message(widget, ["abort"], [])
+    assert (list(widget.jobs), set(widget._tasks)) == before
     widget.close()
     assert widget._on_submitted not in client.submit_taps
 

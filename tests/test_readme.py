@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .children import child_environment
+from .children import child_environment, signal_once_started
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -89,24 +89,11 @@ def test_the_embedded_server_serves_until_sigterm(tmp_path: Path) -> None:
     (code,) = python_blocks("Inside an application")
     script = tmp_path / "embedded.py"
     script.write_text(code, encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
+    # It logs when it has started.
+    exit_code, _out, rest = signal_once_started(
+        [sys.executable, str(script)], "started on queue 'images'", signal.SIGTERM, 60, cwd=tmp_path
     )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:  # it logs when it has started
-            if "started on queue 'images'" in line:
-                break
-        process.send_signal(signal.SIGTERM)
-        _out, rest = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, rest
+    assert exit_code == 0, rest
     assert "of queue 'images' stopped" in rest
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .children import child_environment
+from .children import child_environment, signal_once_started
 
 RECIPES = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 
@@ -133,24 +133,14 @@ def test_the_systemd_unit_starts_a_worker_that_stops_cleanly_on_sigterm(
         "    async def execute(self, input, context):\n"
         "        return {'width': input['width'] // 2}\n"
     )
-    worker = subprocess.Popen(
+    # --log-level info: the server says it started.
+    code, out, err = signal_once_started(
         [sys.executable, "-m", "pyjobqueue", *command[1:]],
+        "started on queue 'images'",
+        signal.SIGTERM,
+        40,
         cwd=tmp_path,
         env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    try:
-        assert worker.stderr is not None
-        for line in worker.stderr:  # --log-level info: the server says it started
-            if "started on queue 'images'" in line:
-                break
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=40)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.communicate()
-    assert worker.returncode == 0, err
+    assert code == 0, err
     assert "worker_stop" in out or "stopped" in out

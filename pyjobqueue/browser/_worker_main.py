@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..job import Job, kind_of
+from ..job import Job, is_job_class, kind_of
 from ..server import JobQueueServer
 from ..storage.indexeddb import IndexedDbQueueStorage
 from ._ffi import create_proxy, is_missing, js_global
@@ -61,10 +61,7 @@ def job_classes(module: ModuleType, names: list[str] | None) -> list[type[Job[An
         found = [
             value
             for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, Job)
-            and value is not Job
-            and value.__module__ == module.__name__
+            if is_job_class(value) and value is not Job and value.__module__ == module.__name__
         ]
         if not found:
             raise ValueError(
@@ -75,7 +72,7 @@ def job_classes(module: ModuleType, names: list[str] | None) -> list[type[Job[An
     classes = []
     for name in names:
         value = getattr(module, name, None)
-        if not (isinstance(value, type) and issubclass(value, Job)):
+        if not is_job_class(value):
             raise ValueError(f"{name!r} of the job module {module.__name__!r} is not a job")
         classes.append(value)
     return classes

@@ -145,6 +145,7 @@ class WorkerServer:
         self._on_message: JsObject | None = None
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._targets: SharedTargets | None = None
+        self._listed: set[int] = set()  # the jobs this page listed there, to unlist
         self._unsubscribe: Unsubscribe | None = None
         self._rearm: asyncio.Task[None] | None = None
 
@@ -288,16 +289,22 @@ class WorkerServer:
             return
         if event.name == EventName.JOB_ABORTING:
             if targets.add(event.job_id):
+                self._listed.add(event.job_id)
                 targets.interrupt()
                 if self._rearm is None or self._rearm.done():
                     self._rearm = asyncio.ensure_future(self._keep_interrupting(targets))
-        elif event.name in FINISHING_EVENTS or event.name == EventName.JOB_RETRY:
+        elif event.job_id in self._listed and (
+            event.name in FINISHING_EVENTS or event.name == EventName.JOB_RETRY
+        ):
+            # (every other job's end costs no call into the shared memory)
+            self._listed.discard(event.job_id)
             targets.remove(event.job_id)
 
     @staticmethod
     async def _keep_interrupting(targets: SharedTargets) -> None:
         """Interrupt the worker again while a listed job still runs (see _interrupts)."""
-        while targets.ids():
+        while True:
             await asyncio.sleep(REARM_SECONDS)
-            if targets.ids():
-                targets.interrupt()
+            if not targets.ids():
+                return
+            targets.interrupt()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import signal
@@ -15,22 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..client import JobQueueClient
+from ..console._hosts import is_loopback
 from ._target import opened_queue, target_from
 from ._values import CliError
 
 TOKEN_VARIABLE = "PYJOBQUEUE_CONSOLE_TOKEN"
 # Open pages keep their live stream open; on Ctrl-C they get this long to let go.
 SHUTDOWN_SECONDS = 2
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def console_token(args: argparse.Namespace) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..client import JobQueueClient
 from ..errors import JobNotFoundError
-from ..job import Job, JobStatus, utcnow
+from ..job import Job, JobStatus, counts_by_status, utcnow
 from ._render import age, job_detail, print_fields, print_json, print_line, print_table
 from ._target import Target, opened_queue, target_from
 from ._values import CliError
@@ -68,11 +68,11 @@ async def run_status(args: argparse.Namespace) -> int:
         paused = await client.is_paused()
         by_kind = await client.counts()
         servers = await client.servers()
-    counts = {status.value: 0 for status in JobStatus}
-    kinds: dict[str | None, dict[str, int]] = {}
-    for (kind, status), count in by_kind.items():
-        counts[status.value] += count
-        kinds.setdefault(kind, {status.value: 0 for status in JobStatus})[status.value] += count
+    counts = counts_by_status(by_kind)
+    kinds = {
+        kind: counts_by_status({key: n for key, n in by_kind.items() if key[0] == kind})
+        for kind, _status in by_kind
+    }
     # Named kinds by name, then the jobs of no kind.
     order = sorted(kinds, key=lambda kind: (kind is None, kind or ""))
     total = sum(counts.values())
@@ -88,18 +88,7 @@ async def run_status(args: argparse.Namespace) -> int:
                     {"kind": kind, "counts": kinds[kind], "total": sum(kinds[kind].values())}
                     for kind in order
                 ],
-                "servers": [
-                    {
-                        "server_id": server.server_id,
-                        "host": server.host,
-                        "pid": server.pid,
-                        "kinds": list(server.kinds),
-                        "worker_count": server.worker_count,
-                        "started_at": server.started_at.isoformat(),
-                        "last_seen": server.last_seen.isoformat(),
-                    }
-                    for server in servers
-                ],
+                "servers": [server.as_dict() for server in servers],
             }
         )
         return 0

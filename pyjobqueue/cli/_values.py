@@ -93,20 +93,21 @@ def parse_positive_int(text: str) -> int:
     return _parse_int(text, 1, "at least 1")
 
 
-def parse_port(text: str) -> int:
-    """A TCP port: 1 to 65535."""
-    port = _parse_int(text, 1, "a port from 1 to 65535")
+def _port(text: str, minimum: int) -> int:
+    port = _parse_int(text, minimum, f"a port from {minimum} to 65535")
     if port > 65535:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}: must be at most 65535")
     return port
+
+
+def parse_port(text: str) -> int:
+    """A TCP port: 1 to 65535."""
+    return _port(text, 1)
 
 
 def parse_console_port(text: str) -> int:
     """A TCP port to listen on: 0 (any free one) to 65535."""
-    port = _parse_int(text, 0, "a port from 0 to 65535")
-    if port > 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: must be at most 65535")
-    return port
+    return _port(text, 0)
 
 
 def parse_count(text: str) -> int:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..client import JobQueueClient
 from ..errors import JobNotFoundError
 from ..job import FINISHED_STATUSES, JobStatus, utcnow
+from ._hosts import is_loopback
 from ._live import LiveFeed, job_json
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -39,7 +41,6 @@ TOKEN_COOKIE = "pyjobqueue_console_token"
 # POSTs must carry this header: a form or an image on another site cannot send it, and a
 # script there could only after a CORS preflight, which this app never answers.
 ACTION_HEADER = "x-pyjobqueue-console"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 PAGE_SIZE = 50
 MAX_PAGE = 500
 KEEPALIVE_SECONDS = 15.0
@@ -81,8 +82,8 @@ class TokenGate:
 
     def _refusal(self, request: Request) -> Response | None:
         if self.token is None:
-            host = request.headers.get("host", "").rsplit(":", 1)[0]
-            if host.lower() not in LOOPBACK_HOSTS:
+            host = urllib.parse.urlsplit("//" + request.headers.get("host", "")).hostname or ""
+            if not is_loopback(host):
                 return Response(f"host {host!r} is not served", 403, media_type="text/plain")
         else:
             header = request.headers.get("authorization", "")

@@ -23,25 +23,13 @@ from datetime import datetime
 from typing import Any
 
 from ..client import JobQueueClient
-from ..events import EventName, JobEvent
-from ..job import Job, JobStatus
-from ..presence import ServerInfo
+from ..events import JOB_CHANGE_EVENTS, EventName, JobEvent
+from ..job import Job, counts_by_status
 from ..schedules import ScheduleState
 from ..storage.base import QueueStorage, Unsubscribe
 
 logger = logging.getLogger("pyjobqueue.console")
 
-# Job events after which a page is sent the job as the storage now holds it.
-CHANGE_EVENTS = frozenset(
-    {
-        EventName.JOB_START,
-        EventName.JOB_COMPLETE,
-        EventName.JOB_ERROR,
-        EventName.JOB_RETRY,
-        EventName.JOB_DISABLED,
-        EventName.JOB_ABORTING,
-    }
-)
 READ_DELAY_SECONDS = 0.05  # events arriving within this window share one read
 SUMMARY_EVERY_SECONDS = 1.0  # counts, schedules, servers and the chart, at most this often
 SUMMARY_AT_LEAST_EVERY_SECONDS = 5.0  # and this often while pages are open (heartbeats)
@@ -68,19 +56,6 @@ def schedule_json(state: ScheduleState) -> dict[str, Any]:
         "name": state.name,
         "last_tick": None if state.last_tick is None else state.last_tick.isoformat(),
         "next_tick": state.next_tick.isoformat(),
-    }
-
-
-def server_json(server: ServerInfo) -> dict[str, Any]:
-    """A live server as the page shows it."""
-    return {
-        "server_id": server.server_id,
-        "host": server.host,
-        "pid": server.pid,
-        "kinds": list(server.kinds),
-        "worker_count": server.worker_count,
-        "started_at": server.started_at.isoformat(),
-        "last_seen": server.last_seen.isoformat(),
     }
 
 
@@ -225,7 +200,7 @@ class LiveFeed:
             return
         if event.name == EventName.JOB_AVAILABLE:
             self._look_for_new = True
-        elif event.name in CHANGE_EVENTS:
+        elif event.name in JOB_CHANGE_EVENTS:
             self.throughput.record(event.name)
             self._dirty.add(event.job_id)
         else:
@@ -268,6 +243,8 @@ class LiveFeed:
             await self._send_new_jobs()
 
     async def _send_new_jobs(self) -> None:
+        if not self._subscribers:
+            return  # nobody to tell: no read (a page reads its first page itself)
         newest = await self.storage.list_jobs(limit=NEWEST_PAGE)
         for job in reversed(newest):
             if job.id is not None and job.id > self._newest_id:
@@ -300,18 +277,12 @@ class LiveFeed:
     async def summary(self) -> dict[str, Any]:
         """Counts by status and kind, whether paused, schedules, live servers, the chart."""
         by_kind = await self.client.counts()
-        counts = {status.value: 0 for status in JobStatus}
-        kinds: set[str] = set()
-        for (kind, status), count in by_kind.items():
-            counts[status.value] += count
-            if kind is not None:
-                kinds.add(kind)
         return {
-            "counts": counts,
-            "kinds": sorted(kinds),
+            "counts": counts_by_status(by_kind),
+            "kinds": sorted({kind for kind, _status in by_kind if kind is not None}),
             "paused": await self.client.is_paused(),
             "schedules": [schedule_json(state) for state in await self.client.schedules()],
-            "servers": [server_json(server) for server in await self.client.servers()],
+            "servers": [server.as_dict() for server in await self.client.servers()],
             "chart": self.throughput.as_json(),
             "at": datetime.now().astimezone().isoformat(),
         }

@@ -190,10 +190,10 @@ class QueueEngine(Protocol):
         """Whether `error` from this backend may go away by itself (see QueueStorage)."""
 
     async def page(
-        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+        self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
     ) -> list[Job[Any, Any]]:
         """Up to `limit` (> 0) jobs with `status` and `kind` (None: any) and an id below
-        `before_id` (None: no bound), highest id first: keyset paging, newest first."""
+        `before_id`, highest id first: keyset paging, newest first."""
 
 
 def dependency_failed_events(queue_name: str, jobs: Sequence[Job[Any, Any]]) -> list[JobEvent]:
@@ -210,6 +210,11 @@ def dependency_failed_events(queue_name: str, jobs: Sequence[Job[Any, Any]]) -> 
         for job in jobs
         if job.id is not None
     ]
+
+
+# Above every job id on every backend (the SQL ones store signed 64-bit integers): the
+# bound of the first page of `list_jobs`.
+LARGEST_ID = 2**63 - 1
 
 
 def dependency_ids(jobs: Sequence[Job[Any, Any]]) -> list[int]:
@@ -550,4 +555,5 @@ class BaseQueueStorage(StorageLifecycle):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         status = None if status is None else JobStatus(status)
-        return await self._engine.page(status, kind, before_id, limit)
+        below = LARGEST_ID if before_id is None else before_id
+        return await self._engine.page(status, kind, below, limit)

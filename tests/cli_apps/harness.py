@@ -217,11 +217,14 @@ class Running:
         return returncode
 
     def kill(self) -> None:
-        """Kill it if it still runs."""
+        """Kill it if it still runs, and wait until it is gone: no zombie, and no reader
+        thread or pipe left open for the tests that follow."""
         if self.process.poll() is None:
             self.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(WAIT_SECONDS)
+        for reader in self._threads:  # they end at the pipes' end
+            reader.join(WAIT_SECONDS)
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):

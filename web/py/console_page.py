@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from console_jobs import PRIORITY, TASKS, catalogue, make_input
 
 from pyjobqueue import Job, JobQueueClient, JobStatus
-from pyjobqueue.events import EventName, JobEvent
+from pyjobqueue.events import JOB_CHANGE_EVENTS, EventName, JobEvent
 from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
 from pyjobqueue.storage.base import Unsubscribe
 
@@ -30,15 +30,6 @@ JOBS_PER_STATUS = 500  # the view lists at most this many jobs of each status
 MAX_BATCH = 500
 REFRESH_DELAY_SECONDS = 0.05  # events arriving within this window share one storage read
 RESYNC_EVERY_SECONDS = 10.0  # a full re-read, for changes no event announces (deletions)
-# Events after which a job is shown again as storage holds it.
-CHANGE_EVENTS = (
-    EventName.JOB_START,
-    EventName.JOB_COMPLETE,
-    EventName.JOB_ERROR,
-    EventName.JOB_RETRY,
-    EventName.JOB_DISABLED,
-    EventName.JOB_ABORTING,
-)
 # Statuses read in the order jobs move through them: a job that moves on while the list
 # is read is found under its new status (the moves back, retry and recovery, announce
 # themselves with an event).
@@ -110,7 +101,7 @@ class Console:
         self.view.list_limit(JOBS_PER_STATUS)
         await self.storage.setup_database()
         await self.client.connect()
-        for name in CHANGE_EVENTS:
+        for name in JOB_CHANGE_EVENTS:
             self.client.on(name, self._on_change)
         self.client.on(EventName.JOB_PROGRESS, self._on_progress)
         # New jobs from other tabs announce themselves only as "work available"; pausing

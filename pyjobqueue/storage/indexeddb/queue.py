@@ -149,6 +149,15 @@ class IndexedDbQueueEngine:
     def _record(self, job: Job[Any, Any]) -> JsObject:
         return json_to_js(job_to_record(job, self.queue_name))
 
+    def _own_job(
+        self, store: JsObject, job_id: int
+    ) -> Generator[JsObject, Any, Job[Any, Any] | None]:
+        """Inside a transaction over JOBS: the job with this id, if it is of this queue."""
+        record = js_to_json((yield store.get(job_id)))
+        if record is None or record["queue"] != self.queue_name:
+            return None
+        return record_to_job(record)
+
     async def _read(self, body: Callable[[JsObject], Body[T]]) -> T:
         return await self._database.run([JOBS], "readonly", body)
 
@@ -167,10 +176,9 @@ class IndexedDbQueueEngine:
 
         def body(transaction: JsObject) -> Body[T]:
             store = transaction.objectStore(JOBS)
-            record = js_to_json((yield store.get(job_id)))
-            if record is None or record["queue"] != self.queue_name:
+            job = yield from self._own_job(store, job_id)
+            if job is None:
                 return missing
-            job = record_to_job(record)
             changed, result = change(job)
             if changed:
                 store.put(self._record(job))
@@ -491,10 +499,9 @@ class IndexedDbQueueEngine:
 
         def body(transaction: JsObject) -> Body[tuple[bool, Logged]]:
             store = transaction.objectStore(JOBS)
-            record = js_to_json((yield store.get(job_id)))
-            if record is None or record["queue"] != self.queue_name:
+            job = yield from self._own_job(store, job_id)
+            if job is None:
                 return False, []
-            job = record_to_job(record)
             if not transitions.is_attempt(job, worker_id, attempt):
                 return False, []
             if not transitions.lease_expired(job, lease_expired_before):
@@ -637,10 +644,9 @@ class IndexedDbQueueEngine:
 
         def body(transaction: JsObject) -> Body[tuple[T, Logged]]:
             store = transaction.objectStore(JOBS)
-            record = js_to_json((yield store.get(job_id)))
-            if record is None or record["queue"] != self.queue_name:
+            job = yield from self._own_job(store, job_id)
+            if job is None:
                 return missing, []
-            job = record_to_job(record)
             result = change(job)
             if not result:
                 return result, []
@@ -695,10 +701,9 @@ class IndexedDbQueueEngine:
 
         def body(transaction: JsObject) -> Body[bool]:
             store = transaction.objectStore(JOBS)
-            record = js_to_json((yield store.get(job_id)))
-            if record is None or record["queue"] != self.queue_name:
+            job = yield from self._own_job(store, job_id)
+            if job is None:
                 return False
-            job = record_to_job(record)
             holder = None
             if job.unique_key is not None:
                 found = yield store.index("unique").getKey(self._key_range(job.unique_key))
@@ -762,12 +767,11 @@ class IndexedDbQueueEngine:
 
         def body(transaction: JsObject) -> Body[tuple[bool, Logged]]:
             store = transaction.objectStore(JOBS)
-            record = js_to_json((yield store.get(job_id)))
-            if record is None or record["queue"] != self.queue_name:
+            job = yield from self._own_job(store, job_id)
+            if job is None:
                 return False, []
             store.delete(job_id)
-            now = datetime.now(UTC)
-            events = yield from self._settle(transaction, record_to_job(record), now, True)
+            events = yield from self._settle(transaction, job, datetime.now(UTC), True)
             return True, (yield from log_events(transaction, self.queue_name, events))
 
         deleted, logged = await self._database.run([JOBS, *LOG_STORES], "readwrite", body)
@@ -779,11 +783,11 @@ class IndexedDbQueueEngine:
         await self._delete_keys("claim", self._status_range(None))
 
     async def page(
-        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+        self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
     ) -> list[Job[Any, Any]]:
         """Jobs newest first, below `before_id`: a backward cursor on the store's keys."""
         queue = self.queue_name
-        bound = None if before_id is None else js_global().IDBKeyRange.upperBound(before_id, True)
+        bound = js_global().IDBKeyRange.upperBound(before_id, True)
 
         def matches(record: dict[str, Any]) -> bool:
             return (

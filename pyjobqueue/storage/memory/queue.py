@@ -423,20 +423,20 @@ class MemoryQueueEngine:
         self._dependants.clear()
 
     async def page(
-        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+        self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
     ) -> list[Job[Any, Any]]:
-        """Jobs newest first, below `before_id`."""
-        ids = sorted(
-            (
-                job_id
-                for job_id, job in self._jobs.items()
-                if (before_id is None or job_id < before_id)
-                and (status is None or job.status is status)
-                and (kind is None or job.kind == kind)
-            ),
-            reverse=True,
-        )
-        return [_copy(self._jobs[job_id]) for job_id in ids[:limit]]
+        """Jobs newest first, below `before_id`: the dict holds them in id order (ids
+        only grow), so a backward walk stops at the page's end."""
+        found: list[Job[Any, Any]] = []
+        for job_id in reversed(self._jobs):
+            job = self._jobs[job_id]
+            if job_id >= before_id or (status is not None and job.status is not status):
+                continue
+            if kind is None or job.kind == kind:
+                found.append(_copy(job))
+                if len(found) == limit:
+                    break
+        return found
 
 
 class InMemoryQueueStorage(BaseQueueStorage):

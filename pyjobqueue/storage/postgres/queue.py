@@ -437,16 +437,12 @@ class PostgresQueueEngine:
         await self._database.execute(sql.DELETE_QUEUE, self.queue_name)
 
     async def page(
-        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+        self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
     ) -> list[Job[Any, Any]]:
         """Jobs newest first, below `before_id`: a backward walk of the primary key."""
         status_value = None if status is None else status.value
-        below = LARGEST_ID if before_id is None else before_id
-        return await self._jobs(sql.PAGE_JOBS, status_value, kind, below, limit)
+        return await self._jobs(sql.PAGE_JOBS, status_value, kind, before_id, limit)
 
-
-# Above every job id (bigint).
-LARGEST_ID = 2**63 - 1
 
 # The count statements by (of one status, of one kind).
 _COUNTS = {

@@ -552,21 +552,17 @@ class SqliteQueueEngine:
         await self._database.transaction(delete)
 
     async def page(
-        self, status: JobStatus | None, kind: str | None, before_id: int | None, limit: int
+        self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
     ) -> list[Job[Any, Any]]:
         """Jobs newest first, below `before_id`: a backward walk of the primary key."""
         params: Params = {
             **self._queue,
             "status": None if status is None else status.value,
             "kind": kind,
-            "before_id": LARGEST_ID if before_id is None else before_id,
+            "before_id": before_id,
             "limit": limit,
         }
         return await self._jobs(sql.PAGE_JOBS, params)
-
-
-# Above every job id: SQLite's integer primary keys are signed 64-bit.
-LARGEST_ID = 2**63 - 1
 
 
 class SqliteQueueStorage(BaseQueueStorage):
