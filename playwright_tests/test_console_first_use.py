@@ -21,6 +21,17 @@ WIDER_THAN_THE_PAGE = """() => [...document.querySelectorAll('*')]
   .map((e) => `${e.tagName.toLowerCase()}.${e.className}#${e.id}`).slice(0, 10)"""
 
 
+def open_ready(context: BrowserContext, queue: str, width: int | None = None) -> ConsoleTab:
+    """A new tab of the console of `queue` (`width` px wide), once it is up."""
+    page = context.new_page()
+    if width is not None:
+        page.set_viewport_size({"width": width, "height": 800})
+    page.goto(console_url(queue))
+    tab = ConsoleTab(page)
+    tab.wait_ready()
+    return tab
+
+
 def test_the_console_says_it_is_starting_and_submits_only_once_ready(
     watched_context: BrowserContext, queue_name: str
 ) -> None:
@@ -44,11 +55,8 @@ def test_the_console_says_it_is_starting_and_submits_only_once_ready(
 def test_a_long_input_wraps_on_a_narrow_screen(
     watched_context: BrowserContext, queue_name: str
 ) -> None:
-    page = watched_context.new_page()
-    page.set_viewport_size({"width": 420, "height": 800})
-    page.goto(console_url(queue_name))
-    tab = ConsoleTab(page)
-    tab.wait_ready()
+    tab = open_ready(watched_context, queue_name, width=420)
+    page = tab.page
     # A kind no server runs: the job stays listed with its long input.
     job_id = tab.run_python(
         "h = await client.submit({'note': 'x' * 600, 'path': '/a' * 200}, kind='nobody')\nh.id"
@@ -64,10 +72,8 @@ def test_a_long_input_wraps_on_a_narrow_screen(
 def test_the_list_says_when_it_does_not_show_every_stored_job(
     watched_context: BrowserContext, queue_name: str
 ) -> None:
-    page = watched_context.new_page()
-    page.goto(console_url(queue_name))
-    tab = ConsoleTab(page)
-    tab.wait_ready()
+    tab = open_ready(watched_context, queue_name)
+    page = tab.page
     note = page.locator("#list-note")
     expect(note).to_be_hidden()
     # A kind no server runs: all of them stay pending, more than the list holds.
@@ -81,10 +87,8 @@ def test_the_list_says_when_it_does_not_show_every_stored_job(
 def test_the_job_id_opens_every_field_of_the_job(
     watched_context: BrowserContext, queue_name: str
 ) -> None:
-    page = watched_context.new_page()
-    page.goto(console_url(queue_name))
-    tab = ConsoleTab(page)
-    tab.wait_ready()
+    tab = open_ready(watched_context, queue_name)
+    page = tab.page
     long_note = "n" * 300
     job_id = tab.run_python(
         f"h = await client.submit({{'note': '{long_note}'}}, kind='nobody', priority=4)\nh.id"

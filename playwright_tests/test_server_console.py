@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ import pytest
 from browser_log import BrowserLog
 from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
 
-from tests.backends import postgres_dsn
-from tests.cli_apps.harness import Cli, Running
+from tests.cli_apps.harness import Cli, Running, cli_on
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "console-test-token-1"
@@ -31,19 +29,8 @@ VIEWPORT: ViewportSize = {"width": 1360, "height": 900}  # the browser console's
 @pytest.fixture(params=["sqlite", "postgres"])
 def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
     """Commands on a fresh queue of each storage; their processes killed afterwards."""
-    queue_name = f"console-{uuid.uuid4().hex[:10]}"
-    if request.param == "sqlite":
-        if importlib.util.find_spec("aiosqlite") is None:
-            pytest.skip("aiosqlite is not installed")
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        dsn = postgres_dsn()
-        if dsn is None:
-            pytest.skip("PYJOBQUEUE_TEST_POSTGRES_DSN is not set (python build.py test sets it)")
-        url = dsn
-    commands = Cli(url, queue_name, tmp_path)
-    yield commands
-    commands.close()
+    with cli_on(request.param, tmp_path, "console") as commands:
+        yield commands
 
 
 def start_console(cli: Cli, *args: str) -> tuple[Running, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import json
 import signal
@@ -11,15 +10,13 @@ import socket
 import sqlite3
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from .backends import postgres_dsn
-from .cli_apps.harness import POLL, Cli, script_command
+from .cli_apps.harness import POLL, Cli, cli_on, script_command
 
 pytestmark = pytest.mark.slow
 
@@ -27,21 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(params=["sqlite", "postgres"])
 def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
     """Commands on a fresh queue of each storage; leftover processes killed afterwards."""
-    queue_name = f"cli-{uuid.uuid4().hex[:12]}"
-    if request.param == "sqlite":
-        if importlib.util.find_spec("aiosqlite") is None:
-            pytest.skip("aiosqlite is not installed (pip install 'pyjobqueue[sqlite]')")
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        dsn = postgres_dsn()
-        if dsn is None:
-            pytest.skip("PYJOBQUEUE_TEST_POSTGRES_DSN is not set (python build.py test sets it)")
-        if importlib.util.find_spec("asyncpg") is None:
-            pytest.skip("asyncpg is not installed (pip install 'pyjobqueue[postgres]')")
-        url = dsn
-    commands = Cli(url, queue_name, tmp_path)
-    yield commands
-    commands.close()
+    with cli_on(request.param, tmp_path, "cli") as commands:
+        yield commands
 
 
 def shown_fields(text: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import signal
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ import pytest
 from pyjobqueue.console._hosts import is_loopback
 from pyjobqueue.console._live import BUCKET_SECONDS, Throughput
 
-from .backends import postgres_dsn
-from .cli_apps.harness import WAIT_SECONDS, Cli, Running
+from .cli_apps.harness import WAIT_SECONDS, Cli, Running, cli_on
 
 pytestmark = pytest.mark.slow
 
@@ -35,17 +33,8 @@ if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uv
 @pytest.fixture(params=["sqlite", "postgres"])
 def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
     """Commands on a fresh queue of each storage; leftover processes killed afterwards."""
-    queue_name = f"console-{uuid.uuid4().hex[:10]}"
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        dsn = postgres_dsn()
-        if dsn is None:
-            pytest.skip("PYJOBQUEUE_TEST_POSTGRES_DSN is not set (python build.py test sets it)")
-        url = dsn
-    commands = Cli(url, queue_name, tmp_path)
-    yield commands
-    commands.close()
+    with cli_on(request.param, tmp_path, "console") as commands:
+        yield commands
 
 
 class Console:

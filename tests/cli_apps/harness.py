@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import pty
@@ -14,9 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+import pytest
+
+from ..backends import postgres_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent
@@ -25,6 +31,32 @@ APPS = Path(__file__).resolve().parent
 WAIT_SECONDS = 60.0
 # Fast polling makes the tests quicker; it changes no behaviour under test.
 POLL = ("--poll-interval", "20ms")
+
+
+def storage_url(kind: str, tmp_path: Path) -> str:
+    """A fresh SQLite file in `tmp_path` ("sqlite"), or the suites' PostgreSQL database
+    ("postgres"); the test is skipped when that storage cannot run here."""
+    if kind == "sqlite":
+        if importlib.util.find_spec("aiosqlite") is None:
+            pytest.skip("aiosqlite is not installed (pip install 'pyjobqueue[sqlite]')")
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    dsn = postgres_dsn()
+    if dsn is None:
+        pytest.skip("PYJOBQUEUE_TEST_POSTGRES_DSN is not set (python build.py test sets it)")
+    if importlib.util.find_spec("asyncpg") is None:
+        pytest.skip("asyncpg is not installed (pip install 'pyjobqueue[postgres]')")
+    return dsn
+
+
+@contextlib.contextmanager
+def cli_on(kind: str, tmp_path: Path, prefix: str) -> Iterator[Cli]:
+    """Commands on a fresh queue (named `prefix`-random) of a storage (see storage_url);
+    what they leave running is killed afterwards."""
+    commands = Cli(storage_url(kind, tmp_path), f"{prefix}-{uuid.uuid4().hex[:12]}", tmp_path)
+    try:
+        yield commands
+    finally:
+        commands.close()
 
 
 def module_command() -> list[str]:
