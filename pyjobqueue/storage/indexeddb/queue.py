@@ -787,7 +787,10 @@ class IndexedDbQueueEngine:
     ) -> list[Job[Any, Any]]:
         """Jobs newest first, below `before_id`: a backward cursor on the store's keys."""
         queue = self.queue_name
-        bound = js_global().IDBKeyRange.upperBound(before_id, True)
+        # Keys here are JS numbers, which autoIncrement keeps below 2**53: a bound past
+        # that (the core's open one) is no bound, and a number that large is no key.
+        upper = js_global().IDBKeyRange.upperBound
+        bound = upper(before_id, True) if before_id < 2**53 else None
 
         def matches(record: dict[str, Any]) -> bool:
             return (
