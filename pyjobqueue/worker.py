@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Generic
 
 from ._json import validate_json
@@ -46,6 +46,16 @@ FINISH_RETRY_FIRST_DELAY = 0.05  # seconds
 FINISH_RETRY_MAX_DELAY = 2.0
 # A claim round that failed is tried again after poll_interval_ms, doubling up to this.
 CLAIM_RETRY_MAX_DELAY = 2.0  # seconds
+# Claiming ahead. When jobs are short, one claim takes more jobs than there are idle
+# slots: a slot that frees starts the next job at once instead of waiting for a round
+# trip to the storage. The worker keeps in hand about as many jobs as its slots run in
+# CLAIM_AHEAD_WINDOW (from the mean run time so far), so a job waits at most that long
+# in the worker, its lease renewed meanwhile; at most CLAIM_AHEAD_MAX, and none before a
+# first job has run or when the limiter may refuse a start (the job would go back).
+CLAIM_AHEAD_WINDOW = 0.02  # seconds
+CLAIM_AHEAD_MAX = 50
+# Weight of the newest run time in the mean that sizes the claim ahead.
+RUN_TIME_WEIGHT = 0.2
 # Set on the one log record of a worker or server stopped by a permanent storage
 # failure, for a program (the CLI) that reports that failure itself.
 STORAGE_FAILURE_RECORD = "pyjobqueue_storage_failure"
@@ -96,6 +106,7 @@ class _Run:
     signal: AbortSignal
     started: float
     announced: bool = False  # the claim published job_start
+    executing: bool = True  # `execute` has not ended (the run holds one of the slots)
     task: asyncio.Task[None] | None = None
     execute: asyncio.Future[Any] | None = None
     # job_start on its way to the storage; what the attempt publishes next waits for it.
@@ -170,6 +181,11 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._hooks = _hooks
         self._origin = self.worker_id if _hooks is None else _hooks.origin
         self._running: dict[int, _Run] = {}
+        self._executing = 0  # runs whose `execute` has not ended: the slots taken
+        # Jobs claimed ahead, not started yet (with whether the claim announced them).
+        self._ready: collections.deque[tuple[Job[Any, Any], bool]] = collections.deque()
+        self._refuses = refuses_starts(self.limiter)
+        self._mean_run: float | None = None  # seconds, see CLAIM_AHEAD_WINDOW
         self._recent_aborts: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -289,6 +305,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._stopping = True
         self.wake()
         await self._loop_task
+        await self._give_back_ready()
         await self._drain()  # the leases of the jobs still running are renewed meanwhile
         self._loop_task = None
         if self._heartbeat_task is not None:
@@ -435,8 +452,14 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     async def _claim_round(self) -> float | None:
         """Claim and start what the limiter allows; how long to idle (None: go on)."""
-        free = self._concurrency - len(self._running)
-        if free <= 0:
+        self._start_ready()
+        free = self._concurrency - self._executing
+        ahead = self._claim_ahead()
+        # With every slot taken, claim only to refill the jobs in hand once half are gone.
+        if free <= 0 and 2 * len(self._ready) >= ahead:
+            return self.poll_interval
+        wanted = max(free, 0) + ahead - len(self._ready)
+        if wanted <= 0:
             return self.poll_interval
         if not await self.limiter.can_proceed():
             next_time = await self.limiter.get_next_available_time()
@@ -445,38 +468,107 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         now = utcnow()
         # When the limiter never refuses, every claimed job starts unless its deadline has
         # passed, which the storage can tell too: it announces job_start with the claim.
-        announce = None if refuses_starts(self.limiter) else self._origin
+        announce = None if self._refuses else self._origin
         jobs = await self.storage.claim(
-            self.worker_id, now, now + self.lease, free, announce, self.kinds
+            self.worker_id, now, now + self.lease, wanted, announce, self.kinds
         )
         if not jobs:
             return self.poll_interval
-        for job in jobs:
-            await self._begin(job, now, announced=announce is not None)
+        self._ready.extend((job, announce is not None) for job in jobs)
+        self._start_ready()
         return None
 
-    async def _begin(self, job: Job[Any, Any], now: datetime, *, announced: bool) -> None:
+    def _claim_ahead(self) -> int:
+        """How many jobs to hold beyond the idle slots (see CLAIM_AHEAD_WINDOW)."""
+        if self._refuses or self._mean_run is None or self._stopping:
+            return 0
+        fits = self._concurrency * CLAIM_AHEAD_WINDOW / max(self._mean_run, 1e-6)
+        return min(CLAIM_AHEAD_MAX, int(fits))
+
+    def _start_ready(self) -> None:
+        """Start jobs in hand on the idle slots."""
+        while self._ready and self._executing < self._concurrency and not self._stopping:
+            job, announced = self._ready.popleft()
+            self._begin(job, announced=announced)
+
+    def _begin(self, job: Job[Any, Any], *, announced: bool) -> None:
         """Start a claimed job (`announced`: the claim published its job_start)."""
         assert job.id is not None
-        expired = decide_deadline(job, now)
-        if expired is not None:
-            await self._apply(job, expired, None)
-            return
-        if not await self.limiter.try_start():
-            requeue = Outcome(OutcomeKind.REQUEUE, now, run_after=now)
-            await self.storage.finish(job.id, self.worker_id, job.run_attempts, requeue)
-            return
         run = _Run(job, AbortSignal(), time.monotonic(), announced=announced)
         self._running[job.id] = run
+        self._executing += 1
         abort_requested = job.id in self._recent_aborts
         self._recent_aborts.pop(job.id, None)
         if abort_requested or job.status is JobStatus.ABORTING:
             self._abort_run(run)
         run.task = asyncio.create_task(self._run(run), name=f"pyjobqueue job {job.id}")
 
+    def _executed(self, run: _Run) -> None:
+        """`execute` of `run` has ended (or never began): its slot takes the next job."""
+        if not run.executing:
+            return
+        run.executing = False
+        self._executing -= 1
+        self._start_ready()
+        self.wake()
+
+    async def _admit(self, run: _Run) -> bool:
+        """Whether a begun job runs: not when its deadline has passed or the limiter
+        refuses it (it goes back to the queue)."""
+        job = run.job
+        assert job.id is not None
+        now = utcnow()
+        expired = decide_deadline(job, now)
+        if expired is not None:
+            self._executed(run)
+            await self._apply(job, expired, None)
+            return False
+        if not await self.limiter.try_start():
+            self._executed(run)
+            requeue = Outcome(OutcomeKind.REQUEUE, now, run_after=now)
+            await self.storage.finish(job.id, self.worker_id, job.run_attempts, requeue)
+            return False
+        return True
+
+    async def _give_back_ready(self) -> None:
+        """Put the jobs in hand back in the queue (on stop): they never started."""
+        while self._ready:
+            job, _announced = self._ready.popleft()
+            assert job.id is not None
+            now = utcnow()
+            requeue = Outcome(OutcomeKind.REQUEUE, now, run_after=now)
+            try:
+                await self.storage.finish(job.id, self.worker_id, job.run_attempts, requeue)
+            except Exception as error:  # its lease expires and recovery re-queues it
+                logger.warning("job %s: could not put it back (%s)", job.id, one_line(error))
+
     # -- running one job ----------------------------------------------------------
 
     async def _run(self, run: _Run) -> None:
+        job = run.job
+        assert job.id is not None
+        try:
+            admitted = await self._admit(run)
+        except Exception as error:
+            admitted = False
+            if is_permanent(self.storage, error):
+                self._fail(error)
+            else:
+                logger.warning("job %s could not start (%s)", job.id, one_line(error))
+        if not admitted:
+            self._executed(run)
+            self._running.pop(job.id, None)
+            return
+        try:
+            await self._attempt(run)
+        finally:
+            self._executed(run)
+            self._running.pop(job.id, None)
+            await self.limiter.record_job_completion()
+            self.wake()
+
+    async def _attempt(self, run: _Run) -> None:
+        """Run an admitted job and record its outcome."""
         job = run.job
         assert job.id is not None
         start = JobEvent.job_start(self.queue_name, job.id, self._origin)
@@ -494,6 +586,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             run.announcing = asyncio.ensure_future(self._publish_to_storage(start))
         try:
             output, error = await self._execute(run)
+            ran = time.monotonic() - run.started
+            mean = self._mean_run
+            self._mean_run = ran if mean is None else mean + RUN_TIME_WEIGHT * (ran - mean)
+            self._executed(run)
             if run.announcing is not None:
                 await run.announcing
             reason = AbortReason(run.signal.reason) if run.signal.reason else None
@@ -537,10 +633,6 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 self._fail(error)
             else:
                 logger.exception("job %s: could not record its outcome", job.id)
-        finally:
-            self._running.pop(job.id, None)
-            await self.limiter.record_job_completion()
-            self.wake()
 
     def class_of(self, job: Job[Any, Any]) -> type[Job[Any, Any]]:
         """The job class that runs `job`: its kind's, or the first one for no kind."""
@@ -675,11 +767,15 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         while True:
             await asyncio.sleep(interval)
             running = [run for run in self._running.values() if _executing(run)]
-            if running:
-                results = await asyncio.gather(*(self._renew(run) for run in running))
+            ready = [job for job, _announced in self._ready]
+            if running or ready:
+                results = await asyncio.gather(
+                    *(self._renew(run) for run in running),
+                    *(self._renew_ready(job) for job in ready),
+                )
                 errors = [error for error in results if error is not None]
                 if errors:
-                    self._renewals_failed(errors, len(running), interval)
+                    self._renewals_failed(errors, len(running) + len(ready), interval)
 
     def _renewals_failed(self, errors: list[Exception], running: int, interval: float) -> None:
         """Stop on a permanent failure; else one line for the round, retried next round."""
@@ -712,6 +808,21 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             run.signal.abort(AbortReason.LEASE_LOST.value)
         elif status is JobStatus.ABORTING:
             self._abort_run(run)
+        return None
+
+    async def _renew_ready(self, job: Job[Any, Any]) -> Exception | None:
+        """Renew the lease of a job in hand; a lost one is dropped, an abort noted."""
+        assert job.id is not None
+        try:
+            status = await self.storage.renew_lease(
+                job.id, self.worker_id, job.run_attempts, utcnow() + self.lease
+            )
+        except Exception as error:
+            return error
+        if status is None:
+            self._ready = collections.deque(entry for entry in self._ready if entry[0] is not job)
+        elif status is JobStatus.ABORTING:
+            self._recent_aborts[job.id] = None
         return None
 
     async def _finish(

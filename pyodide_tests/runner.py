@@ -48,6 +48,7 @@ SUITES = (
     "tests/test_presence_contract.py",
     "tests/test_dependencies_contract.py",
     "tests/test_paging_contract.py",
+    "tests/test_claim_ahead_contract.py",
 )
 INSIDE_PREFIX = "tests/test_inside_"  # pyodide_tests/inside/test_x.py -> tests/test_inside_x.py
 # Progress lines that harness/pyodide_pytest.py writes to the console as tests go.
