@@ -453,12 +453,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
     async def _claim_round(self) -> float | None:
         """Claim and start what the limiter allows; how long to idle (None: go on)."""
         self._start_ready()
-        free = self._concurrency - self._executing
-        ahead = self._claim_ahead()
-        # With every slot taken, claim only to refill the jobs in hand once half are gone.
-        if free <= 0 and 2 * len(self._ready) >= ahead:
-            return self.poll_interval
-        wanted = max(free, 0) + ahead - len(self._ready)
+        wanted = self._wanted()
         if wanted <= 0:
             return self.poll_interval
         if not await self.limiter.can_proceed():
@@ -477,6 +472,15 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._ready.extend((job, announce is not None) for job in jobs)
         self._start_ready()
         return None
+
+    def _wanted(self) -> int:
+        """How many jobs to claim now: one per idle slot, and as many more as the claim
+        ahead holds; with every slot taken, only to refill it once half of it is gone."""
+        free = self._concurrency - self._executing
+        ahead = self._claim_ahead()
+        if free <= 0 and 2 * len(self._ready) >= ahead:
+            return 0
+        return max(free, 0) + ahead - len(self._ready)
 
     def _claim_ahead(self) -> int:
         """How many jobs to hold beyond the idle slots (see CLAIM_AHEAD_WINDOW)."""
@@ -510,7 +514,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         run.executing = False
         self._executing -= 1
         self._start_ready()
-        self.wake()
+        if self._wanted() > 0:
+            self.wake()
 
     async def _admit(self, run: _Run) -> bool:
         """Whether a begun job runs: not when its deadline has passed or the limiter
@@ -565,7 +570,8 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             self._executed(run)
             self._running.pop(job.id, None)
             await self.limiter.record_job_completion()
-            self.wake()
+            if self._refuses or self._wanted() > 0:  # a limiter may let a job start now
+                self.wake()
 
     async def _attempt(self, run: _Run) -> None:
         """Run an admitted job and record its outcome."""

@@ -14,6 +14,7 @@ idle workers themselves says `hints_with_writes`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -29,6 +30,7 @@ from ..presence import FORGET_AFTER, ServerInfo
 from ..schedules import ScheduleState
 from .base import Added, StorageLifecycle, check_queue_name
 from .feed import ChangeFeed, EventListener, Unsubscribe
+from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,20 @@ NO_CALLER_TRANSACTIONS = (
     "{storage} cannot join a transaction of yours: submit(connection=...) needs "
     "SqliteQueueStorage (an aiosqlite connection) or PostgresQueueStorage (an asyncpg one)"
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finish:
+    """One attempt's outcome to write: applied only while the job is still that attempt
+    (and, with `lease_expired_before`, its lease expired before then); `event` announces
+    it, for an engine whose writes carry their events."""
+
+    job_id: int
+    worker_id: str
+    attempt: int
+    outcome: Outcome
+    lease_expired_before: datetime | None = None
+    event: JobEvent | None = None
 
 
 class QueueEngine(Protocol):
@@ -54,6 +70,9 @@ class QueueEngine(Protocol):
     # True when the events of a write go out with the write itself: then `claim` gets
     # `start_origin` and `finish` its event, to publish if and only if the write applied.
     events_with_writes: bool
+    # True when outcomes are worth writing together (`GroupCommit`): a write costs a
+    # round trip or a transaction, which the outcomes that arrive meanwhile share.
+    groups_finishes: bool
     # True when every write that makes a job claimable wakes idle workers by itself.
     hints_with_writes: bool
     # True when `subscribe` delivers other processes' events at once (push, not polling).
@@ -126,16 +145,9 @@ class QueueEngine(Protocol):
     ) -> bool:
         """`transitions.save_progress` when `is_attempt`; whether it applied."""
 
-    async def finish(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        outcome: Outcome,
-        lease_expired_before: datetime | None,
-        event: JobEvent | None,
-    ) -> bool:
-        """`transitions.finish` when `is_attempt` and `lease_expired`; whether it applied."""
+    async def finish_all(self, finishes: Sequence[Finish]) -> list[bool]:
+        """`transitions.finish` of each when `is_attempt` and `lease_expired`, together
+        (no two of one job); whether each applied, in order."""
 
     async def schedule_states(self) -> list[ScheduleState]:
         """Every stored schedule state of the queue."""
@@ -260,6 +272,10 @@ def start_events(
     ]
 
 
+def _job_of(finish: Finish) -> int:
+    return finish.job_id
+
+
 class BaseQueueStorage(StorageLifecycle):
     """A `QueueStorage` made of a backend's engine and the rules every backend shares."""
 
@@ -268,6 +284,11 @@ class BaseQueueStorage(StorageLifecycle):
         self._engine = engine
         self.supports_push = engine.supports_push
         self.shared_across_processes = engine.shared_across_processes
+        self._finishes = (
+            GroupCommit(engine.finish_all, key=_job_of, name="pyjobqueue finish")
+            if engine.groups_finishes
+            else None
+        )
 
     async def setup_database(self) -> None:
         """Connect, and create or migrate the schema (safe from several processes)."""
@@ -420,9 +441,13 @@ class BaseQueueStorage(StorageLifecycle):
         if lease_expired_before is not None:
             check_aware("lease_expired_before", lease_expired_before)
         with_write = self._engine.events_with_writes
-        applied = await self._engine.finish(
+        finish = Finish(
             job_id, worker_id, attempt, outcome, lease_expired_before, event if with_write else None
         )
+        if self._finishes is not None:
+            applied = await self._finishes.submit(finish)
+        else:
+            [applied] = await self._engine.finish_all([finish])
         if applied and event is not None and not with_write:
             await self.publish(event)  # before the job can start again: events stay in order
         if applied and transitions.makes_claimable(outcome):

@@ -19,13 +19,13 @@ from ..._json import dumps
 from ...browser._ffi import JsObject, is_missing, js_array, js_global, js_to_json, json_to_js
 from ...events import JobEvent
 from ...job import FINISHED_STATUSES, Job, JobStatus
-from ...outcome import Outcome
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import (
     NO_CALLER_TRANSACTIONS,
     BaseQueueStorage,
+    Finish,
     dependency_failed_events,
     dependency_ids,
     start_events,
@@ -96,6 +96,7 @@ class IndexedDbQueueEngine:
     """The jobs of one queue in the `jobs` object store."""
 
     events_with_writes = True
+    groups_finishes = True
     hints_with_writes = False
     supports_push = True
     shared_across_processes = True
@@ -485,33 +486,31 @@ class IndexedDbQueueEngine:
 
         return await self._change(job_id, change, False)
 
-    async def finish(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        outcome: Outcome,
-        lease_expired_before: datetime | None,
-        event: JobEvent | None,
-    ) -> bool:
-        """Apply an outcome to an attempt, and log its event, in one transaction."""
-        prune = event is not None and self.feed.prune_due()
+    async def finish_all(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Apply outcomes to attempts, and log their events, in one transaction."""
+        prune = any(finish.event is not None for finish in finishes) and self.feed.prune_due()
 
-        def body(transaction: JsObject) -> Body[tuple[bool, Logged]]:
+        def body(transaction: JsObject) -> Body[tuple[list[bool], Logged]]:
             store = transaction.objectStore(JOBS)
-            job = yield from self._own_job(store, job_id)
-            if job is None:
-                return False, []
-            if not transitions.is_attempt(job, worker_id, attempt):
-                return False, []
-            if not transitions.lease_expired(job, lease_expired_before):
-                return False, []
-            transitions.finish(job, outcome)
-            store.put(self._record(job))
-            events = [] if event is None else [event]
-            if job.status in FINISHED_STATUSES:
-                events += yield from self._settle(transaction, job, outcome.at)
-            return True, (yield from log_events(transaction, self.queue_name, events, prune))
+            applied: list[bool] = []
+            events: list[JobEvent] = []
+            for finish in finishes:
+                job = yield from self._own_job(store, finish.job_id)
+                if (
+                    job is None
+                    or not transitions.is_attempt(job, finish.worker_id, finish.attempt)
+                    or not transitions.lease_expired(job, finish.lease_expired_before)
+                ):
+                    applied.append(False)
+                    continue
+                transitions.finish(job, finish.outcome)
+                store.put(self._record(job))
+                if finish.event is not None:
+                    events.append(finish.event)
+                if job.status in FINISHED_STATUSES:
+                    events += yield from self._settle(transaction, job, finish.outcome.at)
+                applied.append(True)
+            return applied, (yield from log_events(transaction, self.queue_name, events, prune))
 
         stores = [JOBS, *LOG_STORES]
         applied, logged = await self._database.run(stores, "readwrite", body)

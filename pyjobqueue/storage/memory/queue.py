@@ -10,15 +10,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ... import transitions
-from ...events import JobEvent
 from ...job import FINISHED_STATUSES, Job, JobStatus, utcnow
-from ...outcome import Outcome
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import (
     NO_CALLER_TRANSACTIONS,
     BaseQueueStorage,
+    Finish,
     dependency_failed_events,
     dependency_ids,
     with_dependencies,
@@ -40,6 +39,7 @@ class MemoryQueueEngine:
     """The jobs of one queue in a dict of this process."""
 
     events_with_writes = False
+    groups_finishes = False  # a write is a few dict operations
     hints_with_writes = False
     supports_push = True
     shared_across_processes = False
@@ -265,19 +265,15 @@ class MemoryQueueEngine:
         transitions.save_progress(job, progress, message, details)
         return True
 
-    async def finish(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        outcome: Outcome,
-        lease_expired_before: datetime | None,
-        event: JobEvent | None,
-    ) -> bool:
-        """Apply an outcome to an attempt."""
-        job = self._attempt(job_id, worker_id, attempt)
-        if job is None or not transitions.lease_expired(job, lease_expired_before):
+    async def finish_all(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Apply outcomes to attempts."""
+        return [await self._finish(finish) for finish in finishes]
+
+    async def _finish(self, finish: Finish) -> bool:
+        job = self._attempt(finish.job_id, finish.worker_id, finish.attempt)
+        if job is None or not transitions.lease_expired(job, finish.lease_expired_before):
             return False
+        outcome = finish.outcome
         transitions.finish(job, outcome)
         if transitions.makes_claimable(outcome):
             self._mark_claimable(job)

@@ -18,24 +18,24 @@ from datetime import datetime
 from typing import Any
 
 from ...errors import AbortSignalJobError
-from ...events import JobEvent
 from ...job import Job, JobStatus
-from ...outcome import AbortReason, Outcome
+from ...outcome import AbortReason
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import (
     BaseQueueStorage,
+    Finish,
     dependency_failed_events,
     dependency_ids,
     with_dependencies,
 )
 from ..records import schedule_from_columns, server_from_columns
+from . import finisher
 from . import queries as sql
-from .codec import encode_json, encode_text, finish_row, job_from_row, job_to_row
+from .codec import encode_json, encode_text, job_from_row, job_to_row
 from .connection import Database, affected, is_transient
 from .feed import EventFeed, channel_for, event_json
-from .finisher import Finisher
 from .queries import HINT_TAG
 
 
@@ -43,6 +43,7 @@ class PostgresQueueEngine:
     """The jobs of one queue in the `pyjobqueue_jobs` table."""
 
     events_with_writes = True
+    groups_finishes = True
     hints_with_writes = True
     supports_push = True
     shared_across_processes = True
@@ -52,7 +53,6 @@ class PostgresQueueEngine:
         self._database = database
         self._channel = channel_for(queue_name)
         self.feed = EventFeed(database, queue_name, self._channel)
-        self._finisher = Finisher(database, queue_name, self._channel)
 
     async def open(self) -> None:
         """Connect and create or migrate the tables (safe from several processes at once)."""
@@ -293,20 +293,9 @@ class PostgresQueueEngine:
         )
         return saved is not None
 
-    async def finish(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        outcome: Outcome,
-        lease_expired_before: datetime | None,
-        event: JobEvent | None,
-    ) -> bool:
-        """The outcome, and its event logged and notified, in one statement (shared with the
-        outcomes that arrive together)."""
-        payload = None if event is None else event_json(event)
-        row = finish_row(job_id, worker_id, attempt, outcome, lease_expired_before, payload)
-        return await self._finisher.finish(row)
+    async def finish_all(self, finishes: Sequence[Finish]) -> list[bool]:
+        """The outcomes, and their events logged and notified, in one statement."""
+        return await finisher.finish_all(self._database, self.queue_name, self._channel, finishes)
 
     async def set_paused(self, paused: bool) -> bool:
         """Set the queue's flag in pyjobqueue_queues, which every claim reads."""

@@ -203,12 +203,6 @@ _ATTEMPT = """
 id = :id AND queue_name = :queue_name AND status IN ('PROCESSING', 'ABORTING')
 AND worker_id = :worker_id AND run_attempts = :attempt
 """
-# Lease recovery only applies to a lease that is still expired (not renewed since).
-_LEASE_EXPIRED = """
-(:expired_before IS NULL
- OR (lease_expires_at IS NOT NULL AND lease_expires_at < :expired_before))
-"""
-
 RENEW_LEASE = f"""
 UPDATE pyjobqueue_jobs SET lease_expires_at = :lease_until
 WHERE {_ATTEMPT}
@@ -221,39 +215,42 @@ WHERE {_ATTEMPT}
 RETURNING id
 """
 
-FINISH_COMPLETE = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'COMPLETED', output = :output, progress = 100, error = NULL, error_code = NULL,
-    error_traceback = NULL, completed_at = :at, worker_id = NULL, lease_expires_at = NULL,
-    outbox = :event
-WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
-RETURNING id
-"""
-FINISH_FAIL = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'FAILED', error = :error, error_code = :error_code,
-    error_traceback = :traceback, completed_at = :at, worker_id = NULL, lease_expires_at = NULL,
-    outbox = :event
-WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
-RETURNING id
-"""
-FINISH_RETRY = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'PENDING', error = :error, error_code = :error_code,
-    error_traceback = :traceback, run_after = :run_after, worker_id = NULL,
-    lease_expires_at = NULL, outbox = :event
-WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
-RETURNING id
-"""
-# A re-queue (server stop, snooze) gives the attempt back and keeps the traceback.
-# Every outcome sets `outbox` to the JSON of the event that announces it (or NULL): a
-# trigger moves it into the events table in the same statement, so an outcome is never
-# stored without its event.
-FINISH_REQUEUE = f"""
-UPDATE pyjobqueue_jobs
-SET status = 'PENDING', run_attempts = max(0, run_attempts - 1), run_after = :run_after,
-    worker_id = NULL, lease_expires_at = NULL, outbox = :event
-WHERE {_ATTEMPT} AND {_LEASE_EXPIRED}
+# Outcomes, several in one statement: :finishes is a JSON array of objects, one per
+# attempt (no two of one job), with its guard (id, worker_id, attempt; expired_before, for
+# lease recovery: only a lease still expired, not renewed since) and what its kind sets
+# (NULL: kept): COMPLETE stores the output (progress 100, error and traceback cleared)
+# and completed_at; FAIL the error and completed_at; RETRY the error and run_after;
+# REQUEUE (a stop, a snooze) run_after, and gives the attempt back. Every outcome sets
+# `outbox` to the JSON of the event that announces it (or NULL): a trigger moves it into
+# the events table in the same statement, so an outcome is never stored without its
+# event. SET reads the old row.
+FINISH_ATTEMPTS = """
+UPDATE pyjobqueue_jobs AS job
+SET status = f.status,
+    output = CASE f.kind WHEN 'COMPLETE' THEN f.output ELSE job.output END,
+    progress = CASE f.kind WHEN 'COMPLETE' THEN 100 ELSE job.progress END,
+    error = CASE f.kind WHEN 'REQUEUE' THEN job.error ELSE f.error END,
+    error_code = CASE f.kind WHEN 'REQUEUE' THEN job.error_code ELSE f.error_code END,
+    error_traceback = CASE f.kind WHEN 'REQUEUE' THEN job.error_traceback ELSE f.traceback END,
+    completed_at = coalesce(f.completed_at, job.completed_at),
+    run_after = coalesce(f.run_after, job.run_after),
+    run_attempts = CASE f.kind WHEN 'REQUEUE' THEN max(0, job.run_attempts - 1)
+        ELSE job.run_attempts END,
+    worker_id = NULL, lease_expires_at = NULL, outbox = f.event
+FROM (
+    SELECT value ->> 'id' AS id, value ->> 'worker_id' AS worker_id,
+        value ->> 'attempt' AS attempt, value ->> 'expired_before' AS expired_before,
+        value ->> 'kind' AS kind, value ->> 'status' AS status, value ->> 'output' AS output,
+        value ->> 'error' AS error, value ->> 'error_code' AS error_code,
+        value ->> 'traceback' AS traceback, value ->> 'completed_at' AS completed_at,
+        value ->> 'run_after' AS run_after, value ->> 'event' AS event
+    FROM json_each(:finishes)
+) AS f
+WHERE job.id = f.id AND job.queue_name = :queue_name
+    AND job.status IN ('PROCESSING', 'ABORTING')
+    AND job.worker_id = f.worker_id AND job.run_attempts = f.attempt
+    AND (f.expired_before IS NULL
+        OR (job.lease_expires_at IS NOT NULL AND job.lease_expires_at < f.expired_before))
 RETURNING id
 """
 

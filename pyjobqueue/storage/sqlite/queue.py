@@ -10,6 +10,7 @@ key reads the holders under the same write lock as it writes.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,12 +20,13 @@ from ..._options import require_ms
 from ...errors import AbortSignalJobError
 from ...events import JobEvent
 from ...job import Job, JobStatus
-from ...outcome import AbortReason, Outcome, OutcomeKind
+from ...outcome import AbortReason, OutcomeKind
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
 from ..core import (
     BaseQueueStorage,
+    Finish,
     dependency_failed_events,
     dependency_ids,
     start_events,
@@ -58,22 +60,27 @@ if TYPE_CHECKING:
     import aiosqlite
 
 
-def _finish_statement(outcome: Outcome) -> tuple[str, Params]:
-    """The guarded UPDATE that applies `outcome`, and its outcome-specific parameters."""
-    at = encode_time(outcome.at)
-    if outcome.kind is OutcomeKind.COMPLETE:
-        return sql.FINISH_COMPLETE, {"output": encode_json(outcome.output), "at": at}
-    error = {
-        "error": outcome.error,
-        "error_code": outcome.error_code,
-        "traceback": outcome.traceback,
+def _finish_object(finish: Finish) -> dict[str, Any]:
+    """One entry of `queries.FINISH_ATTEMPTS`'s :finishes."""
+    outcome = finish.outcome
+    kind = outcome.kind
+    finished = kind in (OutcomeKind.COMPLETE, OutcomeKind.FAIL)
+    failed = kind in (OutcomeKind.FAIL, OutcomeKind.RETRY)
+    return {
+        "id": finish.job_id,
+        "worker_id": finish.worker_id,
+        "attempt": finish.attempt,
+        "expired_before": encode_optional_time(finish.lease_expired_before),
+        "kind": kind.name,
+        "status": outcome.status.value,
+        "output": encode_json(outcome.output) if kind is OutcomeKind.COMPLETE else None,
+        "error": outcome.error if failed else None,
+        "error_code": outcome.error_code if failed else None,
+        "traceback": outcome.traceback if failed else None,
+        "completed_at": encode_time(outcome.at) if finished else None,
+        "run_after": None if finished else encode_time(outcome.run_after or outcome.at),
+        "event": None if finish.event is None else event_row(finish.event)["payload"],
     }
-    if outcome.kind is OutcomeKind.FAIL:
-        return sql.FINISH_FAIL, {**error, "at": at}
-    run_after = encode_time(outcome.run_after or outcome.at)
-    if outcome.kind is OutcomeKind.RETRY:
-        return sql.FINISH_RETRY, {**error, "run_after": run_after}
-    return sql.FINISH_REQUEUE, {"run_after": run_after}
 
 
 def _claim_statement(kinds: frozenset[str] | None) -> tuple[str, Params]:
@@ -91,6 +98,7 @@ class SqliteQueueEngine:
     """The jobs of one queue in a SQLite file."""
 
     events_with_writes = True
+    groups_finishes = True
     hints_with_writes = False
     supports_push = False
 
@@ -366,28 +374,19 @@ class SqliteQueueEngine:
         }
         return await self._database.count(sql.SAVE_PROGRESS, params) == 1
 
-    async def finish(
-        self,
-        job_id: int,
-        worker_id: str,
-        attempt: int,
-        outcome: Outcome,
-        lease_expired_before: datetime | None,
-        event: JobEvent | None,
-    ) -> bool:
-        """The guarded UPDATE of the outcome's kind."""
-        statement, outcome_params = _finish_statement(outcome)
+    async def finish_all(self, finishes: Sequence[Finish]) -> list[bool]:
+        """One UPDATE for every outcome; a trigger stores each one's event."""
         params = {
-            **self._attempt(job_id, worker_id, attempt),
-            **outcome_params,
-            "expired_before": encode_optional_time(lease_expired_before),
-            "event": None if event is None else event_row(event)["payload"],
+            **self._queue,
+            # Not ASCII-escaped: SQLite's JSON functions then read back each text as given.
+            "finishes": json.dumps(
+                [_finish_object(finish) for finish in finishes], ensure_ascii=False
+            ),
         }
-        # One statement stores the outcome and, by a trigger, its event.
-        applied = await self._database.count(statement, params) == 1
-        if applied and event is not None:
+        applied = {row[0] for row in await self._database.rows(sql.FINISH_ATTEMPTS, params)}
+        if any(finish.event is not None and finish.job_id in applied for finish in finishes):
             self.feed.stored(prune_soon=True)
-        return applied
+        return [finish.job_id in applied for finish in finishes]
 
     # -- control -------------------------------------------------------------------
 
