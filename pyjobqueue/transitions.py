@@ -216,15 +216,17 @@ def submit_waiting(
     job.dependencies_left = left
 
 
-def dependency_completed(job: Job[Any, Any]) -> bool:
-    """One job a WAITING `job` depends on completed: one fewer to wait for, and PENDING
-    when none is left; whether it became PENDING."""
+def dependency_completed(job: Job[Any, Any], at: datetime) -> bool:
+    """One job a WAITING `job` depends on completed at `at`: one fewer to wait for, and
+    PENDING when none is left, due no sooner than `at` (a claim that began before the
+    completion never takes it); whether it became PENDING."""
     if job.status is not JobStatus.WAITING:
         return False
     job.dependencies_left = max(0, job.dependencies_left - 1)
     if job.dependencies_left:
         return False
     job.status = JobStatus.PENDING
+    job.run_after = max(job.run_after, at)
     return True
 
 
@@ -268,10 +270,11 @@ def settle_dependants(job: Job[Any, Any], now: datetime, deleted: bool = False) 
     if job.id is None:
         return settled
     if job.status is JobStatus.COMPLETED and not deleted:
+        completed_at = job.completed_at or now
         for dependant in (yield job.id):
             if dependant.status is JobStatus.WAITING:
                 settled.changed.append(dependant)
-                if dependency_completed(dependant):
+                if dependency_completed(dependant, completed_at):
                     settled.released.append(dependant)
         return settled
     fails = job.status not in FINISHED_STATUSES if deleted else job.status in FAILS_DEPENDANTS

@@ -106,6 +106,7 @@ class _Run:
     signal: AbortSignal
     started: float
     announced: bool = False  # the claim published job_start
+    admitted: bool = False  # its deadline and the limiter were asked (worker._admit)
     executing: bool = True  # `execute` has not ended (the run holds one of the slots)
     task: asyncio.Task[None] | None = None
     execute: asyncio.Future[Any] | None = None
@@ -469,6 +470,12 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         )
         if not jobs:
             return self.poll_interval
+        if self._refuses:
+            # A limiter that may refuse decides each start in claim order, before the next.
+            for job in jobs:
+                if await self._admit(job):
+                    self._begin(job, announced=False, admitted=True)
+            return None
         self._ready.extend((job, announce is not None) for job in jobs)
         self._start_ready()
         return None
@@ -495,10 +502,11 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             job, announced = self._ready.popleft()
             self._begin(job, announced=announced)
 
-    def _begin(self, job: Job[Any, Any], *, announced: bool) -> None:
-        """Start a claimed job (`announced`: the claim published its job_start)."""
+    def _begin(self, job: Job[Any, Any], *, announced: bool, admitted: bool = False) -> None:
+        """Start a claimed job (`announced`: the claim published its job_start;
+        `admitted`: `_admit` said it runs, else its task asks first)."""
         assert job.id is not None
-        run = _Run(job, AbortSignal(), time.monotonic(), announced=announced)
+        run = _Run(job, AbortSignal(), time.monotonic(), announced=announced, admitted=admitted)
         self._running[job.id] = run
         self._executing += 1
         abort_requested = job.id in self._recent_aborts
@@ -517,19 +525,16 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         if self._wanted() > 0:
             self.wake()
 
-    async def _admit(self, run: _Run) -> bool:
-        """Whether a begun job runs: not when its deadline has passed or the limiter
-        refuses it (it goes back to the queue)."""
-        job = run.job
+    async def _admit(self, job: Job[Any, Any]) -> bool:
+        """Whether a claimed job runs: not when its deadline has passed (it fails) or the
+        limiter refuses it (it goes back to the queue)."""
         assert job.id is not None
         now = utcnow()
         expired = decide_deadline(job, now)
         if expired is not None:
-            self._executed(run)
             await self._apply(job, expired, None)
             return False
         if not await self.limiter.try_start():
-            self._executed(run)
             requeue = Outcome(OutcomeKind.REQUEUE, now, run_after=now)
             await self.storage.finish(job.id, self.worker_id, job.run_attempts, requeue)
             return False
@@ -553,7 +558,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         job = run.job
         assert job.id is not None
         try:
-            admitted = await self._admit(run)
+            admitted = run.admitted or await self._admit(job)
         except Exception as error:
             admitted = False
             if is_permanent(self.storage, error):
@@ -595,7 +600,6 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             ran = time.monotonic() - run.started
             mean = self._mean_run
             self._mean_run = ran if mean is None else mean + RUN_TIME_WEIGHT * (ran - mean)
-            self._executed(run)
             if run.announcing is not None:
                 await run.announcing
             reason = AbortReason(run.signal.reason) if run.signal.reason else None
@@ -620,6 +624,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
                 next_available=next_available,
                 policy=policy,
             )
+            # The slot takes its next job while the outcome is written; not sooner, so
+            # the next claim's time comes after this outcome's (a dependant released by
+            # this job never starts before it completed).
+            self._executed(run)
             if outcome.traceback is not None or reason is AbortReason.TIMEOUT:
                 self._log_failure(job, job_class, outcome, error)
             duration = time.monotonic() - run.started

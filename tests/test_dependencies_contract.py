@@ -120,6 +120,29 @@ async def test_a_waiting_job_is_never_claimed_and_is_released_by_the_last_comple
     assert claimed.depends_on == [first, second]
 
 
+async def test_a_released_job_is_due_from_the_completion_that_released_it(
+    storage: QueueStorage,
+) -> None:
+    later = now() + timedelta(hours=1)
+    (dependency,) = await storage.add_batch([new_job()])
+    soon, scheduled = await storage.add_batch(
+        [new_job(depends_on=[dependency]), new_job(depends_on=[dependency], run_after=later)]
+    )
+    claimed = await claim_one(storage)
+    assert claimed is not None and claimed.id == dependency
+    before_completion = now()
+    await complete(storage, claimed)
+    done = await storage.get(dependency)
+    assert done is not None and done.completed_at is not None
+    released = await storage.get(soon)
+    assert released is not None and released.status is JobStatus.PENDING
+    assert released.run_after == done.completed_at  # it was due before: now from then
+    # A claim whose time is before the completion does not take it.
+    assert await storage.claim("w", before_completion, before_completion + LEASE, 5) == []
+    kept = await storage.get(scheduled)
+    assert kept is not None and kept.run_after == later  # due later anyway: kept
+
+
 async def test_a_failure_fails_every_job_waiting_on_it_transitively_with_one_event_each(
     storage: QueueStorage,
 ) -> None:

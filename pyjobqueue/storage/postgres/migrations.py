@@ -139,35 +139,11 @@ CREATE TABLE pyjobqueue_servers (
 );
 """
 
-_DEPENDENCIES = f"""
--- WAITING joins the statuses. NOT VALID: the rows already stored passed the narrower
--- check, so the table is not read again under the migration's lock.
-ALTER TABLE pyjobqueue_jobs DROP CONSTRAINT pyjobqueue_jobs_status_check;
-ALTER TABLE pyjobqueue_jobs ADD CONSTRAINT pyjobqueue_jobs_status_check CHECK (status IN (
-    'WAITING', 'PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'ABORTING', 'DISABLED'))
-    NOT VALID;
--- depends_on: the ids a job waits for; dependencies_left: how many have not completed;
--- has_dependants: some job waits for this one, so the triggers below fire for it (a
--- job without dependants pays nothing for them).
-ALTER TABLE pyjobqueue_jobs
-    ADD COLUMN depends_on bigint[],
-    ADD COLUMN dependencies_left integer NOT NULL DEFAULT 0,
-    ADD COLUMN has_dependants boolean NOT NULL DEFAULT false;
-CREATE TABLE pyjobqueue_dependencies (
-    dependency_id bigint NOT NULL,
-    dependant_id bigint NOT NULL,
-    PRIMARY KEY (dependency_id, dependant_id)
-);
 
--- transitions.settle_dependants, in the transaction that stores the outcome: a
--- completion counts for each WAITING dependant (PENDING at the last one, and workers
--- are hinted); a failure, a disabling or the deletion of an unfinished job fails every
--- job waiting on it, level by level, each with its job_error logged and notified.
--- Inserts lock the jobs they depend on first (in id order), and each level is its own
--- statement, which sees what committed before it (READ COMMITTED): a dependant
--- committed while its dependency's outcome waited for that lock is seen by the next
--- level. The jobs a walk fails do not walk again (pyjobqueue.settling).
-CREATE FUNCTION pyjobqueue_settle_dependants() RETURNS trigger LANGUAGE plpgsql AS $$
+def _settle_function(create: str, released: str) -> str:
+    """The trigger function of the dependency rules (see below); `released`: what more a
+    completion sets on the dependants it makes PENDING."""
+    return f"""{create} pyjobqueue_settle_dependants() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     job pyjobqueue_jobs;
     channel text;
@@ -195,7 +171,7 @@ BEGIN
     IF TG_OP = 'UPDATE' AND job.status = 'COMPLETED' THEN
         UPDATE pyjobqueue_jobs
         SET dependencies_left = greatest(dependencies_left - 1, 0),
-            status = CASE WHEN dependencies_left <= 1 THEN 'PENDING' ELSE status END
+            status = CASE WHEN dependencies_left <= 1 THEN 'PENDING' ELSE status END{released}
         WHERE status = 'WAITING' AND id IN (
             SELECT dependant_id FROM pyjobqueue_dependencies WHERE dependency_id = job.id);
         IF FOUND THEN
@@ -237,7 +213,48 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER pyjobqueue_jobs_dependency_finished
+"""
+
+
+# The release rule since migration 7: a dependant is due no sooner than the completion
+# that released it (a claim that began before it never takes it).
+_RELEASED_AFTER_COMPLETION = """,
+            run_after = CASE WHEN dependencies_left <= 1 THEN greatest(run_after, at)
+                ELSE run_after END"""
+
+_RELEASE_AFTER_COMPLETION = f"""
+{_settle_function("CREATE OR REPLACE FUNCTION", _RELEASED_AFTER_COMPLETION)}"""
+
+
+_DEPENDENCIES = f"""
+-- WAITING joins the statuses. NOT VALID: the rows already stored passed the narrower
+-- check, so the table is not read again under the migration's lock.
+ALTER TABLE pyjobqueue_jobs DROP CONSTRAINT pyjobqueue_jobs_status_check;
+ALTER TABLE pyjobqueue_jobs ADD CONSTRAINT pyjobqueue_jobs_status_check CHECK (status IN (
+    'WAITING', 'PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'ABORTING', 'DISABLED'))
+    NOT VALID;
+-- depends_on: the ids a job waits for; dependencies_left: how many have not completed;
+-- has_dependants: some job waits for this one, so the triggers below fire for it (a
+-- job without dependants pays nothing for them).
+ALTER TABLE pyjobqueue_jobs
+    ADD COLUMN depends_on bigint[],
+    ADD COLUMN dependencies_left integer NOT NULL DEFAULT 0,
+    ADD COLUMN has_dependants boolean NOT NULL DEFAULT false;
+CREATE TABLE pyjobqueue_dependencies (
+    dependency_id bigint NOT NULL,
+    dependant_id bigint NOT NULL,
+    PRIMARY KEY (dependency_id, dependant_id)
+);
+
+-- transitions.settle_dependants, in the transaction that stores the outcome: a
+-- completion counts for each WAITING dependant (PENDING at the last one, and workers
+-- are hinted); a failure, a disabling or the deletion of an unfinished job fails every
+-- job waiting on it, level by level, each with its job_error logged and notified.
+-- Inserts lock the jobs they depend on first (in id order), and each level is its own
+-- statement, which sees what committed before it (READ COMMITTED): a dependant
+-- committed while its dependency's outcome waited for that lock is seen by the next
+-- level. The jobs a walk fails do not walk again (pyjobqueue.settling).
+{_settle_function("CREATE FUNCTION", "")}CREATE TRIGGER pyjobqueue_jobs_dependency_finished
     AFTER UPDATE OF status ON pyjobqueue_jobs FOR EACH ROW
     WHEN (NEW.has_dependants AND NEW.status IN ('COMPLETED', 'FAILED', 'DISABLED')
         AND OLD.status NOT IN ('COMPLETED', 'FAILED', 'DISABLED'))
@@ -261,6 +278,7 @@ MIGRATIONS: tuple[Migration[str], ...] = (
     Migration(4, "schedules: the last and next tick of each schedule of a queue", _SCHEDULES),
     Migration(5, "the servers of each queue: their last heartbeat", _SERVERS),
     Migration(6, "dependencies: WAITING jobs, who waits for whom, triggers", _DEPENDENCIES),
+    Migration(7, "a released dependant is due from its release", _RELEASE_AFTER_COMPLETION),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

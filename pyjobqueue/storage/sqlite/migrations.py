@@ -51,6 +51,33 @@ def _fail_waiting(dependency: str, at: str, when: str = "1") -> str:
             );"""
 
 
+def _completion_trigger(released: str) -> str:
+    """The trigger of a completion (see migration 6); `released`: what more it sets on
+    the dependants it makes PENDING."""
+    return f"""
+        CREATE TRIGGER pyjobqueue_jobs_dependency_completed
+        AFTER UPDATE OF status ON pyjobqueue_jobs
+        WHEN NEW.has_dependants AND NEW.status = 'COMPLETED' AND OLD.status <> 'COMPLETED'
+        BEGIN
+            UPDATE pyjobqueue_jobs
+            SET dependencies_left = max(dependencies_left - 1, 0),
+                status = CASE WHEN dependencies_left <= 1 THEN 'PENDING' ELSE status END{released}
+            WHERE status = 'WAITING' AND id IN (
+                SELECT dependant_id FROM pyjobqueue_dependencies WHERE dependency_id = NEW.id
+            );
+            INSERT INTO pyjobqueue_events (queue_name, payload, created_at)
+            VALUES (NEW.queue_name, {_available_json()}, {_NOW});
+        END
+        """
+
+
+# The release rule since migration 7: a dependant is due no sooner than the completion
+# that released it (a claim that began before it never takes it).
+_RELEASED_AFTER_COMPLETION = """,
+                run_after = CASE WHEN dependencies_left <= 1
+                    THEN max(run_after, NEW.completed_at) ELSE run_after END"""
+
+
 MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
     Migration(
         1,
@@ -244,21 +271,7 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
             # `transitions.settle_dependants`, in the statement that stores the outcome:
             # a completion counts for each WAITING dependant (PENDING at the last one)
             # and hints every process's workers through the events table.
-            f"""
-        CREATE TRIGGER pyjobqueue_jobs_dependency_completed
-        AFTER UPDATE OF status ON pyjobqueue_jobs
-        WHEN NEW.has_dependants AND NEW.status = 'COMPLETED' AND OLD.status <> 'COMPLETED'
-        BEGIN
-            UPDATE pyjobqueue_jobs
-            SET dependencies_left = max(dependencies_left - 1, 0),
-                status = CASE WHEN dependencies_left <= 1 THEN 'PENDING' ELSE status END
-            WHERE status = 'WAITING' AND id IN (
-                SELECT dependant_id FROM pyjobqueue_dependencies WHERE dependency_id = NEW.id
-            );
-            INSERT INTO pyjobqueue_events (queue_name, payload, created_at)
-            VALUES (NEW.queue_name, {_available_json()}, {_NOW});
-        END
-        """,
+            _completion_trigger(""),
             # A failure or a disabling fails every job waiting on it, transitively, each
             # with its job_error event (through the outbox trigger). The walk goes past
             # the jobs it fails; their own updates do not fire this trigger again
@@ -293,6 +306,14 @@ MIGRATIONS: tuple[Migration[tuple[str, ...]], ...] = (
             AND dependency_id IN (SELECT value FROM json_each(OLD.depends_on));
         END
         """,
+        ),
+    ),
+    Migration(
+        7,
+        "a released dependant is due from its release",
+        (
+            "DROP TRIGGER pyjobqueue_jobs_dependency_completed",
+            _completion_trigger(_RELEASED_AFTER_COMPLETION),
         ),
     ),
 )
