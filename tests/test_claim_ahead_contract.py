@@ -17,7 +17,7 @@ from pyjobqueue.storage import QueueStorage
 from .conftest import Storages, eventually
 from .jobs import Probe, ScriptedJob, new_probe
 
-HELD = 5  # jobs submitted behind the one at the gate
+HELD = 2  # jobs submitted behind the one at the gate (a claim ahead holds them)
 
 
 async def started(probe: Probe, job_id: int) -> None:
@@ -45,7 +45,7 @@ class Held:
         gated job runs and the others are claimed (PROCESSING in the storage) while only
         the gated one executes. The ids of the gated job and of the others."""
         await self.server.start()
-        short = await self.client.submit_batch([{"probe": self.probe.key}] * 5)
+        short = await self.client.submit_batch([{"probe": self.probe.key}] * 10)
         for handle in short:
             await handle.wait_for()
         key = self.probe.key

@@ -130,10 +130,10 @@ async def test_a_released_job_is_due_from_the_completion_that_released_it(
     )
     claimed = await claim_one(storage)
     assert claimed is not None and claimed.id == dependency
-    before_completion = now()
     await complete(storage, claimed)
     done = await storage.get(dependency)
     assert done is not None and done.completed_at is not None
+    before_completion = done.completed_at - timedelta(milliseconds=1)
     released = await storage.get(soon)
     assert released is not None and released.status is JobStatus.PENDING
     assert released.run_after == done.completed_at  # it was due before: now from then
