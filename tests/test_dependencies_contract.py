@@ -25,7 +25,7 @@ from pyjobqueue import (
 )
 from pyjobqueue.events import EventName, JobEvent
 from pyjobqueue.outcome import Outcome, OutcomeKind
-from pyjobqueue.storage import QueueStorage
+from pyjobqueue.storage import QueueStorage, core
 
 from .conftest import Storages, eventually
 from .jobs import new_job
@@ -333,6 +333,24 @@ async def test_cleanup_keeps_a_completed_dependency_until_its_dependants_finish(
         await complete(storage, claimed)
     assert claimed.id == waiting
     assert await storage.delete_finished(JobStatus.COMPLETED, later) == 3
+
+
+async def test_cleanup_deletes_chunk_by_chunk_past_the_jobs_it_keeps(
+    storage: QueueStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "CLEANUP_CHUNK", 3)
+    ids = await storage.add_batch([new_job({"i": i}) for i in range(9)])
+    # The third job has a dependant that has not finished: it stays, wherever it sits.
+    (waiting,) = await storage.add_batch([new_job(depends_on=[ids[2]])])
+    for _ in ids:
+        claimed = await claim_one(storage)
+        assert claimed is not None and claimed.id in ids
+        await complete(storage, claimed)
+    later = now() + timedelta(hours=1)
+    assert await storage.delete_finished(JobStatus.COMPLETED, later) == 8
+    assert [job.id for job in await storage.peek(JobStatus.COMPLETED, 20)] == [ids[2]]
+    assert await status(storage, waiting) is JobStatus.PENDING
+    assert await storage.delete_finished(JobStatus.COMPLETED, later) == 0
 
 
 async def test_retry_of_a_dependant_needs_its_dependencies_completed(

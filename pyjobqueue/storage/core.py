@@ -14,6 +14,7 @@ idle workers themselves says `hints_with_writes`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Collection, Sequence
@@ -33,6 +34,11 @@ from .feed import ChangeFeed, EventListener, Unsubscribe
 from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
+
+# Cleanup deletes at most this many jobs per write: between two, claims and outcomes get
+# the storage (SQLite's one connection, IndexedDB's jobs store, the event loop), so
+# deleting 200,000 finished jobs never stalls the queue.
+CLEANUP_CHUNK = 1_000
 
 # What `add_jobs(connection=...)` says on a backend that has no connections to join.
 NO_CALLER_TRANSACTIONS = (
@@ -189,8 +195,11 @@ class QueueEngine(Protocol):
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
         """The jobs for which `transitions.lease_has_expired` holds at `now`."""
 
-    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
-        """Delete jobs of a finished `status` completed before the cutoff; the count."""
+    async def delete_finished(
+        self, status: JobStatus, completed_before: datetime, limit: int
+    ) -> int:
+        """Delete up to `limit` jobs of a finished `status` completed before the cutoff
+        (a job kept for its unfinished dependants is not one of them); the count."""
 
     async def delete(self, job_id: int) -> bool:
         """Delete one job; whether it existed."""
@@ -538,7 +547,13 @@ class BaseQueueStorage(StorageLifecycle):
         if status not in FINISHED_STATUSES:
             raise ValueError(f"only finished jobs can be deleted by age, not {status}")
         cutoff = check_aware("completed_before", completed_before)
-        return await self._engine.delete_finished(JobStatus(status), cutoff)
+        total = 0
+        while True:
+            deleted = await self._engine.delete_finished(JobStatus(status), cutoff, CLEANUP_CHUNK)
+            total += deleted
+            if deleted < CLEANUP_CHUNK:
+                return total
+            await asyncio.sleep(0)  # the memory engine never waits: let the others in
 
     async def delete(self, job_id: int) -> bool:
         """Delete one job; whether it existed."""

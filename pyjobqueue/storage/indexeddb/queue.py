@@ -726,27 +726,36 @@ class IndexedDbQueueEngine:
         jobs = await self._records("lease", index_range)
         return [job for job in jobs if transitions.lease_has_expired(job, now)]
 
-    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
-        """Delete old finished jobs (the finished index)."""
+    async def delete_finished(
+        self, status: JobStatus, completed_before: datetime, limit: int
+    ) -> int:
+        """Delete old finished jobs, up to `limit` (a key cursor on the finished index)."""
         prefix = [self.queue_name, status.value]
         index_range = key_range(prefix, [*prefix, encode_time(completed_before)], True)
 
         def body(transaction: JsObject) -> Body[int]:
             store = transaction.objectStore(JOBS)
-            keys = js_to_json((yield store.index("finished").getAllKeys(index_range))) or []
-            if not keys:
-                return 0
-            # A job some unfinished job depends on stays (that one reads its output).
             dependants = store.index("dependants")
-            lookups = [dependants.getAll(key) for key in keys]
-            yield lookups[-1]  # requests succeed in order: the last one means all
+            request = store.index("finished").openKeyCursor(index_range)
+            cursor = yield request
             deleted = 0
-            for key, lookup in zip(keys, lookups, strict=True):
-                waiting = js_to_json(lookup.result) or []
-                if any(JobStatus(record["status"]) not in FINISHED_STATUSES for record in waiting):
-                    continue
-                store.delete(key)
-                deleted += 1
+            while cursor is not None and deleted < limit:
+                # A job some unfinished job depends on stays (that one reads its output):
+                # the lookups of as many jobs as may still go, answered before the cursor.
+                lookups: list[tuple[Any, JsObject]] = []
+                while cursor is not None and len(lookups) < limit - deleted:
+                    key = cursor.primaryKey
+                    lookups.append((key, dependants.getAll(key)))
+                    cursor.continue_()
+                    cursor = yield request
+                for key, lookup in lookups:
+                    waiting = js_to_json(lookup.result) or []
+                    if any(
+                        JobStatus(entry["status"]) not in FINISHED_STATUSES for entry in waiting
+                    ):
+                        continue
+                    store.delete(key)
+                    deleted += 1
             return deleted
 
         return await self._write(body)

@@ -378,17 +378,24 @@ class MemoryQueueEngine:
             job for job in self._jobs.values() if transitions.lease_has_expired(job, now)
         )
 
-    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
-        """Delete old finished jobs."""
-        doomed = [
-            job_id
-            for job_id, job in self._jobs.items()
-            if job.status is status
-            and job.completed_at is not None
-            and job.completed_at < completed_before
-            # the outputs of a job's dependencies stay until it has finished
-            and not self._has_unfinished_dependants(job_id)
-        ]
+    async def delete_finished(
+        self, status: JobStatus, completed_before: datetime, limit: int
+    ) -> int:
+        """Delete old finished jobs, up to `limit`."""
+        doomed = list(
+            itertools.islice(
+                (
+                    job_id
+                    for job_id, job in self._jobs.items()
+                    if job.status is status
+                    and job.completed_at is not None
+                    and job.completed_at < completed_before
+                    # the outputs of a job's dependencies stay until it has finished
+                    and not self._has_unfinished_dependants(job_id)
+                ),
+                limit,
+            )
+        )
         for job_id in doomed:
             self._forget_links(self._jobs.pop(job_id))
             self._dependants.pop(job_id, None)

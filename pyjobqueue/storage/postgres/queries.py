@@ -369,13 +369,18 @@ ORDER BY lease_expires_at, id
 """
 
 # A job some unfinished job depends on stays (that one reads its output when it runs).
+# Up to $4 of them: rows another cleanup is deleting are skipped, not waited for.
 DELETE_FINISHED = f"""
-DELETE FROM pyjobqueue_jobs AS job
-WHERE queue_name = $1 AND status = $2 AND completed_at < $3
-    AND NOT (has_dependants AND EXISTS (
-        SELECT FROM pyjobqueue_dependencies AS link
-        JOIN pyjobqueue_jobs AS dependant ON dependant.id = link.dependant_id
-        WHERE link.dependency_id = job.id AND dependant.status IN {_HOLDING_STATUSES}))
+DELETE FROM pyjobqueue_jobs WHERE id IN (
+    SELECT job.id FROM pyjobqueue_jobs AS job
+    WHERE job.queue_name = $1 AND job.status = $2 AND job.completed_at < $3
+        AND NOT (job.has_dependants AND EXISTS (
+            SELECT FROM pyjobqueue_dependencies AS link
+            JOIN pyjobqueue_jobs AS dependant ON dependant.id = link.dependant_id
+            WHERE link.dependency_id = job.id AND dependant.status IN {_HOLDING_STATUSES}))
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
 """
 
 DELETE_JOB = "DELETE FROM pyjobqueue_jobs WHERE queue_name = $1 AND id = $2"

@@ -409,10 +409,12 @@ class PostgresQueueEngine:
         """The running jobs whose lease expired."""
         return await self._jobs(sql.EXPIRED_LEASES, now)
 
-    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
-        """Delete old finished jobs."""
+    async def delete_finished(
+        self, status: JobStatus, completed_before: datetime, limit: int
+    ) -> int:
+        """Delete old finished jobs, up to `limit`."""
         result = await self._database.execute(
-            sql.DELETE_FINISHED, self.queue_name, status.value, completed_before
+            sql.DELETE_FINISHED, self.queue_name, status.value, completed_before, limit
         )
         return affected(result)
 

@@ -312,13 +312,17 @@ ORDER BY id
 
 # A job some unfinished job depends on stays (that one reads its output when it runs).
 DELETE_FINISHED = f"""
-DELETE FROM pyjobqueue_jobs
-WHERE queue_name = :queue_name AND status = :status AND completed_at < :completed_before
-AND NOT (has_dependants AND EXISTS (
-    SELECT 1 FROM pyjobqueue_dependencies AS link
-    JOIN pyjobqueue_jobs AS dependant ON dependant.id = link.dependant_id
-    WHERE link.dependency_id = pyjobqueue_jobs.id AND dependant.status IN {_HOLDING_STATUSES}
-))
+DELETE FROM pyjobqueue_jobs WHERE id IN (
+    SELECT job.id FROM pyjobqueue_jobs AS job
+    WHERE job.queue_name = :queue_name AND job.status = :status
+    AND job.completed_at < :completed_before
+    AND NOT (job.has_dependants AND EXISTS (
+        SELECT 1 FROM pyjobqueue_dependencies AS link
+        JOIN pyjobqueue_jobs AS dependant ON dependant.id = link.dependant_id
+        WHERE link.dependency_id = job.id AND dependant.status IN {_HOLDING_STATUSES}
+    ))
+    LIMIT :limit
+)
 RETURNING id
 """
 DELETE_JOB = """

@@ -526,12 +526,15 @@ class SqliteQueueEngine:
 
     # -- deleting ------------------------------------------------------------------
 
-    async def delete_finished(self, status: JobStatus, completed_before: datetime) -> int:
-        """Delete old finished jobs."""
+    async def delete_finished(
+        self, status: JobStatus, completed_before: datetime, limit: int
+    ) -> int:
+        """Delete old finished jobs, up to `limit`."""
         params = {
             **self._queue,
             "status": status.value,
             "completed_before": encode_time(completed_before),
+            "limit": limit,
         }
         return await self._database.count(sql.DELETE_FINISHED, params)
 
