@@ -136,12 +136,17 @@ LIMIT 1
 # Every claim is one statement, its own transaction: it takes the file's write lock
 # before its SELECT runs and keeps it until the UPDATE commits, so no other connection
 # (process) can claim the same rows, nor pause the queue in between: a paused queue
-# gives nothing.
+# gives nothing. With :origin set, each claimed job whose deadline has not passed gets
+# its job_start (from :origin; the JSON of JobEvent.to_json) into `outbox`, which the
+# outbox trigger stores in the same statement.
 _CLAIM = """
 UPDATE pyjobqueue_jobs
 SET status = 'PROCESSING', worker_id = :worker_id, run_attempts = run_attempts + 1,
     last_ran_at = :now, lease_expires_at = :lease_until,
-    progress = 0, progress_message = '', progress_details = NULL
+    progress = 0, progress_message = '', progress_details = NULL,
+    outbox = CASE WHEN :origin IS NOT NULL AND (deadline_at IS NULL OR deadline_at > :now)
+        THEN json_object('name', 'job_start', 'queue_name', queue_name, 'job_id', id,
+            'args', json_array(), 'origin', :origin, 'error_code', NULL) END
 WHERE NOT EXISTS (SELECT 1 FROM pyjobqueue_queues WHERE queue_name = :queue_name AND paused)
 AND id IN"""
 _DUE = "queue_name = :queue_name AND status = 'PENDING' AND run_after <= :now"

@@ -29,7 +29,6 @@ from ..core import (
     Finish,
     dependency_failed_events,
     dependency_ids,
-    start_events,
     with_dependencies,
 )
 from ..records import schedule_from_columns, server_from_columns
@@ -316,7 +315,8 @@ class SqliteQueueEngine:
         start_origin: str | None,
         kinds: frozenset[str] | None,
     ) -> list[Job[Any, Any]]:
-        """One UPDATE ... RETURNING (its rows come in no particular order)."""
+        """One UPDATE ... RETURNING (its rows come in no particular order), which stores
+        the job_start events too: a claim is never stored without them."""
         claim, kind_params = _claim_statement(kinds)
         params = {
             **self._queue,
@@ -325,20 +325,10 @@ class SqliteQueueEngine:
             "now": encode_time(now),
             "lease_until": encode_time(lease_until),
             "limit": limit,
+            "origin": start_origin,
         }
-        if start_origin is None:
-            return await self._jobs(claim, params)
-
-        async def claim_and_announce(connection: aiosqlite.Connection) -> list[Job[Any, Any]]:
-            # One transaction: a claim is never stored without its job_start events (a
-            # failure rolls both back, and no job is left claimed by nobody).
-            rows = await fetch_rows(connection, claim, params)
-            jobs = [job_from_row(row) for row in rows]
-            await self._log(connection, start_events(self.queue_name, jobs, now, start_origin))
-            return jobs
-
-        jobs = await self._database.transaction(claim_and_announce)
-        if jobs:
+        jobs = await self._jobs(claim, params)
+        if jobs and start_origin is not None:
             self.feed.stored(prune_soon=True)
         return jobs
 
