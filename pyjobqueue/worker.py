@@ -187,6 +187,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._ready: collections.deque[tuple[Job[Any, Any], bool]] = collections.deque()
         self._refuses = refuses_starts(self.limiter)
         self._mean_run: float | None = None  # seconds, see CLAIM_AHEAD_WINDOW
+        self._drained = False  # the last claim found fewer due jobs than it asked for
         self._recent_aborts: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -367,7 +368,14 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
 
     def wake(self) -> None:
         """Make the claim loop look for work now instead of at the next poll."""
+        self._drained = False
         if self._wake is not None:
+            self._wake.set()
+
+    def _nudge(self) -> None:
+        """Wake the claim loop when a claim now may take something: it has room, and the
+        last claim did not find the queue drained (new work wakes it: `wake`)."""
+        if self._wake is not None and not self._drained and self._wanted() > 0:
             self._wake.set()
 
     def running_job_ids(self) -> list[int]:
@@ -468,6 +476,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         jobs = await self.storage.claim(
             self.worker_id, now, now + self.lease, wanted, announce, self.kinds
         )
+        # Fewer than asked: none are left that are due; what comes next announces itself
+        # (job_available wakes the loop), or falls due by the next poll.
+        self._drained = len(jobs) < wanted
         if not jobs:
             return self.poll_interval
         if self._refuses:
@@ -522,8 +533,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         run.executing = False
         self._executing -= 1
         self._start_ready()
-        if self._wanted() > 0:
-            self.wake()
+        self._nudge()
 
     async def _admit(self, job: Job[Any, Any]) -> bool:
         """Whether a claimed job runs: not when its deadline has passed (it fails) or the
@@ -575,8 +585,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             self._executed(run)
             self._running.pop(job.id, None)
             await self.limiter.record_job_completion()
-            if self._refuses or self._wanted() > 0:  # a limiter may let a job start now
+            if self._refuses:  # the limiter may let a job start now
                 self.wake()
+            else:
+                self._nudge()
 
     async def _attempt(self, run: _Run) -> None:
         """Run an admitted job and record its outcome."""
