@@ -219,7 +219,7 @@ class JobEvent:
     ) -> JobEvent:
         """An event whose payload is given by field name; exactly the fields of its event."""
         fields = payload_fields(name)
-        if set(payload) != set(fields):
+        if tuple(payload) != fields and set(payload) != set(fields):
             raise TypeError(f"a {name} event carries {fields}, got {tuple(payload)}")
         args = tuple(payload[field] for field in fields)
         return cls(EventName(name), queue_name, job_id, args, origin, error_code)

@@ -205,7 +205,11 @@ class Job(Generic[InputT, OutputT]):
 
     def fields(self) -> dict[str, Any]:
         """The stored fields of this job as a dict."""
-        return {name: getattr(self, name) for name in _field_names()}
+        values = self.__dict__  # every field is there: __init__ sets each one
+        try:
+            return {name: values[name] for name in _field_names()}
+        except KeyError:  # one deleted from the instance: the class's value shows through
+            return {name: getattr(self, name) for name in _field_names()}
 
     def as_dict(self) -> dict[str, JsonValue]:
         """The job as JSON-friendly values (datetimes as ISO 8601 strings)."""
@@ -221,7 +225,13 @@ class Job(Generic[InputT, OutputT]):
     @classmethod
     def from_record(cls, record: Job[Any, Any]) -> Job[InputT, OutputT]:
         """An instance of this job class carrying the fields of a stored record."""
-        return cls(**record.fields())
+        if cls.__init__ is not Job.__init__ or hasattr(cls, "__post_init__"):
+            return cls(**record.fields())
+        # What Job's own __init__ would do with every field given, without its keyword
+        # handling (a worker makes one instance per attempt).
+        instance = object.__new__(cls)
+        instance.__dict__.update(record.fields())
+        return instance
 
 
 def is_job_class(value: object) -> TypeGuard[type[Job[Any, Any]]]:
