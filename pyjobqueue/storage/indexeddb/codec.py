@@ -20,11 +20,8 @@ from .migrations import NO_KIND
 
 def encode_time(value: datetime) -> str:
     """A timezone-aware datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC."""
-    t = check_aware("datetime", value).astimezone(UTC)
-    return (
-        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
-    )
+    utc = check_aware("datetime", value).astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"  # four-digit years, six digits
 
 
 def decode_time(value: str | None) -> datetime | None:
