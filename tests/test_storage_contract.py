@@ -314,6 +314,27 @@ async def test_find_completed_by_fingerprint(storage: QueueStorage) -> None:
     assert await storage.find_completed_by_fingerprint(fingerprint({"other": 1})) is None
 
 
+async def test_outcomes_written_together_with_a_nul_and_a_lone_surrogate(
+    storage: QueueStorage,
+) -> None:
+    # The texts of errors come from anywhere (an undecodable file name): one of them
+    # never fails the write, nor the outcomes written with it.
+    first, second = await storage.add_batch([new_job({"i": 1}), new_job({"i": 2})])
+    await storage.claim("w", now(), now() + timedelta(seconds=30), 2)
+    error = "bad \x00 file \udcff name"
+    failed = Outcome(OutcomeKind.FAIL, now(), error=error, traceback=f"Traceback: {error}")
+    done = Outcome(OutcomeKind.COMPLETE, now(), output={"ok": "\x00"})
+    assert await asyncio.gather(
+        storage.finish(first, "w", 1, failed), storage.finish(second, "w", 1, done)
+    ) == [True, True]
+    job = await storage.get(first)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.startswith("bad ") and "name" in job.error
+    assert job.error_traceback is not None and "file" in job.error_traceback
+    other = await storage.get(second)
+    assert other is not None and other.output == {"ok": "\x00"}
+
+
 async def test_delete_finished_by_status_and_age(storage: QueueStorage) -> None:
     ids = await storage.add_batch([new_job({"i": i}) for i in range(4)])
     await storage.claim("w", now(), now() + timedelta(seconds=30), 3)

@@ -18,6 +18,21 @@ from ..job import Job, JobStatus
 from ..presence import ServerInfo
 from ..schedules import ScheduleState
 
+
+def storable_text(value: str | None) -> str | None:
+    """A message (an error, a traceback, progress) as SQL stores it whole: NULs shown
+    as U+FFFD, and lone surrogates (an undecodable file name in an error) as their
+    backslash escapes, instead of failing the write."""
+    if value is None:
+        return None
+    text = value.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 JSON_COLUMNS = ("input", "output", "progress_details", "metadata")
 # The columns a job's record has, in the order every backend's SQL lists them.
 JOB_COLUMNS = (

@@ -8,7 +8,7 @@ from typing import Any
 from ... import _json
 from ...job import Job
 from ...outcome import Outcome, OutcomeKind
-from ..records import job_from_columns
+from ..records import job_from_columns, storable_text
 
 # One attempt's values, in the order of the arrays of `queries.FINISH_ATTEMPTS`.
 FinishRow = tuple[Any, ...]
@@ -22,8 +22,8 @@ def no_nul(name: str, value: str | None) -> str | None:
 
 
 def encode_text(value: str | None) -> str | None:
-    """Messages (errors, progress) keep their NULs visible as U+FFFD instead of failing."""
-    return None if value is None else value.replace("\x00", "\ufffd")
+    """Messages (errors, progress) as PostgreSQL stores them (`storable_text`)."""
+    return storable_text(value)
 
 
 def encode_json(value: Any) -> str | None:

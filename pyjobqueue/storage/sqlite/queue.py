@@ -31,7 +31,7 @@ from ..core import (
     dependency_ids,
     with_dependencies,
 )
-from ..records import schedule_from_columns, server_from_columns
+from ..records import schedule_from_columns, server_from_columns, storable_text
 from . import queries as sql
 from .codec import (
     decode_time,
@@ -73,9 +73,10 @@ def _finish_object(finish: Finish) -> dict[str, Any]:
         "kind": kind.name,
         "status": outcome.status.value,
         "output": encode_json(outcome.output) if kind is OutcomeKind.COMPLETE else None,
-        "error": outcome.error if failed else None,
+        # Texts travel inside JSON, which would cut one at a NUL: see storable_text.
+        "error": storable_text(outcome.error) if failed else None,
         "error_code": outcome.error_code if failed else None,
-        "traceback": outcome.traceback if failed else None,
+        "traceback": storable_text(outcome.traceback) if failed else None,
         "completed_at": encode_time(outcome.at) if finished else None,
         "run_after": None if finished else encode_time(outcome.run_after or outcome.at),
         "event": None if finish.event is None else event_row(finish.event)["payload"],
