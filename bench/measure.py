@@ -1,0 +1,151 @@
+"""What every benchmark shares: timing, medians and percentiles, ratios, and the rows it reports.
+
+A benchmark compares pyjobqueue with one other queue (a peer library, or a floor: the
+least such a queue can do) on one measure. It reports a `Row` per comparison: both
+figures, absolute, and the ratio of pyjobqueue's speed to the other's (above 1 means
+pyjobqueue is faster), the median of the ratios of rounds run side by side where it
+ran more than one. `python build.py bench` runs every benchmark with `--json PATH`,
+collects their rows and prints them as one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Unit = Literal["jobs/s", "ms"]
+
+
+def median(samples: Iterable[float]) -> float:
+    """The median of the samples."""
+    return statistics.median(samples)
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """The sample below which `fraction` of the samples lie (nearest rank)."""
+    ordered = sorted(samples)
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def speed_ratio(ours: float, other: float, unit: Unit) -> float:
+    """pyjobqueue's speed over the other's: above 1 when pyjobqueue is faster."""
+    return ours / other if unit == "jobs/s" else other / ours
+
+
+async def seconds_of(run: Callable[[], Awaitable[Any]]) -> float:
+    """Seconds that awaiting `run()` took."""
+    started = time.perf_counter()
+    await run()
+    return time.perf_counter() - started
+
+
+async def latency_samples(
+    submit_and_wait: Callable[[int], Awaitable[Any]], rounds: int
+) -> list[float]:
+    """Milliseconds of each of `rounds` back-to-back submits, each awaited until done."""
+    samples = []
+    for n in range(rounds):
+        started = time.perf_counter()
+        await submit_and_wait(n)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+@dataclass(frozen=True)
+class Row:
+    """One comparison: pyjobqueue's figure and the other queue's, and how they relate."""
+
+    measure: str  # e.g. "drain, PostgreSQL, 4 workers"
+    ours: str  # how pyjobqueue ran
+    ours_value: float
+    other: str  # the peer or floor, and how it ran
+    other_value: float
+    unit: Unit
+    ratio: float  # speed_ratio, or the median of the rounds' speed_ratio
+    note: str = ""
+
+
+@dataclass
+class Rounds:
+    """Figures per queue, one per round, for queues that run side by side round by round."""
+
+    unit: Unit
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, queue: str, value: float) -> None:
+        """Record one round's figure of `queue`."""
+        self.values.setdefault(queue, []).append(value)
+
+    def median(self, queue: str) -> float:
+        """The median figure of `queue` over its rounds."""
+        return median(self.values[queue])
+
+    def ratio(self, ours: str, other: str) -> float:
+        """The median over rounds of `ours`' speed over `other`'s in the same round."""
+        pairs = zip(self.values[ours], self.values[other], strict=True)
+        return median(speed_ratio(a, b, self.unit) for a, b in pairs)
+
+    def row(self, measure: str, ours: str, other: str, note: str = "") -> Row:
+        """The Row comparing queue `ours` (pyjobqueue) with queue `other`."""
+        return Row(
+            measure, ours, self.median(ours), other, self.median(other), self.unit,
+            self.ratio(ours, other), note,
+        )  # fmt: skip
+
+
+def latency_rows(
+    measure: str, ours: tuple[str, Sequence[float]], other: tuple[str, Sequence[float]]
+) -> list[Row]:
+    """The p50 and p99 rows of two sets of latency samples (milliseconds)."""
+    rows = []
+    for name, fraction in (("p50", 0.5), ("p99", 0.99)):
+        ours_ms, other_ms = percentile(ours[1], fraction), percentile(other[1], fraction)
+        ratio = speed_ratio(ours_ms, other_ms, "ms")
+        rows.append(Row(f"{measure} {name}", ours[0], ours_ms, other[0], other_ms, "ms", ratio))
+    return rows
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    """--json PATH: where `write_rows` puts the rows for `build.py bench`."""
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+
+
+def figure(value: float, unit: Unit) -> str:
+    """A figure with its unit, to the precision that a noisy machine allows."""
+    if unit == "ms":
+        return f"{value:.2f} ms" if value < 100 else f"{value:,.0f} ms"
+    return f"{value:,.0f} jobs/s"
+
+
+def print_rows(rows: Sequence[Row]) -> None:
+    """The rows as a Markdown table on stdout."""
+    print("| measure | pyjobqueue | | against | | speed ratio |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row.measure} | {row.ours} | {figure(row.ours_value, row.unit)} "
+            f"| {row.other} | {figure(row.other_value, row.unit)} | {row.ratio:.3g} |"
+        )
+
+
+def report(
+    rows: Sequence[Row], json_path: Path | None, facts: dict[str, str] | None = None
+) -> None:
+    """Print the rows; with `json_path`, write them (and any facts of the run) there too."""
+    print_rows(rows)
+    if json_path is not None:
+        payload = {"rows": [asdict(row) for row in rows], "facts": facts or {}}
+        json_path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def progress(message: str) -> None:
+    """A line on stderr, so a long run shows where it is."""
+    print(message, file=sys.stderr, flush=True)
