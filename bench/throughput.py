@@ -27,9 +27,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 from measure import (
     Rounds,
@@ -40,18 +38,7 @@ from measure import (
     progress,
     report,
 )
-
-from pyjobqueue import Job, JobContext, JobQueueClient, JobQueueServer
-from pyjobqueue.storage import QueueStorage, open_storage
-
-T = TypeVar("T")
-
-
-class Noop(Job[dict[str, Any], int]):
-    """Returns its input number: the cost measured is the queue's, not the job's."""
-
-    async def execute(self, input: dict[str, Any], context: JobContext) -> int:
-        return int(input["n"])
+from pyjobqueue_runs import on_fresh_queue, queue_latency, queue_throughput
 
 
 async def baseline_throughput(jobs: int, workers: int) -> float:
@@ -177,51 +164,6 @@ async def hand_written_sqlite(path: Path, jobs: int, workers: int) -> float:
         return time.perf_counter() - start
 
 
-async def queue_throughput(storage: QueueStorage, jobs: int, workers: int) -> float:
-    """Seconds for a server with `workers` workers to drain `jobs` jobs from a batch.
-
-    The end is seen through the server's job_complete events, as the hand-written
-    queue's end is seen when its workers find nothing left: neither pays for a client
-    waiting on each job (the latency figure measures wait_for).
-    """
-    client: JobQueueClient[dict[str, Any], int] = JobQueueClient(storage=storage)
-    server = JobQueueServer(Noop, storage=storage, worker_count=workers, poll_interval_ms=10)
-    client.attach(server)
-    done = asyncio.Event()
-    completed = 0
-
-    def count(*_args: Any) -> None:
-        nonlocal completed
-        completed += 1
-        if completed == jobs:
-            done.set()
-
-    server.on("job_complete", count)
-    await client.submit_batch([{"n": n} for n in range(jobs)])
-    start = time.perf_counter()
-    async with server:
-        await done.wait()
-        elapsed = time.perf_counter() - start
-    return elapsed
-
-
-async def queue_latency(
-    storage: QueueStorage, rounds: int, workers: int = 1, poll_interval_ms: float = 10
-) -> list[float]:
-    """Milliseconds from submit to wait_for returning, one job after the other, idle server."""
-    client: JobQueueClient[dict[str, Any], int] = JobQueueClient(storage=storage)
-    server = JobQueueServer(
-        Noop, storage=storage, worker_count=workers, poll_interval_ms=poll_interval_ms
-    )
-    client.attach(server)
-
-    async def submit_and_wait(n: int) -> None:
-        await (await client.submit({"n": n})).wait_for()
-
-    async with server:
-        return await latency_samples(submit_and_wait, rounds)
-
-
 def storage_url(backend: str, workdir: Path, dsn: str | None) -> str | None:
     """The URL of a fresh location for `backend`, or None when it cannot run here."""
     if backend == "memory":
@@ -233,15 +175,7 @@ def storage_url(backend: str, workdir: Path, dsn: str | None) -> str | None:
     raise SystemExit(f"unknown backend {backend!r}")
 
 
-async def on_fresh_queue(url: str, run: Callable[[QueueStorage], Awaitable[T]]) -> T:
-    """Run one measurement on a fresh queue at `url`; its jobs are deleted after."""
-    async with open_storage(url, f"bench-{uuid.uuid4().hex[:8]}") as storage:
-        try:
-            return await run(storage)
-        finally:
-            await storage.delete_all()
-
-
+POLL_MS = 10.0  # pyjobqueue polls for new jobs this often (its default is 100 ms)
 BACKEND_NAMES = {"memory": "memory", "sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
@@ -269,7 +203,9 @@ async def drain_rounds(backend: str, url: str, workdir: Path, args: argparse.Nam
             hand_db = workdir / f"hand-{uuid.uuid4().hex[:8]}.db"
             seconds = await hand_written_sqlite(hand_db, args.jobs, args.workers)
             rounds.add(label["hand"], args.jobs / seconds)
-        seconds = await on_fresh_queue(url, lambda s: queue_throughput(s, args.jobs, args.workers))
+        seconds = await on_fresh_queue(
+            url, lambda s: queue_throughput(s, args.jobs, args.workers, 10)
+        )
         rounds.add(label["ours"], args.jobs / seconds)
     return rounds
 
@@ -286,7 +222,9 @@ async def backend_rows(
     floor = label["hand"] if label["hand"] in rounds.values else label["asyncio"]
     rows = [rounds.row(drain, label["ours"], floor)]
     base = await baseline_latency(args.rounds)
-    samples = await on_fresh_queue(url, lambda s: queue_latency(s, args.rounds))
+    samples = await on_fresh_queue(
+        url, lambda s: queue_latency(s, args.rounds, poll_interval_ms=10)
+    )
     return rows + latency_rows(
         f"latency, {name}", ("1 worker, submit then wait_for", samples),
         ("asyncio.Queue, 1 task (floor)", base),
