@@ -63,7 +63,7 @@ async def backend_rows(backend: str, url: str, args: argparse.Namespace) -> list
     return [
         Row(f"drain of {args.jobs:,} jobs, {name}, deep queue", deep, deep_rate,
             f"queue of only those {args.jobs:,}", shallow[0], "jobs/s",
-            speed_ratio(deep_rate, shallow[0], "jobs/s"), f"{args.workers} workers"),
+            speed_ratio(deep_rate, shallow[0], "jobs/s"), f"{args.workers} workers each"),
         Row(f"claim of one job, {name}, deep queue (median)", deep, deep_claim,
             f"queue of only the {args.claims:,} claimed", shallow[1], "ms",
             speed_ratio(deep_claim, shallow[1], "ms")),

@@ -5,7 +5,7 @@ least such a queue can do) on one measure. It reports a `Row` per comparison: bo
 figures, absolute, and the ratio of pyjobqueue's speed to the other's (above 1 means
 pyjobqueue is faster), the median of the ratios of rounds run side by side where it
 ran more than one. `python build.py bench` runs every benchmark with `--json PATH`,
-collects their rows and prints them as one table.
+collects the lines of their tables (`table_lines`) and prints them as one table.
 """
 
 from __future__ import annotations
@@ -121,28 +121,35 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 def figure(value: float, unit: Unit) -> str:
     """A figure with its unit, to the precision that a noisy machine allows."""
     if unit == "ms":
-        return f"{value:.2f} ms" if value < 100 else f"{value:,.0f} ms"
+        return f"{value:.3f} ms" if value < 1 else f"{value:,.1f} ms"
     return f"{value:,.0f} jobs/s"
 
 
-def print_rows(rows: Sequence[Row]) -> None:
-    """The rows as a Markdown table on stdout."""
-    print("| measure | pyjobqueue | | against | | speed ratio |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(
-            f"| {row.measure} | {row.ours} | {figure(row.ours_value, row.unit)} "
-            f"| {row.other} | {figure(row.other_value, row.unit)} | {row.ratio:.3g} |"
-        )
+TABLE_HEADER = (
+    "| measure | pyjobqueue | | against | | speed ratio |",
+    "|---|---|---|---|---|---|",
+)
 
 
-def report(
-    rows: Sequence[Row], json_path: Path | None, facts: dict[str, str] | None = None
-) -> None:
-    """Print the rows; with `json_path`, write them (and any facts of the run) there too."""
-    print_rows(rows)
+def table_lines(rows: Sequence[Row]) -> list[str]:
+    """The rows of a Markdown table with TABLE_HEADER: both figures, then the ratio."""
+    return [
+        f"| {row.measure} | {row.ours} | {figure(row.ours_value, row.unit)} "
+        f"| {row.other}{f' ({row.note})' if row.note else ''} "
+        f"| {figure(row.other_value, row.unit)} | {row.ratio:.3g} |"
+        for row in rows
+    ]
+
+
+def report(rows: Sequence[Row], json_path: Path | None) -> None:
+    """Print the rows as a table; with `json_path`, write them, and the table's lines, there."""
+    print("\n".join([*TABLE_HEADER, *table_lines(rows)]))
     if json_path is not None:
-        payload = {"rows": [asdict(row) for row in rows], "facts": facts or {}}
+        payload = {
+            "header": TABLE_HEADER,
+            "lines": table_lines(rows),
+            "rows": [asdict(row) for row in rows],
+        }
         json_path.write_text(json.dumps(payload, indent=1) + "\n")
 
 
