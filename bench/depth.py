@@ -24,7 +24,17 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from measure import Row, add_json_argument, latency_samples, median, progress, report, speed_ratio
+from measure import (
+    WARMUP_JOBS,
+    WARMUP_SAMPLES,
+    Row,
+    add_json_argument,
+    latency_samples,
+    median,
+    progress,
+    report,
+    speed_ratio,
+)
 from pyjobqueue_runs import drain_seconds, on_fresh_queue, submit_batches
 
 from pyjobqueue.storage import QueueStorage
@@ -50,13 +60,15 @@ async def measure_queue(
     await submit_batches(storage, pending)
     rate = args.jobs / await drain_seconds(storage, args.jobs, args.workers)
     # The server may have run a few more than --jobs before it stopped: claims get theirs.
-    await submit_batches(storage, args.claims)
+    await submit_batches(storage, WARMUP_SAMPLES + args.claims)
     return rate, await claim_median(storage, args.claims)
 
 
 async def backend_rows(backend: str, url: str, args: argparse.Namespace) -> list[Row]:
     """The drain and claim rows of one backend: the deep queue against the shallow one."""
     name, deep = BACKEND_NAMES[backend], f"{args.depth:,} jobs pending"
+    warmup = argparse.Namespace(**{**vars(args), "jobs": min(args.jobs, WARMUP_JOBS)})
+    await on_fresh_queue(url, lambda s: measure_queue(s, warmup.jobs, warmup))  # untimed
     shallow = await on_fresh_queue(url, lambda s: measure_queue(s, args.jobs, args))
     progress(f"depth: {backend}, filling {args.depth:,} jobs")
     deep_rate, deep_claim = await on_fresh_queue(url, lambda s: measure_queue(s, args.depth, args))

@@ -47,16 +47,40 @@ async def seconds_of(run: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - started
 
 
+WARMUP_SAMPLES = 5  # run first and thrown away: the first calls prepare statements
+
+
 async def latency_samples(
     submit_and_wait: Callable[[int], Awaitable[Any]], rounds: int
 ) -> list[float]:
-    """Milliseconds of each of `rounds` back-to-back submits, each awaited until done."""
+    """Milliseconds of each of `rounds` back-to-back calls (after WARMUP_SAMPLES untimed),
+    each awaited until done; `submit_and_wait` gets a new number each time."""
     samples = []
-    for n in range(rounds):
+    for n in range(WARMUP_SAMPLES + rounds):
         started = time.perf_counter()
         await submit_and_wait(n)
         samples.append((time.perf_counter() - started) * 1000)
-    return samples
+    return samples[WARMUP_SAMPLES:]
+
+
+def blocking_samples(submit_and_wait: Callable[[int], Any], rounds: int) -> list[float]:
+    """`latency_samples` of a blocking call (huey's API is synchronous)."""
+    samples = []
+    for n in range(WARMUP_SAMPLES + rounds):
+        started = time.perf_counter()
+        submit_and_wait(n)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples[WARMUP_SAMPLES:]
+
+
+WARMUP_JOBS = 100
+
+
+def rounds_with_warmup(jobs: int, repeat: int) -> list[tuple[int, int]]:
+    """(round number, jobs) of `repeat` rounds of `jobs` jobs after round 0, a warm-up of a
+    few jobs whose figures are thrown away: the first run of a queue in a process pays for
+    its imports, connections and prepared statements, which a server pays once."""
+    return [(0, min(jobs, WARMUP_JOBS)), *((n, jobs) for n in range(1, repeat + 1))]
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from measure import (
     median,
     progress,
     report,
+    rounds_with_warmup,
 )
 from pyjobqueue_runs import (
     DEFAULT_WORKERS,
@@ -92,9 +93,9 @@ def drain_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     ]
 
 
-def drain_runs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[float]]]:
-    """One round's drains, by the label of the queue, in the order they run."""
-    dsn, jobs, w = args.postgres_dsn, args.jobs, args.workers
+def drain_runs(args: argparse.Namespace, jobs: int) -> dict[str, Callable[[], Awaitable[float]]]:
+    """One round's drains of `jobs` jobs, by the label of the queue, in the order they run."""
+    dsn, w = args.postgres_dsn, args.workers
     ours = [label for label, _ in drain_pairs(args)]
     theirs = [label for _, label in drain_pairs(args)]
     return {
@@ -112,9 +113,10 @@ def drain_runs(args: argparse.Namespace) -> dict[str, Callable[[], Awaitable[flo
 async def drain_rows(args: argparse.Namespace) -> list[Row]:
     """The drain rows: every pair, median of the rounds."""
     rounds = Rounds("jobs/s")
-    for round_number in range(1, args.repeat + 1):
-        for label, run in drain_runs(args).items():
-            rounds.add(label, args.jobs / await run())
+    for round_number, jobs in rounds_with_warmup(args.jobs, args.repeat):
+        figures = rounds if round_number else Rounds("jobs/s")
+        for label, run in drain_runs(args, jobs).items():
+            figures.add(label, jobs / await run())
         progress(f"peers: drain round {round_number}/{args.repeat} done")
     measure = f"drain, PostgreSQL, {args.jobs:,} jobs"
     return [rounds.row(measure, ours, theirs) for ours, theirs in drain_pairs(args)]

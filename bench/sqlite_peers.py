@@ -36,7 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import Rounds, Row, add_json_argument, latency_rows, median, progress, report
+from measure import (
+    Rounds,
+    Row,
+    add_json_argument,
+    blocking_samples,
+    latency_rows,
+    median,
+    progress,
+    report,
+    rounds_with_warmup,
+)
 from pyjobqueue_runs import (
     DEFAULT_WORKERS,
     on_fresh_queue,
@@ -126,27 +136,20 @@ def huey_latency(workdir: Path, rounds: int) -> list[float]:
     queue = huey_queue(workdir)
     events: dict[int, threading.Event] = {}
     queue.on_complete = lambda n: events[n].set()
-    samples = []
+
+    def submit_and_wait(n: int) -> None:
+        event = events[n] = threading.Event()
+        queue.task(n)
+        if not event.wait(timeout=30):
+            raise RuntimeError(f"huey: job {n} did not complete in 30 s")
+
     with consumer_running(queue, DEFAULT_WORKERS):
-        for n in range(rounds):
-            event = events[n] = threading.Event()
-            start = time.perf_counter()
-            queue.task(n)
-            if not event.wait(timeout=30):
-                raise RuntimeError(f"huey: job {n} did not complete in 30 s")
-            samples.append((time.perf_counter() - start) * 1000)
-    return samples
+        return blocking_samples(submit_and_wait, rounds)
 
 
 def huey_enqueue_samples(workdir: Path, count: int) -> list[float]:
     """Milliseconds of each of `count` calls of the task (an enqueue), one after the other."""
-    queue = huey_queue(workdir)
-    samples = []
-    for n in range(count):
-        start = time.perf_counter()
-        queue.task(n)
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
+    return blocking_samples(huey_queue(workdir).task, count)
 
 
 def sqlite_url(workdir: Path) -> str:
@@ -170,10 +173,11 @@ def drain_rows(workdir: Path, args: argparse.Namespace) -> list[Row]:
         (f"{args.workers} workers", f"{label}, consumer with {args.workers} worker threads"),
     ]
     rounds = Rounds("jobs/s")
-    for round_number in range(1, args.repeat + 1):
+    for round_number, jobs in rounds_with_warmup(args.jobs, args.repeat):
+        figures = rounds if round_number else Rounds("jobs/s")
         for (ours, theirs), workers in zip(pairs, (DEFAULT_WORKERS, args.workers), strict=True):
-            rounds.add(ours, args.jobs / asyncio.run(pyjobqueue_drain(workdir, args.jobs, workers)))
-            rounds.add(theirs, args.jobs / huey_drain(workdir, args.jobs, workers))
+            figures.add(ours, jobs / asyncio.run(pyjobqueue_drain(workdir, jobs, workers)))
+            figures.add(theirs, jobs / huey_drain(workdir, jobs, workers))
         progress(f"sqlite peers: drain round {round_number}/{args.repeat} done")
     measure = f"drain, SQLite, {args.jobs:,} jobs"
     return [rounds.row(measure, ours, theirs) for ours, theirs in pairs]

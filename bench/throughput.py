@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import tempfile
@@ -37,6 +38,7 @@ from measure import (
     latency_samples,
     progress,
     report,
+    rounds_with_warmup,
 )
 from pyjobqueue_runs import on_fresh_queue, queue_latency, queue_throughput
 
@@ -192,21 +194,25 @@ async def drain_rounds(backend: str, url: str, workdir: Path, args: argparse.Nam
     """Jobs/s of the floors and pyjobqueue on `backend`, round by round."""
     label = floor_labels(BACKEND_NAMES[backend], args.workers)
     rounds = Rounds("jobs/s")
-    for _ in range(args.repeat):
+    for round_number, jobs in rounds_with_warmup(args.jobs, args.repeat):
+        figures = rounds if round_number else Rounds("jobs/s")
         if backend == "memory":
-            seconds = await baseline_throughput(args.jobs, args.workers)
-            rounds.add(label["asyncio"], args.jobs / seconds)
+            seconds = await baseline_throughput(jobs, args.workers)
+            figures.add(label["asyncio"], jobs / seconds)
         elif backend == "postgres":
-            seconds = await hand_written_postgres(url, args.jobs, args.workers)
-            rounds.add(label["hand"], args.jobs / seconds)
+            seconds = await hand_written_postgres(url, jobs, args.workers)
+            figures.add(label["hand"], jobs / seconds)
         elif backend == "sqlite":
             hand_db = workdir / f"hand-{uuid.uuid4().hex[:8]}.db"
-            seconds = await hand_written_sqlite(hand_db, args.jobs, args.workers)
-            rounds.add(label["hand"], args.jobs / seconds)
+            seconds = await hand_written_sqlite(hand_db, jobs, args.workers)
+            figures.add(label["hand"], jobs / seconds)
         seconds = await on_fresh_queue(
-            url, lambda s: queue_throughput(s, args.jobs, args.workers, 10)
+            url,
+            functools.partial(
+                queue_throughput, jobs=jobs, workers=args.workers, poll_interval_ms=POLL_MS
+            ),
         )
-        rounds.add(label["ours"], args.jobs / seconds)
+        figures.add(label["ours"], jobs / seconds)
     return rounds
 
 

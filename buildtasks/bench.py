@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -211,7 +212,11 @@ def render_section(command: str, sizes: Sizes, facts: dict[str, str], table: Seq
             SECTION_BEGIN,
             "## `python build.py bench`: every benchmark in one run",
             "",
-            f"The last run of `{command}` ({size_line}). It rewrites this section each time.",
+            textwrap.fill(
+                f"The last run of `{command}` ({size_line}). It rewrites this section each "
+                "time; the sections after it are written by hand.",
+                width=88,
+            ),
             "",
             *machine,
             "",
