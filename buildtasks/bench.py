@@ -214,7 +214,7 @@ def render_section(command: str, sizes: Sizes, facts: dict[str, str], table: Seq
             "",
             textwrap.fill(
                 f"The last run of `{command}` ({size_line}). It rewrites this section each "
-                "time; the sections after it are written by hand.",
+                "time and leaves the rest of this file as it is.",
                 width=88,
             ),
             "",
