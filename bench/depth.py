@@ -1,7 +1,7 @@
 """pyjobqueue on a deep queue: drain rate and claim latency with --depth jobs pending,
 as ratios to the same on a queue that holds only the jobs measured.
 
-For SQLite and PostgreSQL, on fresh queues:
+For each backend (memory, SQLite, PostgreSQL), on fresh queues:
 - drain: --jobs jobs run by a server with --workers workers, from a queue that holds
   only them, then from one that holds --depth jobs (the server starts on the oldest);
 - claim: the median of --claims calls of the storage's `claim` of one job (what a
@@ -10,7 +10,7 @@ For SQLite and PostgreSQL, on fresh queues:
 Each pair runs in the same process one after the other; above 1, the deep queue is
 the faster.
 
-    python bench/depth.py --depth 200000 --jobs 2000 --backends sqlite,postgres
+    python bench/depth.py --depth 200000 --jobs 2000 --backends memory,sqlite,postgres
 
 PostgreSQL needs --postgres-dsn (or PYJOBQUEUE_TEST_POSTGRES_DSN).
 """
@@ -39,7 +39,7 @@ from pyjobqueue_runs import drain_seconds, on_fresh_queue, submit_batches
 
 from pyjobqueue.storage import QueueStorage
 
-BACKEND_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+BACKEND_NAMES = {"memory": "memory", "sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 async def claim_median(storage: QueueStorage, claims: int) -> float:
@@ -88,7 +88,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2000, help="jobs drained")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--claims", type=int, default=200, help="claims timed")
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--postgres-dsn", default=os.environ.get("PYJOBQUEUE_TEST_POSTGRES_DSN"))
     add_json_argument(parser)
     args = parser.parse_args()
@@ -102,9 +102,8 @@ async def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
-            url = (
-                f"sqlite:///{Path(tmp) / 'depth.db'}" if backend == "sqlite" else args.postgres_dsn
-            )
+            urls = {"memory": "memory://", "sqlite": f"sqlite:///{Path(tmp) / 'depth.db'}"}
+            url = urls.get(backend, args.postgres_dsn)
             if not url:
                 progress(f"depth: {backend} skipped (no --postgres-dsn)")
                 continue

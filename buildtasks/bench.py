@@ -78,7 +78,7 @@ def benchmark_args(name: str, sizes: Sizes, dsn: str | None) -> list[str]:
                 "--enqueues", samples, *with_dsn]  # fmt: skip
     if name == "sqlite-peers":
         return [*counts, "--repeat", str(sizes.repeat), "--rounds", samples, "--enqueues", samples]
-    backends = "sqlite,postgres" if dsn else "sqlite"
+    backends = "memory,sqlite,postgres" if dsn else "memory,sqlite"
     depth = max(sizes.depth, sizes.jobs)
     return [*counts, "--depth", str(depth), "--claims", samples, "--backends", backends, *with_dsn]
 
