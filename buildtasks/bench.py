@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .bundle import build_wheel, prepare_web_root
 from .commands import BuildError, header, run
-from .environment import ensure_bench_venv, ensure_postgres, ensure_venv
-from .paths import BENCH, ROOT
+from .environment import ensure_bench_venv, ensure_chromium, ensure_postgres, ensure_venv
+from .paths import BENCH, ROOT, VENV_BIN
 from .postgres import postgres_cluster
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -47,11 +48,15 @@ QUICK = Sizes(jobs=400, depth=10_000, repeat=1, samples=50)  # about 2 minutes i
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One script of bench/ and what it compares."""
+    """One script of bench/, what it compares, and what it needs."""
 
     script: str
     compares: str
-    needs_postgres: bool
+    needs_postgres: bool = False
+    in_browser: bool = False  # runs in .venv (Playwright), on web/dist/pyodide/
+
+
+BROWSER_JOBS = 1_000  # at most, per drain in the browser: IndexedDB runs tens of jobs a second
 
 
 BENCHMARKS = {
@@ -59,8 +64,13 @@ BENCHMARKS = {
         "throughput.py", "each backend against its floor (asyncio.Queue, hand-written queues)", True
     ),
     "postgres-peers": Benchmark("peers.py", "PostgreSQL: PgQueuer and procrastinate", True),
-    "sqlite-peers": Benchmark("sqlite_peers.py", "SQLite: huey's SqliteHuey", False),
+    "sqlite-peers": Benchmark("sqlite_peers.py", "SQLite: huey's SqliteHuey"),
     "depth": Benchmark("depth.py", "a deep queue against a shallow one", True),
+    "indexeddb": Benchmark(
+        "indexeddb.py",
+        "IndexedDB in Chromium against a hand-written JavaScript queue",
+        in_browser=True,
+    ),
 }
 
 
@@ -78,6 +88,9 @@ def benchmark_args(name: str, sizes: Sizes, dsn: str | None) -> list[str]:
                 "--enqueues", samples, *with_dsn]  # fmt: skip
     if name == "sqlite-peers":
         return [*counts, "--repeat", str(sizes.repeat), "--rounds", samples, "--enqueues", samples]
+    if name == "indexeddb":
+        jobs = str(min(sizes.jobs, BROWSER_JOBS))
+        return ["--jobs", jobs, "--repeat", str(sizes.repeat), "--rounds", samples]
     backends = "memory,sqlite,postgres" if dsn else "memory,sqlite"
     depth = max(sizes.depth, sizes.jobs)
     return [*counts, "--depth", str(depth), "--claims", samples, "--backends", backends, *with_dsn]
@@ -126,6 +139,8 @@ class BenchOptions:
 def run_benchmark(python: Path, name: str, args: list[str], workdir: Path) -> dict[str, list[str]]:
     """Run one benchmark; its table's "header" and "lines" (bench/measure.py's report)."""
     header(f"bench: {name} ({BENCHMARKS[name].compares})")
+    if BENCHMARKS[name].in_browser:
+        python = VENV_BIN / "python"
     output = workdir / f"{name}.json"
     run([str(python), str(BENCH / BENCHMARKS[name].script), *args, "--json", str(output)], cwd=ROOT)
     table: dict[str, list[str]] = json.loads(output.read_text())
@@ -146,6 +161,9 @@ def run_bench(options: BenchOptions) -> int:
     names, sizes = options.names(), options.sizes()
     ensure_venv(dev=True)
     python = ensure_bench_venv()
+    if any(BENCHMARKS[name].in_browser for name in names):
+        ensure_chromium()
+        prepare_web_root(build_wheel())  # web/dist/pyodide/ with this checkout's wheel
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         dsn = options.postgres_dsn
@@ -196,8 +214,10 @@ How to read it:
 - **Enqueue**: single enqueues one after the other, median; batches of 1,000 in one call.
 - **Depth**: the same drain and the storage's `claim` of one job with that many jobs
   pending, against a queue that holds only the jobs measured (`bench/depth.py`).
-- Not here yet: IndexedDB in Chromium against a hand-written JavaScript queue (there is
-  no benchmark for it; `bench/browser_start.py` times a page's start, below)."""
+- **IndexedDB** runs in Debian's Chromium (headless, Playwright): pyjobqueue inside
+  Pyodide on the page's main thread, against a hand-written JavaScript queue on an
+  IndexedDB object store (claim and mark done, one transaction each), at most 1,000 jobs
+  per drain (`bench/indexeddb.py`)."""
 
 
 def render_section(command: str, sizes: Sizes, facts: dict[str, str], table: Sequence[str]) -> str:
