@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -31,20 +32,13 @@ def median(samples: Iterable[float]) -> float:
 def percentile(samples: Sequence[float], fraction: float) -> float:
     """The sample below which `fraction` of the samples lie (nearest rank)."""
     ordered = sorted(samples)
-    rank = max(1, round(fraction * len(ordered) + 0.5))
+    rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
 
 
 def speed_ratio(ours: float, other: float, unit: Unit) -> float:
     """pyjobqueue's speed over the other's: above 1 when pyjobqueue is faster."""
     return ours / other if unit == "jobs/s" else other / ours
-
-
-async def seconds_of(run: Callable[[], Awaitable[Any]]) -> float:
-    """Seconds that awaiting `run()` took."""
-    started = time.perf_counter()
-    await run()
-    return time.perf_counter() - started
 
 
 WARMUP_SAMPLES = 5  # run first and thrown away: the first calls prepare statements
