@@ -53,7 +53,10 @@ async def postgres_facts(dsn: str) -> str:
             f"{name} {await connection.fetchval(f'SHOW {name}')}"
             for name in ("fsync", "synchronous_commit", "shared_buffers")
         ]
-        return f"{version} ({', '.join(settings)}), on this machine"
+        address = await connection.fetchval("SELECT host(inet_server_addr())")
+        local = address is None or address in ("127.0.0.1", "::1")  # None: a Unix socket
+        where = "on this machine" if local else "on another machine"
+        return f"{version} ({', '.join(settings)}), {where}"
     finally:
         await connection.close()
 
