@@ -2,9 +2,11 @@
 section of docs/benchmarks.md that it owns.
 
 It installs what is missing (.venv, and .venv-bench with pyjobqueue and the pinned
-peers), starts a throwaway PostgreSQL cluster unless it is given a DSN, and runs each
-benchmark in .venv-bench's python with ``--json``, one after the other. Their tables
-become one, with the facts of the machine above it (``bench/machine.py``). In
+peers; for the browser, Chromium and web/dist/pyodide/ with this checkout's wheel),
+starts a throwaway PostgreSQL cluster unless it is given a DSN, and runs each benchmark
+with ``--json``, one after the other: in .venv-bench's python, or in .venv's (which has
+Playwright) for the browser's. Their tables become one, with the facts of the machine
+above it (``bench/machine.py``). In
 docs/benchmarks.md it replaces what lies between SECTION_BEGIN and SECTION_END (or adds
 the section before the file's first one) and leaves the rest of the file as it is.
 """
