@@ -7,7 +7,8 @@ For each backend (memory, SQLite, PostgreSQL), on fresh queues:
 - claim: the median of --claims calls of the storage's `claim` of one job (what a
   worker's claim loop runs), once the drain is over and --claims more jobs are stored:
   on the first queue only those are pending, on the deep one about --depth.
-Each pair runs in the same process one after the other; above 1, the deep queue is
+Both queues are filled afresh in each of --repeat rounds, one after the other in the
+same process; the ratios are the medians of the rounds'. Above 1, the deep queue is
 the faster.
 
     python bench/depth.py --depth 200000 --jobs 2000 --backends memory,sqlite,postgres
@@ -19,21 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from measure import (
-    WARMUP_JOBS,
     WARMUP_SAMPLES,
+    Rounds,
     Row,
     add_json_argument,
     latency_samples,
     median,
     progress,
     report,
-    speed_ratio,
+    rounds_with_warmup,
 )
 from pyjobqueue_runs import drain_seconds, on_fresh_queue, submit_batches
 
@@ -54,32 +56,36 @@ async def claim_median(storage: QueueStorage, claims: int) -> float:
 
 
 async def measure_queue(
-    storage: QueueStorage, pending: int, args: argparse.Namespace
+    storage: QueueStorage, pending: int, jobs: int, args: argparse.Namespace
 ) -> tuple[float, float]:
-    """(jobs/s draining --jobs, claim ms) on a queue filled with `pending` jobs."""
+    """(jobs/s draining `jobs`, claim ms) on a queue filled with `pending` jobs."""
     await submit_batches(storage, pending)
-    rate = args.jobs / await drain_seconds(storage, args.jobs, args.workers)
-    # The server may have run a few more than --jobs before it stopped: claims get theirs.
+    rate = jobs / await drain_seconds(storage, jobs, args.workers)
+    # The server may have run a few more than `jobs` before it stopped: claims get theirs.
     await submit_batches(storage, WARMUP_SAMPLES + args.claims)
     return rate, await claim_median(storage, args.claims)
 
 
 async def backend_rows(backend: str, url: str, args: argparse.Namespace) -> list[Row]:
-    """The drain and claim rows of one backend: the deep queue against the shallow one."""
+    """The drain and claim rows of one backend: the deep queue against the shallow one,
+    each filled afresh in every round (round 0, a warm-up, runs the shallow one only)."""
     name, deep = BACKEND_NAMES[backend], f"{args.depth:,} jobs pending"
-    warmup = argparse.Namespace(**{**vars(args), "jobs": min(args.jobs, WARMUP_JOBS)})
-    await on_fresh_queue(url, lambda s: measure_queue(s, warmup.jobs, warmup))  # untimed
-    shallow = await on_fresh_queue(url, lambda s: measure_queue(s, args.jobs, args))
-    progress(f"depth: {backend}, filling {args.depth:,} jobs")
-    deep_rate, deep_claim = await on_fresh_queue(url, lambda s: measure_queue(s, args.depth, args))
+    shallow = "queue of only the jobs measured"
+    drains, claims = Rounds("jobs/s"), Rounds("ms")
+    for round_number, jobs in rounds_with_warmup(args.jobs, args.repeat):
+        counted = (drains, claims) if round_number else (Rounds("jobs/s"), Rounds("ms"))
+        queues = ((shallow, jobs), (deep, args.depth)) if round_number else ((shallow, jobs),)
+        for label, pending in queues:
+            run = functools.partial(measure_queue, pending=pending, jobs=jobs, args=args)
+            rate, claim = await on_fresh_queue(url, run)
+            counted[0].add(label, rate)
+            counted[1].add(label, claim)
+        progress(f"depth: {backend}, round {round_number}/{args.repeat} done")
+    note = f"{args.workers} workers each"
     return [
-        Row(f"drain of {args.jobs:,} jobs, {name}, deep queue", deep, deep_rate,
-            f"queue of only those {args.jobs:,}", shallow[0], "jobs/s",
-            speed_ratio(deep_rate, shallow[0], "jobs/s"), f"{args.workers} workers each"),
-        Row(f"claim of one job, {name}, deep queue (median)", deep, deep_claim,
-            f"queue of only the {args.claims:,} claimed", shallow[1], "ms",
-            speed_ratio(deep_claim, shallow[1], "ms")),
-    ]  # fmt: skip
+        drains.row(f"drain of {args.jobs:,} jobs, {name}, deep queue", deep, shallow, note),
+        claims.row(f"claim of one job, {name}, deep queue (median)", deep, shallow),
+    ]
 
 
 def parse_args() -> argparse.Namespace:
@@ -88,6 +94,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2000, help="jobs drained")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--claims", type=int, default=200, help="claims timed")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--postgres-dsn", default=os.environ.get("PYJOBQUEUE_TEST_POSTGRES_DSN"))
     add_json_argument(parser)

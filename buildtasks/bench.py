@@ -95,7 +95,8 @@ def benchmark_args(name: str, sizes: Sizes, dsn: str | None) -> list[str]:
         return ["--jobs", jobs, "--repeat", str(sizes.repeat), "--rounds", samples]
     backends = "memory,sqlite,postgres" if dsn else "memory,sqlite"
     depth = max(sizes.depth, sizes.jobs)
-    return [*counts, "--depth", str(depth), "--claims", samples, "--backends", backends, *with_dsn]
+    return [*counts, "--depth", str(depth), "--repeat", str(sizes.repeat), "--claims", samples,
+            "--backends", backends, *with_dsn]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,8 @@ How to read it:
   (a poll interval, a missed notification), not a steady cost.
 - **Enqueue**: single enqueues one after the other, median; batches of 1,000 in one call.
 - **Depth**: the same drain and the storage's `claim` of one job with that many jobs
-  pending, against a queue that holds only the jobs measured (`bench/depth.py`).
+  pending, against a queue that holds only the jobs measured, both filled afresh in
+  each round (`bench/depth.py`).
 - **IndexedDB** runs in Debian's Chromium (headless, Playwright): pyjobqueue inside
   Pyodide on the page's main thread, against a hand-written JavaScript queue on an
   IndexedDB object store (claim and mark done, one transaction each), at most 1,000 jobs
