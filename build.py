@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Single entry point for developers and CI: ``python build.py {test,serve,wheel}``.
+"""Single entry point for developers and CI: ``python build.py {test,serve,wheel,bench}``.
 
 Standard library only. ``test`` provisions everything it needs on a fresh Debian machine
 (virtualenv, PostgreSQL server binaries), starts a throwaway PostgreSQL cluster and runs
@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from buildtasks import bundle, environment, jupyterlite, steps, webserver
+from buildtasks import bench, bundle, environment, jupyterlite, steps, webserver
 from buildtasks.commands import BuildError, Terminated, raise_terminated
 from buildtasks.paths import ROOT, WEB_MOUNTS
 
@@ -52,6 +52,20 @@ def cmd_serve(port: int) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``build.py bench``: every benchmark in one run, one table, docs/benchmarks.md's section."""
+    only = tuple(name for name in (args.only or "").split(",") if name)
+    options = bench.BenchOptions(
+        quick=args.quick,
+        jobs=args.jobs,
+        depth=args.depth,
+        repeat=args.repeat,
+        only=only,
+        postgres_dsn=args.postgres_dsn,
+    )
+    return bench.run_bench(options)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -66,6 +80,33 @@ def tcp_port(text: str) -> int:
     return port
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The options of ``build.py bench``."""
+    names = ", ".join(bench.BENCHMARKS)
+    parser = sub.add_parser(
+        "bench", help="run every benchmark, print one table of ratios, record it in docs/"
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: about 2 minutes")
+    parser.add_argument("--jobs", type=positive_int, help="jobs per drain (default 2000)")
+    parser.add_argument("--depth", type=positive_int, help="jobs in the deep queue (200000)")
+    parser.add_argument("--repeat", type=positive_int, help="drain rounds (default 3)")
+    parser.add_argument("--only", metavar="NAMES", help=f"comma-separated subset of: {names}")
+    parser.add_argument(
+        "--postgres-dsn", help="use this PostgreSQL database instead of a throwaway cluster"
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Parse the command line; unknown args of ``test`` go to pytest."""
     parser = argparse.ArgumentParser(description="pyjobqueue developer and CI entry point")
@@ -74,6 +115,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     serve = sub.add_parser("serve", help="build the wheel and serve web/ on 127.0.0.1")
     serve.add_argument("--port", type=tcp_port, default=8000, help="default 8000")
     sub.add_parser("wheel", help="build the wheel and the sdist into dist/ (PyPA's build)")
+    add_bench_parser(sub)
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
@@ -88,6 +130,8 @@ def dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return cmd_test(extra)
     if args.command == "serve":
         return cmd_serve(args.port)
+    if args.command == "bench":
+        return cmd_bench(args)
     return cmd_wheel()
 
 

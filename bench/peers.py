@@ -1,306 +1,215 @@
-"""Drain throughput of three PostgreSQL job queues, as ratios to a hand-written one.
+"""pyjobqueue on PostgreSQL against PgQueuer 1.6.0 and procrastinate 3.10.0, as ratios.
 
-All three run the same no-op job in the same process, one after another, against the
-same PostgreSQL database, with the same number of concurrent workers:
+All of them run the same no-op job in the same process, producer and workers, one
+after another against the same PostgreSQL database (PgQueuer's side is
+bench/pgqueuer_peer.py, procrastinate's bench/procrastinate_peer.py, pyjobqueue's
+bench/pyjobqueue_runs.py):
 
-1. a hand-written queue, the least a durable queue on PostgreSQL can do: one
-   UPDATE ... FOR UPDATE SKIP LOCKED claims a row, another marks it done, one
-   connection per worker (`hand_written_postgres` of bench/throughput.py);
-2. pyjobqueue on PostgreSQL (`queue_throughput` of bench/throughput.py);
-3. PgQueuer 1.6.0 on asyncpg: its QueueManager running an entrypoint that does nothing,
-   capped at the same number of jobs at a time.
+- drain: --jobs jobs are stored in one batch, then the clock runs from starting the
+  queue's workers until all of them are done. Pairs: pyjobqueue with --workers workers
+  and PgQueuer's QueueManager capped at as many jobs at a time; pyjobqueue with WIDE
+  times the workers and PgQueuer at its defaults (batches of 10, no cap), as a
+  QueueManager and as the PgQueuer application of its README; pyjobqueue at its
+  defaults (one worker) and procrastinate's worker at its defaults (one job at a
+  time), and both with --workers. The drains run --repeat times, interleaved round by
+  round, so that a noisy, shared machine slows all alike; each ratio is the median of
+  the rounds' ratios;
+- enqueue: --enqueues single enqueues one after the other (pyjobqueue's submit,
+  PgQueuer's Queries.enqueue, procrastinate's defer_async), and --repeat batches of
+  --batch jobs (submit_batch, Queries.enqueue of lists, batch_defer_async);
+- latency: --rounds back-to-back jobs, each submitted once the one before is done,
+  p50 and p99. pyjobqueue's clock stops when wait_for returns (its outcome stored and
+  seen by the client); the peers' when the job's function has run in their worker,
+  before they record it done, which favours them.
 
-Two more rows show each at its widest: PgQueuer with all its defaults (it dequeues
-batches of 10 and runs every job it holds, with no cap) and pyjobqueue with five times
-the workers (it claims as many jobs per round trip as it has idle workers).
-
-Every run starts from an empty queue: the jobs are stored in one batch, then the clock
-runs from starting the queue's workers until all of them are done. Each queue runs
---repeat times, interleaved round by round (hand-written, pyjobqueue, PgQueuer) so that
-a noisy, shared machine slows all three alike; the table gives the median jobs/s and
-the median of each round's ratio to the hand-written queue of that round. The ratios
-hold on a noisy machine; the absolute figures do not.
-
-Set up, from the repository's root, in a venv of its own (asyncpg comes with the
-extras: neither pyjobqueue nor pgqueuer requires it without them):
-
-    python -m venv .venv-bench
-    .venv-bench/bin/pip install -e '.[postgres]' 'pgqueuer[asyncpg]==1.6.0'
     .venv-bench/bin/python bench/peers.py --postgres-dsn postgresql://user@host:5432/db
 
---postgres-dsn defaults to PYJOBQUEUE_TEST_POSTGRES_DSN. Nothing is left in the
-database: the hand-written queue drops its table, pyjobqueue's jobs are deleted, and
-PgQueuer's schema, installed for each run under a fresh name prefix (so that a PgQueuer
-installation already in that database is not touched), is uninstalled after the run.
+`python build.py bench` makes .venv-bench and runs this with the others. --postgres-dsn
+defaults to PYJOBQUEUE_TEST_POSTGRES_DSN. Nothing is left in the database: pyjobqueue's
+jobs are deleted, PgQueuer's schema (under a fresh name prefix) is uninstalled and
+procrastinate's (in a fresh PostgreSQL schema) dropped after each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import json
 import os
-import statistics
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
+
+import pgqueuer_peer
+import procrastinate_peer
+from measure import (
+    Rounds,
+    Row,
+    add_json_argument,
+    latency_rows,
+    median,
+    progress,
+    report,
+    rounds_with_warmup,
+)
+from pyjobqueue_runs import (
+    DEFAULT_WORKERS,
+    on_fresh_queue,
+    queue_latency,
+    queue_throughput,
+    submit_batch_seconds,
+    submit_samples,
+)
 
 from pyjobqueue import JobStatus
-from pyjobqueue.storage import open_storage
+from pyjobqueue.storage import QueueStorage
 
-try:
-    import asyncpg
-    import pgqueuer
-    from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
-    from pgqueuer.adapters.persistence.qb import (
-        QueryBuilderEnvironment,
-        QueryQueueBuilder,
-        QuerySchedulerBuilder,
+WIDE = 5  # the wide pyjobqueue runs WIDE times --workers, as PgQueuer's defaults run uncapped
+
+
+async def pyjobqueue_drain(dsn: str, jobs: int, workers: int) -> float:
+    """Seconds for pyjobqueue to drain `jobs` from a fresh queue, checked all completed."""
+
+    async def run(storage: QueueStorage) -> float:
+        seconds = await queue_throughput(storage, jobs, workers)
+        if (done := await storage.size(JobStatus.COMPLETED)) != jobs:
+            raise RuntimeError(f"pyjobqueue: {done} of {jobs} jobs completed")
+        return seconds
+
+    return await on_fresh_queue(dsn, run)
+
+
+def drain_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (pyjobqueue, peer) pairs of drains, by label."""
+    pgq, proc = (
+        f"PgQueuer {pgqueuer_peer.version()}",
+        f"procrastinate {procrastinate_peer.version()}",
     )
-    from pgqueuer.domain.settings import DBSettings
-    from pgqueuer.domain.types import Channel
-except ImportError as missing:
-    raise SystemExit(
-        f"bench/peers.py needs pgqueuer 1.6.0 and asyncpg ({missing.name} is missing). "
-        "Install them in a venv of their own, from the repository's root:\n"
-        "    python -m venv .venv-bench\n"
-        "    .venv-bench/bin/pip install -e '.[postgres]' 'pgqueuer[asyncpg]==1.6.0'\n"
-        "    .venv-bench/bin/python bench/peers.py --postgres-dsn postgresql://..."
-    ) from None
-
-PGQUEUER_VERSION = "1.6.0"
-ENTRYPOINT = "noop"
-QUEUES = ("hand-written", "pyjobqueue", "pgqueuer", "pyjobqueue-wide", "pgqueuer-defaults")
-WIDE = 5  # pyjobqueue-wide runs WIDE times --workers slots, as PgQueuer's defaults run uncapped
+    w = args.workers
+    return [
+        (f"{w} workers", f"{pgq}, QueueManager capped at {w} jobs at a time"),
+        (f"{w * WIDE} workers", f"{pgq}, QueueManager at its defaults (no cap)"),
+        (f"{w * WIDE} workers", f"{pgq}, PgQueuer application at its defaults"),
+        (f"{DEFAULT_WORKERS} worker (its default)", f"{proc}, worker at its defaults (1 job)"),
+        (f"{w} workers", f"{proc}, worker with concurrency={w}"),
+    ]
 
 
-def load_throughput() -> ModuleType:
-    """bench/throughput.py, imported from the folder of this file."""
-    bench_dir = str(Path(__file__).resolve().parent)
-    if bench_dir not in sys.path:
-        sys.path.insert(0, bench_dir)
-    return importlib.import_module("throughput")
-
-
-async def hand_written(throughput: ModuleType, dsn: str, jobs: int, workers: int) -> float:
-    """Seconds for the hand-written queue (a table of its own, dropped after) to drain."""
-    seconds: float = await throughput.hand_written_postgres(dsn, jobs, workers)
-    return seconds
-
-
-async def pyjobqueue_run(throughput: ModuleType, dsn: str, jobs: int, workers: int) -> float:
-    """Seconds for pyjobqueue to drain `jobs` from a fresh queue, whose jobs are then deleted."""
-    async with open_storage(dsn, f"bench-peers-{uuid.uuid4().hex[:8]}") as storage:
-        try:
-            if (left := await storage.size()) != 0:
-                raise RuntimeError(f"pyjobqueue: a fresh queue holds {left} jobs")
-            seconds: float = await throughput.queue_throughput(storage, jobs, workers)
-            if (done := await storage.size(JobStatus.COMPLETED)) != jobs:
-                raise RuntimeError(f"pyjobqueue: {done} of {jobs} jobs completed")
-            return seconds
-        finally:
-            await storage.delete_all()
-
-
-def pgqueuer_queries(driver: AsyncpgDriver, settings: DBSettings) -> Queries:
-    """PgQueuer's queries on `driver`, for the tables named by `settings`."""
-    return Queries(
-        driver,
-        qbe=QueryBuilderEnvironment(settings),
-        qbq=QueryQueueBuilder(settings),
-        qbs=QuerySchedulerBuilder(settings),
-    )
-
-
-@dataclass
-class NoopCounter:
-    """PgQueuer's entrypoint: does nothing but count, and stops the manager at the last job."""
-
-    jobs: int
-    shutdown: asyncio.Event
-    done: int = 0
-
-    async def __call__(self, job: Job) -> None:
-        self.done += 1
-        if self.done == self.jobs:
-            self.shutdown.set()
-
-
-async def pgqueuer_drain(dsn: str, settings: DBSettings, jobs: int, workers: int | None) -> float:
-    """Seconds from starting a QueueManager until it has run and logged all `jobs`."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        # One QueueManager on one asyncpg connection (AsyncpgDriver), as PgQueuer's README
-        # sets it up. QueueManager.run keeps its defaults (dequeue_timeout, heartbeat_timeout,
-        # log_aggregation_interval, continuous mode; no concurrency_limit on the entrypoint)
-        # but for two settings, which make its concurrency that of the other two queues:
-        # - max_concurrent_tasks=workers: its cap on the jobs this manager holds picked (until
-        #   their completion is logged); without it, it dequeues batch after batch and starts
-        #   a task for every job while any are queued, with no cap at all;
-        # - batch_size=workers // 2: run() refuses max_concurrent_tasks < 2 * batch_size, so
-        #   its default batch_size (10) cannot go with 4 workers; this is the largest allowed.
-        # Not used: the entrypoint's concurrency_limit=workers, a cap counted in SQL across all
-        # managers. With the default batch_size a finished job stays picked until 10 are
-        # buffered or its 0.1 s log flush, so the slots free up about ten times a second.
-        manager = QueueManager(
-            pgqueuer_queries(AsyncpgDriver(connection), settings),
-            channel=Channel(settings.channel),
-        )
-        # It runs until its shutdown event is set: the entrypoint sets it at the N-th job. On
-        # the way out run() flushes its buffered completions, which log the jobs as successful
-        # and delete them from its queue table, so the clock stops when run() returns.
-        counter = NoopCounter(jobs, manager.shutdown)
-        manager.entrypoint(ENTRYPOINT)(counter)
-        start = time.perf_counter()
-        try:
-            run = (
-                manager.run()
-                if workers is None
-                else manager.run(max_concurrent_tasks=workers, batch_size=workers // 2)
-            )
-            await asyncio.wait_for(run, timeout=max(120.0, jobs / 10))
-        except TimeoutError:
-            raise RuntimeError(f"pgqueuer: only {counter.done} of {jobs} jobs ran") from None
-        elapsed = time.perf_counter() - start
-        if counter.done != jobs:
-            raise RuntimeError(f"pgqueuer: its entrypoint ran {counter.done} of {jobs} jobs")
-        return elapsed
-    finally:
-        await connection.close()
-
-
-async def pgqueuer_run(dsn: str, jobs: int, workers: int | None) -> float:
-    """Install PgQueuer's schema under a fresh prefix, drain `jobs`, check, uninstall."""
-    settings = DBSettings(prefix=f"bench_peers_{uuid.uuid4().hex[:8]}_")
-    connection = await asyncpg.connect(dsn)
-    queries = pgqueuer_queries(AsyncpgDriver(connection), settings)
-    try:
-        await queries.install()
-        try:
-            queue, log = settings.qualified.queue_table, settings.qualified.queue_table_log
-            if (left := await connection.fetchval(f"SELECT count(*) FROM {queue}")) != 0:
-                raise RuntimeError(f"pgqueuer: a fresh queue holds {left} jobs")
-            await queries.enqueue(
-                [ENTRYPOINT] * jobs,
-                [json.dumps({"n": n}).encode() for n in range(jobs)],
-                [0] * jobs,
-            )
-            seconds = await pgqueuer_drain(dsn, settings, jobs, workers)
-            left = await connection.fetchval(f"SELECT count(*) FROM {queue}")
-            logged = await connection.fetchval(
-                f"SELECT count(*) FROM {log} WHERE status = 'successful'"
-            )
-            if left != 0 or logged != jobs:
-                raise RuntimeError(
-                    f"pgqueuer: {left} jobs left in its queue, {logged} of {jobs} logged done"
-                )
-            return seconds
-        finally:
-            await queries.uninstall()
-            await check_uninstalled(connection, settings.prefix)
-    finally:
-        await connection.close()
-
-
-async def check_uninstalled(connection: asyncpg.Connection, prefix: str) -> None:
-    """Fail if any relation, type or function named with `prefix` survived the uninstall."""
-    pattern = prefix.replace("_", r"\_") + "%"
-    left = await connection.fetchval(
-        "SELECT (SELECT count(*) FROM pg_class WHERE relname LIKE $1)"
-        " + (SELECT count(*) FROM pg_type WHERE typname LIKE $1)"
-        " + (SELECT count(*) FROM pg_proc WHERE proname LIKE $1)",
-        pattern,
-    )
-    if left:
-        raise RuntimeError(f"pgqueuer: {left} objects named {prefix}* left after uninstall")
-
-
-@dataclass
-class Results:
-    """Seconds per round for each queue."""
-
-    jobs: int
-    seconds: dict[str, list[float]] = field(default_factory=lambda: {q: [] for q in QUEUES})
-
-    def median_rate(self, queue: str) -> float:
-        return statistics.median(self.jobs / s for s in self.seconds[queue])
-
-    def median_ratio(self, queue: str) -> float:
-        """Median over rounds of the queue's jobs/s over the hand-written queue's."""
-        pairs = zip(self.seconds["hand-written"], self.seconds[queue], strict=True)
-        return statistics.median(hand / seconds for hand, seconds in pairs)
-
-
-def table(results: Results) -> list[str]:
-    """The Markdown table of the results."""
-    labels = {
-        "hand-written": "hand-written SKIP LOCKED queue (baseline)",
-        "pyjobqueue": "pyjobqueue",
-        "pgqueuer": f"PgQueuer {pgqueuer.__version__}",
-        "pyjobqueue-wide": f"pyjobqueue, {WIDE}x the workers",
-        "pgqueuer-defaults": f"PgQueuer {pgqueuer.__version__}, its defaults (no cap)",
+def drain_runs(args: argparse.Namespace, jobs: int) -> dict[str, Callable[[], Awaitable[float]]]:
+    """One round's drains of `jobs` jobs, by the label of the queue, in the order they run."""
+    dsn, w = args.postgres_dsn, args.workers
+    ours = [label for label, _ in drain_pairs(args)]
+    theirs = [label for _, label in drain_pairs(args)]
+    return {
+        ours[0]: lambda: pyjobqueue_drain(dsn, jobs, w),
+        theirs[0]: lambda: pgqueuer_peer.drain(dsn, jobs, "capped", w),
+        ours[1]: lambda: pyjobqueue_drain(dsn, jobs, w * WIDE),
+        theirs[1]: lambda: pgqueuer_peer.drain(dsn, jobs, "defaults"),
+        theirs[2]: lambda: pgqueuer_peer.drain(dsn, jobs, "application"),
+        ours[3]: lambda: pyjobqueue_drain(dsn, jobs, DEFAULT_WORKERS),
+        theirs[3]: lambda: procrastinate_peer.drain(dsn, jobs),
+        theirs[4]: lambda: procrastinate_peer.drain(dsn, jobs, w),
     }
-    lines = ["| queue | jobs/s (median) | vs hand-written (median ratio) |", "|---|---|---|"]
-    for queue in QUEUES:
-        lines.append(
-            f"| {labels[queue]} | {results.median_rate(queue):,.0f} "
-            f"| {results.median_ratio(queue):.2f} |"
-        )
-    return lines
+
+
+async def drain_rows(args: argparse.Namespace) -> list[Row]:
+    """The drain rows: every pair, median of the rounds."""
+    rounds = Rounds("jobs/s")
+    for round_number, jobs in rounds_with_warmup(args.jobs, args.repeat):
+        figures = rounds if round_number else Rounds("jobs/s")
+        for label, run in drain_runs(args, jobs).items():
+            figures.add(label, jobs / await run())
+        progress(f"peers: drain round {round_number}/{args.repeat} done")
+    measure = f"drain, PostgreSQL, {args.jobs:,} jobs"
+    return [rounds.row(measure, ours, theirs) for ours, theirs in drain_pairs(args)]
+
+
+async def enqueue_rows(args: argparse.Namespace) -> list[Row]:
+    """Single enqueues (median ms) and batches (jobs/s) against both peers."""
+    dsn, batch = args.postgres_dsn, args.batch
+    pgq = f"PgQueuer {pgqueuer_peer.version()}, Queries.enqueue"
+    proc = f"procrastinate {procrastinate_peer.version()}"
+    batches = Rounds("jobs/s")
+    for _ in range(args.repeat):
+        seconds = await on_fresh_queue(dsn, lambda s: submit_batch_seconds(s, batch))
+        batches.add("submit_batch", batch / seconds)
+        batches.add(pgq, batch / await pgqueuer_peer.enqueue_batch_seconds(dsn, batch))
+        seconds = await procrastinate_peer.defer_batch_seconds(dsn, batch)
+        batches.add(f"{proc}, batch_defer_async", batch / seconds)
+    singles = Rounds("ms")  # one round: the median of --enqueues each
+    samples = await on_fresh_queue(dsn, lambda s: submit_samples(s, args.enqueues))
+    singles.add("submit", median(samples))
+    singles.add(pgq, median(await pgqueuer_peer.enqueue_samples(dsn, args.enqueues)))
+    samples = await procrastinate_peer.defer_samples(dsn, args.enqueues)
+    singles.add(f"{proc}, defer_async", median(samples))
+    single, several = (
+        "single enqueue, PostgreSQL (median)",
+        f"batch enqueue of {batch:,}, PostgreSQL",
+    )
+    return [
+        singles.row(single, "submit", pgq),
+        singles.row(single, "submit", f"{proc}, defer_async"),
+        batches.row(several, "submit_batch", pgq),
+        batches.row(several, "submit_batch", f"{proc}, batch_defer_async"),
+    ]
+
+
+async def latency_rows_of_peers(args: argparse.Namespace) -> list[Row]:
+    """p50 and p99 of back-to-back jobs: pyjobqueue at its defaults against each peer."""
+    dsn = args.postgres_dsn
+    ours = (
+        "1 worker, submit then wait_for",
+        await on_fresh_queue(dsn, lambda s: queue_latency(s, args.rounds)),
+    )
+    pgq = f"PgQueuer {pgqueuer_peer.version()}, QueueManager at its defaults"
+    proc = f"procrastinate {procrastinate_peer.version()}, worker at its defaults"
+    return [
+        *latency_rows(
+            "latency, PostgreSQL", ours, (pgq, await pgqueuer_peer.latency(dsn, args.rounds))
+        ),
+        *latency_rows(
+            "latency, PostgreSQL", ours, (proc, await procrastinate_peer.latency(dsn, args.rounds))
+        ),
+    ]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per drain")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=200, help="latency samples")
+    parser.add_argument("--enqueues", type=int, default=200, help="single enqueues timed")
+    parser.add_argument("--batch", type=int, default=1000, help="jobs per batch enqueue")
     parser.add_argument("--postgres-dsn", default=os.environ.get("PYJOBQUEUE_TEST_POSTGRES_DSN"))
+    add_json_argument(parser)
     args = parser.parse_args()
     if not args.postgres_dsn:
         parser.error("needs --postgres-dsn or PYJOBQUEUE_TEST_POSTGRES_DSN")
-    if args.jobs < 1 or args.repeat < 1:
-        parser.error("--jobs and --repeat must be at least 1")
+    if min(args.jobs, args.repeat, args.rounds, args.enqueues, args.batch) < 1:
+        parser.error("--jobs, --repeat, --rounds, --enqueues and --batch must be at least 1")
     if args.workers < 2:
         parser.error("--workers must be at least 2: PgQueuer needs max_concurrent_tasks >= 2")
     return args
 
 
+def warn_versions() -> None:
+    """Say so when a peer's installed version is not the one this was written for."""
+    for name, installed, expected in (
+        ("pgqueuer", pgqueuer_peer.version(), pgqueuer_peer.PGQUEUER_VERSION),
+        ("procrastinate", procrastinate_peer.version(), procrastinate_peer.PROCRASTINATE_VERSION),
+    ):
+        if installed != expected:
+            print(f"warning: {name} {installed} is installed, not {expected}", file=sys.stderr)
+
+
 async def main() -> None:
     args = parse_args()
-    if pgqueuer.__version__ != PGQUEUER_VERSION:
-        print(
-            f"warning: pgqueuer {pgqueuer.__version__} is installed, "
-            f"this benchmark was written for {PGQUEUER_VERSION}",
-            file=sys.stderr,
-        )
-    throughput = load_throughput()
-    dsn: str = args.postgres_dsn
-    results = Results(args.jobs)
-    for round_number in range(1, args.repeat + 1):
-        runs: dict[str, Callable[[], Awaitable[float]]] = {
-            "hand-written": lambda: hand_written(throughput, dsn, args.jobs, args.workers),
-            "pyjobqueue": lambda: pyjobqueue_run(throughput, dsn, args.jobs, args.workers),
-            "pgqueuer": lambda: pgqueuer_run(dsn, args.jobs, args.workers),
-            "pyjobqueue-wide": lambda: pyjobqueue_run(
-                throughput, dsn, args.jobs, args.workers * WIDE
-            ),
-            "pgqueuer-defaults": lambda: pgqueuer_run(dsn, args.jobs, None),
-        }
-        for queue, run in runs.items():
-            results.seconds[queue].append(await run())
-        rates = ", ".join(f"{q} {args.jobs / results.seconds[q][-1]:,.0f}" for q in QUEUES)
-        print(f"round {round_number}/{args.repeat}: {rates} jobs/s", file=sys.stderr)
-
-    print(
-        f"{args.jobs} no-op jobs, {args.workers} workers, median of {args.repeat} rounds, "
-        "one PostgreSQL database"
-    )
-    print("\n".join(table(results)))
+    warn_versions()
+    rows = await drain_rows(args)
+    progress("peers: enqueue")
+    rows += await enqueue_rows(args)
+    progress("peers: latency")
+    rows += await latency_rows_of_peers(args)
+    report(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Throughput and latency of pyjobqueue per backend, as ratios to baselines of this run.
 
-Two baselines, each measured in the same process just before the backend:
-- the least an asyncio job queue can do: an `asyncio.Queue` feeding the same number of
-  worker tasks that run the same no-op job;
+Each backend's drain rate is compared with its floor, measured in the same process
+just before it, round by round (--repeat):
+- for memory, the least an asyncio job queue can do: an `asyncio.Queue` feeding the
+  same number of worker tasks that run the same no-op job;
 - for SQLite and PostgreSQL, the least a durable queue on that database can do: a
   hand-written one on the same database and driver, whose workers claim a row with one
   UPDATE ... RETURNING (FOR UPDATE SKIP LOCKED on PostgreSQL) and mark it done with
   another. It has no leases, retries, events or outcome checks.
-The ratios hold on a noisy, shared machine; absolute figures do not.
+Latency (p50 and p99 of back-to-back submits, each awaited with wait_for before the
+next) is compared with an `asyncio.Queue` handing a future to one waiting task. The
+ratios hold on a noisy, shared machine; absolute figures do not. With --json the rows
+also go to a file, for `python build.py bench`.
 
     python bench/throughput.py --jobs 2000 --workers 4 --backends memory,sqlite,postgres
 
@@ -18,25 +22,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
-import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from pyjobqueue import Job, JobContext, JobQueueClient, JobQueueServer
-from pyjobqueue.storage import QueueStorage, open_storage
-
-
-class Noop(Job[dict[str, Any], int]):
-    """Returns its input number: the cost measured is the queue's, not the job's."""
-
-    async def execute(self, input: dict[str, Any], context: JobContext) -> int:
-        return int(input["n"])
+from measure import (
+    Rounds,
+    Row,
+    add_json_argument,
+    latency_rows,
+    latency_samples,
+    progress,
+    report,
+    rounds_with_warmup,
+)
+from pyjobqueue_runs import on_fresh_queue, queue_latency, queue_throughput
 
 
 async def baseline_throughput(jobs: int, workers: int) -> float:
@@ -64,8 +68,8 @@ async def baseline_throughput(jobs: int, workers: int) -> float:
     return elapsed
 
 
-async def baseline_latency(rounds: int) -> float:
-    """Median seconds from handing one job to a waiting worker until its result is back."""
+async def baseline_latency(rounds: int) -> list[float]:
+    """Milliseconds from handing each job to a waiting worker until its result is back."""
     queue: asyncio.Queue[asyncio.Future[int]] = asyncio.Queue()
 
     async def work() -> None:
@@ -73,16 +77,16 @@ async def baseline_latency(rounds: int) -> float:
             future = await queue.get()
             future.set_result(1)
 
-    task = asyncio.create_task(work())
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
+    async def submit_and_wait(n: int) -> None:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         queue.put_nowait(future)
         await future
-        samples.append(time.perf_counter() - start)
-    task.cancel()
-    return statistics.median(samples)
+
+    task = asyncio.create_task(work())
+    try:
+        return await latency_samples(submit_and_wait, rounds)
+    finally:
+        task.cancel()
 
 
 HAND_WRITTEN_PG = {
@@ -129,10 +133,14 @@ async def hand_written_sqlite(path: Path, jobs: int, workers: int) -> float:
     import aiosqlite
 
     async with aiosqlite.connect(path) as db:
+        # pyjobqueue's settings: WAL, and no fsync at each commit (only at checkpoints).
         await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute(
             "CREATE TABLE hand (id INTEGER PRIMARY KEY, status TEXT, input TEXT, output TEXT)"
         )
+        # As on PostgreSQL: without it, each claim would walk past every job done before it.
+        await db.execute("CREATE INDEX hand_pending ON hand (id) WHERE status = 'pending'")
         await db.executemany(
             "INSERT INTO hand (status, input) VALUES ('pending', ?)",
             [(json.dumps({"n": n}),) for n in range(jobs)],
@@ -162,48 +170,6 @@ async def hand_written_sqlite(path: Path, jobs: int, workers: int) -> float:
         return time.perf_counter() - start
 
 
-async def queue_throughput(storage: QueueStorage, jobs: int, workers: int) -> float:
-    """Seconds for a server with `workers` workers to drain `jobs` jobs from a batch.
-
-    The end is seen through the server's job_complete events, as the hand-written
-    queue's end is seen when its workers find nothing left: neither pays for a client
-    waiting on each job (the latency figure measures wait_for).
-    """
-    client: JobQueueClient[dict[str, Any], int] = JobQueueClient(storage=storage)
-    server = JobQueueServer(Noop, storage=storage, worker_count=workers, poll_interval_ms=10)
-    client.attach(server)
-    done = asyncio.Event()
-    completed = 0
-
-    def count(*_args: Any) -> None:
-        nonlocal completed
-        completed += 1
-        if completed == jobs:
-            done.set()
-
-    server.on("job_complete", count)
-    await client.submit_batch([{"n": n} for n in range(jobs)])
-    start = time.perf_counter()
-    async with server:
-        await done.wait()
-        elapsed = time.perf_counter() - start
-    return elapsed
-
-
-async def queue_latency(storage: QueueStorage, rounds: int) -> float:
-    """Median seconds from submit to wait_for returning, one job at a time, idle server."""
-    client: JobQueueClient[dict[str, Any], int] = JobQueueClient(storage=storage)
-    server = JobQueueServer(Noop, storage=storage, worker_count=1, poll_interval_ms=10)
-    client.attach(server)
-    samples = []
-    async with server:
-        for n in range(rounds):
-            start = time.perf_counter()
-            await (await client.submit({"n": n})).wait_for()
-            samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def storage_url(backend: str, workdir: Path, dsn: str | None) -> str | None:
     """The URL of a fresh location for `backend`, or None when it cannot run here."""
     if backend == "memory":
@@ -215,55 +181,90 @@ def storage_url(backend: str, workdir: Path, dsn: str | None) -> str | None:
     raise SystemExit(f"unknown backend {backend!r}")
 
 
-async def measure(backend: str, url: str, run: Callable[[QueueStorage], Awaitable[float]]) -> float:
-    """Run one measurement on a fresh queue of the backend."""
-    async with open_storage(url, f"bench-{backend}-{uuid.uuid4().hex[:8]}") as storage:
-        try:
-            return await run(storage)
-        finally:
-            await storage.delete_all()
+POLL_MS = 10.0  # pyjobqueue polls for new jobs this often (its default is 100 ms)
+BACKEND_NAMES = {"memory": "memory", "sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def floor_labels(name: str, workers: int) -> dict[str, str]:
+    """What the rows call pyjobqueue and the floors it is compared with."""
+    return {
+        "ours": f"{workers} workers",
+        "asyncio": f"asyncio.Queue, {workers} tasks (floor)",
+        "hand": f"hand-written {name} queue, {workers} workers (floor)",
+    }
+
+
+async def drain_rounds(backend: str, url: str, workdir: Path, args: argparse.Namespace) -> Rounds:
+    """Jobs/s of the floors and pyjobqueue on `backend`, round by round."""
+    label = floor_labels(BACKEND_NAMES[backend], args.workers)
+    rounds = Rounds("jobs/s")
+    for round_number, jobs in rounds_with_warmup(args.jobs, args.repeat):
+        figures = rounds if round_number else Rounds("jobs/s")
+        if backend == "memory":
+            seconds = await baseline_throughput(jobs, args.workers)
+            figures.add(label["asyncio"], jobs / seconds)
+        elif backend == "postgres":
+            seconds = await hand_written_postgres(url, jobs, args.workers)
+            figures.add(label["hand"], jobs / seconds)
+        elif backend == "sqlite":
+            hand_db = workdir / f"hand-{uuid.uuid4().hex[:8]}.db"
+            seconds = await hand_written_sqlite(hand_db, jobs, args.workers)
+            figures.add(label["hand"], jobs / seconds)
+        seconds = await on_fresh_queue(
+            url,
+            functools.partial(
+                queue_throughput, jobs=jobs, workers=args.workers, poll_interval_ms=POLL_MS
+            ),
+        )
+        figures.add(label["ours"], jobs / seconds)
+    return rounds
+
+
+async def backend_rows(
+    backend: str, url: str, workdir: Path, args: argparse.Namespace
+) -> list[Row]:
+    """The drain and latency rows of one backend against its floors."""
+    name = BACKEND_NAMES[backend]
+    label = floor_labels(name, args.workers)
+    rounds = await drain_rounds(backend, url, workdir, args)
+    drain = f"drain, {name}, {args.jobs:,} jobs"
+    # The floor of a durable queue is the hand-written one; asyncio.Queue is memory's.
+    floor = label["hand"] if label["hand"] in rounds.values else label["asyncio"]
+    rows = [rounds.row(drain, label["ours"], floor)]
+    base = await baseline_latency(args.rounds)
+    samples = await on_fresh_queue(
+        url, lambda s: queue_latency(s, args.rounds, poll_interval_ms=10)
+    )
+    return rows + latency_rows(
+        f"latency, {name}", ("1 worker, submit then wait_for", samples),
+        ("asyncio.Queue, 1 task (floor)", base),
+    )  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=200, help="latency samples")
+    parser.add_argument("--repeat", type=int, default=1, help="drain rounds; medians reported")
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--postgres-dsn", default=os.environ.get("PYJOBQUEUE_TEST_POSTGRES_DSN"))
-    args = parser.parse_args()
+    add_json_argument(parser)
+    return parser.parse_args()
 
-    print(f"{args.jobs} jobs, {args.workers} workers, {args.rounds} latency samples")
-    print(
-        "| backend | jobs/s | vs hand-written queue on the same database "
-        "| vs asyncio.Queue | median latency | latency vs asyncio.Queue |"
-    )
-    print("|---|---|---|---|---|---|")
+
+async def main() -> None:
+    args = parse_args()
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             url = storage_url(backend, Path(tmp), args.postgres_dsn)
             if url is None:
-                print(f"| {backend} | skipped (no DSN) | | | | |")
+                progress(f"{backend}: skipped (no --postgres-dsn)")
                 continue
-            base_seconds = await baseline_throughput(args.jobs, args.workers)
-            base_latency = await baseline_latency(args.rounds)
-            hand = "n/a"
-            if backend == "postgres":
-                hand_seconds = await hand_written_postgres(url, args.jobs, args.workers)
-            elif backend == "sqlite":
-                hand_db = Path(tmp) / f"hand-{uuid.uuid4().hex[:8]}.db"
-                hand_seconds = await hand_written_sqlite(hand_db, args.jobs, args.workers)
-            seconds = await measure(
-                backend, url, lambda s: queue_throughput(s, args.jobs, args.workers)
-            )
-            if backend != "memory":
-                hand = f"{hand_seconds / seconds:.2f} ({args.jobs / hand_seconds:,.0f} jobs/s)"
-            latency = await measure(backend, url, lambda s: queue_latency(s, args.rounds))
-            print(
-                f"| {backend} | {args.jobs / seconds:,.0f} | {hand} "
-                f"| {base_seconds / seconds:.4f} "
-                f"| {latency * 1000:.2f} ms | {latency / base_latency:,.0f}x |"
-            )
+            progress(f"throughput: {backend}")
+            rows += await backend_rows(backend, url, Path(tmp), args)
+    report(rows, args.json)
 
 
 if __name__ == "__main__":

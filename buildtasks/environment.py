@@ -1,4 +1,5 @@
-"""What the checks run on: .venv with the dev install, Debian packages, node_modules.
+"""What the checks run on: .venv with the dev install, Debian packages, node_modules; and
+.venv-bench, where the benchmarks run pyjobqueue beside its peers.
 
 Each ``ensure_*`` installs only what is missing or stale, so a second run is quick.
 """
@@ -15,10 +16,13 @@ from pathlib import Path
 
 from . import chromium
 from .commands import BuildError, header, root_prefix, run
-from .paths import NODE24, NODE_MODULES, ROOT, VENV, VENV_BIN, venv_tool
+from .paths import BENCH_VENV, NODE24, NODE_MODULES, ROOT, VENV, VENV_BIN, venv_tool
 
 INSTALL_STAMP = VENV / ".pyjobqueue-dev-install.sha256"
 NPM_STAMP = NODE_MODULES / ".pyjobqueue-npm.sha256"
+BENCH_STAMP = BENCH_VENV / ".pyjobqueue-bench-install.sha256"
+# The peers of bench/, pinned: their figures are compared run with run.
+BENCH_PEERS = ("pgqueuer[asyncpg]==1.6.0", "huey==3.5.4", "procrastinate==3.10.0")
 
 
 def inputs_digest(*names: str) -> str:
@@ -126,6 +130,23 @@ def ensure_dev_install() -> None:
     header("pip install -e . --group dev")
     run([*pip, "install", "-e", ".", "--group", "dev"], cwd=ROOT)
     INSTALL_STAMP.write_text(digest + "\n")
+
+
+def ensure_bench_venv() -> Path:
+    """Create .venv-bench with pyjobqueue (editable, with its drivers) and the pinned peers,
+    unless its stamp says it is current; return its python."""
+    python = BENCH_VENV / "bin" / "python"
+    digest = inputs_digest("pyproject.toml") + " " + " ".join(BENCH_PEERS)
+    if python.exists() and BENCH_STAMP.is_file() and BENCH_STAMP.read_text().strip() == digest:
+        return python
+    if not python.exists():
+        header("venv .venv-bench")
+        run([sys.executable, "-m", "venv", str(BENCH_VENV)])
+    header(f"pip install -e .[postgres,sqlite] {' '.join(BENCH_PEERS)} into .venv-bench")
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+    run([*pip, "-e", ".[postgres,sqlite]", *BENCH_PEERS], cwd=ROOT)
+    BENCH_STAMP.write_text(digest + "\n")
+    return python
 
 
 # --------------------------------------------------------------------------- npm

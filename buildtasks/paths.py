@@ -8,6 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 VENV = ROOT / ".venv"
 VENV_BIN = VENV / "bin"
+# The benchmarks' venv: pyjobqueue beside the peers it is compared with (build.py bench).
+BENCH_VENV = ROOT / ".venv-bench"
+BENCH = ROOT / "bench"
 DIST = ROOT / "dist"
 WEB = ROOT / "web"
 WEB_DIST = WEB / "dist"
