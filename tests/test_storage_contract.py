@@ -324,9 +324,10 @@ async def test_outcomes_written_together_with_a_nul_and_a_lone_surrogate(
     error = "bad \x00 file \udcff name"
     failed = Outcome(OutcomeKind.FAIL, now(), error=error, traceback=f"Traceback: {error}")
     done = Outcome(OutcomeKind.COMPLETE, now(), output={"ok": "\x00"})
-    assert await asyncio.gather(
+    applied = await asyncio.gather(
         storage.finish(first, "w", 1, failed), storage.finish(second, "w", 1, done)
-    ) == [True, True]
+    )
+    assert list(applied) == [True, True]
     job = await storage.get(first)
     assert job is not None and job.status is JobStatus.FAILED
     assert job.error is not None and job.error.startswith("bad ") and "name" in job.error

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ... import transitions
-from ...job import FINISHED_STATUSES, Job, JobStatus, utcnow
+from ...job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus, utcnow
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
 from ..base import Added, check_queue_name
@@ -61,6 +61,9 @@ class MemoryQueueEngine:
         self._servers: dict[str, ServerInfo] = {}
         # job id -> the ids of the jobs that depend on it (SPEC 8.7)
         self._dependants: dict[int, list[int]] = {}
+        # Ids of the jobs claimed since they last were looked at by expired_leases,
+        # which reads only these (not every job) and forgets those no longer running.
+        self._leased: dict[int, None] = {}
 
     async def open(self) -> None:
         """Nothing to open."""
@@ -74,7 +77,10 @@ class MemoryQueueEngine:
 
     def _mark_claimable(self, job: Job[Any, Any]) -> None:
         assert job.id is not None
-        heapq.heappush(self._waiting, (job.run_after, job.id))
+        if job.run_after <= utcnow():  # due: straight into claim order (claims check again)
+            heapq.heappush(self._claimable, transitions.claim_order(job))
+        else:
+            heapq.heappush(self._waiting, (job.run_after, job.id))
 
     def _move_due(self, now: datetime) -> None:
         """Move the jobs due at `now` from the waiting heap to the claim-order heap."""
@@ -119,6 +125,8 @@ class MemoryQueueEngine:
                 self._mark_claimable(record)
             elif record.status is JobStatus.FAILED:
                 failed.append(record)
+            elif record.status in ACTIVE_STATUSES:  # stored as running: leased
+                self._leased[record.id] = None
             if key is not None:
                 self._unique[key] = taken[key] = record.id
             added.append(Added(record.id, True))
@@ -231,6 +239,7 @@ class MemoryQueueEngine:
                 passed.append(entry)  # not yet, or of a kind this server does not run
                 continue
             transitions.claim(job, worker_id, now, lease_until)
+            self._leased[entry[2]] = None
             claimed.append(_copy(job))
         for entry in passed:
             heapq.heappush(self._claimable, entry)
@@ -374,9 +383,14 @@ class MemoryQueueEngine:
 
     async def expired_leases(self, now: datetime) -> list[Job[Any, Any]]:
         """The running jobs whose lease expired."""
-        return self._ordered(
-            job for job in self._jobs.values() if transitions.lease_has_expired(job, now)
-        )
+        expired = []
+        for job_id in list(self._leased):
+            job = self._jobs.get(job_id)
+            if job is None or job.status not in ACTIVE_STATUSES:
+                del self._leased[job_id]
+            elif transitions.lease_has_expired(job, now):
+                expired.append(job)
+        return self._ordered(expired)
 
     async def delete_finished(
         self, status: JobStatus, completed_before: datetime, limit: int
@@ -424,6 +438,7 @@ class MemoryQueueEngine:
         self._claimable.clear()
         self._unique.clear()
         self._dependants.clear()
+        self._leased.clear()
 
     async def page(
         self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
