@@ -171,7 +171,7 @@ def run_bench(options: BenchOptions) -> int:
     with contextlib.ExitStack() as stack:
         dsn = options.postgres_dsn
         if dsn is None and any(BENCHMARKS[name].needs_postgres for name in names):
-            dsn = stack.enter_context(postgres_cluster(ensure_postgres())).dsn
+            dsn = stack.enter_context(postgres_cluster(ensure_postgres(), durable=True)).dsn
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyjobqueue-bench-")))
         facts = machine_facts(python, dsn, workdir)
         tables = [

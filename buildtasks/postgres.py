@@ -27,8 +27,10 @@ PG_OS_USER = "postgres"  # OS user that owns the cluster when build.py runs as r
 PG_TMP_PREFIX = "pyjobqueue-pg-"
 PG_OWNER_FILE = "build-py.pid"  # pid of the build.py run that owns a temp cluster
 PG_START_ATTEMPTS = 3
-PG_SETTINGS: Mapping[str, str] = {
-    "max_connections": "200",
+PG_SETTINGS: Mapping[str, str] = {"max_connections": "200"}
+# Tests do not need commits to survive a power cut; benchmarks keep PostgreSQL's defaults,
+# which a user's server has (a commit waits for its fsync).
+PG_TEST_SETTINGS: Mapping[str, str] = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
@@ -131,15 +133,17 @@ class PgCluster:
         return run(cmd, check=False, cwd=self.base, new_session=new_session)
 
 
-def init_cluster(cluster: PgCluster) -> None:
-    """initdb with trust auth, UTF-8, and settings tuned for tests."""
+def init_cluster(cluster: PgCluster, durable: bool = False) -> None:
+    """initdb with trust auth, UTF-8, and settings tuned for tests (`durable`: commits
+    are flushed to disk, as PostgreSQL does by default)."""
     initdb = [str(cluster.bindir / "initdb"), "-A", "trust", "-U", PG_SUPERUSER]
     initdb += ["-E", "UTF8", "--no-locale", "--no-sync", "-D", str(cluster.pgdata)]
     result = run(as_user(cluster.user, initdb), check=False, cwd=cluster.base, capture=True)
     if result.returncode != 0:
         print(result.stdout, end="", file=sys.stderr)
         raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout)
-    settings = "".join(f"{key} = {value}\n" for key, value in PG_SETTINGS.items())
+    chosen = {**PG_SETTINGS, **({} if durable else PG_TEST_SETTINGS)}
+    settings = "".join(f"{key} = {value}\n" for key, value in chosen.items())
     with (cluster.pgdata / "postgresql.conf").open("a") as conf:
         conf.write("\n# added by build.py for tests\n" + settings)
 
@@ -221,14 +225,15 @@ def make_cluster_dir(user: str) -> Path:
 
 
 @contextlib.contextmanager
-def postgres_cluster(bindir: Path) -> Iterator[PgCluster]:
-    """Run a throwaway cluster for the duration of the block; always stop and delete it."""
+def postgres_cluster(bindir: Path, durable: bool = False) -> Iterator[PgCluster]:
+    """Run a throwaway cluster for the duration of the block; always stop and delete it
+    (`durable`: see init_cluster)."""
     header("postgres")
     user = cluster_os_user()
     reap_stale_clusters(bindir)
     cluster = PgCluster(bindir=bindir, base=make_cluster_dir(user), user=user)
     try:
-        init_cluster(cluster)
+        init_cluster(cluster, durable)
         start_cluster(cluster)
         create_database(cluster)
         print(f"==> postgres ready: {cluster.dsn}", flush=True)
