@@ -90,6 +90,8 @@ def drain_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
         (f"{w * WIDE} workers", f"{pgq}, PgQueuer application at its defaults"),
         (f"{DEFAULT_WORKERS} worker (its default)", f"{proc}, worker at its defaults (1 job)"),
         (f"{w} workers", f"{proc}, worker with concurrency={w}"),
+        # Each at its defaults: pyjobqueue's one worker, one PgQueuer.
+        (f"{DEFAULT_WORKERS} worker (its default)", f"{pgq}, PgQueuer application at its defaults"),
     ]
 
 
