@@ -27,11 +27,29 @@ from .paths import (
     ROOT,
     SETUPTOOLS_BUILD,
     WEB,
+    WEB_DIST,
     venv_tool,
 )
 
 # The console (web/): the page, its worker and its Python; web/dist/ is assembled.
 WEB_APP_FILES = ("index.html", "js/app.js", "js/worker.js", "py/console_jobs.py")
+# What the service worker (web/sw.js) keeps for the console to start offline, as URLs
+# relative to web/ ("" is the page itself; shared/ is served from the package).
+OFFLINE_SHELL = (
+    "",
+    "index.html",
+    "js/app.js",
+    "js/offline.js",
+    "js/python.js",
+    "js/worker.js",
+    "py/console_jobs.py",
+    "py/console_page.py",
+    "py/console_worker.py",
+    "shared/view.js",
+    "shared/style.css",
+    "shared/favicon.svg",
+)
+BUILD_MANIFEST = WEB_DIST / "build.js"  # this build's version and files, for web/sw.js
 PYODIDE_WHEEL_CACHE = BUILD_CACHE / "pyodide-wheels"
 PYODIDE_WHEEL_STAMP = PYODIDE_WHEEL_CACHE / ".requirements"
 PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
@@ -195,8 +213,31 @@ def assemble_pyodide_runtime(
     return destination
 
 
+def build_manifest(runtime: Path = PYODIDE_DIST) -> dict[str, object]:
+    """This build's version and the files web/sw.js caches: every file of the runtime
+    (URL relative to web/ -> sha256) and the console's own files (fetched fresh)."""
+    files = {
+        f"dist/{runtime.name}/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(runtime.iterdir())
+        if path.is_file()
+    }
+    version = hashlib.sha256(json.dumps([files, OFFLINE_SHELL]).encode()).hexdigest()[:16]
+    return {"version": version, "runtime": files, "shell": list(OFFLINE_SHELL)}
+
+
+def write_build_manifest(runtime: Path = PYODIDE_DIST, target: Path = BUILD_MANIFEST) -> None:
+    """Write web/dist/build.js: a new version there makes browsers install web/sw.js again."""
+    manifest = json.dumps(build_manifest(runtime), indent=1)
+    target.write_text(
+        "// Written by buildtasks/bundle.py: what web/sw.js caches for this build.\n"
+        f"self.PYJOBQUEUE_BUILD = {manifest};\n"
+    )
+
+
 def prepare_web_root(wheel: Path) -> Path:
-    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/; serve web/."""
+    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/ and its
+    manifest for the service worker; serve web/."""
     ensure_node_modules()
     assemble_pyodide_runtime([wheel, *ensure_pyodide_wheels()])
+    write_build_manifest()
     return WEB

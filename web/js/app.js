@@ -1,6 +1,7 @@
 // The console page: boots Pyodide with pyjobqueue on the main thread (a JobQueueClient
 // that drives the view) and a module Web Worker with a second Pyodide that runs this
 // tab's JobQueueServer. Exposes window.pyodide and window.pyjobqueueReady.
+import { keepOffline } from "./offline.js";
 import { bootPython } from "./python.js";
 import { ConsoleView } from "../shared/view.js";
 
@@ -139,6 +140,9 @@ async function main() {
   for (const id of ["#submit", "#submit-mix"]) document.querySelector(id).disabled = false;
   document.body.dataset.ready = "true";
   resolveReady(pyodide);
+  // Once up, so that filling the cache does not compete with the start.
+  window.pyjobqueueOffline = keepOffline();
+  window.pyjobqueueOffline.catch((error) => console.warn(`no offline start: ${error}`));
 }
 
 main().catch((error) => {
