@@ -41,6 +41,7 @@ OFFLINE_SHELL = (
     "js/app.js",
     "js/offline.js",
     "js/python.js",
+    "js/snapshot-worker.js",
     "js/worker.js",
     "py/console_jobs.py",
     "py/console_page.py",

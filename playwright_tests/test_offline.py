@@ -72,22 +72,33 @@ def offline_context(
         context.close()
 
 
+# How the page's Python started: from the memory snapshot or not.
+STARTED_FROM_SNAPSHOT = """() => performance.getEntriesByName("pyjobqueue:interpreter")[0]
+  .detail.snapshot"""
+
+
+@pytest.mark.parametrize("snapshot", [True, False], ids=["snapshot", "no-snapshot"])
 def test_the_console_starts_offline_and_runs_a_stored_job(
-    offline_context: BrowserContext, queue_name: str
+    offline_context: BrowserContext, queue_name: str, snapshot: bool
 ) -> None:
     site = webserver.Site(WEB_MOUNTS, log_requests=False)
+    query = f"?queue={queue_name}" + ("" if snapshot else "&snapshot=0")
     with webserver.serving(site, "offline test server") as base:
         tab = ConsoleTab(offline_context.new_page())
-        tab.page.goto(f"{base}/?queue={queue_name}")
+        tab.page.goto(f"{base}/{query}")
         tab.wait_ready()
         tab.expect_role("leader")
+        assert not tab.page.evaluate(STARTED_FROM_SNAPSHOT)  # none was stored yet
         assert tab.page.evaluate("async () => !!(await window.pyjobqueueOffline).active")
+        saved = tab.page.evaluate("() => window.pyjobqueueSnapshot")
+        assert (saved > 0) if snapshot else saved is None, saved
         # Stored while paused, so it is still to run when the server is gone.
         job_id = tab.run_python(STORE_A_JOB_PAUSED)
     offline_context.set_offline(True)  # and no server listens any more
     tab.reload()
     tab.expect_role("leader")
     assert tab.page.evaluate("() => navigator.serviceWorker.controller !== null")
+    assert tab.page.evaluate(STARTED_FROM_SNAPSHOT) == snapshot
     tab.expect_status(job_id, "PENDING")
     tab.run_python("await client.resume()")
     tab.expect_status(job_id, "COMPLETED")
