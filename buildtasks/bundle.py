@@ -22,6 +22,7 @@ from .environment import ensure_node_modules
 from .paths import (
     BUILD_CACHE,
     DIST,
+    NODE24,
     PYODIDE_DIST,
     PYODIDE_NPM,
     ROOT,
@@ -51,6 +52,10 @@ OFFLINE_SHELL = (
     "shared/favicon.svg",
 )
 BUILD_MANIFEST = WEB_DIST / "build.js"  # this build's version and files, for web/sw.js
+# The memory snapshot a first visit starts from: made in Node by this script, kept per
+# Pyodide version under .build/ (its name says what it holds: see web/js/python.js).
+SNAPSHOT_SCRIPT = ROOT / "buildtasks" / "make_snapshot.mjs"
+SNAPSHOT_CACHE = BUILD_CACHE / "snapshots"
 PYODIDE_WHEEL_CACHE = BUILD_CACHE / "pyodide-wheels"
 PYODIDE_WHEEL_STAMP = PYODIDE_WHEEL_CACHE / ".requirements"
 PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
@@ -235,10 +240,20 @@ def write_build_manifest(runtime: Path = PYODIDE_DIST, target: Path = BUILD_MANI
     )
 
 
+def add_memory_snapshot(runtime: Path = PYODIDE_DIST) -> None:
+    """Put this build's gzipped memory snapshot into the runtime (made in Node 24 unless
+    .build/ holds it), so that a first visit skips Python's own start."""
+    header("memory snapshot for a first visit")
+    # python.js is an ES module in a folder without "type": "module": Node says so.
+    quiet = "--disable-warning=MODULE_TYPELESS_PACKAGE_JSON"
+    run([str(NODE24), quiet, str(SNAPSHOT_SCRIPT), str(runtime), str(SNAPSHOT_CACHE)], cwd=ROOT)
+
+
 def prepare_web_root(wheel: Path) -> Path:
-    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/ and its
-    manifest for the service worker; serve web/."""
+    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/, its memory
+    snapshot and its manifest for the service worker; serve web/."""
     ensure_node_modules()
     assemble_pyodide_runtime([wheel, *ensure_pyodide_wheels()])
+    add_memory_snapshot()
     write_build_manifest()
     return WEB

@@ -5,12 +5,14 @@ all and runs the jobs stored in IndexedDB; a new build replaces the cached one."
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from conftest import check_runtime
+from conftest import RUNTIME, check_runtime
 from console_tab import ConsoleTab
 from playwright.sync_api import Browser, BrowserContext
 
@@ -77,28 +79,56 @@ STARTED_FROM_SNAPSHOT = """() => performance.getEntriesByName("pyjobqueue:interp
   .detail.snapshot"""
 
 
-@pytest.mark.parametrize("snapshot", [True, False], ids=["snapshot", "no-snapshot"])
+def site_without_build_snapshot(directory: Path) -> webserver.Site:
+    """web/, with a runtime that lacks the build's memory snapshot (in ``directory``: its
+    lock file without the snapshot's name, hard links to the other files), and the
+    manifest of that runtime."""
+    runtime = directory / "pyodide"
+    runtime.mkdir()
+    for path in RUNTIME.iterdir():
+        if path.name == "pyodide-lock.json":
+            lock = json.loads(path.read_text())
+            del lock["pyjobqueue"]
+            (runtime / path.name).write_text(json.dumps(lock))
+        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
+            os.link(path, runtime / path.name)
+    manifest = f"self.PYJOBQUEUE_BUILD = {json.dumps(bundle.build_manifest(runtime))};\n"
+    return webserver.Site(
+        {**WEB_MOUNTS, "/dist/pyodide/": runtime},
+        files={"/dist/build.js": manifest.encode()},
+        log_requests=False,
+    )
+
+
+@pytest.mark.parametrize("start", ["build-snapshot", "browser-snapshot", "no-snapshot"])
 def test_the_console_starts_offline_and_runs_a_stored_job(
-    offline_context: BrowserContext, queue_name: str, snapshot: bool
+    offline_context: BrowserContext, queue_name: str, start: str, tmp_path: Path
 ) -> None:
-    site = webserver.Site(WEB_MOUNTS, log_requests=False)
-    query = f"?queue={queue_name}" + ("" if snapshot else "&snapshot=0")
+    # The build's snapshot serves every visit; without it the first visit makes one.
+    if start == "browser-snapshot":
+        site = site_without_build_snapshot(tmp_path)
+    else:
+        site = webserver.Site(WEB_MOUNTS, log_requests=False)
+    query = f"?queue={queue_name}" + ("&snapshot=0" if start == "no-snapshot" else "")
     with webserver.serving(site, "offline test server") as base:
         tab = ConsoleTab(offline_context.new_page())
         tab.page.goto(f"{base}/{query}")
         tab.wait_ready()
         tab.expect_role("leader")
-        assert not tab.page.evaluate(STARTED_FROM_SNAPSHOT)  # none was stored yet
+        assert tab.page.evaluate(STARTED_FROM_SNAPSHOT) == (start == "build-snapshot")
         assert tab.page.evaluate("async () => !!(await window.pyjobqueueOffline).active")
         saved = tab.page.evaluate("() => window.pyjobqueueSnapshot")
-        assert (saved > 0) if snapshot else saved is None, saved
+        if start == "browser-snapshot":
+            assert saved > 0, saved  # the bytes of the one it made
+        else:  # none needed, or none made
+            assert saved == (0 if start == "build-snapshot" else None), saved
         # Stored while paused, so it is still to run when the server is gone.
         job_id = tab.run_python(STORE_A_JOB_PAUSED)
     offline_context.set_offline(True)  # and no server listens any more
     tab.reload()
     tab.expect_role("leader")
     assert tab.page.evaluate("() => navigator.serviceWorker.controller !== null")
-    assert tab.page.evaluate(STARTED_FROM_SNAPSHOT) == snapshot
+    assert tab.page.evaluate(STARTED_FROM_SNAPSHOT) == (start != "no-snapshot")
     tab.expect_status(job_id, "PENDING")
     tab.run_python("await client.resume()")
     tab.expect_status(job_id, "COMPLETED")

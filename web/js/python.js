@@ -2,11 +2,13 @@
 // Used by the page (main thread) and by the module Web Worker alike: everything comes
 // from this origin (web/dist/pyodide/ is assembled by `python build.py serve`).
 //
-// With `snapshot`, a start begins from a memory snapshot when one of this build is
-// stored: the interpreter's memory as it was with pyjobqueue installed and imported,
-// which skips Python's own start (most of the time a page takes to be ready). The first
-// visit starts as usual; `saveSnapshot()` then makes the snapshot in a worker of its own
-// (web/js/snapshot-worker.js) and keeps it in the Cache API for the next start. The
+// With `snapshot`, a start begins from a memory snapshot of this build: the
+// interpreter's memory as it was with pyjobqueue installed and imported, which skips
+// Python's own start (most of the time a page takes to be ready). The build makes one
+// (buildtasks/make_snapshot.mjs, in Node) next to the runtime, gzipped, and a first
+// visit starts from it. Without it, the first visit starts as usual, and
+// `saveSnapshot()` then makes the snapshot in a worker of its own
+// (web/js/snapshot-worker.js) and keeps it in the Cache API for the next starts. The
 // snapshot APIs are private in Pyodide (`_makeSnapshot`, `_loadSnapshot`): any failure
 // to restore falls back to the usual start.
 import { loadPyodide, version as PYODIDE_VERSION } from "../dist/pyodide/pyodide.mjs";
@@ -15,7 +17,7 @@ const INDEX_URL = new URL("../dist/pyodide/", import.meta.url).href;
 const PYTHON_DIR = new URL("../py/", import.meta.url);
 const HOME = "/home/pyodide";
 const SNAPSHOT_CACHE = "pyjobqueue-snapshot";
-// Bumped when what a snapshot holds changes: the modules below, or how they are installed.
+// Bumped when how a snapshot is made changes (the imports below name it by themselves).
 const SNAPSHOT_FORMAT = 1;
 // Imported before the snapshot is taken: what the console's page and worker import.
 const SNAPSHOT_IMPORTS = [
@@ -59,9 +61,14 @@ async function loadPackages(pyodide, names) {
 
 // -- the snapshot ---------------------------------------------------------------------------
 
+// The runtime's lock file. Our build adds `pyjobqueue.snapshot` to it: the name of its
+// memory snapshot, when it made one.
+async function readLock() {
+  return JSON.parse(await fetchText(new URL("pyodide-lock.json", INDEX_URL)));
+}
+
 // pyjobqueue's lock entry and those of its dependencies, as the lock file lists them.
-async function packageEntries() {
-  const lock = JSON.parse(await fetchText(new URL("pyodide-lock.json", INDEX_URL)));
+export function packageEntriesOf(lock) {
   const entries = [];
   const visit = (name) => {
     const entry = lock.packages[name];
@@ -74,10 +81,24 @@ async function packageEntries() {
   return entries;
 }
 
-// Where this build's snapshot is kept: the Pyodide version and our wheels' hashes name it.
+// What names a snapshot of this build: the format, the imports and our wheels' hashes.
+function snapshotId(entries) {
+  let importsHash = 0x811c9dc5; // FNV-1a, 32 bits
+  for (const char of SNAPSHOT_IMPORTS.join(" ")) {
+    importsHash = Math.imul(importsHash ^ char.charCodeAt(0), 0x01000193) >>> 0;
+  }
+  const hashes = entries.map((entry) => entry.sha256.slice(0, 12));
+  return [SNAPSHOT_FORMAT, importsHash.toString(16), ...hashes].join("-");
+}
+
+// Where the Cache API keeps the snapshot made in the browser (with the Pyodide version).
 function snapshotKey(entries) {
-  const hashes = entries.map((entry) => entry.sha256.slice(0, 16)).join("-");
-  return new URL(`../snapshot/${PYODIDE_VERSION}/${SNAPSHOT_FORMAT}/${hashes}`, import.meta.url).href;
+  return new URL(`../snapshot/${PYODIDE_VERSION}/${snapshotId(entries)}`, import.meta.url).href;
+}
+
+// The file name of the build's own snapshot, next to the runtime (so of its version).
+export function prebuiltSnapshotName(entries) {
+  return `pyjobqueue-snapshot-${snapshotId(entries)}.bin.gz`;
 }
 
 async function fetchWheels(entries) {
@@ -96,15 +117,21 @@ function unpackWheels(pyodide, wheels) {
   for (const wheel of wheels) pyodide.unpackArchive(wheel, "wheel", { extractDir: sitePackages });
 }
 
+// Installs the wheels and imports what a snapshot holds, in a Pyodide loaded with
+// `_makeSnapshot` (here, or by the build in Node).
+export function prepareSnapshot(pyodide, wheels) {
+  unpackWheels(pyodide, wheels);
+  pyodide.runPython(SNAPSHOT_IMPORTS.map((name) => `import ${name}`).join("\n"));
+}
+
 // Makes this build's snapshot and stores it (in a worker: see snapshot-worker.js).
 export async function makeSnapshot() {
-  const entries = await packageEntries();
+  const entries = packageEntriesOf(await readLock());
   const [pyodide, wheels] = await Promise.all([
     loadPyodide({ indexURL: INDEX_URL, _makeSnapshot: true }),
     fetchWheels(entries),
   ]);
-  unpackWheels(pyodide, wheels);
-  pyodide.runPython(SNAPSHOT_IMPORTS.map((name) => `import ${name}`).join("\n"));
+  prepareSnapshot(pyodide, wheels);
   const snapshot = pyodide.makeMemorySnapshot();
   const cache = await caches.open(SNAPSHOT_CACHE);
   for (const old of await cache.keys()) await cache.delete(old); // another build's
@@ -113,11 +140,26 @@ export async function makeSnapshot() {
   return snapshot.byteLength;
 }
 
-// After the first start: make the snapshot for the next ones unless it is stored already.
-// Resolves with its size in bytes (0: it was there).
+function hasPrebuilt(lock, entries) {
+  return lock.pyjobqueue?.snapshot === prebuiltSnapshotName(entries);
+}
+
+// The build's own snapshot (gunzipped), or null when the build has none.
+async function fetchPrebuilt(lock, entries) {
+  if (!hasPrebuilt(lock, entries)) return null;
+  const response = await fetchOk(new URL(prebuiltSnapshotName(entries), INDEX_URL));
+  const gunzipped = response.body.pipeThrough(new DecompressionStream("gzip"));
+  return new Response(gunzipped).arrayBuffer();
+}
+
+// After the first start: make the snapshot for the next ones, unless the build has one
+// or it is stored already. Resolves with its size in bytes (0: none was needed).
 export async function saveSnapshot() {
+  const lock = await readLock();
+  const entries = packageEntriesOf(lock);
+  if (hasPrebuilt(lock, entries)) return 0;
   const cache = await caches.open(SNAPSHOT_CACHE);
-  if (await cache.match(snapshotKey(await packageEntries()))) return 0;
+  if (await cache.match(snapshotKey(entries))) return 0;
   const worker = new Worker(new URL("./snapshot-worker.js", import.meta.url), { type: "module" });
   try {
     const { data } = await new Promise((resolve, reject) => {
@@ -136,12 +178,16 @@ async function fromSnapshot() {
   let key = null;
   try {
     if (typeof caches === "undefined") return null;
-    const entries = await packageEntries();
+    const lock = await readLock();
+    const entries = packageEntriesOf(lock);
     key = snapshotKey(entries);
     const cache = await caches.open(SNAPSHOT_CACHE);
     const stored = await cache.match(key);
-    if (!stored) return null;
-    const [snapshot, wheels] = await Promise.all([stored.arrayBuffer(), fetchWheels(entries)]);
+    const [snapshot, wheels] = await Promise.all([
+      stored ? stored.arrayBuffer() : fetchPrebuilt(lock, entries),
+      fetchWheels(entries),
+    ]);
+    if (!snapshot) return null;
     const pyodide = await loadPyodide({ indexURL: INDEX_URL, _loadSnapshot: snapshot });
     performance.mark("pyjobqueue:interpreter", { detail: { snapshot: true } });
     // The files were not in the snapshot (only the interpreter's memory is): a module
