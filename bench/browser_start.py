@@ -28,8 +28,10 @@ for a year without revalidation, as versioned file names would allow), `parallel
 packages passed to `loadPyodide`, which fetches them while Python starts), `no-tzdata`
 (our wheel by URL, without its timezone dependency), `service-worker` (started by
 web/js/python.js, web/sw.js registered after the first visit), `snapshot` (the same,
-and a memory snapshot made after the first visit, which the next ones start from). The
-console (web/index.html): `console` (`?snapshot=0`) and `console-snapshot` (as served).
+every visit started from the build's memory snapshot), `browser-snapshot` (the same
+with a runtime that lacks the build's snapshot: the first visit starts as usual and
+makes one in a worker, which the next visits start from). The console
+(web/index.html): `console` (`?snapshot=0`) and `console-snapshot` (as served).
 
     python bench/browser_start.py --runs 3 --variant today --variant snapshot \
         --variant console --variant console-snapshot
@@ -42,6 +44,7 @@ import contextlib
 import functools
 import http.server
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -54,15 +57,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from buildtasks import chromium, webserver  # noqa: E402 (after the path set-up above)
+from buildtasks import bundle, chromium, webserver  # noqa: E402 (after the path set-up above)
 from buildtasks.paths import WEB_MOUNTS  # noqa: E402
 
 WEB = ROOT / "web"
 IMMUTABLE = "public, max-age=31536000, immutable"
-PLAIN = ("today", "immutable", "parallel", "no-tzdata", "service-worker", "snapshot")
+SNAPSHOTS = ("snapshot", "browser-snapshot")
+PLAIN = ("today", "immutable", "parallel", "no-tzdata", "service-worker", *SNAPSHOTS)
 CONSOLE = ("console", "console-snapshot")
 VARIANTS = PLAIN + CONSOLE
-OFFLINE = ("service-worker", "snapshot", *CONSOLE)  # with the service worker
+OFFLINE = ("service-worker", *SNAPSHOTS, *CONSOLE)  # with the service worker
 PHASES = ("scripts", "compile", "interpreter", "packages", "imports", "worker")
 
 # In every page before its own scripts: when the runtime's WebAssembly is compiled (the
@@ -255,6 +259,7 @@ def page_url(variant: str, worker: bool) -> str:
         "parallel": {"parallel": "1"},
         "service-worker": {"app": "1", "sw": "1"},
         "snapshot": {"app": "1", "sw": "1", "snapshot": "1"},
+        "browser-snapshot": {"app": "1", "sw": "1", "snapshot": "1"},
     }.get(variant, {})
     if variant == "no-tzdata":
         wheel = next((WEB / "dist" / "pyodide").glob("pyjobqueue-*.whl")).name
@@ -329,7 +334,10 @@ def main() -> None:
     variants = args.variant or ["today"]
     results: dict[str, list[Any]] = {variant: [] for variant in variants}
     with contextlib.ExitStack() as servers, sync_playwright() as playwright:
-        bases = {variant: servers.enter_context(serving(site(variant))) for variant in variants}
+        scratch = Path(servers.enter_context(tempfile.TemporaryDirectory()))
+        bases = {
+            variant: servers.enter_context(serving(site(variant, scratch))) for variant in variants
+        }
         # Run by run, every variant in turn: a busy machine's drift spreads over all.
         for _ in range(args.runs):
             for variant in variants:
@@ -341,14 +349,35 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
 
 
-def site(variant: str) -> webserver.Site:
-    """web/ (as `build.py serve` serves it) and the benchmark page, with the variant's caching."""
+def site(variant: str, scratch: Path) -> webserver.Site:
+    """web/ (as `build.py serve` serves it) and the benchmark page, with the variant's
+    caching; for `browser-snapshot`, a runtime without the build's snapshot in ``scratch``."""
+    mounts = dict(WEB_MOUNTS)
+    files = {"/start.html": PAGE.encode()}
+    if variant == "browser-snapshot":
+        runtime = runtime_without_snapshot(scratch / "pyodide")
+        mounts["/dist/pyodide/"] = runtime
+        manifest = json.dumps(bundle.build_manifest(runtime))
+        files["/dist/build.js"] = f"self.PYJOBQUEUE_BUILD = {manifest};\n".encode()
     return webserver.Site(
-        WEB_MOUNTS,
-        files={"/start.html": PAGE.encode()},
+        mounts,
+        files=files,
         cache_control=IMMUTABLE if variant == "immutable" else webserver.REVALIDATE,
         log_requests=False,
     )
+
+
+def runtime_without_snapshot(runtime: Path) -> Path:
+    """web/dist/pyodide/ in ``runtime`` (hard links) less the build's memory snapshot."""
+    runtime.mkdir()
+    for path in (WEB / "dist" / "pyodide").iterdir():
+        if path.name == "pyodide-lock.json":
+            lock = json.loads(path.read_text())
+            lock.pop("pyjobqueue", None)
+            (runtime / path.name).write_text(json.dumps(lock))
+        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
+            os.link(path, runtime / path.name)
+    return runtime
 
 
 if __name__ == "__main__":

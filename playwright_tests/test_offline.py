@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from browser_log import BrowserLog
 from conftest import RUNTIME, check_runtime
-from console_tab import ConsoleTab
+from console_tab import READY_TIMEOUT_MS, ConsoleTab
 from playwright.sync_api import Browser, BrowserContext
 
 from buildtasks import bundle, webserver
@@ -27,6 +28,7 @@ import { keepOffline } from "/js/offline.js";
 window.offlineReady = keepOffline().then((registration) => !!registration.active);
 </script>"""
 MARKER = "/dist/pyodide/marker.txt"
+README = Path(__file__).resolve().parents[1] / "README.md"
 STORE_A_JOB_PAUSED = """
 await client.pause()
 handle = await client.submit({"task": "primes", "limit": 1000})
@@ -155,3 +157,32 @@ def test_a_new_build_replaces_the_cached_one(offline_context: BrowserContext) ->
         assert page.evaluate(FETCH_MARKER) == "two"
         names = page.evaluate("() => caches.keys()")
         assert names == ["pyjobqueue-app two"], names
+
+
+def readme_page() -> bytes:
+    """A page of the README's module block marked `<!-- offline-page -->`, then a line
+    that shows its Pyodide has pyjobqueue."""
+    pattern = r"<!-- offline-page -->\s*```js\n(.*?)```"
+    block = re.search(pattern, README.read_text(), re.DOTALL)
+    assert block, "the README has no offline page"
+    check = 'window.readmeResult = pyodide.runPython("import pyjobqueue\\npyjobqueue.__name__");'
+    page = f"""<!doctype html><meta charset="utf-8"><title>README page</title>
+<link rel="icon" href="data:,">
+<script type="module">
+{block.group(1)}{check}
+</script>"""
+    return page.encode()
+
+
+def test_the_readme_page_starts_offline(offline_context: BrowserContext) -> None:
+    site = webserver.Site(WEB_MOUNTS, files={"/readme.html": readme_page()}, log_requests=False)
+    with webserver.serving(site, "offline test server") as base:
+        page = offline_context.new_page()
+        page.goto(f"{base}/readme.html")
+        page.wait_for_function("() => window.readmeResult", timeout=READY_TIMEOUT_MS)
+        assert page.evaluate("() => window.readmeResult") == "pyjobqueue"
+    offline_context.set_offline(True)  # and no server listens any more
+    page.reload()
+    page.wait_for_function("() => window.readmeResult", timeout=READY_TIMEOUT_MS)
+    assert page.evaluate(STARTED_FROM_SNAPSHOT)
+    assert page.evaluate("() => window.readmeResult") == "pyjobqueue"

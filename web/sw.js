@@ -10,10 +10,12 @@
 // - dist/pyodide/ (the runtime, the lock file, the wheels): versioned by the build, so
 //   served from the cache without revalidation; a file not cached yet (a wheel nobody
 //   asked for before) is fetched once and kept.
-// - The console's own files (its page, JavaScript and Python): from the network, so an
-//   edit shows on the next reload, and from the cache when the network fails.
+// - The console's own files (its page, JavaScript and Python), and any other page of the
+//   origin once visited (a page of your own that registers this worker): from the
+//   network, so an edit shows on the next reload, and from the cache when the network
+//   fails.
 // - Anything else (the JupyterLite site under jupyterlite/, which has a service worker of
-//   its own, other pages and their requests): not handled here at all.
+//   its own, and the other requests of pages): not handled here at all.
 importScripts("./dist/build.js");
 
 const BUILD = self.PYJOBQUEUE_BUILD;
@@ -22,6 +24,7 @@ const CACHE = PREFIX + BUILD.version;
 const SCOPE = new URL(self.registration.scope);
 const RUNTIME = new URL("dist/pyodide/", SCOPE).href;
 const SHELL = new Set(BUILD.shell.map((path) => new URL(path, SCOPE).href));
+const NOT_HANDLED = [new URL("jupyterlite/", SCOPE).href];
 
 async function fetchOk(request) {
   const response = await fetch(request);
@@ -48,13 +51,31 @@ async function withHash(response, hash) {
   return new Response(await response.blob(), { status: response.status, headers });
 }
 
+function handled(url) {
+  return url.startsWith(SCOPE.href) && !NOT_HANDLED.some((prefix) => url.startsWith(prefix));
+}
+
+// The key of a page or file: one entry whatever its query (?queue=...).
+function keyOf(url) {
+  const key = new URL(url);
+  key.search = "";
+  key.hash = "";
+  return key.href;
+}
+
 async function install() {
   const older = (await caches.keys()).filter((name) => name.startsWith(PREFIX) && name !== CACHE);
   const previous = older.length ? await caches.open(older[older.length - 1]) : undefined;
   const cache = await caches.open(CACHE);
+  // The pages open now: the one that registers this worker was loaded without it.
+  const windows = await self.clients.matchAll({ includeUncontrolled: true, type: "window" });
+  const pages = windows.map((client) => keyOf(client.url));
+  const others = pages.filter((url) => handled(url) && !SHELL.has(url));
   await Promise.all([
     ...Object.entries(BUILD.runtime).map(([path, hash]) => fill(cache, path, hash, previous)),
-    ...BUILD.shell.map((path) => fill(cache, path, null, undefined)),
+    ...[...SHELL].map((url) => fill(cache, url, null, undefined)),
+    // Best effort: such a page works offline once it is visited under this worker.
+    ...others.map((url) => fill(cache, url, null, undefined).catch(() => {})),
   ]);
 }
 
@@ -101,14 +122,11 @@ async function fromNetwork(request, key) {
 
 self.addEventListener("fetch", (event) => {
   const request = event.request;
-  if (request.method !== "GET") return;
-  const url = new URL(request.url);
-  url.search = "";
-  url.hash = "";
-  if (url.href.startsWith(RUNTIME)) {
+  const key = keyOf(request.url);
+  if (request.method !== "GET" || !handled(key)) return;
+  if (key.startsWith(RUNTIME)) {
     event.respondWith(fromCache(request));
-  } else if (SHELL.has(url.href)) {
-    // The page is one entry whatever its query (?queue=...).
-    event.respondWith(fromNetwork(request, url.href));
+  } else if (SHELL.has(key) || request.mode === "navigate") {
+    event.respondWith(fromNetwork(request, key));
   }
 });
