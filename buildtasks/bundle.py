@@ -16,6 +16,7 @@ import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .commands import BuildError, header, run
 from .environment import ensure_node_modules
@@ -220,15 +221,35 @@ def assemble_pyodide_runtime(
 
 
 def build_manifest(runtime: Path = PYODIDE_DIST) -> dict[str, object]:
-    """This build's version and the files web/sw.js caches: every file of the runtime
-    (URL relative to web/ -> sha256) and the console's own files (fetched fresh)."""
-    files = {
-        f"dist/{runtime.name}/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+    """This build's version (of every file of the runtime and of the shell list) and what
+    web/sw.js caches at install: the runtime's files (URL relative to web/ -> sha256)
+    less the wheels only the test suites load, and the console's own files."""
+    hashes = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(runtime.iterdir())
         if path.is_file()
     }
-    version = hashlib.sha256(json.dumps([files, OFFLINE_SHELL]).encode()).hexdigest()[:16]
+    version = hashlib.sha256(json.dumps([hashes, OFFLINE_SHELL]).encode()).hexdigest()[:16]
+    wanted = app_wheels(json.loads((runtime / "pyodide-lock.json").read_text()))
+    files = {
+        f"dist/{runtime.name}/{name}": sha256
+        for name, sha256 in hashes.items()
+        if not name.endswith(".whl") or name in wanted
+    }
     return {"version": version, "runtime": files, "shell": list(OFFLINE_SHELL)}
+
+
+def app_wheels(lock: dict[str, Any]) -> set[str]:
+    """The wheel files of pyjobqueue, micropip and what they depend on, in ``lock``."""
+    packages: dict[str, dict[str, Any]] = lock["packages"]
+    names, pending = set(), ["pyjobqueue", "micropip"]
+    while pending:
+        name = pending.pop()
+        if name in names or name not in packages:
+            continue
+        names.add(name)
+        pending.extend(packages[name]["depends"])
+    return {str(packages[name]["file_name"]) for name in names}
 
 
 def write_build_manifest(runtime: Path = PYODIDE_DIST, target: Path = BUILD_MANIFEST) -> None:

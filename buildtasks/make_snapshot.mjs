@@ -23,11 +23,14 @@ if (!fs.existsSync(cached)) {
   const wheels = entries.map((entry) => new Uint8Array(fs.readFileSync(path.join(runtime, entry.file_name))));
   // No script of Node's as sys.executable: a page has none.
   const pyodide = await loadPyodide({ indexURL: runtime + path.sep, _makeSnapshot: true, _sysExecutable: "" });
-  prepareSnapshot(pyodide, wheels);
+  prepareSnapshot(pyodide, entries, wheels);
   const snapshot = zlib.gzipSync(pyodide.makeMemorySnapshot(), { level: 6 });
   fs.mkdirSync(path.dirname(cached), { recursive: true });
   fs.writeFileSync(`${cached}.tmp`, snapshot);
   fs.renameSync(`${cached}.tmp`, cached);
+}
+for (const old of fs.readdirSync(runtime)) {
+  if (old.startsWith("pyjobqueue-snapshot-") && old !== name) fs.rmSync(path.join(runtime, old));
 }
 fs.copyFileSync(cached, path.join(runtime, name));
 lock.pyjobqueue = { snapshot: name };
