@@ -147,11 +147,15 @@ export async function makeSnapshot() {
   ]);
   prepareSnapshot(pyodide, entries, wheels);
   const snapshot = pyodide.makeMemorySnapshot();
-  const cache = await caches.open(SNAPSHOT_CACHE);
-  for (const old of await cache.keys()) await cache.delete(old); // another build's
-  const headers = { "Content-Type": "application/octet-stream" };
-  await cache.put(snapshotKey(entries), new Response(snapshot, { headers }));
+  await keepSnapshot(await caches.open(SNAPSHOT_CACHE), snapshotKey(entries), snapshot);
   return snapshot.byteLength;
+}
+
+// Stores a snapshot in the Cache API, in place of another build's.
+async function keepSnapshot(cache, key, snapshot) {
+  const body = new Response(snapshot, { headers: { "Content-Type": "application/octet-stream" } });
+  for (const old of await cache.keys()) await cache.delete(old);
+  await cache.put(key, body);
 }
 
 function hasPrebuilt(lock, entries) {
@@ -204,6 +208,10 @@ async function fromSnapshot() {
     if (!snapshot) return null;
     const pyodide = await loadPyodide({ indexURL: INDEX_URL, _loadSnapshot: snapshot });
     performance.mark("pyjobqueue:interpreter", { detail: { snapshot: true } });
+    if (!stored) {
+      // Kept as it is for the next starts: reading it is faster than gunzipping it again.
+      keepSnapshot(cache, key, snapshot).catch((error) => console.warn(`not kept: ${error}`));
+    }
     // The files were not in the snapshot (only the interpreter's memory is): a module
     // imported later, a traceback's source lines and tzdata's zones need them.
     installWheels(pyodide, entries, wheels);
