@@ -80,7 +80,8 @@ async function install() {
 }
 
 self.addEventListener("install", (event) => {
-  // The new build takes over at once: a reload runs it (see activate).
+  // The new build takes over once cached, without waiting for the pages of the old one
+  // to close (a reload never closes them all): the next load runs it.
   event.waitUntil(install().then(() => self.skipWaiting()));
 });
 
