@@ -16,22 +16,47 @@ import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .commands import BuildError, header, run
 from .environment import ensure_node_modules
 from .paths import (
     BUILD_CACHE,
     DIST,
+    NODE24,
     PYODIDE_DIST,
     PYODIDE_NPM,
     ROOT,
     SETUPTOOLS_BUILD,
     WEB,
+    WEB_DIST,
     venv_tool,
 )
 
 # The console (web/): the page, its worker and its Python; web/dist/ is assembled.
 WEB_APP_FILES = ("index.html", "js/app.js", "js/worker.js", "py/console_jobs.py")
+# What the service worker (web/sw.js) keeps for the console to start offline, as URLs
+# relative to web/ ("" is the page itself; shared/ is served from the package).
+OFFLINE_SHELL = (
+    "",
+    "index.html",
+    "js/app.js",
+    "js/offline.js",
+    "js/python.js",
+    "js/snapshot-worker.js",
+    "js/worker.js",
+    "py/console_jobs.py",
+    "py/console_page.py",
+    "py/console_worker.py",
+    "shared/view.js",
+    "shared/style.css",
+    "shared/favicon.svg",
+)
+BUILD_MANIFEST = WEB_DIST / "build.js"  # this build's version and files, for web/sw.js
+# The memory snapshot a first visit starts from: made in Node by this script, kept per
+# Pyodide version under .build/ (its name says what it holds: see web/js/python.js).
+SNAPSHOT_SCRIPT = ROOT / "buildtasks" / "make_snapshot.mjs"
+SNAPSHOT_CACHE = BUILD_CACHE / "snapshots"
 PYODIDE_WHEEL_CACHE = BUILD_CACHE / "pyodide-wheels"
 PYODIDE_WHEEL_STAMP = PYODIDE_WHEEL_CACHE / ".requirements"
 PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
@@ -195,8 +220,61 @@ def assemble_pyodide_runtime(
     return destination
 
 
+def build_manifest(runtime: Path = PYODIDE_DIST) -> dict[str, object]:
+    """This build's version (of every file of the runtime and of the shell list) and what
+    web/sw.js caches at install: the runtime's files (URL relative to web/ -> sha256)
+    less the wheels only the test suites load, and the console's own files."""
+    hashes = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(runtime.iterdir())
+        if path.is_file()
+    }
+    version = hashlib.sha256(json.dumps([hashes, OFFLINE_SHELL]).encode()).hexdigest()[:16]
+    wanted = app_wheels(json.loads((runtime / "pyodide-lock.json").read_text()))
+    files = {
+        f"dist/{runtime.name}/{name}": sha256
+        for name, sha256 in hashes.items()
+        if not name.endswith(".whl") or name in wanted
+    }
+    return {"version": version, "runtime": files, "shell": list(OFFLINE_SHELL)}
+
+
+def app_wheels(lock: dict[str, Any]) -> set[str]:
+    """The wheel files of pyjobqueue, micropip and what they depend on, in ``lock``."""
+    packages: dict[str, dict[str, Any]] = lock["packages"]
+    names, pending = set(), ["pyjobqueue", "micropip"]
+    while pending:
+        name = pending.pop()
+        if name in names or name not in packages:
+            continue
+        names.add(name)
+        pending.extend(packages[name]["depends"])
+    return {str(packages[name]["file_name"]) for name in names}
+
+
+def write_build_manifest(runtime: Path = PYODIDE_DIST, target: Path = BUILD_MANIFEST) -> None:
+    """Write web/dist/build.js: a new version there makes browsers install web/sw.js again."""
+    manifest = json.dumps(build_manifest(runtime), indent=1)
+    target.write_text(
+        "// Written by buildtasks/bundle.py: what web/sw.js caches for this build.\n"
+        f"self.PYJOBQUEUE_BUILD = {manifest};\n"
+    )
+
+
+def add_memory_snapshot(runtime: Path = PYODIDE_DIST) -> None:
+    """Put this build's gzipped memory snapshot into the runtime (made in Node 24 unless
+    .build/ holds it), so that a first visit skips Python's own start."""
+    header("memory snapshot for a first visit")
+    # python.js is an ES module in a folder without "type": "module": Node says so.
+    quiet = "--disable-warning=MODULE_TYPELESS_PACKAGE_JSON"
+    run([str(NODE24), quiet, str(SNAPSHOT_SCRIPT), str(runtime), str(SNAPSHOT_CACHE)], cwd=ROOT)
+
+
 def prepare_web_root(wheel: Path) -> Path:
-    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/; serve web/."""
+    """Assemble the Pyodide runtime with ``wheel`` into web/dist/pyodide/, its memory
+    snapshot and its manifest for the service worker; serve web/."""
     ensure_node_modules()
     assemble_pyodide_runtime([wheel, *ensure_pyodide_wheels()])
+    add_memory_snapshot()
+    write_build_manifest()
     return WEB

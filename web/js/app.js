@@ -1,12 +1,15 @@
 // The console page: boots Pyodide with pyjobqueue on the main thread (a JobQueueClient
 // that drives the view) and a module Web Worker with a second Pyodide that runs this
 // tab's JobQueueServer. Exposes window.pyodide and window.pyjobqueueReady.
-import { bootPython } from "./python.js";
+import { keepOffline } from "./offline.js";
+import { bootPython, saveSnapshot } from "./python.js";
 import { ConsoleView } from "../shared/view.js";
 
 const TAB_ID = Math.random().toString(16).slice(2, 6);
 // One console per queue: `?queue=name` (the default is "console").
 const QUEUE = new URLSearchParams(location.search).get("queue") || "console";
+// `?snapshot=0`: both Pythons start without the memory snapshot, and none is made.
+const SNAPSHOT = new URLSearchParams(location.search).get("snapshot") !== "0";
 // Between the tabs of this console: who leads, and "jobs were deleted, re-read them".
 const CONSOLE_CHANNEL = `pyjobqueue-console ${JSON.stringify(QUEUE)}`;
 
@@ -66,6 +69,7 @@ function startWorker() {
   // `?schedule=N`: this tab's server also runs the demo schedule, every N seconds.
   const schedule = new URLSearchParams(location.search).get("schedule");
   if (schedule) url.searchParams.set("schedule", schedule);
+  if (!SNAPSHOT) url.searchParams.set("snapshot", "0");
   const worker = new Worker(url, { type: "module" });
   return new Promise((resolve, reject) => {
     worker.onerror = (event) => {
@@ -131,14 +135,20 @@ async function main() {
   document.querySelector("#queue-name").textContent = QUEUE;
   const workerReady = startWorker();
   workerReady.catch(() => {}); // reported through main's await below
-  const pyodide = await bootPython(["console_jobs", "console_page"]);
+  const pyodide = await bootPython(["console_jobs", "console_page"], { snapshot: SNAPSHOT });
   window.pyodide = pyodide;
   await startConsole(pyodide);
   await workerReady;
   // Submitting waits for both Pythons: until then the buttons say so by being off.
   for (const id of ["#submit", "#submit-mix"]) document.querySelector(id).disabled = false;
   document.body.dataset.ready = "true";
+  performance.mark("pyjobqueue:ready");
   resolveReady(pyodide);
+  // Once up, so that filling the caches does not compete with the start.
+  window.pyjobqueueOffline = keepOffline();
+  window.pyjobqueueOffline.catch((error) => console.warn(`no offline start: ${error}`));
+  window.pyjobqueueSnapshot = SNAPSHOT ? saveSnapshot() : Promise.resolve(null);
+  window.pyjobqueueSnapshot.catch((error) => console.warn(`no memory snapshot: ${error}`));
 }
 
 main().catch((error) => {

@@ -1,18 +1,50 @@
 // Boot a Pyodide with pyjobqueue installed and the console's Python modules on its path.
 // Used by the page (main thread) and by the module Web Worker alike: everything comes
 // from this origin (web/dist/pyodide/ is assembled by `python build.py serve`).
-import { loadPyodide } from "../dist/pyodide/pyodide.mjs";
+//
+// With `snapshot`, a start begins from a memory snapshot of this build: the
+// interpreter's memory as it was with pyjobqueue installed and imported, which skips
+// Python's own start (most of the time a page takes to be ready). The build makes one
+// (buildtasks/make_snapshot.mjs, in Node) next to the runtime, gzipped, and a first
+// visit starts from it. Without it, the first visit starts as usual, and
+// `saveSnapshot()` then makes the snapshot in a worker of its own
+// (web/js/snapshot-worker.js) and keeps it in the Cache API for the next starts. The
+// snapshot APIs are private in Pyodide (`_makeSnapshot`, `_loadSnapshot`): any failure
+// to restore falls back to the usual start.
+import { loadPyodide, version as PYODIDE_VERSION } from "../dist/pyodide/pyodide.mjs";
 
 const INDEX_URL = new URL("../dist/pyodide/", import.meta.url).href;
 const PYTHON_DIR = new URL("../py/", import.meta.url);
 const HOME = "/home/pyodide";
+const SNAPSHOT_CACHE = "pyjobqueue-snapshot";
+// Bumped when how a snapshot is made changes (the imports below name it by themselves).
+const SNAPSHOT_FORMAT = 2;
+// Imported before the snapshot is taken: what the console's page and worker import.
+const SNAPSHOT_IMPORTS = [
+  "pyjobqueue",
+  "pyjobqueue.browser",
+  "pyjobqueue.events",
+  "pyjobqueue.leader",
+  "pyjobqueue.storage",
+  "pyjobqueue.worker",
+  "asyncio",
+  "hashlib",
+  "logging",
+  "uuid",
+  "zoneinfo",
+];
+const PACKAGE = "pyjobqueue";
 
-async function fetchText(url) {
+async function fetchOk(url) {
   const response = await fetch(url);
   if (!response.ok) {
     throw new Error(`cannot load ${url}: HTTP ${response.status}`);
   }
-  return response.text();
+  return response;
+}
+
+async function fetchText(url) {
+  return (await fetchOk(url)).text();
 }
 
 // loadPackage reports a failure only through errorCallback: collect it and throw.
@@ -27,12 +59,190 @@ async function loadPackages(pyodide, names) {
   }
 }
 
-export async function bootPython(modules) {
-  const [pyodide, sources] = await Promise.all([
-    loadPyodide({ indexURL: INDEX_URL }),
-    Promise.all(modules.map((name) => fetchText(new URL(`${name}.py`, PYTHON_DIR)))),
+// -- the snapshot ---------------------------------------------------------------------------
+
+// The runtime's lock file. Our build adds `pyjobqueue.snapshot` to it: the name of its
+// memory snapshot, when it made one.
+async function readLock() {
+  return JSON.parse(await fetchText(new URL("pyodide-lock.json", INDEX_URL)));
+}
+
+// pyjobqueue's lock entry and those of its dependencies, as the lock file lists them.
+export function packageEntriesOf(lock) {
+  const entries = [];
+  const visit = (name) => {
+    const entry = lock.packages[name];
+    if (!entry) throw new Error(`${name} is not in pyodide-lock.json`);
+    if (entries.includes(entry)) return;
+    entries.push(entry);
+    entry.depends.forEach(visit);
+  };
+  visit(PACKAGE);
+  return entries;
+}
+
+// What names a snapshot of this build: the format, the imports and our wheels' hashes.
+function snapshotId(entries) {
+  let importsHash = 0x811c9dc5; // FNV-1a, 32 bits
+  for (const char of SNAPSHOT_IMPORTS.join(" ")) {
+    importsHash = Math.imul(importsHash ^ char.charCodeAt(0), 0x01000193) >>> 0;
+  }
+  const hashes = entries.map((entry) => entry.sha256.slice(0, 12));
+  return [SNAPSHOT_FORMAT, importsHash.toString(16), ...hashes].join("-");
+}
+
+// Where the Cache API keeps the snapshot made in the browser (with the Pyodide version).
+function snapshotKey(entries) {
+  return new URL(`../snapshot/${PYODIDE_VERSION}/${snapshotId(entries)}`, import.meta.url).href;
+}
+
+// The file name of the build's own snapshot, next to the runtime (so of its version).
+export function prebuiltSnapshotName(entries) {
+  return `pyjobqueue-snapshot-${snapshotId(entries)}.bin.gz`;
+}
+
+async function fetchWheels(entries) {
+  return Promise.all(
+    entries.map(async (entry) => {
+      const wheel = await fetchOk(new URL(entry.file_name, INDEX_URL));
+      return new Uint8Array(await wheel.arrayBuffer());
+    }),
+  );
+}
+
+// Installs the wheels as a snapshot has them: ours unpacked into site-packages, as
+// loadPackage would (which a snapshot refuses: it leaves JavaScript objects in the
+// interpreter); its dependencies (tzdata: 600 small files) written as they are, zips
+// that Python imports from, which is faster at every restore. Returns those zips' paths.
+function installWheels(pyodide, entries, wheels) {
+  const sitePackages = pyodide.runPython("import sysconfig\nsysconfig.get_path('purelib')");
+  const zips = [];
+  entries.forEach((entry, index) => {
+    if (entry.name === PACKAGE) {
+      pyodide.unpackArchive(wheels[index], "wheel", { extractDir: sitePackages });
+    } else {
+      const path = `${sitePackages}/${entry.file_name}`;
+      pyodide.FS.writeFile(path, wheels[index]);
+      zips.push(path);
+    }
+  });
+  return zips;
+}
+
+// Installs the wheels and imports what a snapshot holds, in a Pyodide loaded with
+// `_makeSnapshot` (here, or by the build in Node).
+export function prepareSnapshot(pyodide, entries, wheels) {
+  const zips = installWheels(pyodide, entries, wheels);
+  // On sys.path in the snapshot's memory: a restore only writes the files again.
+  pyodide.runPython(`import sys\nsys.path.extend(${JSON.stringify(zips)})`);
+  pyodide.runPython(SNAPSHOT_IMPORTS.map((name) => `import ${name}`).join("\n"));
+}
+
+// Makes this build's snapshot and stores it (in a worker: see snapshot-worker.js).
+export async function makeSnapshot() {
+  const entries = packageEntriesOf(await readLock());
+  const [pyodide, wheels] = await Promise.all([
+    loadPyodide({ indexURL: INDEX_URL, _makeSnapshot: true }),
+    fetchWheels(entries),
   ]);
-  await loadPackages(pyodide, ["pyjobqueue"]);
-  modules.forEach((name, index) => pyodide.FS.writeFile(`${HOME}/${name}.py`, sources[index]));
+  prepareSnapshot(pyodide, entries, wheels);
+  const snapshot = pyodide.makeMemorySnapshot();
+  await keepSnapshot(await caches.open(SNAPSHOT_CACHE), snapshotKey(entries), snapshot);
+  return snapshot.byteLength;
+}
+
+// Stores a snapshot in the Cache API, in place of another build's.
+async function keepSnapshot(cache, key, snapshot) {
+  const body = new Response(snapshot, { headers: { "Content-Type": "application/octet-stream" } });
+  for (const old of await cache.keys()) await cache.delete(old);
+  await cache.put(key, body);
+}
+
+function hasPrebuilt(lock, entries) {
+  return lock.pyjobqueue?.snapshot === prebuiltSnapshotName(entries);
+}
+
+// The build's own snapshot (gunzipped), or null when the build has none.
+async function fetchPrebuilt(lock, entries) {
+  if (!hasPrebuilt(lock, entries)) return null;
+  const response = await fetchOk(new URL(prebuiltSnapshotName(entries), INDEX_URL));
+  const gunzipped = response.body.pipeThrough(new DecompressionStream("gzip"));
+  return new Response(gunzipped).arrayBuffer();
+}
+
+// After the first start: make the snapshot for the next ones, unless the build has one
+// or it is stored already. Resolves with its size in bytes (0: none was needed).
+export async function saveSnapshot() {
+  const lock = await readLock();
+  const entries = packageEntriesOf(lock);
+  if (hasPrebuilt(lock, entries)) return 0;
+  const cache = await caches.open(SNAPSHOT_CACHE);
+  if (await cache.match(snapshotKey(entries))) return 0;
+  const worker = new Worker(new URL("./snapshot-worker.js", import.meta.url), { type: "module" });
+  try {
+    const { data } = await new Promise((resolve, reject) => {
+      worker.onmessage = resolve;
+      worker.onerror = (event) => reject(new Error(event.message || "the worker did not load"));
+    });
+    if (data.error) throw new Error(data.error);
+    return data.bytes;
+  } finally {
+    worker.terminate();
+  }
+}
+
+// A Pyodide restored from this build's snapshot, or null (none stored, or it failed).
+async function fromSnapshot() {
+  let key = null;
+  try {
+    if (typeof caches === "undefined") return null;
+    const lock = await readLock();
+    const entries = packageEntriesOf(lock);
+    key = snapshotKey(entries);
+    const cache = await caches.open(SNAPSHOT_CACHE);
+    const stored = await cache.match(key);
+    const [snapshot, wheels] = await Promise.all([
+      stored ? stored.arrayBuffer() : fetchPrebuilt(lock, entries),
+      fetchWheels(entries),
+    ]);
+    if (!snapshot) return null;
+    const pyodide = await loadPyodide({ indexURL: INDEX_URL, _loadSnapshot: snapshot });
+    performance.mark("pyjobqueue:interpreter", { detail: { snapshot: true } });
+    if (!stored) {
+      // Kept as it is for the next starts: reading it is faster than gunzipping it again.
+      keepSnapshot(cache, key, snapshot).catch((error) => console.warn(`not kept: ${error}`));
+    }
+    // The files were not in the snapshot (only the interpreter's memory is): a module
+    // imported later, a traceback's source lines and tzdata's zones need them.
+    installWheels(pyodide, entries, wheels);
+    // Every start from one snapshot would draw the same numbers (retry jitter) otherwise.
+    pyodide.runPython("import random\nrandom.seed()");
+    performance.mark("pyjobqueue:packages");
+    return pyodide;
+  } catch (error) {
+    console.warn(`starting without the memory snapshot: ${error}`);
+    if (key) await caches.open(SNAPSHOT_CACHE).then((cache) => cache.delete(key), () => {});
+    return null;
+  }
+}
+
+async function freshStart() {
+  const pyodide = await loadPyodide({ indexURL: INDEX_URL });
+  performance.mark("pyjobqueue:interpreter", { detail: { snapshot: false } });
+  await loadPackages(pyodide, [PACKAGE]);
+  performance.mark("pyjobqueue:packages");
+  return pyodide;
+}
+
+// `snapshot`: start from this build's memory snapshot when one is stored. Marks the
+// performance timeline when the interpreter is up (`pyjobqueue:interpreter`) and when
+// pyjobqueue is installed (`pyjobqueue:packages`), for bench/browser_start.py; the first
+// mark's detail says whether the start was from the snapshot.
+export async function bootPython(modules, { snapshot = false } = {}) {
+  const sources = Promise.all(modules.map((name) => fetchText(new URL(`${name}.py`, PYTHON_DIR))));
+  sources.catch(() => {}); // awaited below
+  const pyodide = (snapshot && (await fromSnapshot())) || (await freshStart());
+  const texts = await sources;
+  modules.forEach((name, index) => pyodide.FS.writeFile(`${HOME}/${name}.py`, texts[index]));
   return pyodide;
 }

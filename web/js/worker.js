@@ -5,10 +5,11 @@
 import { bootPython } from "./python.js";
 
 try {
-  const pyodide = await bootPython(["console_jobs", "console_worker"]);
+  const params = new URL(self.location.href).searchParams;
+  const snapshot = params.get("snapshot") !== "0";
+  const pyodide = await bootPython(["console_jobs", "console_worker"], { snapshot });
   const module = pyodide.pyimport("console_worker");
   // Kept for the life of the worker: the server runs until the tab closes.
-  const params = new URL(self.location.href).searchParams;
   self.consoleServer = await module.start(params.get("queue"), params.get("schedule"));
   module.destroy();
 } catch (error) {
