@@ -129,6 +129,7 @@ CLAIM_PARAMS = {
     "now": micros(T0),
     "lease_until": micros(T0 + LEASE),
     "limit": 10,
+    "origin": None,
 }
 CLAIM_INDEX_WALK = "USING COVERING INDEX pyjobqueue_jobs_claim (queue_name=? AND status=?)"
 KIND_INDEX_WALK = (
