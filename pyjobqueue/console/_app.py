@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._listing import MAX_PAGE, PAGE_SIZE, PageQuery, read_page
 from ..client import JobQueueClient
 from ..errors import JobNotFoundError
 from ..job import FINISHED_STATUSES, JobStatus, utcnow
@@ -41,8 +42,6 @@ TOKEN_COOKIE = "pyjobqueue_console_token"
 # POSTs must carry this header: a form or an image on another site cannot send it, and a
 # script there could only after a CORS preflight, which this app never answers.
 ACTION_HEADER = "x-pyjobqueue-console"
-PAGE_SIZE = 50
-MAX_PAGE = 500
 KEEPALIVE_SECONDS = 15.0
 ACTIONS = ("abort", "abort_run", "retry", "disable", "delete", "pause", "resume", "purge")
 
@@ -143,19 +142,19 @@ class ConsoleApi:
         """One page of jobs, newest first; or one job (?id=), or one run's (?run=)."""
         query = request.query_params
         if query.get("id"):
-            job = await self.storage.get(_whole(query["id"], "id"))
-            return JSONResponse({"jobs": [] if job is None else [job_json(job)], "next": None})
-        if query.get("run"):
-            run = await self.storage.get_by_run_id(query["run"])
-            jobs = sorted(run, key=lambda job: job.id or 0, reverse=True)[:MAX_PAGE]
-            return JSONResponse({"jobs": [job_json(job) for job in jobs], "next": None})
-        limit = _whole(query.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE)
-        before = _whole(query["before"], "before") if query.get("before") else None
-        status = _status(query.get("status"))
-        kind = query.get("kind") or None
-        page = await self.storage.list_jobs(status, kind, before, limit)
-        last = page[-1].id if len(page) == limit else None
-        return JSONResponse({"jobs": [job_json(job) for job in page], "next": last})
+            wanted = PageQuery(job_id=_whole(query["id"], "id"))
+        elif query.get("run"):
+            wanted = PageQuery(run_id=query["run"])
+        else:
+            wanted = PageQuery(
+                status=_status(query.get("status")),
+                kind=query.get("kind") or None,
+                before_id=_whole(query["before"], "before") if query.get("before") else None,
+                limit=_whole(query.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE),
+            )
+        page = await read_page(self.storage, wanted)
+        jobs = [job_json(job) for job in page.jobs]
+        return JSONResponse({"jobs": jobs, "next": page.next_before_id})
 
     async def action(self, request: Request) -> Response:
         """Run one action on the queue; 403 on a read-only console."""
