@@ -46,6 +46,7 @@ OFFLINE_SHELL = (
     "js/snapshot-worker.js",
     "js/worker.js",
     "py/console_jobs.py",
+    "py/console_model.py",
     "py/console_page.py",
     "py/console_worker.py",
     "shared/view.js",

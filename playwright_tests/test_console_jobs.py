@@ -24,6 +24,7 @@ import pytest
 
 from pyjobqueue import (
     AbortSignalJobError,
+    Job,
     JobError,
     JobQueueClient,
     JobQueueServer,
@@ -34,6 +35,7 @@ from pyjobqueue.storage import InMemoryQueueStorage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web" / "py"))
 import console_jobs
+import console_model
 import console_page
 
 Client: TypeAlias = JobQueueClient[dict[str, Any], dict[str, Any]]
@@ -266,30 +268,35 @@ class FakeView:
     """What the page's JavaScript view is told, as Python values."""
 
     def __init__(self) -> None:
-        self.clock = 0
         self.shown: dict[int, dict[str, Any]] = {}
+        self.count_rows: list[list[Any]] = []
+        self.stats_shown: dict[str, Any] = {}
         self.paused_shown: list[bool] = []
         self.schedules_shown: list[dict[str, Any]] = []
+        self.additions = 0
         self.changed = asyncio.Event()
-
-    def mark(self) -> int:
-        return self.clock
-
-    def jobs(self, jobs_json: str, since: int) -> None:
-        self.shown = {job["id"]: job for job in json.loads(jobs_json)}
 
     def job(self, job_json: str) -> None:
         job = json.loads(job_json)
         self.shown[job["id"]] = job
+        self.changed.set()
+
+    def added(self) -> None:
+        self.additions += 1
+        self.changed.set()
+
+    def reload(self) -> None:
+        pass
 
     def progress(self, job_id: int, progress: float, message: str) -> None:
         pass
 
-    def counts(self, counts_json: str) -> None:
-        pass
+    def counts(self, rows_json: str) -> None:
+        self.count_rows = json.loads(rows_json)
+        self.changed.set()
 
-    def list_limit(self, per_status: int) -> None:
-        self.per_status = per_status
+    def stats(self, stats_json: str) -> None:
+        self.stats_shown = json.loads(stats_json)
 
     def schedules(self, schedules_json: str) -> None:
         self.schedules_shown = json.loads(schedules_json)
@@ -297,6 +304,19 @@ class FakeView:
     def paused(self, paused: bool) -> None:
         self.paused_shown.append(paused)
         self.changed.set()
+
+    def counted(self) -> dict[str, int]:
+        """The counts shown, by status."""
+        totals: dict[str, int] = {}
+        for _kind, status, count in self.count_rows:
+            totals[status] = totals.get(status, 0) + count
+        return totals
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` holds, woken by what the view is told."""
+        while not condition():
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 5)
 
 
 def page_scenario(
@@ -340,8 +360,11 @@ async def test_page_submits_each_task_with_its_kind_and_the_priority_typed(
         *[("hash_chain", -2)] * 3,
         *[(task.kind, 0) for task in console_jobs.TASKS.values()],
     ]
-    assert (view.shown[one]["kind"], view.shown[one]["priority"]) == ("hash_chain", 5)
-    assert view.shown[batch[0]]["error_traceback"] is None
+    page = json.loads(await console.page(json.dumps({"status": "", "kind": "", "limit": 50})))
+    shown = {job["id"]: job for job in page["jobs"]}
+    assert (shown[one]["kind"], shown[one]["priority"]) == ("hash_chain", 5)
+    assert shown[batch[0]]["error_traceback"] is None
+    await view.until(lambda: view.counted() == {"PENDING": 9})
 
 
 @pytest.mark.parametrize(
@@ -400,3 +423,77 @@ def test_page_reads_a_pause_stored_before_it_started() -> None:
             await second.stop()
 
     page_scenario(paused_before)()
+
+
+def count_reads(storage: Any) -> list[int]:
+    """The ids of the jobs `storage.get` reads from now on."""
+    reads: list[int] = []
+    read = storage.get
+
+    async def counted_get(job_id: int) -> Any:
+        reads.append(job_id)
+        return await read(job_id)
+
+    storage.get = counted_get
+    return reads
+
+
+@page_scenario
+async def test_page_counts_follow_events_and_read_only_what_an_event_lacks(
+    console: console_page.Console, view: FakeView, other: Client
+) -> None:
+    handles = await other.submit_batch([{"n": n} for n in range(60)], kind="nobody")
+    await view.until(lambda: view.counted() == {"PENDING": 60})  # found, not announced
+    page = json.loads(await console.page(json.dumps({"limit": 50})))  # the first page
+    assert [job["id"] for job in page["jobs"]] == [h.id for h in reversed(handles)][:50]
+    reads = count_reads(console.storage)
+
+    await other.abort(handles[0].id)  # not on the page: its job_error says enough
+    await view.until(lambda: view.counted() == {"PENDING": 59, "FAILED": 1})
+    assert reads == []
+    await other.abort(handles[-1].id)  # on the page: its card shows the error, read it
+    await view.until(lambda: view.shown.get(handles[-1].id, {}).get("status") == "FAILED")
+    assert reads == [handles[-1].id]
+    assert view.counted() == {"PENDING": 58, "FAILED": 2}
+
+
+def test_retries_and_run_times_come_from_the_stored_jobs_in_every_tab() -> None:
+    async def two_tabs(client: Client) -> None:
+        first = FakeView()
+        console = console_page.Console(client.storage, first)
+        await console.start()
+        try:
+            await run(client, "flaky", max_retries=2, failures=2, delay_ms=0)
+            await first.until(lambda: first.stats_shown.get("retried_jobs") == 2)
+            assert first.stats_shown["average_processing_time"] is not None
+            # A tab opened later (or one that takes the lead) says the same.
+            second = FakeView()
+            later = console_page.Console(client.storage, second)
+            await later.start()
+            await later.stop()
+            assert second.stats_shown["retried_jobs"] == 2
+            assert second.counted() == first.counted() == {"COMPLETED": 1}
+        finally:
+            await console.stop()
+
+    scenario(two_tabs)()
+
+
+def test_the_model_applies_events_and_keeps_what_changed_during_a_full_read() -> None:
+    model = console_model.QueueModel()
+    job: Job[Any, Any] = Job(input={"task": "hash"}, id=7, kind="hash_chain")
+    model.learn(job)
+    for name in ("job_start", "job_retry", "job_start", "job_complete"):
+        assert model.apply(name, 7, 100.0)
+    assert not model.apply("job_start", 8, 100.0)  # unknown: it has to be read
+    assert model.count_rows() == [["hash_chain", "COMPLETED", 1]]
+    assert model.stats() == {"retried_jobs": 1, "average_processing_time": 0.0}
+
+    model.begin_rebuild()
+    assert model.apply("job_start", 7, 200.0)  # retried elsewhere, started meanwhile
+    stale: Job[Any, Any] = Job(input={}, id=7, kind="hash_chain")
+    model.end_rebuild([stale])  # read before the start: the event's state stays
+    assert model.count_rows() == [["hash_chain", "PROCESSING", 1]]
+    model.begin_rebuild()
+    model.end_rebuild([])  # deleted meanwhile
+    assert model.count_rows() == [] and model.stats()["retried_jobs"] == 0

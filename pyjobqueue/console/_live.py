@@ -275,10 +275,12 @@ class LiveFeed:
     # -- reads ------------------------------------------------------------------------
 
     async def summary(self) -> dict[str, Any]:
-        """Counts by status and kind, whether paused, schedules, live servers, the chart."""
+        """Counts by status and by (kind, status), the kinds, whether paused, schedules,
+        live servers, the chart."""
         by_kind = await self.client.counts()
         return {
             "counts": counts_by_status(by_kind),
+            "by_kind": [[kind, status.value, count] for (kind, status), count in by_kind.items()],
             "kinds": sorted({kind for kind, _status in by_kind if kind is not None}),
             "paused": await self.client.is_paused(),
             "schedules": [schedule_json(state) for state in await self.client.schedules()],

@@ -20,7 +20,7 @@ window.pyjobqueueReady = new Promise((resolve, reject) => {
   rejectReady = reject;
 });
 
-const state = { role: "starting", leaderTab: null, stats: null, workerStarted: false };
+const state = { role: "starting", leaderTab: null, workerStarted: false };
 let view = null;
 
 function showFatal(message) {
@@ -38,7 +38,7 @@ let app = null; // the page's Console (web/py/console_page.py), once it runs
 
 function announceLeader() {
   if (state.role === "leader") {
-    consoleChannel.postMessage({ type: "leader", tab: TAB_ID, stats: state.stats });
+    consoleChannel.postMessage({ type: "leader", tab: TAB_ID });
   }
 }
 
@@ -50,7 +50,6 @@ consoleChannel.onmessage = ({ data }) => {
   } else if (data.type === "leader" && state.role !== "leader") {
     state.role = "standby";
     state.leaderTab = data.tab;
-    state.stats = data.stats;
     render();
   }
 };
@@ -58,7 +57,6 @@ consoleChannel.onmessage = ({ data }) => {
 function render() {
   if (!view) return;
   view.leader(state);
-  view.serverStats(state.stats);
 }
 
 // -- the worker -----------------------------------------------------------------------------
@@ -90,12 +88,6 @@ function startWorker() {
         state.leaderTab = message.leader ? TAB_ID : null;
         announceLeader();
         render();
-      } else if (message.type === "stats") {
-        if (state.role === "leader") {
-          state.stats = message.stats;
-          announceLeader();
-          render();
-        }
       } else if (message.type === "error") {
         reject(new Error(message.message));
         showFatal(message.message);
@@ -124,6 +116,13 @@ async function startConsole(pyodide) {
   view = new ConsoleView(document.querySelector("#app"), tasks, actions);
   render();
   app = await page.start(view, QUEUE);
+  // The list reads its pages (and a job's detail) from the page's Python.
+  await view.showPages({
+    pageSize: page.PAGE_SIZE,
+    emptyText: "No jobs yet: submit one on the left.",
+    readPage: async (query) => JSON.parse(await app.page(JSON.stringify(query))),
+    readJob: async (id) => JSON.parse(await app.job(id)),
+  });
   // For console users: `app`, `client` and `storage` are globals of window.pyodide.
   pyodide.globals.set("app", app);
   await pyodide.runPythonAsync("client = app.client\nstorage = app.storage");
@@ -135,7 +134,7 @@ async function main() {
   document.querySelector("#queue-name").textContent = QUEUE;
   const workerReady = startWorker();
   workerReady.catch(() => {}); // reported through main's await below
-  const pyodide = await bootPython(["console_jobs", "console_page"], { snapshot: SNAPSHOT });
+  const pyodide = await bootPython(["console_jobs", "console_model", "console_page"], { snapshot: SNAPSHOT });
   window.pyodide = pyodide;
   await startConsole(pyodide);
   await workerReady;

@@ -1,11 +1,14 @@
 """The page side of the console: a JobQueueClient on the IndexedDB queue that feeds the view.
 
 The page's Pyodide runs no jobs (the Web Worker's server does): this module submits,
-aborts and retries jobs, pauses and resumes the queue, listens to the queue's events
-from every tab over BroadcastChannel, re-reads the jobs they concern and hands them to
-the JavaScript view (`pyjobqueue/console/static/view.js`, served as `shared/view.js`,
-which `pyjobqueue console` shares) as JSON text, which crosses the bridge without
-proxies.
+aborts and retries jobs, pauses and resumes the queue, and follows the queue's events
+from every tab over BroadcastChannel. It keeps what it knows of the queue in memory (a
+`QueueModel`: every job's status and kind, the counts, the figures) and applies each
+event to it and to the jobs the view shows, reading storage only for what an event does
+not carry: a job it has never seen, the traceback of a failed attempt, the jobs that a
+"work available" hint announces. The JavaScript view (`pyjobqueue/console/static/view.js`,
+served as `shared/view.js`, which `pyjobqueue console` shares) reads its pages through
+`page()` and is told the rest as JSON text, which crosses the bridge without proxies.
 """
 
 from __future__ import annotations
@@ -13,58 +16,49 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from console_jobs import PRIORITY, TASKS, catalogue, make_input
+from console_model import QueueModel, patch_shown
 
 from pyjobqueue import Job, JobQueueClient, JobStatus
-from pyjobqueue.events import JOB_CHANGE_EVENTS, EventName, JobEvent
+from pyjobqueue._listing import PAGE_SIZE, PageQuery, read_page
+from pyjobqueue.events import JOB_CHANGE_EVENTS, QUEUE_EVENTS, EventName, JobEvent
 from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
 from pyjobqueue.storage.base import Unsubscribe
 
 logger = logging.getLogger("pyjobqueue.console")
 
-JOBS_PER_STATUS = 500  # the view lists at most this many jobs of each status
 MAX_BATCH = 500
-REFRESH_DELAY_SECONDS = 0.05  # events arriving within this window share one storage read
-RESYNC_EVERY_SECONDS = 10.0  # a full re-read, for changes no event announces (deletions)
-# Statuses read in the order jobs move through them: a job that moves on while the list
-# is read is found under its new status (the moves back, retry and recovery, announce
-# themselves with an event).
-LIFECYCLE_ORDER = (
-    JobStatus.WAITING,
-    JobStatus.PENDING,
-    JobStatus.PROCESSING,
-    JobStatus.ABORTING,
-    JobStatus.COMPLETED,
-    JobStatus.FAILED,
-    JobStatus.DISABLED,
-)
+READ_CHUNK = 1_000  # a full read, and the search for new jobs, read this many at a time
+FIRST_LOOK = 4  # the search for new jobs reads this many of the newest first
+PUSH_DELAY_SECONDS = 0.05  # events arriving within this window share one push (and read)
+CHECK_EVERY_SECONDS = 10.0  # compare the counts with storage's, for changes no event told
 
 
 class View(Protocol):
     """What the JavaScript view offers (every argument is JSON text or a number)."""
 
-    def mark(self) -> int:
-        """A point in the view's history, taken before reading the whole list."""
-
-    def jobs(self, jobs_json: str, since: int) -> None:
-        """Replace the whole list with what storage held after `mark()` returned `since`."""
-
     def job(self, job_json: str) -> None:
-        """Insert or update one job."""
+        """Show one job as it now is (on the page it belongs to)."""
+
+    def added(self) -> None:
+        """Say that jobs were added (the first page is read again)."""
+
+    def reload(self) -> None:
+        """Read the page shown again (jobs were deleted)."""
 
     def progress(self, job_id: int, progress: float, message: str) -> None:
         """Move one job's progress bar."""
 
-    def counts(self, counts_json: str) -> None:
-        """Show how many jobs have each status."""
+    def counts(self, rows_json: str) -> None:
+        """Show how many jobs there are of each (kind, status): [[kind, status, n]...]."""
 
-    def list_limit(self, per_status: int) -> None:
-        """Say that the list holds at most `per_status` jobs of each status (the counts
-        then tell when some are not listed)."""
+    def stats(self, stats_json: str) -> None:
+        """Show retried attempts and the average run time."""
 
     def schedules(self, schedules_json: str) -> None:
         """Show the queue's schedules: name, last and next tick (ISO times)."""
@@ -87,106 +81,204 @@ class Console:
             storage=storage
         )
         self.view = view
-        self._dirty: set[int] = set()
-        self._resync = False
-        self._flush: asyncio.Task[None] | None = None
-        self._timer: asyncio.Task[None] | None = None
+        self.model = QueueModel()
+        # The jobs of the page the view last read, as it shows them: events change them.
+        self.shown: dict[int, dict[str, Any]] = {}
+        self._to_read: set[int] = set()  # jobs whose event did not carry what they need
+        self._reading: dict[int, bool] = {}  # jobs being read: did an event come meanwhile?
+        self._unknown: list[JobEvent] = []  # events of jobs not known yet, in order
+        self._look_for_new = False
+        self._rebuild = False
+        self._counts_due = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Unsubscribe | None = None
         # Counts queue_paused / queue_resumed events, so that a read of the flag that
         # one of them overtook does not undo what it showed.
         self._pause_events = 0
 
     async def start(self) -> None:
-        """Connect to the queue's events and show the jobs."""
-        self.view.list_limit(JOBS_PER_STATUS)
+        """Connect to the queue's events, read what it holds and show it."""
         await self.storage.setup_database()
         await self.client.connect()
-        for name in JOB_CHANGE_EVENTS:
-            self.client.on(name, self._on_change)
-        self.client.on(EventName.JOB_PROGRESS, self._on_progress)
-        # New jobs from other tabs announce themselves only as "work available"; pausing
-        # and resuming (in any tab) only on the storage's feed.
-        self._unsubscribe = await self.storage.subscribe(self._on_feed)
+        # Job events, progress, "work available" hints and pausing, from every tab.
+        self._unsubscribe = await self.storage.subscribe(self._on_event)
         await self.sync()
-        self._timer = asyncio.ensure_future(self._resync_forever())
+        self._tasks = [
+            asyncio.ensure_future(self._follow()),
+            asyncio.ensure_future(self._check_forever()),
+        ]
 
     async def stop(self) -> None:
         """Stop following the queue (a page never does; its tests do)."""
-        for task in (self._timer, self._flush):
-            if task is not None:
-                task.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self._unsubscribe is not None:
             unsubscribe, self._unsubscribe = self._unsubscribe, None
             await unsubscribe()
         await self.client.disconnect()
 
-    # -- events -> view -----------------------------------------------------------------
+    # -- events -> model and view ---------------------------------------------------------
 
-    def _on_change(self, queue_name: str, job_id: int, *args: Any) -> None:
-        self._schedule(job_id=job_id)
-
-    def _on_progress(
-        self, queue_name: str, job_id: int, progress: float, message: str, *_: Any
-    ) -> None:
-        self.view.progress(job_id, float(progress), str(message))
-
-    def _on_feed(self, event: JobEvent) -> None:
-        if event.name == EventName.JOB_AVAILABLE:
-            self._schedule(resync=True)
-        elif event.name in (EventName.QUEUE_PAUSED, EventName.QUEUE_RESUMED):
+    def _on_event(self, event: JobEvent) -> None:
+        if event.queue_name != self.storage.queue_name:
+            return
+        if event.name == EventName.JOB_PROGRESS:
+            self._on_progress(event)
+        elif event.name in QUEUE_EVENTS:
             self._pause_events += 1
             self.view.paused(event.name == EventName.QUEUE_PAUSED)
+        elif event.name == EventName.JOB_AVAILABLE:
+            self._look_for_new = True
+            self._wake.set()
+        elif event.name in JOB_CHANGE_EVENTS:
+            self._on_change(event)
 
-    def _schedule(self, *, job_id: int | None = None, resync: bool = False) -> None:
-        if job_id is not None:
-            self._dirty.add(job_id)
-        self._resync = self._resync or resync
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.ensure_future(self._flush_soon())
+    def _on_progress(self, event: JobEvent) -> None:
+        shown = self.shown.get(event.job_id)
+        if shown is not None:
+            shown.update(progress=float(event.progress), progress_message=str(event.message))
+        self.view.progress(event.job_id, float(event.progress), str(event.message))
 
-    async def _flush_soon(self) -> None:
-        # Events that arrive while this runs are handled by its next round, not lost.
-        while self._dirty or self._resync:
-            await asyncio.sleep(REFRESH_DELAY_SECONDS)
-            dirty, self._dirty = self._dirty, set()
-            resync, self._resync = self._resync, False
-            try:
-                await self._refresh(dirty, resync)
-            except Exception:
-                logger.exception("could not refresh the job list")
+    def _on_change(self, event: JobEvent) -> None:
+        job_id = event.job_id
+        if job_id in self._reading:
+            self._reading[job_id] = True
+        if not self.model.apply(event.name, job_id, time.time()):
+            # A job this page has not seen: found by the search for new jobs, or read.
+            self._unknown.append(event)
+            if job_id > self.model.newest_id:
+                self._look_for_new = True
+            else:
+                self._to_read.add(job_id)
+        shown = self.shown.get(job_id)
+        if shown is not None:
+            if patch_shown(shown, event, datetime.now(UTC)):
+                self.view.job(json.dumps(shown))
+            else:
+                self._to_read.add(job_id)
+        self._counts_due = True
+        self._wake.set()
 
-    async def _refresh(self, job_ids: set[int], resync: bool) -> None:
-        if resync:
-            await self.sync()
-            return
-        for job_id in sorted(job_ids):
-            job = await self.storage.get(job_id)
-            if job is not None:
-                self.view.job(json.dumps(job_json(job)))
-        await self.show_counts()
-
-    async def _resync_forever(self) -> None:
+    async def _follow(self) -> None:
         while True:
-            await asyncio.sleep(RESYNC_EVERY_SECONDS)
+            await self._wake.wait()
+            await asyncio.sleep(PUSH_DELAY_SECONDS)
+            self._wake.clear()
             try:
-                await self.sync()
+                await self._catch_up()
             except Exception:
-                logger.exception("could not refresh the job list")
+                logger.exception("could not follow the queue")
+
+    async def _catch_up(self) -> None:
+        """Do what the events since the last round need: one read each, at most."""
+        # Events of unknown jobs that came before this round's reads: the reads see
+        # their changes. Those that come while it reads are applied after it.
+        self._unknown = []
+        if self._rebuild:
+            self._rebuild = False
+            await self.sync()
+        if self._look_for_new:
+            self._look_for_new = False
+            await self._read_new_jobs()
+        if self._to_read:
+            job_ids, self._to_read = self._to_read, set()
+            await self._read_jobs(sorted(job_ids))
+        # In order: the last event of a job says where it now is. Those of jobs still
+        # unknown wait for the next round's reads.
+        self._unknown = [
+            event
+            for event in self._unknown
+            if not self.model.apply(event.name, event.job_id, time.time())
+        ]
+        if self._counts_due:
+            self._counts_due = False
+            self.show_counts()
+
+    async def _read_new_jobs(self) -> None:
+        """Read the jobs above the newest known id, newest first, until a known one."""
+        newest = self.model.newest_id
+        found: list[Job[Any, Any]] = []
+        before: int | None = None
+        limit = FIRST_LOOK
+        while True:
+            page = await self.storage.list_jobs(before_id=before, limit=limit)
+            fresh = [job for job in page if job.id is not None and job.id > newest]
+            found += fresh
+            if len(fresh) < len(page) or len(page) < limit:
+                break
+            before, limit = fresh[-1].id, min(limit * 4, READ_CHUNK)
+        for job in found:
+            self.model.learn(job)
+        if found:
+            self._counts_due = True
+            self.view.added()
+            await self.show_schedules()  # a schedule's tick adds a job
+
+    async def _read_jobs(self, job_ids: list[int]) -> None:
+        """Read jobs again; one an event changed meanwhile is read once more."""
+        for job_id in job_ids:
+            self._reading[job_id] = False
+            try:
+                job = await self.storage.get(job_id)
+            finally:
+                overtaken = self._reading.pop(job_id)
+            if overtaken:
+                self._to_read.add(job_id)
+                self._wake.set()
+                continue
+            if job is None:
+                self.model.forget([job_id])
+                continue
+            self.model.learn(job)
+            if job_id in self.shown:
+                self.shown[job_id] = job_json(job)
+                self.view.job(json.dumps(self.shown[job_id]))
+        self._counts_due = True
+
+    async def _check_forever(self) -> None:
+        """The safety net: storage's counts against the model's, every few seconds. Two
+        differences in a row (not a read that passed an event on its way) mean a change
+        no event announced (a retry or a deletion in another tab, a re-queued job):
+        read the whole queue again."""
+        differed = False
+        while True:
+            await asyncio.sleep(CHECK_EVERY_SECONDS)
+            try:
+                stored = {pair: n for pair, n in (await self.storage.counts()).items() if n}
+                differs = stored != dict(self.model.counts)
+                if differs and differed:
+                    self._rebuild = True
+                    self._wake.set()
+                differed = differs and not differed
+            except Exception:
+                logger.exception("could not check the counts")
 
     async def sync(self) -> None:
-        """Re-read every job of the queue and show them."""
-        since = self.view.mark()
-        jobs = []
-        for status in LIFECYCLE_ORDER:
-            jobs += await self.storage.peek(status, JOBS_PER_STATUS)
-        self.view.jobs(json.dumps([job_json(job) for job in jobs]), since)
-        await self.show_counts()
+        """Read every job of the queue again, and show what the view shows again."""
+        self.model.begin_rebuild()
+        jobs: list[Job[Any, Any]] = []
+        before: int | None = None
+        while True:
+            page = await self.storage.list_jobs(before_id=before, limit=READ_CHUNK)
+            jobs += page
+            if len(page) < READ_CHUNK:
+                break
+            before = page[-1].id
+        self.model.end_rebuild(jobs)
+        del jobs
+        self.show_counts()
+        self.view.reload()
+        await self.show_schedules()
         await self.show_paused()
 
-    async def show_counts(self) -> None:
-        """Show how many jobs have each status, and the queue's schedules."""
-        counts = {status.value: await self.storage.size(status) for status in JobStatus}
-        self.view.counts(json.dumps(counts))
+    def show_counts(self) -> None:
+        """Show the counts and the figures, as the model has them (no read)."""
+        self.view.counts(json.dumps(self.model.count_rows()))
+        self.view.stats(json.dumps(self.model.stats()))
+
+    async def show_schedules(self) -> None:
+        """Show the queue's schedules."""
         schedules = [
             {
                 "name": state.name,
@@ -204,6 +296,34 @@ class Console:
         paused = await self.client.is_paused()
         if self._pause_events == events_before:
             self.view.paused(paused)
+
+    # -- what the view reads --------------------------------------------------------------
+
+    async def page(self, query_json: str) -> str:
+        """A page of the list, one job or one run's jobs, as view.js asks for them:
+        `{"status", "kind", "before", "limit"}`, `{"id"}` or `{"run"}`; JSON
+        `{"jobs", "next"}`. Events then change the jobs of this page."""
+        query = json.loads(query_json)
+        if query.get("id"):
+            wanted = PageQuery(job_id=int(query["id"]))
+        elif query.get("run"):
+            wanted = PageQuery(run_id=str(query["run"]))
+        else:
+            before = query.get("before")
+            wanted = PageQuery(
+                status=JobStatus(query["status"]) if query.get("status") else None,
+                kind=query.get("kind") or None,
+                before_id=None if before is None else int(before),
+                limit=int(query.get("limit") or PAGE_SIZE),
+            )
+        page = await read_page(self.storage, wanted)
+        self.shown = {job.id: job_json(job) for job in page.jobs if job.id is not None}
+        return json.dumps({"jobs": list(self.shown.values()), "next": page.next_before_id})
+
+    async def job(self, job_id: int) -> str:
+        """One job as stored (JSON; null when there is none): for its detail."""
+        job = await self.storage.get(int(job_id))
+        return json.dumps(None if job is None else job_json(job))
 
     # -- actions from the page ------------------------------------------------------------
 
@@ -230,7 +350,7 @@ class Console:
             handles = await self.client.submit_batch(
                 batch, kind=kind, max_retries=max_retries, job_run_id=run_id, priority=priority
             )
-        await self._show_new([handle.id for handle in handles])
+        self._found_new()
         return json.dumps([handle.id for handle in handles])
 
     async def submit_mix(self) -> str:
@@ -245,30 +365,28 @@ class Console:
                 job_run_id=run_id,
             )
             ids.append(handle.id)
-        await self._show_new(ids)
+        self._found_new()
         return json.dumps(ids)
 
-    async def _show_new(self, job_ids: list[int]) -> None:
-        for job_id in job_ids:
-            job = await self.storage.get(job_id)
-            if job is not None:
-                self.view.job(json.dumps(job_json(job)))
-        await self.show_counts()
+    def _found_new(self) -> None:
+        """This page added jobs: find them (as a "work available" hint would)."""
+        self._look_for_new = True
+        self._wake.set()
 
     async def abort(self, job_id: int) -> None:
         """Abort one job (a running one stops at its next check of the signal)."""
         await self.client.abort(int(job_id))
-        self._schedule(job_id=int(job_id))
 
     async def abort_run(self, job_run_id: str) -> None:
         """Abort every unfinished job of a batch."""
         await self.client.abort_job_run(str(job_run_id))
-        self._schedule(resync=True)
 
     async def retry(self, job_id: int) -> None:
         """Run a failed job again."""
         await self.client.retry(int(job_id))
-        self._schedule(job_id=int(job_id))
+        # No event says so (a "work available" hint only): read it.
+        self._to_read.add(int(job_id))
+        self._wake.set()
 
     async def set_paused(self, paused: bool) -> None:
         """Pause (True) or resume (False) the queue for every tab's server."""

@@ -10,7 +10,6 @@ The worker reports to its page with `postMessage` (JSON text).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from console_jobs import JOB_CLASSES, WORKER_COUNT, hash_schedule
 
 from pyjobqueue import JobQueueServer
 from pyjobqueue.browser import WebLocksLeaderLock
-from pyjobqueue.events import EventName
 from pyjobqueue.leader import LeaderLock
 from pyjobqueue.storage import IndexedDbQueueStorage
 from pyjobqueue.worker import FAILED_ATTEMPT_RECORD
@@ -84,8 +82,6 @@ class ConsoleServer:
             poll_interval_ms=250,
             schedules=None if schedule_seconds is None else [hash_schedule(schedule_seconds)],
         )
-        for event in (EventName.JOB_COMPLETE, EventName.JOB_ERROR, EventName.JOB_RETRY):
-            self.server.on(event, self._report_stats)
 
     async def start(self) -> None:
         """Open the queue and start the server (it runs jobs once it leads)."""
@@ -95,11 +91,6 @@ class ConsoleServer:
 
     def _report_lead(self, leading: bool) -> None:
         post({"type": "leader", "leader": leading})
-        self._report_stats()
-
-    def _report_stats(self, *_: Any) -> None:
-        stats = dataclasses.asdict(self.server.get_stats())
-        post({"type": "stats", "stats": stats})
 
 
 async def start(queue_name: str, schedule: str | None = None) -> ConsoleServer:

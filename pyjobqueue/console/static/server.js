@@ -1,8 +1,8 @@
 // The data source of `pyjobqueue console`: the server's JSON API and its server-sent
-// events feed the view that the browser console uses too (view.js). The list shows one
-// page of the queue (newest first, keyset paging on the job id) with the filters of the
-// form; the live stream moves its rows, adds new jobs on the first page, and brings the
-// counts, the chart, the schedules and the servers.
+// events feed the view that the browser console uses too (view.js). The view reads the
+// pages of its list through readPage (GET api/jobs); the live stream moves its rows,
+// adds new jobs on the first page, and brings the counts, the chart, the schedules and
+// the servers.
 import { ConsoleView } from "./view.js";
 
 const ACTION_HEADERS = { "Content-Type": "application/json", "X-Pyjobqueue-Console": "1" };
@@ -36,13 +36,8 @@ class ServerSource {
   constructor(state) {
     this.state = state;
     this.pageSize = state.page_size;
-    this.filter = { status: "", kind: "", id: "", run: "" };
-    this.newer = []; // the `before` of each page left by "Older", to come back
-    this.before = null; // null: the first page (new jobs appear on it)
-    this.next = null; // the `before` of the next older page, when there is one
-    this.loading = 0;
+    this.emptyText = "No jobs in this queue.";
     this.view = new ConsoleView($("#app"), [], state.read_only ? {} : this.actions());
-    this.view.setMatcher((job) => this.matches(job), "No jobs in this queue.");
   }
 
   actions() {
@@ -61,85 +56,22 @@ class ServerSource {
     };
   }
 
-  // -- the page of jobs ------------------------------------------------------------------
+  // -- what the view reads ----------------------------------------------------------------
 
-  matches(job) {
-    const filter = this.filter;
-    if (filter.id) return job.id === Number(filter.id);
-    if (filter.run) return job.job_run_id === filter.run;
-    return (!filter.status || job.status === filter.status) && (!filter.kind || job.kind === filter.kind);
-  }
-
-  query() {
+  // One page of the queue (or one job, or one run's jobs): view.js says which.
+  async readPage(query) {
     const params = new URLSearchParams();
-    if (this.filter.id) params.set("id", this.filter.id);
-    else if (this.filter.run) params.set("run", this.filter.run);
-    else {
-      if (this.filter.status) params.set("status", this.filter.status);
-      if (this.filter.kind) params.set("kind", this.filter.kind);
-      if (this.before !== null) params.set("before", String(this.before));
-      params.set("limit", String(this.pageSize));
+    for (const [name, value] of Object.entries(query)) {
+      if (value !== null && value !== undefined && value !== "") params.set(name, String(value));
     }
-    return params;
-  }
-
-  async load() {
-    const loading = ++this.loading;
-    const since = this.view.mark();
-    const page = await api(`api/jobs?${this.query()}`);
-    if (loading !== this.loading) return; // a newer load started meanwhile
-    this.next = page.next;
-    const filter = this.filter;
-    const filtered = Boolean(filter.status || filter.kind || filter.id || filter.run);
-    this.view.emptyText = filtered ? "No jobs match this filter." : "No jobs in this queue.";
-    this.view.jobs(JSON.stringify(page.jobs), since);
-    this.showPager();
+    const page = await api(`api/jobs?${params}`);
     document.body.dataset.ready = "true";
+    return page;
   }
 
-  reload() {
-    this.load().catch((error) => this.view.toast(`cannot read the jobs: ${error.message}`));
-  }
-
-  showPager() {
-    const lookup = Boolean(this.filter.id || this.filter.run);
-    $("#newer").disabled = lookup || this.before === null;
-    $("#older").disabled = lookup || this.next === null;
-    const number = this.newer.length + 1;
-    $("#page-label").textContent = lookup ? "lookup" : `page ${number}`;
-  }
-
-  setFilter(changes) {
-    Object.assign(this.filter, changes);
-    this.before = null;
-    this.newer = [];
-    this.view.setMatcher((job) => this.matches(job));
-    this.reload();
-  }
-
-  // A job as it now is, from the stream: its row changes; a new job that belongs on this
-  // page (the first, or between this page's ids) gets one; the page keeps its size.
-  job(jobJson) {
-    const job = JSON.parse(jobJson);
-    const rows = this.view.rows;
-    if (!rows.has(job.id)) {
-      if (!this.matches(job)) return;
-      if (this.before !== null && job.id >= this.before) return;
-      const ids = [...rows.keys()];
-      if (this.before !== null && ids.length && job.id < Math.min(...ids)) return;
-    }
-    this.view.job(jobJson);
-    this.trim();
-  }
-
-  trim() {
-    const shown = [...this.view.rows.values()].filter((row) => !row.node.hidden).map((row) => row.job.id);
-    if (this.filter.run || shown.length <= this.pageSize) return;
-    shown.sort((a, b) => b - a);
-    const dropped = shown.slice(this.pageSize);
-    this.view.removed(dropped);
-    this.next = shown[this.pageSize - 1];
-    this.showPager();
+  async readJob(id) {
+    const page = await api(`api/jobs?id=${id}`);
+    return page.jobs[0] || null;
   }
 
   // -- the rest of the page ----------------------------------------------------------------
@@ -149,18 +81,13 @@ class ServerSource {
     // Fewer jobs than before: some were deleted (a purge, a server's cleanup, another
     // console), which no event announces. Read this page again.
     const total = Object.values(summary.counts).reduce((a, b) => a + b, 0);
-    if (this.total !== undefined && total < this.total) this.reload();
+    if (this.total !== undefined && total < this.total) view.reload();
     this.total = total;
-    view.counts(JSON.stringify(summary.counts));
+    view.counts(JSON.stringify(summary.by_kind));
     view.schedules(JSON.stringify(summary.schedules));
     view.servers(JSON.stringify(summary.servers));
     view.chart(JSON.stringify(summary.chart));
     view.paused(summary.paused);
-    const select = $("#kind-filter");
-    const known = new Set([...select.options].map((option) => option.value));
-    for (const kind of summary.kinds) {
-      if (!known.has(kind)) select.append(new Option(kind, kind));
-    }
   }
 
   connection(role, text) {
@@ -173,7 +100,7 @@ class ServerSource {
     const events = new EventSource("api/events");
     events.addEventListener("open", () => {
       this.connection("leader", "Live");
-      this.reload(); // what changed while the stream was down
+      this.view.reload(); // what changed while the stream was down
     });
     events.addEventListener("error", () => {
       if (events.readyState === EventSource.CLOSED) {
@@ -183,7 +110,7 @@ class ServerSource {
         this.connection("standby", "Reconnecting…");
       }
     });
-    events.addEventListener("job", (event) => this.job(event.data));
+    events.addEventListener("job", (event) => this.view.job(event.data));
     events.addEventListener("progress", (event) => {
       const step = JSON.parse(event.data);
       this.view.progress(step.id, step.progress, step.message);
@@ -193,7 +120,7 @@ class ServerSource {
     events.addEventListener("deleted", (event) => {
       const { ids } = JSON.parse(event.data);
       if (ids) this.view.removed(ids);
-      else this.reload();
+      else this.view.reload();
     });
     window.addEventListener("pagehide", () => events.close());
   }
@@ -201,34 +128,6 @@ class ServerSource {
   // -- the controls -----------------------------------------------------------------------
 
   wire() {
-    $("#status-filter").addEventListener("change", (event) => this.setFilter({ status: event.target.value, id: "", run: "" }));
-    $("#kind-filter").addEventListener("change", (event) => this.setFilter({ kind: event.target.value, id: "", run: "" }));
-    $("#older").addEventListener("click", () => {
-      if (this.next === null) return;
-      this.newer.push(this.before);
-      this.before = this.next;
-      this.reload();
-    });
-    $("#newer").addEventListener("click", () => {
-      if (!this.newer.length) return;
-      this.before = this.newer.pop();
-      this.reload();
-    });
-    $("#lookup-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const id = $("#lookup-id").value.trim().replace(/^#/, "");
-      const run = $("#lookup-run").value.trim();
-      if (id && !/^\d+$/.test(id)) {
-        this.view.toast("a job id is a whole number");
-        return;
-      }
-      this.setFilter({ id, run: id ? "" : run });
-    });
-    $("#lookup-clear").addEventListener("click", () => {
-      $("#lookup-id").value = "";
-      $("#lookup-run").value = "";
-      this.setFilter({ id: "", run: "" });
-    });
     const purge = $("#purge-box");
     purge.hidden = this.state.read_only;
     $("#purge-form").addEventListener("submit", (event) => {
@@ -258,6 +157,7 @@ async function main() {
   const source = new ServerSource(state);
   source.wire();
   source.summary(state.summary);
+  source.view.showPages(source).catch((error) => source.view.toast(`cannot read the jobs: ${error.message}`));
   source.follow();
 }
 

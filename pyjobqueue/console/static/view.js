@@ -1,21 +1,21 @@
 // The console's view: plain DOM, no framework, shared by both consoles. A data source
 // feeds it: in the browser console, Python under Pyodide (web/py/console_page.py); in
-// `pyjobqueue console`, the HTTP API and its server-sent events (server.js). Both call
-// jobs(), job(), progress(), counts() and schedules() with JSON text and paused() with a
-// boolean; the server's also servers(), chart() and removed(). The buttons call back into
-// the actions object the source passes in: a button whose action is missing (a read-only
-// console, or one that cannot do it) is never shown.
+// `pyjobqueue console`, the HTTP API and its server-sent events (server.js).
+//
+// The job list shows one page of the queue at a time (newest first, keyset pages on the
+// job id), never more than a page of rows, filtered by status and kind or found by job id
+// or run id. The source hands list() a reader of pages (`readPage(query)`, see query())
+// and, optionally, of one job (`readJob(id)`, for its detail); the view reads pages
+// itself when the filter or the page changes, or when the source says that jobs were
+// added. The source calls job(), progress(), counts() and schedules() with JSON text,
+// paused() with a boolean, added() and removed(); the server's also servers() and
+// chart(). The buttons call back into the actions object the source passes in: a button
+// whose action is missing (a read-only console, or one that cannot do it) is never shown.
 
 const ACTIVE = new Set(["WAITING", "PENDING", "PROCESSING", "ABORTING"]);
 // Not started yet: a job waiting for other jobs (depends_on), or for a worker.
 const NOT_STARTED = new Set(["WAITING", "PENDING"]);
 const FINISHED = new Set(["COMPLETED", "FAILED", "DISABLED"]);
-const FILTERS = {
-  all: () => true,
-  active: (job) => ACTIVE.has(job.status),
-  completed: (job) => job.status === "COMPLETED",
-  failed: (job) => job.status === "FAILED" || job.status === "DISABLED",
-};
 const STATUS_LABELS = {
   WAITING: "waiting",
   PENDING: "pending",
@@ -65,15 +65,17 @@ export class ConsoleView {
     this.actions = actions;
     this.rows = new Map(); // job id -> { job, node, parts, changed }
     this.clock = 0; // counts row changes, so a stale snapshot cannot undo a newer one
-    this.filter = "all";
-    this.matches = () => true; // the source's own filter (the server console's)
     this.list = root.querySelector("#job-list");
     this.empty = root.querySelector("#empty");
-    this.listNote = root.querySelector("#list-note"); // the browser console's only
-    this.perStatus = null; // how many jobs of each status the source lists at most
     this.emptyText = "No jobs yet: submit one on the left.";
+    this.filter = { status: "", kind: "", id: "", run: "" };
+    this.newer = []; // the `before` of each page left by "Older", to come back
+    this.before = null; // null: the first page (new jobs appear on it)
+    this.next = null; // the `before` of the next older page, when there is one
+    this.loading = 0; // counts page reads: only the latest one is shown
+    this.tally = []; // [kind, status, count] of every pair the queue holds
+    this.knownKinds = new Set();
     if (tasks.length) this.buildForm(tasks);
-    this.buildFilters();
     this.on("#clear-finished", "clearFinished", () => this.act(() => actions.clearFinished()));
     this.on("#submit-mix", "submitMix", () => this.act(() => actions.submitMix()));
     this.pauseSwitch.addEventListener("click", () => this.togglePause());
@@ -214,71 +216,21 @@ export class ConsoleView {
     }
   }
 
-  // -- filters and counts ---------------------------------------------------------------
+  // -- counts ---------------------------------------------------------------------------
 
-  buildFilters() {
-    for (const button of this.root.querySelectorAll(".filter")) {
-      button.addEventListener("click", () => {
-        this.filter = button.dataset.filter;
-        for (const other of this.root.querySelectorAll(".filter")) {
-          other.classList.toggle("selected", other === button);
-        }
-        for (const row of this.rows.values()) this.applyFilter(row);
-        this.updateEmpty();
-      });
+  // How many jobs of each (kind, status) the queue holds, as [kind, status, count] rows
+  // (kind null: stored without one): the stats strip, the kinds to filter by, and how
+  // many jobs the list's filter matches.
+  counts(rowsJson) {
+    this.tally = JSON.parse(rowsJson);
+    const counts = { WAITING: 0, PENDING: 0, PROCESSING: 0, ABORTING: 0, COMPLETED: 0, FAILED: 0, DISABLED: 0 };
+    for (const [kind, status, count] of this.tally) {
+      counts[status] = (counts[status] || 0) + count;
+      if (kind !== null) this.addKind(kind);
     }
-  }
-
-  applyFilter(row) {
-    row.node.hidden = !FILTERS[this.filter](row.job) || !this.matches(row.job);
-  }
-
-  // The source's filter (a predicate on a job): rows that stop matching it are hidden.
-  setMatcher(matches, emptyText) {
-    this.matches = matches;
-    if (emptyText) this.emptyText = emptyText;
-    for (const row of this.rows.values()) this.applyFilter(row);
-    this.updateEmpty();
-  }
-
-  updateEmpty() {
-    const visible = [...this.rows.values()].some((row) => !row.node.hidden);
-    this.empty.hidden = visible;
-    this.empty.textContent = this.rows.size ? "No jobs match this filter." : this.emptyText;
-  }
-
-  // Rows of jobs that were deleted (all rows when `ids` is null).
-  removed(ids) {
-    for (const [id, row] of this.rows) {
-      if (ids === null || ids.includes(id)) {
-        row.node.remove();
-        this.rows.delete(id);
-      }
-    }
-    this.updateEmpty();
-  }
-
-  // The source lists at most this many jobs of each status: counts() says when more
-  // are stored, so that no job is left out silently.
-  list_limit(perStatus) {
-    this.perStatus = perStatus;
-  }
-
-  counts(countsJson) {
-    const counts = JSON.parse(countsJson);
-    if (this.listNote && this.perStatus !== null) {
-      const over = Object.entries(counts).filter(([, count]) => count > this.perStatus);
-      this.listNote.hidden = !over.length;
-      this.listNote.textContent = over.length
-        ? `Only the first ${this.perStatus.toLocaleString("en")} jobs of each status are listed: ` +
-          over.map(([status, count]) => `${count.toLocaleString("en")} ${STATUS_LABELS[status] || status}`).join(", ") +
-          " are stored. Python (window.pyodide) and the counts above see them all."
-        : "";
-    }
-    const running = counts.PROCESSING + counts.ABORTING;
     const values = {
-      pending: counts.PENDING + (counts.WAITING || 0),
-      running,
+      pending: counts.PENDING + counts.WAITING,
+      running: counts.PROCESSING + counts.ABORTING,
       completed: counts.COMPLETED,
       failed: counts.FAILED + counts.DISABLED,
       total: Object.values(counts).reduce((a, b) => a + b, 0),
@@ -286,6 +238,23 @@ export class ConsoleView {
     for (const [name, value] of Object.entries(values)) {
       this.root.querySelector(`[data-stat="${name}"]`).textContent = value.toLocaleString("en");
     }
+    this.showPager();
+  }
+
+  // A kind the kind filter offers (every kind the queue holds, and the form's tasks').
+  addKind(kind) {
+    if (this.knownKinds.has(kind)) return;
+    this.knownKinds.add(kind);
+    const select = this.root.querySelector("#kind-filter");
+    if (select) select.append(new Option(kind, kind));
+  }
+
+  // How many stored jobs the status and kind filters match (the counts say).
+  matching() {
+    const { status, kind } = this.filter;
+    return this.tally
+      .filter(([k, s]) => (!status || s === status) && (!kind || k === kind))
+      .reduce((sum, [, , count]) => sum + count, 0);
   }
 
   // The servers whose heartbeat is alive (the server console).
@@ -365,31 +334,162 @@ export class ConsoleView {
     );
   }
 
-  serverStats(stats) {
+  // Retried attempts and the average run time of completed jobs, as every tab derives
+  // them from the stored jobs and their events (the browser console).
+  stats(statsJson) {
+    const stats = JSON.parse(statsJson);
     const text = (name, value) => {
       const node = this.root.querySelector(`[data-stat="${name}"]`);
       if (node) node.textContent = value;
     };
-    if (!stats) {
-      text("retried", "–");
-      text("average", "–");
-      return;
-    }
     text("retried", stats.retried_jobs.toLocaleString("en"));
     const average = stats.average_processing_time;
     text("average", average === null ? "–" : average < 1000 ? `${Math.round(average)} ms` : `${(average / 1000).toFixed(1)} s`);
   }
 
-  // -- the job list ---------------------------------------------------------------------
+  // -- the job list: one page at a time ----------------------------------------------------
+
+  // Start showing pages: `source.readPage(query)` resolves to {jobs, next} (next: the
+  // `before` of the next older page, or null), `source.readJob(id)` (optional) to a job
+  // or null, `source.pageSize` is the rows of a page, `source.emptyText` what an empty,
+  // unfiltered queue says.
+  showPages(source) {
+    this.source = source;
+    this.pageSize = source.pageSize;
+    if (source.emptyText) this.emptyText = source.emptyText;
+    this.wireListControls();
+    return this.load(true);
+  }
+
+  // What to read: one job (id), one run's jobs (run), or a page of the filter.
+  query() {
+    const { status, kind, id, run } = this.filter;
+    if (id) return { id: Number(id) };
+    if (run) return { run };
+    return { status, kind, before: this.before, limit: this.pageSize };
+  }
+
+  isLookup() {
+    return Boolean(this.filter.id || this.filter.run);
+  }
+
+  matches(job) {
+    const filter = this.filter;
+    if (filter.id) return job.id === Number(filter.id);
+    if (filter.run) return job.job_run_id === filter.run;
+    return (!filter.status || job.status === filter.status) && (!filter.kind || job.kind === filter.kind);
+  }
+
+  // Read the page the filter and the pager point at. `moved`: another page than the one
+  // shown (every row goes); otherwise the same page again, where rows that changed
+  // since the read began are newer than it and stay as they are.
+  async load(moved = false) {
+    if (!this.source) return; // not showing pages yet (showPages reads the first)
+    const loading = ++this.loading;
+    const since = moved ? Infinity : this.clock;
+    const page = await this.source.readPage(this.query());
+    if (loading !== this.loading) return; // a newer read started meanwhile
+    this.next = page.next;
+    this.jobs(page.jobs, since);
+    this.showPager();
+  }
+
+  reload(moved = false) {
+    this.load(moved).catch((error) => this.toast(`cannot read the jobs: ${error.message || error}`));
+  }
+
+  // Jobs were added to the queue: the first page shows them (a page further back, or a
+  // lookup, is left as it is).
+  added() {
+    if (this.before === null && !this.isLookup()) this.reload();
+  }
+
+  setFilter(changes) {
+    Object.assign(this.filter, changes);
+    this.before = null;
+    this.newer = [];
+    this.reload(true);
+  }
+
+  wireListControls() {
+    const $ = (selector) => this.root.querySelector(selector);
+    for (const task of this.tasks.values()) this.addKind(task.kind);
+    $("#status-filter").addEventListener("change", (event) => this.setFilter({ status: event.target.value, id: "", run: "" }));
+    $("#kind-filter").addEventListener("change", (event) => this.setFilter({ kind: event.target.value, id: "", run: "" }));
+    $("#older").addEventListener("click", () => {
+      if (this.next === null) return;
+      this.newer.push(this.before);
+      this.before = this.next;
+      this.reload(true);
+    });
+    $("#newer").addEventListener("click", () => {
+      if (!this.newer.length) return;
+      this.before = this.newer.pop();
+      this.reload(true);
+    });
+    $("#lookup-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const id = $("#lookup-id").value.trim().replace(/^#/, "");
+      const run = $("#lookup-run").value.trim();
+      if (id && !/^\d+$/.test(id)) {
+        this.toast("a job id is a whole number");
+        return;
+      }
+      this.setFilter({ id, run: id ? "" : run });
+    });
+    $("#lookup-clear").addEventListener("click", () => {
+      $("#lookup-id").value = "";
+      $("#lookup-run").value = "";
+      this.setFilter({ id: "", run: "" });
+    });
+  }
+
+  // Which jobs of how many the list shows, and whether there are newer and older pages.
+  showPager() {
+    const label = this.root.querySelector("#page-label");
+    if (!label || !this.source) return;
+    const lookup = this.isLookup();
+    this.root.querySelector("#newer").disabled = lookup || this.before === null;
+    this.root.querySelector("#older").disabled = lookup || this.next === null;
+    const shown = [...this.rows.values()].filter((row) => !row.node.hidden).length;
+    if (lookup) {
+      label.textContent = `${shown.toLocaleString("en")} found`;
+      return;
+    }
+    const first = this.newer.length * this.pageSize + 1;
+    const total = Math.max(this.matching(), first - 1 + shown);
+    label.textContent = shown
+      ? `${first.toLocaleString("en")}–${(first + shown - 1).toLocaleString("en")} of ${total.toLocaleString("en")}`
+      : `0 of ${total.toLocaleString("en")}`;
+    label.dataset.total = String(total);
+  }
+
+  updateEmpty() {
+    const visible = [...this.rows.values()].some((row) => !row.node.hidden);
+    this.empty.hidden = visible;
+    const filtered = Boolean(this.filter.status || this.filter.kind || this.isLookup());
+    this.empty.textContent = filtered || this.rows.size ? "No jobs match this filter." : this.emptyText;
+  }
+
+  // Rows of jobs that were deleted (all rows when `ids` is null).
+  removed(ids) {
+    for (const [id, row] of this.rows) {
+      if (ids === null || ids.includes(id)) {
+        row.node.remove();
+        this.rows.delete(id);
+      }
+    }
+    this.updateEmpty();
+    this.showPager();
+  }
 
   mark() {
     return this.clock;
   }
 
-  // The whole list, as read from storage after mark() returned `since`: rows that
-  // changed since then are newer than this snapshot and are left as they are.
-  jobs(jobsJson, since) {
-    const jobs = JSON.parse(jobsJson);
+  // A page as read after mark() returned `since`: rows that changed since then are newer
+  // than this read and are left as they are.
+  jobs(jobs, since) {
     const listed = new Set(jobs.map((job) => job.id));
     for (const [id, row] of this.rows) {
       if (!listed.has(id) && row.changed <= since) {
@@ -404,9 +504,30 @@ export class ConsoleView {
     this.updateEmpty();
   }
 
+  // A job as it now is: its row changes; a job without a row gets one when it belongs on
+  // this page (it matches the filter, and its id falls within the page, or on the first
+  // page above it); the page keeps its size.
   job(jobJson) {
-    this.upsert(JSON.parse(jobJson));
+    const job = JSON.parse(jobJson);
+    if (!this.rows.has(job.id)) {
+      if (!this.matches(job)) return;
+      if (this.before !== null && job.id >= this.before) return;
+      const shown = [...this.rows.values()].filter((row) => !row.node.hidden);
+      if (shown.length >= this.pageSize && job.id < Math.min(...shown.map((row) => row.job.id))) return;
+    }
+    this.upsert(job);
     this.updateEmpty();
+    this.trim();
+  }
+
+  trim() {
+    const shown = [...this.rows.values()].filter((row) => !row.node.hidden).map((row) => row.job.id);
+    if (!this.isLookup() && shown.length > this.pageSize) {
+      shown.sort((a, b) => b - a);
+      this.removed(shown.slice(this.pageSize));
+      this.next = shown[this.pageSize - 1];
+    }
+    this.showPager();
   }
 
   progress(jobId, progress, message) {
@@ -440,7 +561,7 @@ export class ConsoleView {
     row.job = job;
     row.changed = ++this.clock;
     this.fill(row);
-    this.applyFilter(row);
+    row.node.hidden = !this.matches(job); // a job that no longer matches the filter
   }
 
   insertInOrder(row) {
@@ -456,9 +577,11 @@ export class ConsoleView {
 
   // Every stored field of a job as the view last heard of it (input, output and error in
   // full, times, attempts, what it depends on), in a dialog made on first use.
-  showDetail(id) {
+  async showDetail(id) {
     const row = this.rows.get(id);
     if (!row) return;
+    const stored = this.source && this.source.readJob ? await this.source.readJob(id) : null;
+    const job = stored || row.job;
     let dialog = document.querySelector("#job-detail");
     if (!dialog) {
       dialog = el(
@@ -469,7 +592,6 @@ export class ConsoleView {
       );
       document.body.append(dialog);
     }
-    const job = row.job;
     dialog.querySelector("h2").textContent = `Job #${job.id} · ${STATUS_LABELS[job.status] || job.status}`;
     const list = dialog.querySelector("dl");
     list.replaceChildren();
@@ -513,7 +635,7 @@ export class ConsoleView {
           class: "job-id",
           text: `#${job.id}`,
           title: "Every field of this job",
-          onclick: () => this.showDetail(job.id),
+          onclick: () => this.act(() => this.showDetail(job.id)),
         }),
         el("span", { class: "job-task", text: title }),
         parts.kind,
