@@ -80,19 +80,19 @@ def test_the_list_shows_a_page_and_says_how_many_jobs_there_are(
     ids = tab.run_python(
         "[h.id for h in await client.submit_batch([{'n': n} for n in range(120)], kind='nobody')]"
     )
-    expect(label).to_have_text("1–50 of 120")
+    expect(label).to_have_text("1\N{EN DASH}50 of 120")
     expect(rows).to_have_count(50)
     expect(rows.first).to_have_attribute("data-job-id", str(ids[-1]))
     expect(page.locator('[data-stat="pending"]')).to_have_text("120")
     page.locator("#older").click()
-    expect(label).to_have_text("51–100 of 120")
+    expect(label).to_have_text("51\N{EN DASH}100 of 120")
     expect(rows.first).to_have_attribute("data-job-id", str(ids[-51]))
     page.locator("#older").click()
-    expect(label).to_have_text("101–120 of 120")
+    expect(label).to_have_text("101\N{EN DASH}120 of 120")
     expect(rows).to_have_count(20)
     expect(page.locator("#older")).to_be_disabled()
     page.locator("#newer").click()
-    expect(label).to_have_text("51–100 of 120")
+    expect(label).to_have_text("51\N{EN DASH}100 of 120")
 
 
 def test_the_job_id_opens_every_field_of_the_job(

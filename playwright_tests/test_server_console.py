@@ -200,7 +200,7 @@ def test_pages_walk_the_queue_by_id_with_status_and_kind_filters(cli: Cli, open_
     expect(jobs.first).to_have_attribute("data-job-id", str(ids[-1]))
     page.locator("#older").click()
     expect(jobs.first).to_have_attribute("data-job-id", str(ids[-51]))
-    expect(page.locator("#page-label")).to_have_text("51–100 of 120")
+    expect(page.locator("#page-label")).to_have_text("51\N{EN DASH}100 of 120")
     page.locator("#older").click()
     expect(jobs).to_have_count(20)
     expect(page.locator("#older")).to_be_disabled()

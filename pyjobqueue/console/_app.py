@@ -139,22 +139,20 @@ class ConsoleApi:
         )
 
     async def jobs(self, request: Request) -> Response:
-        """One page of jobs, newest first; or one job (?id=), or one run's (?run=)."""
+        """One page of jobs, newest first (?status, ?kind, ?before, ?limit; or of one run,
+        ?run=); or one job (?id=)."""
         query = request.query_params
-        if query.get("id"):
-            wanted = PageQuery(job_id=_whole(query["id"], "id"))
-        elif query.get("run"):
-            wanted = PageQuery(run_id=query["run"])
-        else:
-            wanted = PageQuery(
-                status=_status(query.get("status")),
-                kind=query.get("kind") or None,
-                before_id=_whole(query["before"], "before") if query.get("before") else None,
-                limit=_whole(query.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE),
-            )
+        wanted = PageQuery(
+            job_id=_whole(query["id"], "id") if query.get("id") else None,
+            run_id=query.get("run") or None,
+            status=_status(query.get("status")),
+            kind=query.get("kind") or None,
+            before_id=_whole(query["before"], "before") if query.get("before") else None,
+            limit=_whole(query.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE),
+        )
         page = await read_page(self.storage, wanted)
         jobs = [job_json(job) for job in page.jobs]
-        return JSONResponse({"jobs": jobs, "next": page.next_before_id})
+        return JSONResponse({"jobs": jobs, "next": page.next_before_id, "total": page.total})
 
     async def action(self, request: Request) -> Response:
         """Run one action on the queue; 403 on a read-only console."""

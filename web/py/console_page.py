@@ -301,24 +301,22 @@ class Console:
 
     async def page(self, query_json: str) -> str:
         """A page of the list, one job or one run's jobs, as view.js asks for them:
-        `{"status", "kind", "before", "limit"}`, `{"id"}` or `{"run"}`; JSON
-        `{"jobs", "next"}`. Events then change the jobs of this page."""
+        `{"status", "kind", "before", "limit"}`, `{"run", "before", "limit"}` or `{"id"}`;
+        JSON `{"jobs", "next", "total"}`. Events then change the jobs of this page."""
         query = json.loads(query_json)
-        if query.get("id"):
-            wanted = PageQuery(job_id=int(query["id"]))
-        elif query.get("run"):
-            wanted = PageQuery(run_id=str(query["run"]))
-        else:
-            before = query.get("before")
-            wanted = PageQuery(
-                status=JobStatus(query["status"]) if query.get("status") else None,
-                kind=query.get("kind") or None,
-                before_id=None if before is None else int(before),
-                limit=int(query.get("limit") or PAGE_SIZE),
-            )
+        before = query.get("before")
+        wanted = PageQuery(
+            job_id=int(query["id"]) if query.get("id") else None,
+            run_id=str(query["run"]) if query.get("run") else None,
+            status=JobStatus(query["status"]) if query.get("status") else None,
+            kind=query.get("kind") or None,
+            before_id=None if before is None else int(before),
+            limit=int(query.get("limit") or PAGE_SIZE),
+        )
         page = await read_page(self.storage, wanted)
         self.shown = {job.id: job_json(job) for job in page.jobs if job.id is not None}
-        return json.dumps({"jobs": list(self.shown.values()), "next": page.next_before_id})
+        jobs = list(self.shown.values())
+        return json.dumps({"jobs": jobs, "next": page.next_before_id, "total": page.total})
 
     async def job(self, job_id: int) -> str:
         """One job as stored (JSON; null when there is none): for its detail."""

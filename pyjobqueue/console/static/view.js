@@ -361,11 +361,11 @@ export class ConsoleView {
     return this.load(true);
   }
 
-  // What to read: one job (id), one run's jobs (run), or a page of the filter.
+  // What to read: one job (id), a page of one run's jobs (run), or a page of the filter.
   query() {
     const { status, kind, id, run } = this.filter;
     if (id) return { id: Number(id) };
-    if (run) return { run };
+    if (run) return { run, before: this.before, limit: this.pageSize };
     return { status, kind, before: this.before, limit: this.pageSize };
   }
 
@@ -390,6 +390,7 @@ export class ConsoleView {
     const page = await this.source.readPage(this.query());
     if (loading !== this.loading) return; // a newer read started meanwhile
     this.next = page.next;
+    this.runTotal = page.total ?? null; // how many jobs the run looked up has
     this.jobs(page.jobs, since);
     this.showPager();
   }
@@ -399,9 +400,9 @@ export class ConsoleView {
   }
 
   // Jobs were added to the queue: the first page shows them (a page further back, or a
-  // lookup, is left as it is).
+  // job looked up by id, is left as it is).
   added() {
-    if (this.before === null && !this.isLookup()) this.reload();
+    if (this.before === null && !this.filter.id) this.reload();
   }
 
   setFilter(changes) {
@@ -448,16 +449,17 @@ export class ConsoleView {
   showPager() {
     const label = this.root.querySelector("#page-label");
     if (!label || !this.source) return;
-    const lookup = this.isLookup();
-    this.root.querySelector("#newer").disabled = lookup || this.before === null;
-    this.root.querySelector("#older").disabled = lookup || this.next === null;
+    const single = Boolean(this.filter.id);
+    this.root.querySelector("#newer").disabled = single || this.before === null;
+    this.root.querySelector("#older").disabled = single || this.next === null;
     const shown = [...this.rows.values()].filter((row) => !row.node.hidden).length;
-    if (lookup) {
-      label.textContent = `${shown.toLocaleString("en")} found`;
+    if (single) {
+      label.textContent = shown ? `job #${this.filter.id}` : `no job #${this.filter.id}`;
       return;
     }
     const first = this.newer.length * this.pageSize + 1;
-    const total = Math.max(this.matching(), first - 1 + shown);
+    const counted = this.filter.run ? (this.runTotal ?? 0) : this.matching();
+    const total = Math.max(counted, first - 1 + shown);
     label.textContent = shown
       ? `${first.toLocaleString("en")}–${(first + shown - 1).toLocaleString("en")} of ${total.toLocaleString("en")}`
       : `0 of ${total.toLocaleString("en")}`;
@@ -522,7 +524,7 @@ export class ConsoleView {
 
   trim() {
     const shown = [...this.rows.values()].filter((row) => !row.node.hidden).map((row) => row.job.id);
-    if (!this.isLookup() && shown.length > this.pageSize) {
+    if (shown.length > this.pageSize) {
       shown.sort((a, b) => b - a);
       this.removed(shown.slice(this.pageSize));
       this.next = shown[this.pageSize - 1];
