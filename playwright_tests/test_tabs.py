@@ -71,6 +71,10 @@ def test_closing_the_leader_tab_hands_the_queue_to_the_other_tab(
     console_context: BrowserContext, queue_name: str
 ) -> None:
     first, second = ConsoleTab.open_two(console_context, queue_name)
+    (flaky,) = second.submit("flaky", failures=2, delay_ms=0, max_retries=2)
+    second.expect_status(flaky, "COMPLETED")  # run by the first tab's server: 2 retries
+    for tab in (first, second):
+        expect(tab.page.locator('[data-stat="retried"]')).to_have_text("2")
     (job_id,) = second.submit("wait", seconds=2, max_retries=2)
     second.wait_progress_above(job_id, 0)  # running in the first tab's worker
 
@@ -81,6 +85,10 @@ def test_closing_the_leader_tab_hands_the_queue_to_the_other_tab(
     second.expect_status(job_id, "COMPLETED")
     expect(second.job(job_id).locator(".attempts")).to_have_text("after 2 attempts")
     expect(second.job(job_id).locator(".result")).to_have_text('{"waited_seconds":2}')
+    # The figures come from the stored jobs, not from the leader's server: the new
+    # leader's count goes on from the old one's (2, and the interrupted attempt).
+    expect(second.page.locator('[data-stat="retried"]')).to_have_text("3")
+    expect(second.page.locator('[data-stat="average"]')).not_to_have_text("\N{EN DASH}")
     # And it goes on with new work.
     (new_job,) = second.submit("hash", rounds=10_000)
     second.expect_status(new_job, "COMPLETED")
