@@ -288,6 +288,9 @@ class FakeView:
     def reload(self) -> None:
         pass
 
+    def shown_ids(self) -> str:
+        return json.dumps(list(self.shown))
+
     def progress(self, job_id: int, progress: float, message: str) -> None:
         pass
 

@@ -27,6 +27,8 @@ from ._json import fingerprint, validate_json
 from .job import Job, is_job_class, kind_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The metadata key under which a scheduled job names its schedule.
+SCHEDULE_METADATA_KEY = "schedule"
 # How far a cron expression is searched for its next or last tick: past any leap day.
 SEARCH_YEARS = 9
 
@@ -301,7 +303,7 @@ class Schedule:
             created_at=tick,
             run_after=tick,
             fingerprint=fingerprint(self.input),
-            metadata={"schedule": self.name, "tick": tick.isoformat()},
+            metadata={SCHEDULE_METADATA_KEY: self.name, "tick": tick.isoformat()},
         )
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from console_model import QueueModel, patch_shown
 from pyjobqueue import Job, JobQueueClient, JobStatus
 from pyjobqueue._listing import PAGE_SIZE, PageQuery, read_page
 from pyjobqueue.events import JOB_CHANGE_EVENTS, QUEUE_EVENTS, EventName, JobEvent
+from pyjobqueue.schedules import SCHEDULE_METADATA_KEY
 from pyjobqueue.storage import IndexedDbQueueStorage, QueueStorage
 from pyjobqueue.storage.base import Unsubscribe
 
@@ -47,6 +49,9 @@ class View(Protocol):
 
     def added(self) -> None:
         """Say that jobs were added (the first page is read again)."""
+
+    def shown_ids(self) -> str:
+        """The ids of the jobs the view has rows for (JSON)."""
 
     def reload(self) -> None:
         """Read the page shown again (jobs were deleted)."""
@@ -82,8 +87,10 @@ class Console:
         )
         self.view = view
         self.model = QueueModel()
-        # The jobs of the page the view last read, as it shows them: events change them.
+        # The jobs of the page the view last read, and those handed to it since, as it
+        # shows them: events change them.
         self.shown: dict[int, dict[str, Any]] = {}
+        self._handed: set[int] = set()  # handed to the view since its last page read
         self._to_read: set[int] = set()  # jobs whose event did not carry what they need
         self._reading: dict[int, bool] = {}  # jobs being read: did an event come meanwhile?
         self._unknown: list[JobEvent] = []  # events of jobs not known yet, in order
@@ -210,10 +217,28 @@ class Console:
             before, limit = fresh[-1].id, min(limit * 4, READ_CHUNK)
         for job in found:
             self.model.learn(job)
-        if found:
-            self._counts_due = True
-            self.view.added()
-            await self.show_schedules()  # a schedule's tick adds a job
+        if not found:
+            return
+        self._counts_due = True
+        if len(found) > PAGE_SIZE:
+            self.view.added()  # more than a page: the view reads its first page again
+        else:
+            self._hand_over(reversed(found))
+        if any(SCHEDULE_METADATA_KEY in job.metadata for job in found):
+            await self.show_schedules()  # a schedule ticked: its next tick moved
+
+    def _hand_over(self, jobs: Iterable[Job[Any, Any]]) -> None:
+        """Give the view new jobs (it shows those that belong on its page), and forget
+        those it did not keep."""
+        for job in jobs:
+            if job.id is not None:
+                self.shown[job.id] = job_json(job)
+                self._handed.add(job.id)
+                self.view.job(json.dumps(self.shown[job.id]))
+        kept = set(json.loads(self.view.shown_ids()))
+        for job_id in self._handed - kept:
+            self._handed.discard(job_id)
+            self.shown.pop(job_id, None)
 
     async def _read_jobs(self, job_ids: list[int]) -> None:
         """Read jobs again; one an event changed meanwhile is read once more."""
@@ -315,6 +340,7 @@ class Console:
         )
         page = await read_page(self.storage, wanted)
         self.shown = {job.id: job_json(job) for job in page.jobs if job.id is not None}
+        self._handed = set()
         jobs = list(self.shown.values())
         return json.dumps({"jobs": jobs, "next": page.next_before_id, "total": page.total})
 

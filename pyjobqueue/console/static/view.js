@@ -399,6 +399,12 @@ export class ConsoleView {
     this.load(moved).catch((error) => this.toast(`cannot read the jobs: ${error.message || error}`));
   }
 
+  // The ids of the jobs that have a row (JSON text), for the source to know which
+  // jobs it needs to keep up to date.
+  shown_ids() {
+    return JSON.stringify([...this.rows.keys()]);
+  }
+
   // Jobs were added to the queue: the first page shows them (a page further back, or a
   // job looked up by id, is left as it is).
   added() {
