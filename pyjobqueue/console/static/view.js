@@ -16,6 +16,9 @@ const ACTIVE = new Set(["WAITING", "PENDING", "PROCESSING", "ABORTING"]);
 // Not started yet: a job waiting for other jobs (depends_on), or for a worker.
 const NOT_STARTED = new Set(["WAITING", "PENDING"]);
 const FINISHED = new Set(["COMPLETED", "FAILED", "DISABLED"]);
+// A page that jobs left (they stopped matching its filter) is read again after this
+// long, so that a busy queue costs one read a second at most.
+const REFILL_DELAY_MS = 1000;
 const STATUS_LABELS = {
   WAITING: "waiting",
   PENDING: "pending",
@@ -458,7 +461,7 @@ export class ConsoleView {
     const single = Boolean(this.filter.id);
     this.root.querySelector("#newer").disabled = single || this.before === null;
     this.root.querySelector("#older").disabled = single || this.next === null;
-    const shown = [...this.rows.values()].filter((row) => !row.node.hidden).length;
+    const shown = this.rows.size;
     if (single) {
       label.textContent = shown ? `job #${this.filter.id}` : `no job #${this.filter.id}`;
       return;
@@ -473,10 +476,9 @@ export class ConsoleView {
   }
 
   updateEmpty() {
-    const visible = [...this.rows.values()].some((row) => !row.node.hidden);
-    this.empty.hidden = visible;
+    this.empty.hidden = this.rows.size > 0;
     const filtered = Boolean(this.filter.status || this.filter.kind || this.isLookup());
-    this.empty.textContent = filtered || this.rows.size ? "No jobs match this filter." : this.emptyText;
+    this.empty.textContent = filtered ? "No jobs match this filter." : this.emptyText;
   }
 
   // Rows of jobs that were deleted (all rows when `ids` is null).
@@ -520,8 +522,7 @@ export class ConsoleView {
     if (!this.rows.has(job.id)) {
       if (!this.matches(job)) return;
       if (this.before !== null && job.id >= this.before) return;
-      const shown = [...this.rows.values()].filter((row) => !row.node.hidden);
-      if (shown.length >= this.pageSize && job.id < Math.min(...shown.map((row) => row.job.id))) return;
+      if (this.rows.size >= this.pageSize && job.id < Math.min(...this.rows.keys())) return;
     }
     this.upsert(job);
     this.updateEmpty();
@@ -529,7 +530,7 @@ export class ConsoleView {
   }
 
   trim() {
-    const shown = [...this.rows.values()].filter((row) => !row.node.hidden).map((row) => row.job.id);
+    const shown = [...this.rows.keys()];
     if (shown.length > this.pageSize) {
       shown.sort((a, b) => b - a);
       this.removed(shown.slice(this.pageSize));
@@ -568,8 +569,23 @@ export class ConsoleView {
     }
     row.job = job;
     row.changed = ++this.clock;
-    this.fill(row);
-    row.node.hidden = !this.matches(job); // a job that no longer matches the filter
+    if (this.matches(job)) {
+      this.fill(row);
+      return;
+    }
+    // A job that no longer matches the filter (it moved on to another status) leaves
+    // the page, which is read again soon if older jobs can fill it.
+    row.node.remove();
+    this.rows.delete(job.id);
+    this.refillSoon();
+  }
+
+  refillSoon() {
+    if (this.refill || this.next === null || this.rows.size >= this.pageSize) return;
+    this.refill = setTimeout(() => {
+      this.refill = null;
+      this.reload();
+    }, REFILL_DELAY_MS);
   }
 
   insertInOrder(row) {
