@@ -5,7 +5,8 @@ that no server runs, so they stay where the test puts them; 100 of each round ar
 aborted (100 `job_error` events). After each round the DOM holds one page of rows, the
 list says how many jobs there are, its filters and lookups find them, and a job found
 by id opens its detail. The second round must leave the page's JavaScript heap (after a
-garbage collection) and the page's Python objects about where the first left them.
+garbage collection) and the page's Python objects about where the first left them. A
+tab opened on the 20,000 jobs then shows the same.
 """
 
 from __future__ import annotations
@@ -114,3 +115,9 @@ def test_ten_thousand_jobs_keep_the_page_small_and_its_memory_steady(
     assert max(nodes_1, nodes_2) < MAX_NODES
     assert heap_2 - heap_1 < MAX_HEAP_GROWTH_BYTES, measured
     assert objects_2 - objects_1 < MAX_PYTHON_OBJECT_GROWTH, measured
+
+    # A tab opened now reads the 20,000 jobs once and shows the same.
+    other = ConsoleTab.open(watched_context, queue_name)
+    expect(label(other.page)).to_have_text(f"1\N{EN DASH}50 of {2 * ROUND:,}")
+    expect(other.page.locator('[data-stat="failed"]')).to_have_text(str(2 * DOOMED))
+    assert dom_nodes(other.page) < MAX_NODES
