@@ -151,8 +151,11 @@ class ConsoleApi:
             limit=_whole(query.get("limit", str(PAGE_SIZE)), "limit", 1, MAX_PAGE),
         )
         page = await read_page(self.storage, wanted)
-        jobs = [job_json(job) for job in page.jobs]
-        return JSONResponse({"jobs": jobs, "next": page.next_before_id, "total": page.total})
+        body: dict[str, Any] = {"jobs": [job_json(job) for job in page.jobs]}
+        body["next"] = page.next_before_id
+        if page.total is not None:
+            body["total"] = page.total  # a run's pages: how many jobs it has
+        return JSONResponse(body)
 
     async def action(self, request: Request) -> Response:
         """Run one action on the queue; 403 on a read-only console."""
