@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pyjobqueue import Job, JobStatus
+from pyjobqueue._listing import PageQuery, read_page
 from pyjobqueue.storage import QueueStorage
 
 from .conftest import Storages
@@ -80,3 +81,18 @@ async def test_a_bad_limit_or_bound_is_refused(storage: QueueStorage, limit: obj
         await storage.list_jobs(before_id="12")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kind"):
         await storage.list_jobs(kind="")
+
+
+async def test_console_pages_of_a_run_a_job_and_a_filter(storage: QueueStorage) -> None:
+    run = await storage.add_batch([new_job({"n": n}, job_run_id="import-7") for n in range(7)])
+    other = await storage.add(new_job({"n": 99}, kind="mail"))
+
+    first = await read_page(storage, PageQuery(run_id="import-7", limit=3))
+    assert (ids(first.jobs), first.total) == (run[::-1][:3], 7)
+    second = await read_page(storage, PageQuery(run_id="import-7", before_id=first.next_before_id))
+    assert (ids(second.jobs), second.next_before_id, second.total) == (run[::-1][3:], None, 7)
+    one = await read_page(storage, PageQuery(job_id=other))
+    assert (ids(one.jobs), one.next_before_id, one.total) == ([other], None, None)
+    assert (await read_page(storage, PageQuery(job_id=other + 1))).jobs == []
+    mail = await read_page(storage, PageQuery(kind="mail", status=JobStatus.PENDING, limit=1))
+    assert (ids(mail.jobs), mail.next_before_id) == ([other], other)  # a full page: maybe more
