@@ -500,3 +500,25 @@ def test_the_model_applies_events_and_keeps_what_changed_during_a_full_read() ->
     model.begin_rebuild()
     model.end_rebuild([])  # deleted meanwhile
     assert model.count_rows() == [] and model.stats()["retried_jobs"] == 0
+
+
+def test_jobs_released_by_a_completion_are_counted_as_pending() -> None:
+    async def release(client: Client) -> None:
+        view = FakeView()
+        console = console_page.Console(client.storage, view)
+        await console.start()
+        try:
+            await client.pause()  # both are stored before the first runs
+            first = await client.submit(console_jobs.make_input("hash", {"rounds": 10}))
+            # Of a kind no server here runs: once released it stays PENDING.
+            await client.submit({"n": 1}, kind="nobody", depends_on=[first])
+            await view.until(lambda: view.counted() == {"PENDING": 1, "WAITING": 1})
+            await client.resume()
+            await asyncio.wait_for(first.wait_for(), 30)
+            # No event says that the second job stopped waiting: the completion makes
+            # the page look.
+            await view.until(lambda: view.counted() == {"COMPLETED": 1, "PENDING": 1})
+        finally:
+            await console.stop()
+
+    scenario(release)()

@@ -155,6 +155,14 @@ class QueueModel:
 
     # -- what the page shows ------------------------------------------------------------
 
+    def waiting(self) -> int:
+        """How many jobs wait for others (WAITING)."""
+        return sum(n for (_kind, status), n in self.counts.items() if status is JobStatus.WAITING)
+
+    def with_status(self, status: JobStatus) -> set[int]:
+        """The ids of the jobs with `status` (a walk over every job: for rare checks)."""
+        return {job_id for job_id, state in self.jobs.items() if state.status is status}
+
     def count_rows(self) -> list[list[Any]]:
         """[kind, status, count] of every (kind, status) the queue holds."""
         return [[kind, status.value, count] for (kind, status), count in self.counts.items()]

@@ -95,6 +95,7 @@ class Console:
         self._reading: dict[int, bool] = {}  # jobs being read: did an event come meanwhile?
         self._unknown: list[JobEvent] = []  # events of jobs not known yet, in order
         self._look_for_new = False
+        self._check_waiting = False
         self._rebuild = False
         self._counts_due = False
         self._wake = asyncio.Event()
@@ -158,6 +159,9 @@ class Console:
                 self._look_for_new = True
             else:
                 self._to_read.add(job_id)
+        if event.name == EventName.JOB_COMPLETE and self.model.waiting():
+            # A completion may release waiting jobs, which no event announces.
+            self._check_waiting = True
         shown = self.shown.get(job_id)
         if shown is not None:
             if patch_shown(shown, event, datetime.now(UTC)):
@@ -188,6 +192,9 @@ class Console:
         if self._look_for_new:
             self._look_for_new = False
             await self._read_new_jobs()
+        if self._check_waiting:
+            self._check_waiting = False
+            await self._find_released()
         if self._to_read:
             job_ids, self._to_read = self._to_read, set()
             await self._read_jobs(sorted(job_ids))
@@ -239,6 +246,20 @@ class Console:
         for job_id in self._handed - kept:
             self._handed.discard(job_id)
             self.shown.pop(job_id, None)
+
+    async def _find_released(self) -> None:
+        """Jobs that stopped waiting for others (released by a completion) are read."""
+        if await self.storage.size(JobStatus.WAITING) == self.model.waiting():
+            return
+        still: set[int] = set()
+        before: int | None = None
+        while True:
+            page = await self.storage.list_jobs(JobStatus.WAITING, None, before, READ_CHUNK)
+            still.update(job.id for job in page if job.id is not None)
+            if len(page) < READ_CHUNK:
+                break
+            before = page[-1].id
+        self._to_read.update(self.model.with_status(JobStatus.WAITING) - still)
 
     async def _read_jobs(self, job_ids: list[int]) -> None:
         """Read jobs again; one an event changed meanwhile is read once more."""
