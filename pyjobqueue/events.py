@@ -13,6 +13,7 @@ from typing import Any
 
 from ._json import JsonValue
 from .errors import DependencyFailedError
+from .job import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +397,18 @@ def is_dependency_failure(event: JobEvent) -> bool:
         and not event.origin  # the storage's own: a worker or a client names itself
     )
 
+
+# The status a job is in after each job event that changes it (job_retry: back to
+# PENDING, to run again; job_progress changes no status): what views that follow
+# events (the notebook widget, the browser console) apply.
+STATUS_AFTER: Mapping[str, JobStatus] = {
+    EventName.JOB_START: JobStatus.PROCESSING,
+    EventName.JOB_COMPLETE: JobStatus.COMPLETED,
+    EventName.JOB_ERROR: JobStatus.FAILED,
+    EventName.JOB_RETRY: JobStatus.PENDING,
+    EventName.JOB_DISABLED: JobStatus.DISABLED,
+    EventName.JOB_ABORTING: JobStatus.ABORTING,
+}
 
 # The job events after which a job's stored record has changed (a view that shows jobs
 # reads the job again): every one of SPEC 5 but progress, which carries its change.

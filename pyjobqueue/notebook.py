@@ -9,10 +9,9 @@ missing `notebook` extra fails there with a clear ImportError and nowhere else.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .events import EventName, event_payload
+from .events import STATUS_AFTER, EventName, event_payload
 from .job import FINISHED_STATUSES, Job, JobStatus
 
 if TYPE_CHECKING:
@@ -22,16 +21,6 @@ if TYPE_CHECKING:
 # How many jobs a widget shows unless told otherwise: the newest ones.
 DEFAULT_LIMIT = 50
 INSTALL_HINT = "the job widget needs anywidget: pip install 'pyjobqueue[notebook]'"
-
-# The status a job is in after each event (job_progress changes no status).
-STATUS_AFTER: Mapping[str, JobStatus] = {
-    EventName.JOB_START: JobStatus.PROCESSING,
-    EventName.JOB_COMPLETE: JobStatus.COMPLETED,
-    EventName.JOB_ERROR: JobStatus.FAILED,
-    EventName.JOB_RETRY: JobStatus.PENDING,
-    EventName.JOB_DISABLED: JobStatus.DISABLED,
-    EventName.JOB_ABORTING: JobStatus.ABORTING,
-}
 
 
 def job_row(job: Job[Any, Any]) -> dict[str, Any]:

@@ -15,18 +15,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from pyjobqueue import Job, JobStatus
-from pyjobqueue.events import EventName, JobEvent
+from pyjobqueue.events import STATUS_AFTER, EventName, JobEvent
+from pyjobqueue.job import ACTIVE_STATUSES
 
-# The status a job has after each job event (job_retry: back to PENDING, to run again).
-STATUS_AFTER: dict[str, JobStatus] = {
-    EventName.JOB_START: JobStatus.PROCESSING,
-    EventName.JOB_COMPLETE: JobStatus.COMPLETED,
-    EventName.JOB_ERROR: JobStatus.FAILED,
-    EventName.JOB_RETRY: JobStatus.PENDING,
-    EventName.JOB_DISABLED: JobStatus.DISABLED,
-    EventName.JOB_ABORTING: JobStatus.ABORTING,
-}
-RUNNING = frozenset({JobStatus.PROCESSING, JobStatus.ABORTING})
+RUNNING = ACTIVE_STATUSES
 # A job in these statuses has no attempt running or finished: every attempt it made so
 # far failed and was retried (or it never ran).
 BETWEEN_ATTEMPTS = frozenset({JobStatus.WAITING, JobStatus.PENDING, JobStatus.DISABLED})
