@@ -35,7 +35,7 @@ from measure import (  # noqa: E402
     WARMUP_SAMPLES,
     Rounds,
     Row,
-    add_json_argument,
+    drain_parser,
     latency_rows,
     progress,
     report,
@@ -188,12 +188,7 @@ def measure_in_page(page: Any, args: argparse.Namespace) -> list[Row]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=1000, help="jobs per drain")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
-    parser.add_argument("--rounds", type=int, default=200, help="latency samples")
-    add_json_argument(parser)
+    parser = drain_parser(__doc__, jobs=1000)
     args = parser.parse_args()
     if min(args.jobs, args.workers, args.repeat, args.rounds) < 1:
         parser.error("--jobs, --workers, --repeat and --rounds must be at least 1")

@@ -136,6 +136,18 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
 
 
+def drain_parser(doc: str | None, jobs: int = 2000) -> argparse.ArgumentParser:
+    """The options every drain-and-latency benchmark takes: --jobs, --workers, --repeat,
+    --rounds and --json (its description: the first line of `doc`)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=jobs, help="jobs per drain")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=200, help="latency samples")
+    add_json_argument(parser)
+    return parser
+
+
 def figure(value: float, unit: Unit) -> str:
     """A figure with its unit, to the precision that a noisy machine allows."""
     if unit == "ms":

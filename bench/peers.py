@@ -43,7 +43,7 @@ import procrastinate_peer
 from measure import (
     Rounds,
     Row,
-    add_json_argument,
+    drain_parser,
     latency_rows,
     median,
     progress,
@@ -174,15 +174,10 @@ async def latency_rows_of_peers(args: argparse.Namespace) -> list[Row]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=2000, help="jobs per drain")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
-    parser.add_argument("--rounds", type=int, default=200, help="latency samples")
+    parser = drain_parser(__doc__)
     parser.add_argument("--enqueues", type=int, default=200, help="single enqueues timed")
     parser.add_argument("--batch", type=int, default=1000, help="jobs per batch enqueue")
     parser.add_argument("--postgres-dsn", default=os.environ.get("PYJOBQUEUE_TEST_POSTGRES_DSN"))
-    add_json_argument(parser)
     args = parser.parse_args()
     if not args.postgres_dsn:
         parser.error("needs --postgres-dsn or PYJOBQUEUE_TEST_POSTGRES_DSN")

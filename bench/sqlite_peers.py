@@ -39,8 +39,8 @@ from typing import Any
 from measure import (
     Rounds,
     Row,
-    add_json_argument,
     blocking_samples,
+    drain_parser,
     latency_rows,
     median,
     progress,
@@ -205,13 +205,8 @@ def other_rows(workdir: Path, args: argparse.Namespace) -> list[Row]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=2000, help="jobs per drain")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
-    parser.add_argument("--rounds", type=int, default=200, help="latency samples")
+    parser = drain_parser(__doc__)
     parser.add_argument("--enqueues", type=int, default=200, help="single enqueues timed")
-    add_json_argument(parser)
     args = parser.parse_args()
     if min(args.jobs, args.repeat, args.rounds, args.enqueues, args.workers) < 1:
         parser.error("--jobs, --repeat, --rounds, --enqueues and --workers must be at least 1")
