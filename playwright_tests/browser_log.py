@@ -2,12 +2,41 @@
 
 It records console messages of type "error" (from pages and their workers: a context's
 console event carries both), uncaught page errors, and warnings that carry a Python
-traceback (Pyodide writes Python's stderr, where `logging` prints, as warnings).
+traceback (Pyodide writes Python's stderr, where `logging` prints, as warnings). A page
+whose renderer crashes is recorded too, with the machine's memory at that moment (printed
+at once, so that a test failing on "Target crashed" shows it).
 """
 
 from __future__ import annotations
 
-from playwright.sync_api import BrowserContext, ConsoleMessage, WebError
+import sys
+from pathlib import Path
+
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, WebError
+
+
+def memory_report() -> str:
+    """The machine's available memory and the resident size of its Chromium processes."""
+    fields = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    resident_kb = processes = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # the process has ended
+            continue
+        if "\nName:\tchrom" not in "\n" + text:
+            continue
+        processes += 1
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                resident_kb += int(line.split()[1])
+    return (
+        f"MemAvailable {fields.get('MemAvailable')}, {processes} Chromium processes "
+        f"resident {resident_kb // 1024} MB"
+    )
 
 
 class BrowserLog:
@@ -20,6 +49,9 @@ class BrowserLog:
         """Record the errors of every page and worker of `context` from now on."""
         context.on("console", self._on_console)
         context.on("weberror", self._on_web_error)
+        context.on("page", lambda page: page.on("crash", self._on_crash))
+        for page in context.pages:
+            page.on("crash", self._on_crash)
 
     def _on_console(self, message: ConsoleMessage) -> None:
         text = message.text
@@ -29,6 +61,11 @@ class BrowserLog:
 
     def _on_web_error(self, error: WebError) -> None:
         self.problems.append(f"uncaught error: {error.error}")
+
+    def _on_crash(self, page: Page) -> None:
+        problem = f"page crashed: {page.url} ({memory_report()})"
+        print(problem, file=sys.stderr, flush=True)
+        self.problems.append(problem)
 
     def take(self) -> list[str]:
         """The problems recorded since the last call."""

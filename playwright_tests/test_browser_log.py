@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from browser_log import BrowserLog
 from playwright.sync_api import Browser
+from playwright.sync_api import Error as PlaywrightError
 
 
 def test_browser_log_records_console_errors_uncaught_errors_and_python_tracebacks(
@@ -35,3 +37,24 @@ def test_browser_log_records_console_errors_uncaught_errors_and_python_traceback
     assert "uncaught one" in problems[2]
     assert len(problems) == 3  # the plain warning is not a problem
     log.assert_clean()
+
+
+def test_browser_log_records_a_crashed_page_with_the_machines_memory(
+    browser: Browser, browser_context_args: dict[str, Any]
+) -> None:
+    log = BrowserLog()
+    context = browser.new_context(**browser_context_args)
+    log.watch(context)
+    try:
+        page = context.new_page()
+        page.goto("about:blank")
+        with page.expect_event("crash"), contextlib.suppress(PlaywrightError):
+            page.goto("chrome://crash")  # Chromium's own page that crashes its renderer
+    finally:
+        context.close()
+
+    problems = log.take()
+
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("page crashed: "), problems
+    assert "Chromium processes resident" in problems[0]
