@@ -16,8 +16,9 @@ time to ready and where it went, measured inside the page:
 - `packages`: `loadPackage` of our wheel (and tzdata, its dependency under Pyodide), or
   unpacking them after a snapshot's restore;
 - `imports`: importing pyjobqueue and opening the queue's IndexedDB database (for the
-  console: until `pyjobqueueReady`, its worker's Python and server included);
-- `worker`: `WorkerServer(...).start()` until its server runs (with --worker).
+  console: until `pyjobqueueReady`, when jobs can be submitted and are listed);
+- `worker`: `WorkerServer(...).start()` until its server runs (with --worker); for the
+  console, from ready until its job worker's Python and server run (`pyjobqueueWorker`).
 
 `MB` is what the server sent during the visit (bodies of 200 answers; the service
 worker's and the snapshot worker's requests included), `requests` how many it answered.
@@ -168,6 +169,8 @@ CONSOLE_RESULT = """async () => {
   marks.interpreterEnd = markTime("pyjobqueue:interpreter");
   marks.packagesEnd = markTime("pyjobqueue:packages");
   marks.ready = markTime("pyjobqueue:ready");
+  await window.pyjobqueueWorker;
+  marks.workerEnd = markTime("pyjobqueue:worker");
   await window.pyjobqueueOffline;
   const started = performance.now();
   marks.snapshotBytes = await window.pyjobqueueSnapshot;

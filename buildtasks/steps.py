@@ -63,7 +63,7 @@ def pyodide_cmd(python: str) -> list[str]:
 # about once in several hundred starts of two Pyodides in one tab, never reproduced on
 # its own) runs once more. Nothing else is retried: a failed assertion fails at once.
 # BrowserLog prints the machine's memory at the crash, so the log says what it saw.
-RENDERER_CRASHED = ("--reruns", "1", "--only-rerun", "Target crashed|page crashed")
+RENDERER_CRASHED = ("--reruns", "1", "--only-rerun", "Target crashed")
 
 
 def playwright_cmd(python: str) -> list[str]:

@@ -78,9 +78,11 @@ class ConsoleTab:
         return str(self.badge.get_attribute("data-role"))
 
     def wait_ready(self) -> None:
-        """Wait for window.pyjobqueueReady (the page's and the worker's Python are up)."""
+        """Wait until the page's and the worker's Pythons are both up (the page is ready
+        first: window.pyjobqueueReady, then window.pyjobqueueWorker)."""
         self.page.wait_for_function(
-            "document.body.dataset.ready === 'true' || !document.querySelector('#fatal').hidden",
+            "document.body.dataset.worker === 'started'"
+            " || !document.querySelector('#fatal').hidden",
             timeout=READY_TIMEOUT_MS,
         )
         fatal = self.page.locator("#fatal")

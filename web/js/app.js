@@ -1,6 +1,7 @@
 // The console page: boots Pyodide with pyjobqueue on the main thread (a JobQueueClient
 // that drives the view) and a module Web Worker with a second Pyodide that runs this
-// tab's JobQueueServer. Exposes window.pyodide and window.pyjobqueueReady.
+// tab's JobQueueServer. Exposes window.pyodide, window.pyjobqueueReady (the page can
+// submit and list jobs) and window.pyjobqueueWorker (this tab's job worker runs).
 import { keepOffline } from "./offline.js";
 import { bootPython, saveSnapshot } from "./python.js";
 import { ConsoleView } from "../shared/view.js";
@@ -132,17 +133,25 @@ async function startConsole(pyodide) {
 async function main() {
   document.querySelector("#tab-id").textContent = `tab ${TAB_ID}`;
   document.querySelector("#queue-name").textContent = QUEUE;
-  const workerReady = startWorker();
-  workerReady.catch(() => {}); // reported through main's await below
   const pyodide = await bootPython(["console_jobs", "console_model", "console_page"], { snapshot: SNAPSHOT });
   window.pyodide = pyodide;
+  state.text = "Starting the job worker…";
   await startConsole(pyodide);
-  await workerReady;
-  // Submitting waits for both Pythons: until then the buttons say so by being off.
+  // Only now: two Pythons starting at once on two cores slow the page's down, and the
+  // worker's start reuses the runtime the page has compiled. The badge says "Starting
+  // the job worker…" until it runs.
+  const workerReady = startWorker();
+  workerReady.catch(() => {}); // reported through main's await below
+  window.pyjobqueueWorker = workerReady;
+  // Ready: jobs can be submitted and are listed. Until this tab's worker runs (or
+  // another tab leads), they wait in the queue as they would for any busy worker.
   for (const id of ["#submit", "#submit-mix"]) document.querySelector(id).disabled = false;
   document.body.dataset.ready = "true";
   performance.mark("pyjobqueue:ready");
   resolveReady(pyodide);
+  await workerReady;
+  document.body.dataset.worker = "started";
+  performance.mark("pyjobqueue:worker");
   // Once up, so that filling the caches does not compete with the start.
   window.pyjobqueueOffline = keepOffline();
   window.pyjobqueueOffline.catch((error) => console.warn(`no offline start: ${error}`));

@@ -27,7 +27,12 @@ const SNAPSHOT_IMPORTS = [
   "pyjobqueue.leader",
   "pyjobqueue.storage",
   "pyjobqueue.worker",
+  "pyjobqueue._listing",
+  "pyjobqueue.schedules",
+  "pyjobqueue.browser.broadcast",
+  "pyjobqueue.storage.indexeddb",
   "asyncio",
+  "json",
   "hashlib",
   "logging",
   "uuid",
@@ -162,9 +167,8 @@ function hasPrebuilt(lock, entries) {
   return lock.pyjobqueue?.snapshot === prebuiltSnapshotName(entries);
 }
 
-// The build's own snapshot (gunzipped), or null when the build has none.
-async function fetchPrebuilt(lock, entries) {
-  if (!hasPrebuilt(lock, entries)) return null;
+// The build's own snapshot (gunzipped).
+async function fetchPrebuilt(entries) {
   const response = await fetchOk(new URL(prebuiltSnapshotName(entries), INDEX_URL));
   const gunzipped = response.body.pipeThrough(new DecompressionStream("gzip"));
   return new Response(gunzipped).arrayBuffer();
@@ -196,25 +200,31 @@ async function fromSnapshot() {
   let key = null;
   try {
     if (typeof caches === "undefined") return null;
-    const lock = await readLock();
+    const [lock, cache] = await Promise.all([readLock(), caches.open(SNAPSHOT_CACHE)]);
     const entries = packageEntriesOf(lock);
     key = snapshotKey(entries);
-    const cache = await caches.open(SNAPSHOT_CACHE);
     const stored = await cache.match(key);
-    const [snapshot, wheels] = await Promise.all([
-      stored ? stored.arrayBuffer() : fetchPrebuilt(lock, entries),
-      fetchWheels(entries),
-    ]);
-    if (!snapshot) return null;
-    const pyodide = await loadPyodide({ indexURL: INDEX_URL, _loadSnapshot: snapshot });
+    if (!stored && !hasPrebuilt(lock, entries)) return null;
+    // Pyodide awaits the snapshot (and the lock file) itself: the runtime's download and
+    // compile go on meanwhile, as do the wheels' downloads.
+    const snapshot = stored ? stored.arrayBuffer() : fetchPrebuilt(entries);
+    const wheels = fetchWheels(entries);
+    wheels.catch(() => {}); // awaited below
+    const pyodide = await loadPyodide({
+      indexURL: INDEX_URL,
+      // The lock file read above; with it, Pyodide needs to be told where packages are.
+      lockFileContents: lock,
+      packageBaseUrl: INDEX_URL,
+      _loadSnapshot: snapshot,
+    });
     performance.mark("pyjobqueue:interpreter", { detail: { snapshot: true } });
     if (!stored) {
       // Kept as it is for the next starts: reading it is faster than gunzipping it again.
-      keepSnapshot(cache, key, snapshot).catch((error) => console.warn(`not kept: ${error}`));
+      keepSnapshot(cache, key, await snapshot).catch((error) => console.warn(`not kept: ${error}`));
     }
     // The files were not in the snapshot (only the interpreter's memory is): a module
     // imported later, a traceback's source lines and tzdata's zones need them.
-    installWheels(pyodide, entries, wheels);
+    installWheels(pyodide, entries, await wheels);
     // Every start from one snapshot would draw the same numbers (retry jitter) otherwise.
     pyodide.runPython("import random\nrandom.seed()");
     performance.mark("pyjobqueue:packages");
