@@ -16,7 +16,43 @@ JsonValue = Any  # a JSON-shaped value; typed precisely by the caller's TypedDic
 def validate_json(value: object, path: str = "input") -> None:
     """Raise TypeError (bad type) or ValueError (NaN/infinity, past a limit of
     `pyjobqueue.limits`) naming where in `value`."""
-    _validate(value, path, 0, path)
+    if not _plainly_valid(value, 0):
+        _validate(value, path, 0, path)
+
+
+# Every submit validates its input, so the common case is checked first without building
+# the path of each item for a message that is never shown: plain dicts, lists, str, int,
+# float, bool and None within the limits. Anything else (a Mapping, a subclass, a value
+# past a limit) goes to `_validate`, which decides and names the offending place.
+def _plainly_valid(value: object, depth: int) -> bool:
+    if type(value) is str:
+        return value.isascii() or _encodable(value)
+    if type(value) is int:
+        return bool(-limits.INTEGER_BOUND < value < limits.INTEGER_BOUND)
+    if type(value) is float:
+        return math.isfinite(value)
+    if value is None or type(value) is bool:
+        return True
+    if depth >= limits.MAX_JSON_DEPTH:
+        return False
+    if type(value) is dict:
+        return all(
+            type(key) is str
+            and (key.isascii() or _encodable(key))
+            and _plainly_valid(item, depth + 1)
+            for key, item in value.items()
+        )
+    if type(value) is list or type(value) is tuple:
+        return all(_plainly_valid(item, depth + 1) for item in value)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _validate(value: object, path: str, depth: int, root: str) -> None:
@@ -54,9 +90,16 @@ def _validate(value: object, path: str, depth: int, root: str) -> None:
     raise TypeError(f"{path} is of type {type(value).__name__}, which is not a JSON value")
 
 
+# One encoder each, made once: json.dumps with options builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
 def dumps(value: JsonValue) -> str:
     """Encode a validated JSON value compactly."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _COMPACT(value)
 
 
 def loads(text: str | None) -> JsonValue:
@@ -84,7 +127,4 @@ def read_stored(texts: Mapping[str, str | None]) -> tuple[dict[str, JsonValue], 
 
 def fingerprint(value: JsonValue) -> str:
     """sha256 of the canonical JSON of `value` (sorted keys, no whitespace)."""
-    canonical = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_CANONICAL(value).encode("utf-8")).hexdigest()

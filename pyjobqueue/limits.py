@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 MAX_JSON_DEPTH = 100  # nested arrays and objects; deeper values strain every decoder
 # Digits of an integer: Python reads no longer ones back by default (int_max_str_digits).
 MAX_INTEGER_DIGITS = 4300
-_INTEGER_BOUND = 10**MAX_INTEGER_DIGITS
+INTEGER_BOUND = 10**MAX_INTEGER_DIGITS
 
 # Names and ids: what every backend's index keys can hold (PostgreSQL's btree rows end
 # at about 2,700 bytes; 255 characters are at most 1,020 bytes of UTF-8).
@@ -97,7 +97,7 @@ def check_date(name: str, value: datetime) -> datetime:
 def check_integer(name: str, value: int) -> None:
     """An int whose decimal form can be read back (at most MAX_INTEGER_DIGITS digits)."""
     # Compare with a bound instead of converting: str() of a huge int is itself refused.
-    if not -_INTEGER_BOUND < value < _INTEGER_BOUND:
+    if not -INTEGER_BOUND < value < INTEGER_BOUND:
         raise ValueError(
             f"{name} is an integer of more than {MAX_INTEGER_DIGITS} digits, "
             "which storages cannot read back"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from pyjobqueue import JobQueueClient, limits
+from pyjobqueue import JobQueueClient, _json, limits
 from pyjobqueue._json import validate_json
 from pyjobqueue.storage import InMemoryQueueStorage
 
@@ -107,3 +108,54 @@ async def test_the_date_limits_are_inclusive_below_and_exclusive_above() -> None
     with pytest.raises(ValueError, match="out of range"):
         await client.submit({"n": 3}, run_after=limits.EARLIEST_DATE - timedelta(microseconds=1))
     assert await storage.size(None) == 1
+
+
+class Text(str):
+    """A str subclass: valid JSON, but not the plain type the quick check accepts."""
+
+
+LEAVES: list[Any] = [
+    None, True, 0, -7, 1.5, "", "plain", "ü𝄞", Text("sub"),  # valid
+    float("nan"), float("inf"), "x\udc80", 10**limits.MAX_INTEGER_DIGITS, b"bytes", {1, 2},
+]  # fmt: skip
+BAD_KEYS: list[Any] = [1, None, "\ud800", ("a",)]
+
+
+def random_value(rng: random.Random, depth: int) -> Any:
+    """A random JSON-like value, now and then with a bad leaf, key or depth."""
+    choice = rng.random()
+    if depth > 3 or choice < 0.4:
+        return rng.choice(LEAVES[:9] * 4 + LEAVES[9:])  # mostly valid leaves
+    if choice < 0.7:
+        keys = [rng.choice(["a", "b", "ü"]) + str(n) for n in range(rng.randrange(4))]
+        if rng.random() < 0.1:
+            keys.append(rng.choice(BAD_KEYS))
+        return {key: random_value(rng, depth + 1) for key in keys}
+    if choice < 0.8:
+        return nested(limits.MAX_JSON_DEPTH + rng.choice([-1, 0, 1]) - depth)
+    items = [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return tuple(items) if rng.random() < 0.3 else items
+
+
+def test_the_quick_check_accepts_only_what_the_full_check_accepts() -> None:
+    # validate_json tries a quick check first and falls back to the full one, which
+    # names the offending place: the quick one must never pass a value the full refuses.
+    rng = random.Random(20261201)
+    outcomes = set()
+    for _ in range(5_000):
+        value = random_value(rng, 0)
+        try:
+            _json._validate(value, "input", 0, "input")
+            valid = True
+        except (TypeError, ValueError):
+            valid = False
+        quick = _json._plainly_valid(value, 0)
+        assert valid or not quick, value
+        outcomes.add((quick, valid))
+        if valid:
+            validate_json(value)
+        else:
+            with pytest.raises((TypeError, ValueError)):
+                validate_json(value)
+    # Every case came up: plain and valid, valid only by the full check, and refused.
+    assert outcomes == {(True, True), (False, True), (False, False)}
