@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from browser_log import BrowserLog
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, BrowserContext, Page
 from playwright.sync_api import Error as PlaywrightError
+
+
+@contextlib.contextmanager
+def watched_blank_page(
+    browser: Browser, browser_context_args: dict[str, Any], log: BrowserLog
+) -> Iterator[tuple[BrowserContext, Page]]:
+    """A new context watched by `log` and a blank page of it; the context closes after."""
+    context = browser.new_context(**browser_context_args)
+    log.watch(context)
+    try:
+        page = context.new_page()
+        page.goto("about:blank")
+        yield context, page
+    finally:
+        context.close()
 
 
 def test_browser_log_records_console_errors_uncaught_errors_and_python_tracebacks(
     browser: Browser, browser_context_args: dict[str, Any]
 ) -> None:
     log = BrowserLog()
-    context = browser.new_context(**browser_context_args)
-    log.watch(context)
-    try:
-        page = context.new_page()
-        page.goto("about:blank")
+    with watched_blank_page(browser, browser_context_args, log) as (context, page):
         with page.expect_console_message(lambda m: m.text == "plain warning"):
             page.evaluate("console.warn('plain warning')")
         with page.expect_console_message(lambda m: m.text == "boom"):
@@ -27,8 +39,6 @@ def test_browser_log_records_console_errors_uncaught_errors_and_python_traceback
             page.evaluate("console.warn('Traceback (most recent call last):\\nValueError: x')")
         with context.expect_event("weberror"):
             page.evaluate("setTimeout(() => { throw new Error('uncaught one') })")
-    finally:
-        context.close()
 
     problems = log.take()
 
@@ -43,15 +53,9 @@ def test_browser_log_records_a_crashed_page_with_the_machines_memory(
     browser: Browser, browser_context_args: dict[str, Any]
 ) -> None:
     log = BrowserLog()
-    context = browser.new_context(**browser_context_args)
-    log.watch(context)
-    try:
-        page = context.new_page()
-        page.goto("about:blank")
+    with watched_blank_page(browser, browser_context_args, log) as (_context, page):  # noqa: SIM117 (page comes from the first)
         with page.expect_event("crash"), contextlib.suppress(PlaywrightError):
             page.goto("chrome://crash")  # Chromium's own page that crashes its renderer
-    finally:
-        context.close()
 
     assert log.take() == []  # a crash is not a problem by itself: some tests crash a tab
     assert len(log.crashes) == 1, log.crashes

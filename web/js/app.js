@@ -21,7 +21,7 @@ window.pyjobqueueReady = new Promise((resolve, reject) => {
   rejectReady = reject;
 });
 
-const state = { role: "starting", leaderTab: null, workerStarted: false };
+const state = { role: "starting", leaderTab: null };
 let view = null;
 
 function showFatal(message) {
@@ -79,7 +79,6 @@ function startWorker() {
     worker.onmessage = ({ data }) => {
       const message = JSON.parse(data);
       if (message.type === "started") {
-        state.workerStarted = true;
         if (state.role === "starting") state.role = "standby";
         consoleChannel.postMessage({ type: "who" });
         render();
