@@ -15,8 +15,12 @@ time to ready and where it went, measured inside the page:
   with a snapshot, restoring the interpreter's memory instead);
 - `packages`: `loadPackage` of our wheel (and tzdata, its dependency under Pyodide), or
   unpacking them after a snapshot's restore;
+- `modules`: (web/js/python.js only) until the page's own modules are written, and
+  those the snapshot holds kept (the console's: fetched during the phases before);
 - `imports`: importing pyjobqueue and opening the queue's IndexedDB database (for the
-  console: until `pyjobqueueReady`, when jobs can be submitted and are listed);
+  console: importing its modules and reading its queue, `pyjobqueue:console`);
+- `list`: (the console) from then until `pyjobqueueReady`, when jobs can be submitted
+  and the list shows its first page;
 - `worker`: `WorkerServer(...).start()` until its server runs (with --worker); for the
   console, from ready until its job worker's Python and server run (`pyjobqueueWorker`).
 
@@ -68,7 +72,7 @@ PLAIN = ("today", "immutable", "parallel", "no-tzdata", "service-worker", *SNAPS
 CONSOLE = ("console", "console-snapshot")
 VARIANTS = PLAIN + CONSOLE
 OFFLINE = ("service-worker", *SNAPSHOTS, *CONSOLE)  # with the service worker
-PHASES = ("scripts", "compile", "interpreter", "packages", "imports", "worker")
+PHASES = ("scripts", "compile", "interpreter", "packages", "modules", "imports", "list", "worker")
 
 # In every page before its own scripts: when the runtime's WebAssembly is compiled (the
 # first compile starts, the last ends).
@@ -117,6 +121,7 @@ async function appStart(python) {
   const pyodide = await python.bootPython([], { snapshot: params.get("snapshot") === "1" });
   marks.interpreterEnd = markTime("pyjobqueue:interpreter");
   marks.packagesEnd = markTime("pyjobqueue:packages");
+  marks.modulesEnd = markTime("pyjobqueue:modules");
   return pyodide;
 }
 
@@ -168,6 +173,8 @@ CONSOLE_RESULT = """async () => {
   const markTime = (name) => performance.getEntriesByName(name)[0].startTime;
   marks.interpreterEnd = markTime("pyjobqueue:interpreter");
   marks.packagesEnd = markTime("pyjobqueue:packages");
+  marks.modulesEnd = markTime("pyjobqueue:modules");
+  marks.consoleEnd = markTime("pyjobqueue:console");
   marks.ready = markTime("pyjobqueue:ready");
   await window.pyjobqueueWorker;
   marks.workerEnd = markTime("pyjobqueue:worker");
@@ -243,9 +250,14 @@ def phases(marks: dict[str, float]) -> dict[str, float]:
         "compile": marks["compileEnd"] - marks["compileStart"],
         "interpreter": marks["interpreterEnd"] - marks["compileEnd"],
         "packages": marks["packagesEnd"] - marks["interpreterEnd"],
-        "imports": marks["ready"] - marks["packagesEnd"],
         "ready": marks["ready"],
     }
+    imported = marks.get("consoleEnd", marks["ready"])
+    if "modulesEnd" in marks:
+        result["modules"] = marks["modulesEnd"] - marks["packagesEnd"]
+    result["imports"] = imported - marks.get("modulesEnd", marks["packagesEnd"])
+    if "consoleEnd" in marks:
+        result["list"] = marks["ready"] - marks["consoleEnd"]
     if "workerEnd" in marks:
         result["worker"] = marks["workerEnd"] - marks["ready"]
     if marks.get("snapshotBytes"):  # made during this visit

@@ -58,6 +58,9 @@ BUILD_MANIFEST = WEB_DIST / "build.js"  # this build's version and files, for we
 # Pyodide version under .build/ (its name says what it holds: see web/js/python.js).
 SNAPSHOT_SCRIPT = ROOT / "buildtasks" / "make_snapshot.mjs"
 SNAPSHOT_CACHE = BUILD_CACHE / "snapshots"
+# The console's page side, imported in the snapshot too (its worker shares console_jobs;
+# console_worker imports `js`, which a snapshot cannot hold).
+SNAPSHOT_MODULES = ("console_jobs", "console_model", "console_page")
 PYODIDE_WHEEL_CACHE = BUILD_CACHE / "pyodide-wheels"
 PYODIDE_WHEEL_STAMP = PYODIDE_WHEEL_CACHE / ".requirements"
 PYODIDE_PYTHON = "3.14"  # the Python of npm pyodide@314
@@ -268,7 +271,9 @@ def add_memory_snapshot(runtime: Path = PYODIDE_DIST) -> None:
     header("memory snapshot for a first visit")
     # python.js is an ES module in a folder without "type": "module": Node says so.
     quiet = "--disable-warning=MODULE_TYPELESS_PACKAGE_JSON"
-    run([str(NODE24), quiet, str(SNAPSHOT_SCRIPT), str(runtime), str(SNAPSHOT_CACHE)], cwd=ROOT)
+    modules = [str(WEB / "py" / f"{name}.py") for name in SNAPSHOT_MODULES]
+    script = [str(SNAPSHOT_SCRIPT), str(runtime), str(SNAPSHOT_CACHE), *modules]
+    run([str(NODE24), quiet, *script], cwd=ROOT)
 
 
 def prepare_web_root(wheel: Path) -> Path:

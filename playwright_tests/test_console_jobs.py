@@ -17,6 +17,7 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -25,11 +26,13 @@ import pytest
 from pyjobqueue import (
     AbortSignalJobError,
     Job,
+    JobContext,
     JobError,
     JobQueueClient,
     JobQueueServer,
     JobStatus,
     PermanentJobError,
+    RetryableJobError,
 )
 from pyjobqueue.storage import InMemoryQueueStorage
 
@@ -458,6 +461,44 @@ async def test_page_counts_follow_events_and_read_only_what_an_event_lacks(
     await view.until(lambda: view.shown.get(handles[-1].id, {}).get("status") == "FAILED")
     assert reads == [handles[-1].id]
     assert view.counted() == {"PENDING": 58, "FAILED": 2}
+
+
+class RetriedInAnHour(Job[dict[str, Any], None]):
+    """Fails its attempt, to be tried again in an hour (so it stays put after one retry)."""
+
+    async def execute(self, input: dict[str, Any], context: JobContext) -> None:
+        raise RetryableJobError("not yet", retry_date=datetime.now(UTC) + timedelta(hours=1))
+
+
+@page_scenario
+async def test_a_retry_that_comes_while_the_page_reads_its_job_counts_once(
+    console: console_page.Console, view: FakeView, other: Client
+) -> None:
+    # The page's first read of a job is held until the job has started and been
+    # retried: the read shows the retry, and so did the events that came meanwhile.
+    held, go_on = asyncio.Event(), asyncio.Event()
+    list_jobs = console.storage.list_jobs
+
+    async def held_list(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await go_on.wait()
+        return await list_jobs(*args, **kwargs)
+
+    console.storage.list_jobs = held_list  # type: ignore[method-assign]
+    retried = asyncio.Event()
+    # Subscribed after the page: when this listener has an event, the page has it.
+    await console.storage.subscribe(
+        lambda event: retried.set() if event.name == "job_retry" else None
+    )
+    await other.submit({"n": 1}, max_retries=3)
+    await held.wait()  # the page looks for the new job
+    server: JobQueueServer[Any, Any] = JobQueueServer(RetriedInAnHour, storage=console.storage)
+    async with server:
+        await asyncio.wait_for(retried.wait(), 10)
+    go_on.set()
+    await view.until(lambda: view.counted() == {"PENDING": 1})
+    await console.settled()
+    assert view.stats_shown["retried_jobs"] == 1
 
 
 def test_retries_and_run_times_come_from_the_stored_jobs_in_every_tab() -> None:

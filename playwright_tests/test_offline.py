@@ -18,7 +18,7 @@ from console_tab import READY_TIMEOUT_MS, ConsoleTab
 from playwright.sync_api import Browser, BrowserContext
 
 from buildtasks import bundle, webserver
-from buildtasks.paths import WEB_MOUNTS
+from buildtasks.paths import WEB, WEB_MOUNTS
 
 # A page that only registers the service worker, as the README's minimal page does.
 MINIMAL_PAGE = b"""<!doctype html><meta charset="utf-8"><title>offline</title>
@@ -79,6 +79,10 @@ def offline_context(
 # How the page's Python started: from the memory snapshot or not.
 STARTED_FROM_SNAPSHOT = """() => performance.getEntriesByName("pyjobqueue:interpreter")[0]
   .detail.snapshot"""
+# Which of the page's own modules the snapshot had imported already.
+MODULES_FROM_SNAPSHOT = """() => performance.getEntriesByName("pyjobqueue:modules")[0]
+  .detail.fromSnapshot"""
+CONSOLE_MODULES = ["console_jobs", "console_model", "console_page"]  # the page's
 
 
 def site_without_build_snapshot(directory: Path) -> webserver.Site:
@@ -118,6 +122,10 @@ def test_the_console_starts_offline_and_runs_a_stored_job(
         tab.wait_ready()
         tab.expect_role("leader")
         assert tab.page.evaluate(STARTED_FROM_SNAPSHOT) == (start == "build-snapshot")
+        # Only the build's snapshot holds the console's modules (one made in the
+        # browser holds the package only).
+        modules = CONSOLE_MODULES if start == "build-snapshot" else []
+        assert tab.page.evaluate(MODULES_FROM_SNAPSHOT) == modules
         assert tab.page.evaluate("async () => !!(await window.pyjobqueueOffline).active")
         saved = tab.page.evaluate("() => window.pyjobqueueSnapshot")
         if start == "browser-snapshot":
@@ -134,6 +142,26 @@ def test_the_console_starts_offline_and_runs_a_stored_job(
     tab.expect_status(job_id, "PENDING")
     tab.run_python("await client.resume()")
     tab.expect_status(job_id, "COMPLETED")
+
+
+def test_a_console_module_edited_since_the_build_is_imported_from_its_file(
+    offline_context: BrowserContext, queue_name: str
+) -> None:
+    # The snapshot's console modules are all imported again (the others may hold what
+    # they took from the edited one), and the console works as ever.
+    edited = (WEB / "py" / "console_model.py").read_text() + "\nEDITED = True\n"
+    files = {"/py/console_model.py": edited.encode()}
+    site = webserver.Site(WEB_MOUNTS, files=files, log_requests=False)
+    with webserver.serving(site, "edited module server") as base:
+        tab = ConsoleTab(offline_context.new_page())
+        tab.page.goto(f"{base}/?queue={queue_name}")
+        tab.wait_ready()
+        assert tab.page.evaluate(STARTED_FROM_SNAPSHOT)
+        assert tab.page.evaluate(MODULES_FROM_SNAPSHOT) == []
+        assert tab.run_python("import console_model, console_page\nconsole_model.EDITED")
+        assert tab.run_python("console_page.QueueModel is console_model.QueueModel")
+        job_id = tab.run_python('(await client.submit({"task": "primes", "limit": 100})).id')
+        tab.expect_status(job_id, "COMPLETED")
 
 
 def test_a_new_build_replaces_the_cached_one(offline_context: BrowserContext) -> None:
@@ -166,6 +194,10 @@ def readme_page() -> bytes:
     block = re.search(pattern, README.read_text(), re.DOTALL)
     assert block, "the README has no offline page"
     check = 'window.readmeResult = pyodide.runPython("import pyjobqueue\\npyjobqueue.__name__");'
+    # The build's snapshot imported the console's modules too: not for this page.
+    check += """
+window.readmeModules = pyodide.runPython(
+  "import sys\\n[name for name in sys.modules if name.startswith('console_')]").toJs();"""
     page = f"""<!doctype html><meta charset="utf-8"><title>README page</title>
 <link rel="icon" href="data:,">
 <script type="module">
@@ -181,6 +213,8 @@ def test_the_readme_page_starts_offline(offline_context: BrowserContext) -> None
         page.goto(f"{base}/readme.html")
         page.wait_for_function("() => window.readmeResult", timeout=READY_TIMEOUT_MS)
         assert page.evaluate("() => window.readmeResult") == "pyjobqueue"
+    assert page.evaluate(STARTED_FROM_SNAPSHOT)
+    assert page.evaluate("() => window.readmeModules") == []
     offline_context.set_offline(True)  # and no server listens any more
     page.reload()
     page.wait_for_function("() => window.readmeResult", timeout=READY_TIMEOUT_MS)

@@ -116,6 +116,7 @@ async function startConsole(pyodide) {
   view = new ConsoleView(document.querySelector("#app"), tasks, actions);
   render();
   app = await page.start(view, QUEUE);
+  performance.mark("pyjobqueue:console"); // for bench/browser_start.py
   // The list reads its pages (and a job's detail) from the page's Python.
   await view.showPages({
     pageSize: page.PAGE_SIZE,

@@ -86,24 +86,38 @@ export function packageEntriesOf(lock) {
   return entries;
 }
 
-// What names a snapshot of this build: the format, the imports and our wheels' hashes.
-function snapshotId(entries) {
-  let importsHash = 0x811c9dc5; // FNV-1a, 32 bits
-  for (const char of SNAPSHOT_IMPORTS.join(" ")) {
-    importsHash = Math.imul(importsHash ^ char.charCodeAt(0), 0x01000193) >>> 0;
+// FNV-1a, 32 bits, in hex: names what went into a snapshot (not a check of integrity).
+function fnv1a(text) {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < text.length; index++) {
+    hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193) >>> 0;
   }
-  const hashes = entries.map((entry) => entry.sha256.slice(0, 12));
-  return [SNAPSHOT_FORMAT, importsHash.toString(16), ...hashes].join("-");
+  return hash.toString(16);
 }
 
-// Where the Cache API keeps the snapshot made in the browser (with the Pyodide version).
-function snapshotKey(entries) {
-  return new URL(`../snapshot/${PYODIDE_VERSION}/${snapshotId(entries)}`, import.meta.url).href;
+// The app's own modules as a snapshot names them: {name: hash of its source}.
+export function moduleHashes(names, texts) {
+  return Object.fromEntries(names.map((name, index) => [name, fnv1a(texts[index])]));
+}
+
+// What names a snapshot of this build: the format, the imports, our wheels' hashes and
+// the app modules it imported too (`moduleHashes`), if any.
+function snapshotId(entries, modules = {}) {
+  const hashes = entries.map((entry) => entry.sha256.slice(0, 12));
+  const id = [SNAPSHOT_FORMAT, fnv1a(SNAPSHOT_IMPORTS.join(" ")), ...hashes];
+  const names = Object.keys(modules).sort();
+  if (names.length) id.push(fnv1a(names.map((name) => `${name}:${modules[name]}`).join(" ")));
+  return id.join("-");
+}
+
+// Where the Cache API keeps a snapshot (with the Pyodide version).
+function snapshotKey(entries, modules) {
+  return new URL(`../snapshot/${PYODIDE_VERSION}/${snapshotId(entries, modules)}`, import.meta.url).href;
 }
 
 // The file name of the build's own snapshot, next to the runtime (so of its version).
-export function prebuiltSnapshotName(entries) {
-  return `pyjobqueue-snapshot-${snapshotId(entries)}.bin.gz`;
+export function prebuiltSnapshotName(entries, modules = {}) {
+  return `pyjobqueue-snapshot-${snapshotId(entries, modules)}.bin.gz`;
 }
 
 async function fetchWheels(entries) {
@@ -134,13 +148,35 @@ function installWheels(pyodide, entries, wheels) {
   return zips;
 }
 
+function writeModules(pyodide, names, texts) {
+  names.forEach((name, index) => pyodide.FS.writeFile(`${HOME}/${name}.py`, texts[index]));
+}
+
 // Installs the wheels and imports what a snapshot holds, in a Pyodide loaded with
-// `_makeSnapshot` (here, or by the build in Node).
-export function prepareSnapshot(pyodide, entries, wheels) {
+// `_makeSnapshot` (here, or by the build in Node). The build's snapshot also imports
+// app modules (`names`, their source `texts`: the console's page side), so that a page
+// that imports the same files skips compiling them.
+export function prepareSnapshot(pyodide, entries, wheels, names = [], texts = []) {
   const zips = installWheels(pyodide, entries, wheels);
   // On sys.path in the snapshot's memory: a restore only writes the files again.
   pyodide.runPython(`import sys\nsys.path.extend(${JSON.stringify(zips)})`);
-  pyodide.runPython(SNAPSHOT_IMPORTS.map((name) => `import ${name}`).join("\n"));
+  writeModules(pyodide, names, texts);
+  pyodide.runPython([...SNAPSHOT_IMPORTS, ...names].map((name) => `import ${name}`).join("\n"));
+}
+
+// After a restore: the snapshot's app modules stay imported only for a page that wants
+// the same files. Those it does not want go (a page of its own may have a module of
+// that name); all go when one it wants was edited since the build (the others may hold
+// what they imported from it), and are imported again from the files.
+// Returns the names of those it keeps.
+function forgetStaleModules(pyodide, inSnapshot, wanted) {
+  const names = Object.keys(inSnapshot).sort();
+  const edited = names.some((name) => name in wanted && wanted[name] !== inSnapshot[name]);
+  const gone = names.filter((name) => edited || !(name in wanted));
+  if (gone.length) {
+    pyodide.runPython(`import sys\nfor name in ${JSON.stringify(gone)}:\n    sys.modules.pop(name, None)`);
+  }
+  return names.filter((name) => !gone.includes(name));
 }
 
 // Makes this build's snapshot and stores it (in a worker: see snapshot-worker.js).
@@ -152,7 +188,7 @@ export async function makeSnapshot() {
   ]);
   prepareSnapshot(pyodide, entries, wheels);
   const snapshot = pyodide.makeMemorySnapshot();
-  await keepSnapshot(await caches.open(SNAPSHOT_CACHE), snapshotKey(entries), snapshot);
+  await keepSnapshot(await caches.open(SNAPSHOT_CACHE), snapshotKey(entries, {}), snapshot);
   return snapshot.byteLength;
 }
 
@@ -163,13 +199,20 @@ async function keepSnapshot(cache, key, snapshot) {
   await cache.put(key, body);
 }
 
+// The app modules the build's snapshot imported, as the lock file names them (none when
+// the build made no snapshot: one made in the browser has none).
+function prebuiltModules(lock, entries) {
+  const modules = lock.pyjobqueue?.modules ?? {};
+  return lock.pyjobqueue?.snapshot === prebuiltSnapshotName(entries, modules) ? modules : null;
+}
+
 function hasPrebuilt(lock, entries) {
-  return lock.pyjobqueue?.snapshot === prebuiltSnapshotName(entries);
+  return prebuiltModules(lock, entries) !== null;
 }
 
 // The build's own snapshot (gunzipped).
-async function fetchPrebuilt(entries) {
-  const response = await fetchOk(new URL(prebuiltSnapshotName(entries), INDEX_URL));
+async function fetchPrebuilt(entries, modules) {
+  const response = await fetchOk(new URL(prebuiltSnapshotName(entries, modules), INDEX_URL));
   const gunzipped = response.body.pipeThrough(new DecompressionStream("gzip"));
   return new Response(gunzipped).arrayBuffer();
 }
@@ -181,7 +224,7 @@ export async function saveSnapshot() {
   const entries = packageEntriesOf(lock);
   if (hasPrebuilt(lock, entries)) return 0;
   const cache = await caches.open(SNAPSHOT_CACHE);
-  if (await cache.match(snapshotKey(entries))) return 0;
+  if (await cache.match(snapshotKey(entries, {}))) return 0;
   const worker = new Worker(new URL("./snapshot-worker.js", import.meta.url), { type: "module" });
   try {
     const { data } = await new Promise((resolve, reject) => {
@@ -195,19 +238,22 @@ export async function saveSnapshot() {
   }
 }
 
-// A Pyodide restored from this build's snapshot, or null (none stored, or it failed).
+// This build's snapshot restored, or null (none stored, or it failed): `{ pyodide,
+// modules }`, the app modules it holds imported (`moduleHashes`).
 async function fromSnapshot() {
   let key = null;
   try {
     if (typeof caches === "undefined") return null;
     const [lock, cache] = await Promise.all([readLock(), caches.open(SNAPSHOT_CACHE)]);
     const entries = packageEntriesOf(lock);
-    key = snapshotKey(entries);
+    const prebuilt = prebuiltModules(lock, entries);
+    const modules = prebuilt ?? {};
+    key = snapshotKey(entries, modules);
     const stored = await cache.match(key);
-    if (!stored && !hasPrebuilt(lock, entries)) return null;
+    if (!stored && !prebuilt) return null;
     // Pyodide awaits the snapshot (and the lock file) itself: the runtime's download and
     // compile go on meanwhile, as do the wheels' downloads.
-    const snapshot = stored ? stored.arrayBuffer() : fetchPrebuilt(entries);
+    const snapshot = stored ? stored.arrayBuffer() : fetchPrebuilt(entries, modules);
     const wheels = fetchWheels(entries);
     wheels.catch(() => {}); // awaited below
     const pyodide = await loadPyodide({
@@ -228,7 +274,7 @@ async function fromSnapshot() {
     // Every start from one snapshot would draw the same numbers (retry jitter) otherwise.
     pyodide.runPython("import random\nrandom.seed()");
     performance.mark("pyjobqueue:packages");
-    return pyodide;
+    return { pyodide, modules };
   } catch (error) {
     console.warn(`starting without the memory snapshot: ${error}`);
     if (key) await caches.open(SNAPSHOT_CACHE).then((cache) => cache.delete(key), () => {});
@@ -245,14 +291,19 @@ async function freshStart() {
 }
 
 // `snapshot`: start from this build's memory snapshot when one is stored. Marks the
-// performance timeline when the interpreter is up (`pyjobqueue:interpreter`) and when
-// pyjobqueue is installed (`pyjobqueue:packages`), for bench/browser_start.py; the first
-// mark's detail says whether the start was from the snapshot.
+// performance timeline when the interpreter is up (`pyjobqueue:interpreter`), when
+// pyjobqueue is installed (`pyjobqueue:packages`) and when `modules` are written
+// (`pyjobqueue:modules`), for bench/browser_start.py; the first mark's detail says
+// whether the start was from the snapshot, the last's which of `modules` the snapshot
+// had imported already (`fromSnapshot`; the others are imported from their files).
 export async function bootPython(modules, { snapshot = false } = {}) {
   const sources = Promise.all(modules.map((name) => fetchText(new URL(`${name}.py`, PYTHON_DIR))));
   sources.catch(() => {}); // awaited below
-  const pyodide = (snapshot && (await fromSnapshot())) || (await freshStart());
+  const restored = snapshot ? await fromSnapshot() : null;
+  const pyodide = restored ? restored.pyodide : await freshStart();
   const texts = await sources;
-  modules.forEach((name, index) => pyodide.FS.writeFile(`${HOME}/${name}.py`, texts[index]));
+  writeModules(pyodide, modules, texts);
+  const kept = restored ? forgetStaleModules(pyodide, restored.modules, moduleHashes(modules, texts)) : [];
+  performance.mark("pyjobqueue:modules", { detail: { fromSnapshot: kept } });
   return pyodide;
 }

@@ -14,11 +14,12 @@ served as `shared/view.js`, which `pyjobqueue console` shares) reads its pages t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -93,12 +94,16 @@ class Console:
         self._handed: set[int] = set()  # handed to the view since its last page read
         self._to_read: set[int] = set()  # jobs whose event did not carry what they need
         self._reading: dict[int, bool] = {}  # jobs being read: did an event come meanwhile?
-        self._unknown: list[JobEvent] = []  # events of jobs not known yet, in order
+        self._unknown: set[int] = set()  # jobs not known yet when an event of theirs came
         self._look_for_new = False
         self._check_waiting = False
         self._rebuild = False
         self._counts_due = False
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something is due: the next round of _follow does it
+        # Set while nothing is due and no read runs: every event received so far is in
+        # the model and the view (`settled()`).
+        self._settled = asyncio.Event()
+        self._reads = 0  # reads of the queue running (a round of _follow, or a sync)
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Unsubscribe | None = None
         # Counts queue_paused / queue_resumed events, so that a read of the flag that
@@ -138,7 +143,7 @@ class Console:
             self.view.paused(event.name == EventName.QUEUE_PAUSED)
         elif event.name == EventName.JOB_AVAILABLE:
             self._look_for_new = True
-            self._wake.set()
+            self._due()
         elif event.name in JOB_CHANGE_EVENTS:
             self._on_change(event)
 
@@ -154,7 +159,7 @@ class Console:
             self._reading[job_id] = True
         if not self.model.apply(event.name, job_id, time.time()):
             # A job this page has not seen: found by the search for new jobs, or read.
-            self._unknown.append(event)
+            self._unknown.add(job_id)
             if job_id > self.model.newest_id:
                 self._look_for_new = True
             else:
@@ -169,23 +174,48 @@ class Console:
             else:
                 self._to_read.add(job_id)
         self._counts_due = True
+        self._due()
+
+    def _due(self) -> None:
+        """Something is to be done (read, applied or shown): the next round does it."""
+        self._settled.clear()
         self._wake.set()
+
+    @contextlib.contextmanager
+    def _reading_queue(self) -> Iterator[None]:
+        """Around a read of the queue: the console is not settled until it is over."""
+        self._settled.clear()
+        self._reads += 1
+        try:
+            yield
+        finally:
+            self._reads -= 1
+            if not self._reads and not self._wake.is_set():
+                self._settled.set()
+
+    async def settled(self) -> None:
+        """Return once every event received so far is applied and no read runs: the
+        model and the view are as current as the events have made them. Returns without
+        yielding when that is so already, so that a caller can look at once."""
+        while not self._settled.is_set():
+            await self._settled.wait()
 
     async def _follow(self) -> None:
         while True:
             await self._wake.wait()
             await asyncio.sleep(PUSH_DELAY_SECONDS)
             self._wake.clear()
-            try:
-                await self._catch_up()
-            except Exception:
-                logger.exception("could not follow the queue")
+            with self._reading_queue():
+                try:
+                    await self._catch_up()
+                except Exception:
+                    logger.exception("could not follow the queue")
 
     async def _catch_up(self) -> None:
         """Do what the events since the last round need: one read each, at most."""
         # Events of unknown jobs that came before this round's reads: the reads see
-        # their changes. Those that come while it reads are applied after it.
-        self._unknown = []
+        # their changes. Those that come while it reads are looked at after it.
+        self._unknown = set()
         if self._rebuild:
             self._rebuild = False
             await self.sync()
@@ -198,13 +228,15 @@ class Console:
         if self._to_read:
             job_ids, self._to_read = self._to_read, set()
             await self._read_jobs(sorted(job_ids))
-        # In order: the last event of a job says where it now is. Those of jobs still
-        # unknown wait for the next round's reads.
-        self._unknown = [
-            event
-            for event in self._unknown
-            if not self.model.apply(event.name, event.job_id, time.time())
-        ]
+        # Events of jobs unknown when they came, during this round's reads: a read may
+        # or may not show what they did, so a job one of them learned is read again
+        # (applying them to what the read saw would count a retry twice). Those of jobs
+        # still unknown have their read (or search) set for the next round already.
+        again = {job_id for job_id in self._unknown if job_id in self.model.jobs}
+        self._unknown = set()
+        if again:
+            self._to_read |= again
+            self._due()
         if self._counts_due:
             self._counts_due = False
             self.show_counts()
@@ -271,7 +303,7 @@ class Console:
                 overtaken = self._reading.pop(job_id)
             if overtaken:
                 self._to_read.add(job_id)
-                self._wake.set()
+                self._due()
                 continue
             if job is None:
                 self.model.forget([job_id])
@@ -295,13 +327,17 @@ class Console:
                 differs = stored != dict(self.model.counts)
                 if differs and differed:
                     self._rebuild = True
-                    self._wake.set()
+                    self._due()
                 differed = differs and not differed
             except Exception:
                 logger.exception("could not check the counts")
 
     async def sync(self) -> None:
         """Read every job of the queue again, and show what the view shows again."""
+        with self._reading_queue():
+            await self._sync()
+
+    async def _sync(self) -> None:
         self.model.begin_rebuild()
         jobs: list[Job[Any, Any]] = []
         before: int | None = None
@@ -416,7 +452,7 @@ class Console:
     def _found_new(self) -> None:
         """This page added jobs: find them (as a "work available" hint would)."""
         self._look_for_new = True
-        self._wake.set()
+        self._due()
 
     async def abort(self, job_id: int) -> None:
         """Abort one job (a running one stops at its next check of the signal)."""
@@ -431,7 +467,7 @@ class Console:
         await self.client.retry(int(job_id))
         # No event says so (a "work available" hint only): read it.
         self._to_read.add(int(job_id))
-        self._wake.set()
+        self._due()
 
     async def set_paused(self, paused: bool) -> None:
         """Pause (True) or resume (False) the queue for every tab's server."""
