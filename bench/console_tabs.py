@@ -5,9 +5,11 @@ queue in memory (`web/py/console_model.py`), each tab read storage again on each
 event, and a second open tab doubled the leader tab's own submit-to-result latency.
 This measures it: the leader tab submits one small job at a time (primes up to a few
 thousand, a millisecond of work) through its client and waits for its result
-(`wait_for`); then a second tab opens on the queue (it follows, its worker stands by)
-and the leader tab does the same again. Rounds alternate one tab and two, in a fresh
-browser context each, so that a busy machine's drift spreads over both.
+(`wait_for`); then with a second tab open on the queue (it follows every event, its
+worker stands by); and, to tell what following costs from what a second tab costs at
+all, with a second tab open on a queue of its own (it leads that idle queue). Rounds
+go through the three in turn, in a fresh browser context each, so that a busy
+machine's drift spreads over all.
 
     python bench/console_tabs.py --jobs 100 --runs 3
 """
@@ -69,14 +71,24 @@ def run_python(page: Any, code: str) -> Any:
     )
 
 
-def measure(browser: Any, base: str, jobs: int, tabs: int) -> list[float]:
-    """Latencies (ms) of `jobs` jobs of the leader tab, with `tabs` console tabs open."""
+SETUPS = {
+    "one tab": None,
+    "a second tab on the queue": "same",
+    "a second tab on another queue": "other",
+}
+
+
+def measure(browser: Any, base: str, jobs: int, second: str | None) -> list[float]:
+    """Latencies (ms) of `jobs` jobs of the leader tab, with a second console tab on the
+    same queue, on another one, or none."""
     context = browser.new_context(base_url=base)
     try:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         leader = open_tab(context, queue, leader=True)
-        for _ in range(tabs - 1):
+        if second == "same":
             open_tab(context, queue, leader=False)
+        elif second == "other":
+            open_tab(context, f"{queue}-other", leader=True)
         samples: list[float] = run_python(leader, ROUND.format(warmup=WARMUP_SAMPLES, jobs=jobs))
         return samples
     finally:
@@ -92,18 +104,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100, help="jobs timed per round")
     parser.add_argument("--runs", type=int, default=3, help="rounds of one tab, then two")
     args = parser.parse_args()
-    results: dict[int, list[float]] = {1: [], 2: []}
+    results: dict[str, list[float]] = {setup: [] for setup in SETUPS}
     site = webserver.Site(WEB_MOUNTS, log_requests=False)
     with webserver.serving(site, "console tabs benchmark") as base, chromium.launched() as browser:
         for run in range(args.runs):
-            for tabs in (1, 2):
-                samples = measure(browser, base, args.jobs, tabs)
-                results[tabs] += samples
-                print(f"run {run + 1}, {tabs} tab(s): {summary(samples)}", flush=True)
-    one, two = (statistics.median(results[tabs]) for tabs in (1, 2))
-    print(f"one tab:  {summary(results[1])}")
-    print(f"two tabs: {summary(results[2])}")
-    print(f"p50 with a second tab open / alone: {two / one:.2f}")
+            for setup, second in SETUPS.items():
+                samples = measure(browser, base, args.jobs, second)
+                results[setup] += samples
+                print(f"run {run + 1}, {setup}: {summary(samples)}", flush=True)
+    alone = statistics.median(results["one tab"])
+    for setup, samples in results.items():
+        ratio = statistics.median(samples) / alone
+        print(f"{setup:>30}: {summary(samples)}, p50 {ratio:.2f} of one tab's")
 
 
 if __name__ == "__main__":

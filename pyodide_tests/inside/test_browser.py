@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator
@@ -21,7 +22,7 @@ import pytest
 from pyjobqueue import JobQueueClient, JobQueueServer, JobStatus, job
 from pyjobqueue._platform import IN_PYODIDE
 from pyjobqueue.browser import WebLocksLeaderLock
-from pyjobqueue.browser._ffi import JsObject, create_proxy, js_to_json, json_to_js
+from pyjobqueue.browser._ffi import JsObject, create_proxy, js_global, js_to_json, json_to_js
 from pyjobqueue.browser._idb import IndexedDbError, delete_database, open_database
 from pyjobqueue.errors import SchemaVersionError
 from pyjobqueue.events import JobEvent
@@ -33,6 +34,7 @@ from pyjobqueue.storage import (
     default_storage,
     open_storage,
 )
+from pyjobqueue.storage.indexeddb import queue as indexeddb_queue
 
 pytestmark = pytest.mark.skipif(not IN_PYODIDE, reason="runs inside Pyodide only")
 
@@ -196,6 +198,65 @@ async def test_closed_storage_refuses_work(storage: IndexedDbQueueStorage) -> No
         await storage.size()
     with pytest.raises(RuntimeError, match="closed"):
         await storage.publish(JobEvent("job_start", storage.queue_name, 1))
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def without_get_all_records() -> Generator[None, None, None]:
+    """IndexedDB as browsers before getAllRecords have it (Chromium 141 added it)."""
+    prototype = js_global().IDBObjectStore.prototype
+    saved = prototype.getAllRecords
+    js_global().Reflect.deleteProperty(prototype, "getAllRecords")
+    try:
+        yield
+    finally:
+        prototype.getAllRecords = saved
+
+
+async def test_pages_read_in_batches_or_by_cursor_alike(
+    storage: IndexedDbQueueStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another queue's jobs in the same database, between this one's.
+    other = IndexedDbQueueStorage(unique("other"), storage.database_name)
+    await other.setup_database()
+    mine: list[tuple[int, str]] = []
+    for n in range(12):
+        kind = "mail" if n % 3 else "resize"
+        mine.append((await storage.add(Job(input={"n": n}, kind=kind)), kind))
+        await other.add(Job(input={"n": n}, kind=kind))
+    await storage.abort(mine[4][0], datetime.now(UTC))  # one FAILED job
+    newest_first = [job_id for job_id, _kind in reversed(mine)]
+
+    async def walk(**query: Any) -> list[int]:
+        """Every page of 2, newest first, as ids."""
+        found: list[int] = []
+        before = None
+        while True:
+            page = await storage.list_jobs(before_id=before, limit=2, **query)
+            found += [job.id for job in page if job.id is not None]
+            if len(page) < 2:
+                return found
+            before = page[-1].id
+
+    monkeypatch.setattr(indexeddb_queue, "PAGE_BATCH", 3)  # batches that end mid-page
+    expected = {
+        "all": newest_first,
+        "mail": [job_id for job_id, kind in reversed(mine) if kind == "mail"],
+        "failed": [mine[4][0]],
+    }
+    for reading in ("batches", "cursor"):
+        with contextlib.ExitStack() as stack:
+            if reading == "cursor":
+                stack.enter_context(without_get_all_records())
+            seen = {
+                "all": await walk(),
+                "mail": await walk(kind="mail"),
+                "failed": await walk(status=JobStatus.FAILED),
+            }
+        assert seen == expected, reading
+    await other.close()
 
 
 # -- the events log ----------------------------------------------------------------------------

@@ -52,6 +52,9 @@ Change = Callable[[Job[Any, Any]], tuple[bool, T]]
 # Where a claim looks for jobs: an index and the key prefix of its PENDING jobs, which
 # are in claim order under it (the prefix, then rank, run_after, then the id).
 Lane = tuple[str, list[Any]]
+# Records a filtered page (status, kind) reads per request where the browser can read
+# several at once (getAllRecords).
+PAGE_BATCH = 200
 
 
 class _LaneCursor:
@@ -796,7 +799,7 @@ class IndexedDbQueueEngine:
     async def page(
         self, status: JobStatus | None, kind: str | None, before_id: int, limit: int
     ) -> list[Job[Any, Any]]:
-        """Jobs newest first, below `before_id`: a backward cursor on the store's keys."""
+        """Jobs newest first, below `before_id`: the store read backward from that key."""
         queue = self.queue_name
         # Keys here are JS numbers, which autoIncrement keeps below 2**53: a bound past
         # that (the core's open one) is no bound, and a number that large is no key.
@@ -810,19 +813,61 @@ class IndexedDbQueueEngine:
                 and (kind is None or record.get("kind") == kind)
             )
 
+        # Each request of getAllRecords reads a batch: what the page's limit asks for,
+        # or more where filtered-out jobs are read and passed.
+        batch = limit if status is None and kind is None else max(limit, PAGE_BATCH)
+
         def body(transaction: JsObject) -> Body[list[dict[str, Any]]]:
-            request = transaction.objectStore(JOBS).openCursor(bound, "prev")
-            found: list[dict[str, Any]] = []
-            cursor = yield request
-            while cursor is not None and len(found) < limit:
-                record = js_to_json(cursor.value)
-                if matches(record):
-                    found.append(record)
-                cursor.continue_()
-                cursor = yield request
-            return found
+            store = transaction.objectStore(JOBS)
+            # One request per batch (getAllRecords, in Chromium since 141) instead of
+            # one per record: a read keeps its transaction, which holds off every
+            # write of the origin's tabs, for one callback instead of one per job.
+            if is_missing(getattr(store, "getAllRecords", None)):
+                return (yield from _newest_by_cursor(store, bound, limit, matches))
+            return (yield from _newest_in_batches(store, bound, limit, batch, matches))
 
         return [record_to_job(record) for record in await self._read(body)]
+
+
+def _newest_by_cursor(
+    store: JsObject, bound: JsObject | None, limit: int, matches: Callable[[Any], bool]
+) -> Body[list[dict[str, Any]]]:
+    """Up to `limit` records of `store` below `bound` that match, newest first: a cursor."""
+    request = store.openCursor(bound, "prev")
+    found: list[dict[str, Any]] = []
+    cursor = yield request
+    while cursor is not None and len(found) < limit:
+        record = js_to_json(cursor.value)
+        if matches(record):
+            found.append(record)
+        cursor.continue_()
+        cursor = yield request
+    return found
+
+
+def _newest_in_batches(
+    store: JsObject,
+    bound: JsObject | None,
+    limit: int,
+    batch: int,
+    matches: Callable[[Any], bool],
+) -> Body[list[dict[str, Any]]]:
+    """The same, `batch` records per request (getAllRecords)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        options = json_to_js({"count": batch, "direction": "prev"})
+        if bound is not None:
+            options.query = bound
+        records = yield store.getAllRecords(options)
+        for entry in records:
+            record = js_to_json(entry.value)
+            if matches(record):
+                found.append(record)
+                if len(found) == limit:
+                    return found
+        if records.length < batch:
+            return found
+        bound = js_global().IDBKeyRange.upperBound(records[records.length - 1].primaryKey, True)
 
 
 class IndexedDbQueueStorage(BaseQueueStorage):
