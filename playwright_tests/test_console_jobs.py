@@ -501,6 +501,62 @@ async def test_a_retry_that_comes_while_the_page_reads_its_job_counts_once(
     assert view.stats_shown["retried_jobs"] == 1
 
 
+def count_full_reads(console: console_page.Console) -> list[None]:
+    """One entry per full read of the queue the console makes from now on."""
+    reads: list[None] = []
+    sync = console._sync
+
+    async def counted_sync() -> None:
+        reads.append(None)
+        await sync()
+
+    console._sync = counted_sync  # type: ignore[method-assign]
+    return reads
+
+
+@page_scenario
+async def test_the_check_reads_the_queue_again_after_a_change_no_event_told(
+    console: console_page.Console, view: FakeView, other: Client
+) -> None:
+    handles = await other.submit_batch([{"n": n} for n in range(3)], kind="nobody")
+    await view.until(lambda: view.counted() == {"PENDING": 3})
+    await console.settled()
+    reads = count_full_reads(console)
+    await console._check_once()
+    assert await other.storage.delete(handles[0].id)  # no event says so
+    await console._check_once()  # one difference may be a read that passed an event
+    await console.settled()
+    assert (reads, view.counted()) == ([], {"PENDING": 3})
+    await console._check_once()  # two in a row: read it all again
+    await view.until(lambda: view.counted() == {"PENDING": 2})
+    assert reads == [None]
+
+
+@page_scenario
+async def test_the_check_waits_while_the_page_is_still_finding_new_jobs(
+    console: console_page.Console, view: FakeView, other: Client
+) -> None:
+    # The page's search for new jobs is held: storage has them, the page not yet.
+    held, go_on = asyncio.Event(), asyncio.Event()
+    list_jobs = console.storage.list_jobs
+
+    async def held_list(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await go_on.wait()
+        return await list_jobs(*args, **kwargs)
+
+    console.storage.list_jobs = held_list  # type: ignore[method-assign]
+    reads = count_full_reads(console)
+    await other.submit_batch([{"n": n} for n in range(3)], kind="nobody")
+    await held.wait()
+    for _ in range(3):
+        await console._check_once()  # the counts differ, for a reason the page knows
+    go_on.set()
+    await view.until(lambda: view.counted() == {"PENDING": 3})
+    await console.settled()
+    assert reads == []
+
+
 def test_retries_and_run_times_come_from_the_stored_jobs_in_every_tab() -> None:
     async def two_tabs(client: Client) -> None:
         first = FakeView()

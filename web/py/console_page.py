@@ -109,6 +109,8 @@ class Console:
         # Counts queue_paused / queue_resumed events, so that a read of the flag that
         # one of them overtook does not undo what it showed.
         self._pause_events = 0
+        self._events = 0  # every event of the queue received
+        self._differed = False  # the last check found the counts differ
 
     async def start(self) -> None:
         """Connect to the queue's events, read what it holds and show it."""
@@ -136,6 +138,7 @@ class Console:
     def _on_event(self, event: JobEvent) -> None:
         if event.queue_name != self.storage.queue_name:
             return
+        self._events += 1
         if event.name == EventName.JOB_PROGRESS:
             self._on_progress(event)
         elif event.name in QUEUE_EVENTS:
@@ -315,22 +318,31 @@ class Console:
         self._counts_due = True
 
     async def _check_forever(self) -> None:
-        """The safety net: storage's counts against the model's, every few seconds. Two
-        differences in a row (not a read that passed an event on its way) mean a change
-        no event announced (a retry or a deletion in another tab, a re-queued job):
-        read the whole queue again."""
-        differed = False
+        """The safety net: storage's counts against the model's, every few seconds."""
         while True:
             await asyncio.sleep(CHECK_EVERY_SECONDS)
             try:
-                stored = {pair: n for pair, n in (await self.storage.counts()).items() if n}
-                differs = stored != dict(self.model.counts)
-                if differs and differed:
-                    self._rebuild = True
-                    self._due()
-                differed = differs and not differed
+                await self._check_once()
             except Exception:
                 logger.exception("could not check the counts")
+
+    async def _check_once(self) -> None:
+        """Compare storage's counts with the model's. Two differences in a row (not a
+        read that passed an event on its way) mean a change no event announced (a retry
+        or a deletion in another tab, a re-queued job): read the whole queue again. Only
+        a settled console compares, with no event during the read: one still catching up
+        (a big batch being stored and found) differs for a reason it knows."""
+        if not self._settled.is_set():
+            return
+        events = self._events
+        stored = {pair: n for pair, n in (await self.storage.counts()).items() if n}
+        if not self._settled.is_set() or self._events != events:
+            return
+        differs = stored != dict(self.model.counts)
+        if differs and self._differed:
+            self._rebuild = True
+            self._due()
+        self._differed = differs and not self._differed
 
     async def sync(self) -> None:
         """Read every job of the queue again, and show what the view shows again."""
