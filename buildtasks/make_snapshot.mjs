@@ -1,7 +1,8 @@
-// Makes the memory snapshot that a first visit starts from (see web/js/python.js), in
-// Node: the same Pyodide runtime (its build id is checked on restore), pyjobqueue
-// installed and imported as a snapshot made in the browser would have them, and the app
-// modules given (Python files; imported too, so that a page importing them skips it).
+// Makes the memory snapshot that a first visit starts from (see
+// pyjobqueue/browser/snapshot.mjs), in Node: the same Pyodide runtime (its build id is
+// checked on restore), pyjobqueue installed and imported as a snapshot made in the
+// browser would have them, and the app modules given (Python files; imported too, so
+// that a page importing them skips it).
 //
 //   node buildtasks/make_snapshot.mjs <runtime directory> <cache directory> [module.py...]
 //
@@ -13,7 +14,12 @@ import fs from "node:fs";
 import path from "node:path";
 import url from "node:url";
 import zlib from "node:zlib";
-import { moduleHashes, packageEntriesOf, prebuiltSnapshotName, prepareSnapshot } from "../web/js/python.js";
+import {
+  moduleHashes,
+  packageEntriesOf,
+  prebuiltSnapshotName,
+  prepareSnapshot,
+} from "../pyjobqueue/browser/snapshot.mjs";
 
 const [runtime, cacheRoot, ...moduleFiles] = process.argv.slice(2).map((arg) => path.resolve(arg));
 const names = moduleFiles.map((file) => path.basename(file, ".py"));

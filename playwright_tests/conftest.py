@@ -7,6 +7,8 @@ the test server. `python build.py test` assembles web/dist/pyodide/ before this 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 from browser_log import BrowserLog
 from playwright.sync_api import Browser, BrowserContext, Playwright, expect
 
-from buildtasks import chromium, webserver
+from buildtasks import bundle, chromium, webserver
 from buildtasks.paths import WEB_MOUNTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,29 @@ def check_runtime() -> None:
     missing_chromium = chromium.missing_reason()
     if missing_chromium is not None:
         pytest.fail(missing_chromium)
+
+
+def site_without_build_snapshot(
+    directory: Path, files: dict[str, bytes] | None = None
+) -> webserver.Site:
+    """web/ (and ``files``), with a runtime that lacks the build's memory snapshot (in
+    ``directory``: its lock file without the snapshot's name, hard links to the other
+    files), and the manifest of that runtime."""
+    runtime = directory / "pyodide"
+    runtime.mkdir()
+    for path in RUNTIME.iterdir():
+        if path.name == "pyodide-lock.json":
+            lock = json.loads(path.read_text())
+            del lock["pyjobqueue"]
+            (runtime / path.name).write_text(json.dumps(lock))
+        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
+            os.link(path, runtime / path.name)
+    manifest = f"self.PYJOBQUEUE_BUILD = {json.dumps(bundle.build_manifest(runtime))};\n"
+    return webserver.Site(
+        {**WEB_MOUNTS, "/dist/pyodide/": runtime},
+        files={"/dist/build.js": manifest.encode(), **(files or {})},
+        log_requests=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ all and runs the jobs stored in IndexedDB; a new build replaces the cached one."
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from conftest import RUNTIME, check_runtime
+from conftest import check_runtime, site_without_build_snapshot
 from console_tab import READY_TIMEOUT_MS, ConsoleTab
 from playwright.sync_api import Browser, BrowserContext
 
@@ -83,27 +82,6 @@ STARTED_FROM_SNAPSHOT = """() => performance.getEntriesByName("pyjobqueue:interp
 MODULES_FROM_SNAPSHOT = """() => performance.getEntriesByName("pyjobqueue:modules")[0]
   .detail.fromSnapshot"""
 CONSOLE_MODULES = ["console_jobs", "console_model", "console_page"]  # the page's
-
-
-def site_without_build_snapshot(directory: Path) -> webserver.Site:
-    """web/, with a runtime that lacks the build's memory snapshot (in ``directory``: its
-    lock file without the snapshot's name, hard links to the other files), and the
-    manifest of that runtime."""
-    runtime = directory / "pyodide"
-    runtime.mkdir()
-    for path in RUNTIME.iterdir():
-        if path.name == "pyodide-lock.json":
-            lock = json.loads(path.read_text())
-            del lock["pyjobqueue"]
-            (runtime / path.name).write_text(json.dumps(lock))
-        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
-            os.link(path, runtime / path.name)
-    manifest = f"self.PYJOBQUEUE_BUILD = {json.dumps(bundle.build_manifest(runtime))};\n"
-    return webserver.Site(
-        {**WEB_MOUNTS, "/dist/pyodide/": runtime},
-        files={"/dist/build.js": manifest.encode()},
-        log_requests=False,
-    )
 
 
 @pytest.mark.parametrize("start", ["build-snapshot", "browser-snapshot", "no-snapshot"])

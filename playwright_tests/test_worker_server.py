@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_log import BrowserLog
-from conftest import check_runtime
+from conftest import check_runtime, site_without_build_snapshot
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from buildtasks import webserver
@@ -188,7 +189,7 @@ async def started(handle):
     await starts.setdefault(handle.id, asyncio.Event()).wait()
 
 
-json.dumps(server.hard_cancel)
+json.dumps([server.hard_cancel, server.started_from_snapshot])
 """
 
 SUBMIT_SPIN = f"""
@@ -220,7 +221,8 @@ def test_the_page_stays_responsive_while_a_cpu_bound_job_runs_in_the_worker(
     open_page: Callable[[str], PlainPage], isolated_server: str
 ) -> None:
     tab = open_page(isolated_server)
-    assert tab.python(START_SERVER.replace("MODULE", 'url="/jobs/cpu.py"')) is True
+    # Isolated, and started from the build's snapshot (the runtime the page loaded).
+    assert tab.python(START_SERVER.replace("MODULE", 'url="/jobs/cpu.py"')) == [True, True]
     tab.python(SUBMIT_SPIN)
 
     figures = tab.page.evaluate(MEASURE_RESPONSIVENESS, 3000)
@@ -243,7 +245,7 @@ def test_abort_stops_a_cpu_bound_job_at_once_and_the_worker_goes_on(
 ) -> None:
     tab = open_page(isolated_server)
     module = f"{JOBS.decode()!r}"
-    assert tab.python(START_SERVER.replace("MODULE", module)) is True  # source text, isolated
+    assert tab.python(START_SERVER.replace("MODULE", module)) == [True, True]  # source text
     spinning = tab.python(SUBMIT_SPIN)
 
     result = tab.python(ABORT_AND_WAIT)
@@ -261,7 +263,7 @@ def test_without_isolation_it_says_so_and_abort_waits_for_the_job(
     open_page: Callable[[str], PlainPage], plain_server: str
 ) -> None:
     tab = open_page(plain_server)
-    assert tab.python(START_SERVER.replace("MODULE", 'url="/jobs/cpu.py"')) is False
+    assert tab.python(START_SERVER.replace("MODULE", 'url="/jobs/cpu.py"')) == [False, True]
     assert any("not cross-origin isolated" in text for text in tab.warnings), tab.warnings
     tab.python(SUBMIT_SPIN.replace(str(SPIN_SECONDS), "2"))
 
@@ -271,6 +273,19 @@ def test_without_isolation_it_says_so_and_abort_waits_for_the_job(
     assert result["progress"] == 100  # it ran to its end: today's cooperative abort
     assert result["after"] == 2
     tab.python("await server.stop()\njson.dumps(None)")
+
+
+def test_on_a_runtime_without_a_snapshot_the_worker_starts_as_usual(
+    open_page: Callable[[str], PlainPage], tmp_path: Path
+) -> None:
+    files = {"/worker-server.html": PAGE, "/jobs/cpu.py": JOBS}
+    with webserver.serving(site_without_build_snapshot(tmp_path, files)) as base:
+        tab = open_page(base)
+        started = tab.python(START_SERVER.replace("MODULE", 'url="/jobs/cpu.py"'))
+        assert started == [True, False]  # isolated; Python started the usual way
+        ran = 'json.dumps(await (await client.submit(None, kind="runs")).wait_for(timeout=60))'
+        assert tab.python(ran) == 1
+        tab.python("await server.stop()\njson.dumps(None)")
 
 
 BAD_INPUT = """

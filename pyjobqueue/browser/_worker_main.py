@@ -146,6 +146,7 @@ async def _start(request: dict[str, Any], shared: Any) -> WorkerMain:
             "type": "started",
             "kinds": [kind_of(cls) for cls in classes],
             "hard_cancel": shared is not None,
+            "snapshot": bool(request.get("snapshot")),
         }
     )
     return main

@@ -32,6 +32,7 @@ logger = logging.getLogger("pyjobqueue.browser")
 # How much longer than the server's own stop the page waits before it terminates the worker.
 STOP_SLACK_SECONDS = 5.0
 BOOTSTRAP = "server_worker.mjs"  # shipped in this package, next to this module
+SNAPSHOTS = "snapshot.mjs"  # the same: how the worker finds and restores a snapshot
 # What WorkerServer passes on to the worker's JobQueueServer, and how each is checked.
 COUNT_OPTIONS = ("worker_count",)
 MS_OPTIONS = ("poll_interval_ms", "lease_ms", "cleanup_interval_ms")
@@ -135,13 +136,16 @@ class WorkerServer:
         }
         self.queue_name = queue_name
         self.hard_cancel = False  # set by start(): True on a cross-origin isolated page
+        # Set by start(): True when the worker's Python was restored from the runtime's
+        # memory snapshot (a runtime our build assembled has one) instead of started.
+        self.started_from_snapshot = False
         # Last: on CPython this raises ImportError (IndexedDB is a browser API).
         self.storage = IndexedDbQueueStorage(queue_name, database_name)
         self.client: JobQueueClient[Any, Any] = JobQueueClient(storage=self.storage)
         self._packages = None if packages is None else list(packages)
         self._index_url = index_url
         self._worker: JsObject | None = None
-        self._script = ""  # the blob: URL of the worker's bootstrap, while it loads
+        self._scripts: list[str] = []  # blob: URLs of the worker's modules, while it loads
         self._on_message: JsObject | None = None
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._targets: SharedTargets | None = None
@@ -167,17 +171,21 @@ class WorkerServer:
             logger.warning("WorkerServer of queue %r: %s", self.queue_name, NOT_ISOLATED)
         self.hard_cancel = shared is not None
         self._worker = self._new_worker()
+        boot["snapshotModule"] = self._module_url(SNAPSHOTS)
         message = json_to_js(boot)
         message.shared = shared
         self._worker.postMessage(message)
         reply = await self._replies.get()
-        js.URL.revokeObjectURL(self._script)  # the worker has loaded it
+        for script in self._scripts:  # the worker has loaded them
+            js.URL.revokeObjectURL(script)
+        self._scripts = []
         if reply["type"] != "started":
             await self._terminate()
             error = RuntimeError(f"the job worker could not start: {reply.get('message')}")
             if reply.get("detail"):
                 error.add_note(f"in the worker: {reply['detail']}")
             raise error
+        self.started_from_snapshot = bool(reply.get("snapshot"))
         await self.client.connect()
         if self._targets is not None:
             self._unsubscribe = await self.storage.subscribe(self._on_event)
@@ -207,12 +215,19 @@ class WorkerServer:
             "request": json.dumps(request),
         }
 
+    def _module_url(self, name: str) -> str:
+        """A blob: URL of one of this package's JavaScript modules (revoked once the
+        worker has started)."""
+        js = js_global()
+        code = importlib.resources.files(__package__).joinpath(name).read_text()
+        blob = js.Blob.new(json_to_js([code]), json_to_js({"type": "text/javascript"}))
+        url = str(js.URL.createObjectURL(blob))
+        self._scripts.append(url)
+        return url
+
     def _new_worker(self) -> JsObject:
         js = js_global()
-        code = importlib.resources.files(__package__).joinpath(BOOTSTRAP).read_text()
-        blob = js.Blob.new(json_to_js([code]), json_to_js({"type": "text/javascript"}))
-        self._script = js.URL.createObjectURL(blob)
-        worker = js.Worker.new(self._script, json_to_js({"type": "module"}))
+        worker = js.Worker.new(self._module_url(BOOTSTRAP), json_to_js({"type": "module"}))
         self._on_message = create_proxy(self._message)
         worker.onmessage = self._on_message
         worker.onerror = self._on_message
