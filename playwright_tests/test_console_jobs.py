@@ -463,6 +463,21 @@ async def test_page_counts_follow_events_and_read_only_what_an_event_lacks(
     assert view.counted() == {"PENDING": 58, "FAILED": 2}
 
 
+def hold_reads(console: console_page.Console) -> tuple[asyncio.Event, asyncio.Event]:
+    """From now on the console's reads of pages (list_jobs) wait: `held` is set when
+    one does, and they go on once `go_on` is set."""
+    held, go_on = asyncio.Event(), asyncio.Event()
+    list_jobs = console.storage.list_jobs
+
+    async def held_list(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await go_on.wait()
+        return await list_jobs(*args, **kwargs)
+
+    console.storage.list_jobs = held_list  # type: ignore[method-assign]
+    return held, go_on
+
+
 class RetriedInAnHour(Job[dict[str, Any], None]):
     """Fails its attempt, to be tried again in an hour (so it stays put after one retry)."""
 
@@ -476,15 +491,7 @@ async def test_a_retry_that_comes_while_the_page_reads_its_job_counts_once(
 ) -> None:
     # The page's first read of a job is held until the job has started and been
     # retried: the read shows the retry, and so did the events that came meanwhile.
-    held, go_on = asyncio.Event(), asyncio.Event()
-    list_jobs = console.storage.list_jobs
-
-    async def held_list(*args: Any, **kwargs: Any) -> Any:
-        held.set()
-        await go_on.wait()
-        return await list_jobs(*args, **kwargs)
-
-    console.storage.list_jobs = held_list  # type: ignore[method-assign]
+    held, go_on = hold_reads(console)
     retried = asyncio.Event()
     # Subscribed after the page: when this listener has an event, the page has it.
     await console.storage.subscribe(
@@ -537,15 +544,7 @@ async def test_the_check_waits_while_the_page_is_still_finding_new_jobs(
     console: console_page.Console, view: FakeView, other: Client
 ) -> None:
     # The page's search for new jobs is held: storage has them, the page not yet.
-    held, go_on = asyncio.Event(), asyncio.Event()
-    list_jobs = console.storage.list_jobs
-
-    async def held_list(*args: Any, **kwargs: Any) -> Any:
-        held.set()
-        await go_on.wait()
-        return await list_jobs(*args, **kwargs)
-
-    console.storage.list_jobs = held_list  # type: ignore[method-assign]
+    held, go_on = hold_reads(console)
     reads = count_full_reads(console)
     await other.submit_batch([{"n": n} for n in range(3)], kind="nobody")
     await held.wait()
