@@ -55,7 +55,8 @@ OFFLINE_SHELL = (
 )
 BUILD_MANIFEST = WEB_DIST / "build.js"  # this build's version and files, for web/sw.js
 # The memory snapshot a first visit starts from: made in Node by this script, kept per
-# Pyodide version under .build/ (its name says what it holds: see web/js/python.js).
+# Pyodide version under .build/ (its name says what it holds: see
+# pyjobqueue/browser/snapshot.mjs).
 SNAPSHOT_SCRIPT = ROOT / "buildtasks" / "make_snapshot.mjs"
 SNAPSHOT_CACHE = BUILD_CACHE / "snapshots"
 # The snapshot's JavaScript side (pyjobqueue's), next to the runtime under this name.
