@@ -56,12 +56,12 @@ OFFLINE_SHELL = (
 BUILD_MANIFEST = WEB_DIST / "build.js"  # this build's version and files, for web/sw.js
 # The memory snapshot a first visit starts from: made in Node by this script, kept per
 # Pyodide version under .build/ (its name says what it holds: see
-# pyjobqueue/browser/snapshot.mjs).
+# pyjobqueue/browser/boot.mjs).
 SNAPSHOT_SCRIPT = ROOT / "buildtasks" / "make_snapshot.mjs"
 SNAPSHOT_CACHE = BUILD_CACHE / "snapshots"
-# The snapshot's JavaScript side (pyjobqueue's), next to the runtime under this name.
-SNAPSHOT_MODULE = ROOT / "pyjobqueue" / "browser" / "snapshot.mjs"
-SNAPSHOT_MODULE_NAME = "pyjobqueue-boot.mjs"
+# How a page or worker starts the runtime (pyjobqueue's), next to it under this name.
+BOOT_MODULE = ROOT / "pyjobqueue" / "browser" / "boot.mjs"
+BOOT_MODULE_NAME = "pyjobqueue-boot.mjs"
 # The console's page side, imported in the snapshot too (its worker shares console_jobs;
 # console_worker imports `js`, which a snapshot cannot hold).
 SNAPSHOT_MODULES = ("console_jobs", "console_model", "console_page")
@@ -214,8 +214,8 @@ def assemble_pyodide_runtime(
     if only_shipped:
         lock["packages"] = {}
     shipped = {normalize_name(wheel_metadata(wheel)[0]) for wheel in wheels}
-    # How pages and a WorkerServer's worker find and restore this runtime's snapshots.
-    shutil.copy2(SNAPSHOT_MODULE, staging / SNAPSHOT_MODULE_NAME)
+    # How pages and a WorkerServer's worker start this runtime (from its snapshot).
+    shutil.copy2(BOOT_MODULE, staging / BOOT_MODULE_NAME)
     for wheel in wheels:
         shutil.copy2(wheel, staging / wheel.name)
         entry = lock_entry(wheel, shipped)

@@ -1,5 +1,5 @@
 // Makes the memory snapshot that a first visit starts from (see
-// pyjobqueue/browser/snapshot.mjs), in Node: the same Pyodide runtime (its build id is
+// pyjobqueue/browser/boot.mjs), in Node: the same Pyodide runtime (its build id is
 // checked on restore), pyjobqueue installed and imported as a snapshot made in the
 // browser would have them, and the app modules given (Python files; imported too, so
 // that a page importing them skips it).
@@ -19,7 +19,7 @@ import {
   packageEntriesOf,
   prebuiltSnapshotName,
   prepareSnapshot,
-} from "../pyjobqueue/browser/snapshot.mjs";
+} from "../pyjobqueue/browser/boot.mjs";
 
 const [runtime, cacheRoot, ...moduleFiles] = process.argv.slice(2).map((arg) => path.resolve(arg));
 const names = moduleFiles.map((file) => path.basename(file, ".py"));

@@ -1,7 +1,7 @@
 // The module Web Worker of pyjobqueue.browser.WorkerServer: a Pyodide of its own with
 // pyjobqueue, the page's job module and a JobQueueServer. The page starts it from this
 // file's text (a blob: URL, so it needs no address of its own) and sends one message:
-// where Pyodide is, what to install, snapshot.mjs (as a blob: URL too), the shared
+// where Pyodide is, what to install, boot.mjs (as a blob: URL too), the shared
 // Int32Array of the hard cancel (on a cross-origin isolated page) and the server's
 // request for pyjobqueue/browser/_worker_main.py, which answers the page from then on.
 self.onmessage = async ({ data }) => {
@@ -10,12 +10,12 @@ self.onmessage = async ({ data }) => {
     const { loadPyodide, version } = await import(data.pyodideModule);
     // A runtime our build assembled has a memory snapshot with pyjobqueue installed and
     // imported: restored, the worker's Python is up in a fraction of its usual start.
-    const snapshots = await import(data.snapshotModule);
+    const boot = await import(data.bootModule);
     const runtime = { loadPyodide, version, indexURL: data.indexURL };
-    const restored = await snapshots.restoreSnapshot(runtime, data.packages);
-    const pyodide = restored ? restored.pyodide : await freshStart(loadPyodide, data);
+    const restored = await boot.restoreSnapshot(runtime, data.packages);
+    const pyodide = restored ? restored.pyodide : await boot.startPyodide(runtime, data.packages);
     // The console's page modules, which the build's snapshot holds, are not the worker's.
-    if (restored) snapshots.forgetStaleModules(pyodide, restored.modules, {});
+    if (restored) boot.forgetStaleModules(pyodide, restored.modules, {});
     if (data.shared) pyodide.setInterruptBuffer(data.shared);
     const main = pyodide.pyimport("pyjobqueue.browser._worker_main");
     const request = { ...JSON.parse(data.request), snapshot: restored !== null };
@@ -25,20 +25,3 @@ self.onmessage = async ({ data }) => {
     postMessage(JSON.stringify({ type: "error", message: String(error.message || error) }));
   }
 };
-
-// Pyodide's usual start, then the packages: names in its lock file, or wheel URLs.
-async function freshStart(loadPyodide, data) {
-  const pyodide = await loadPyodide({ indexURL: data.indexURL });
-  const names = data.packages.filter((name) => !name.includes("/"));
-  const wheels = data.packages.filter((name) => name.includes("/"));
-  if (wheels.length) names.push("micropip");
-  // loadPackage reports a failure only through errorCallback.
-  const errors = [];
-  await pyodide.loadPackage(names, {
-    messageCallback: () => {},
-    errorCallback: (message) => errors.push(message),
-  });
-  if (errors.length) throw new Error(`cannot load ${names.join(", ")}: ${errors.join("; ")}`);
-  if (wheels.length) await pyodide.pyimport("micropip").install(wheels);
-  return pyodide;
-}

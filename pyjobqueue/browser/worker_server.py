@@ -32,7 +32,7 @@ logger = logging.getLogger("pyjobqueue.browser")
 # How much longer than the server's own stop the page waits before it terminates the worker.
 STOP_SLACK_SECONDS = 5.0
 BOOTSTRAP = "server_worker.mjs"  # shipped in this package, next to this module
-SNAPSHOTS = "snapshot.mjs"  # the same: how the worker finds and restores a snapshot
+BOOT = "boot.mjs"  # the same: how the worker starts Pyodide, from a snapshot if it can
 # What WorkerServer passes on to the worker's JobQueueServer, and how each is checked.
 COUNT_OPTIONS = ("worker_count",)
 MS_OPTIONS = ("poll_interval_ms", "lease_ms", "cleanup_interval_ms")
@@ -171,7 +171,7 @@ class WorkerServer:
             logger.warning("WorkerServer of queue %r: %s", self.queue_name, NOT_ISOLATED)
         self.hard_cancel = shared is not None
         self._worker = self._new_worker()
-        boot["snapshotModule"] = self._module_url(SNAPSHOTS)
+        boot["bootModule"] = self._module_url(BOOT)
         message = json_to_js(boot)
         message.shared = shared
         self._worker.postMessage(message)

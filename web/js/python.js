@@ -10,34 +10,22 @@
 // `saveSnapshot()` then makes the snapshot in a worker of its own
 // (web/js/snapshot-worker.js) and keeps it in the Cache API for the next starts. How
 // snapshots are made, found and restored is pyjobqueue's
-// (pyjobqueue/browser/snapshot.mjs, which the build puts next to the runtime as
+// (pyjobqueue/browser/boot.mjs, which the build puts next to the runtime as
 // pyjobqueue-boot.mjs): a WorkerServer's worker starts from the same snapshot.
 import { loadPyodide, version } from "../dist/pyodide/pyodide.mjs";
 import {
-  PACKAGE,
   fetchOk,
   forgetStaleModules,
   lacksSnapshot,
   makeSnapshot as makeRuntimeSnapshot,
   moduleHashes,
   restoreSnapshot,
+  startPyodide,
   writeModules,
 } from "../dist/pyodide/pyjobqueue-boot.mjs";
 
 const RUNTIME = { loadPyodide, version, indexURL: new URL("../dist/pyodide/", import.meta.url).href };
 const PYTHON_DIR = new URL("../py/", import.meta.url);
-
-// loadPackage reports a failure only through errorCallback: collect it and throw.
-async function loadPackages(pyodide, names) {
-  const errors = [];
-  await pyodide.loadPackage(names, {
-    messageCallback: () => {},
-    errorCallback: (message) => errors.push(message),
-  });
-  if (errors.length) {
-    throw new Error(`cannot load ${names.join(", ")}: ${errors.join("; ")}`);
-  }
-}
 
 // Makes this build's snapshot and stores it (in a worker: see snapshot-worker.js).
 export async function makeSnapshot() {
@@ -61,14 +49,6 @@ export async function saveSnapshot() {
   }
 }
 
-async function freshStart() {
-  const pyodide = await loadPyodide({ indexURL: RUNTIME.indexURL });
-  performance.mark("pyjobqueue:interpreter", { detail: { snapshot: false } });
-  await loadPackages(pyodide, [PACKAGE]);
-  performance.mark("pyjobqueue:packages");
-  return pyodide;
-}
-
 // `snapshot`: start from this build's memory snapshot when one is stored. Marks the
 // performance timeline when the interpreter is up (`pyjobqueue:interpreter`), when
 // pyjobqueue is installed (`pyjobqueue:packages`) and when `modules` are written
@@ -81,7 +61,7 @@ export async function bootPython(modules, { snapshot = false } = {}) {
   );
   sources.catch(() => {}); // awaited below
   const restored = snapshot ? await restoreSnapshot(RUNTIME) : null;
-  const pyodide = restored ? restored.pyodide : await freshStart();
+  const pyodide = restored ? restored.pyodide : await startPyodide(RUNTIME);
   const texts = await sources;
   writeModules(pyodide, modules, texts);
   const kept = restored ? forgetStaleModules(pyodide, restored.modules, moduleHashes(modules, texts)) : [];

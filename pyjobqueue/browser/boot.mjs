@@ -1,10 +1,10 @@
-// Memory snapshots of a Pyodide runtime with pyjobqueue installed and imported: the
-// interpreter's memory as it was then, which a start restores instead of starting
-// Python (most of the time a page takes to be ready). Shared by the web app
-// (web/js/python.js, which loads this file from the runtime it sits in, copied there as
-// pyjobqueue-boot.mjs by the build), the build itself (buildtasks/make_snapshot.mjs, in
-// Node) and the worker of `WorkerServer` (server_worker.mjs, which gets it as a blob:
-// URL). Nothing here imports anything: the caller passes its runtime as
+// Starting a Pyodide runtime with pyjobqueue: the usual way (`startPyodide`), or from a
+// memory snapshot with pyjobqueue installed and imported, the interpreter's memory as
+// it was then, which a start restores instead of starting Python (most of the time a
+// page takes to be ready). Shared by the web app (web/js/python.js, which loads this
+// file from the runtime it sits in, copied there as pyjobqueue-boot.mjs by the build),
+// the build itself (buildtasks/make_snapshot.mjs, in Node) and the worker of
+// `WorkerServer` (server_worker.mjs, which gets it as a blob: URL). Nothing here imports anything: the caller passes its runtime as
 // `{ loadPyodide, version, indexURL }` (pyodide.mjs's exports and its folder).
 //
 // A snapshot is found in the Cache API (one made in the browser, or the build's kept
@@ -14,8 +14,8 @@
 // `_loadSnapshot`): any failure to restore says so and returns null, and the caller
 // starts as usual.
 
-export const SNAPSHOT_CACHE = "pyjobqueue-snapshot";
-export const HOME = "/home/pyodide";
+const SNAPSHOT_CACHE = "pyjobqueue-snapshot";
+const HOME = "/home/pyodide";
 // Bumped when how a snapshot is made changes (the imports below name it by themselves).
 const SNAPSHOT_FORMAT = 3;
 // Imported before the snapshot is taken: what the console's page and worker, and the
@@ -50,7 +50,7 @@ export async function fetchOk(url) {
 }
 
 // The runtime's lock file.
-export async function readLock(indexURL) {
+async function readLock(indexURL) {
   return (await fetchOk(new URL("pyodide-lock.json", indexURL))).json();
 }
 
@@ -210,6 +210,27 @@ export async function lacksSnapshot(runtime) {
 function holds(runtime, entries, packages) {
   const given = new Set(entries.flatMap((entry) => [entry.name, new URL(entry.file_name, runtime.indexURL).href]));
   return packages.every((name) => given.has(name));
+}
+
+// The runtime started the usual way, with `packages` (names in its lock file, or wheel
+// URLs, which micropip installs). Marks the performance timeline as restoreSnapshot does
+// (`detail.snapshot` false).
+export async function startPyodide(runtime, packages = [PACKAGE]) {
+  const pyodide = await runtime.loadPyodide({ indexURL: runtime.indexURL });
+  performance.mark("pyjobqueue:interpreter", { detail: { snapshot: false } });
+  const names = packages.filter((name) => !name.includes("/"));
+  const wheels = packages.filter((name) => name.includes("/"));
+  if (wheels.length) names.push("micropip");
+  // loadPackage reports a failure only through errorCallback: collect it and throw.
+  const errors = [];
+  await pyodide.loadPackage(names, {
+    messageCallback: () => {},
+    errorCallback: (message) => errors.push(message),
+  });
+  if (errors.length) throw new Error(`cannot load ${names.join(", ")}: ${errors.join("; ")}`);
+  if (wheels.length) await pyodide.pyimport("micropip").install(wheels);
+  performance.mark("pyjobqueue:packages");
+  return pyodide;
 }
 
 // The runtime restored from a snapshot, with pyjobqueue (and `packages`: names or wheel
