@@ -49,7 +49,6 @@ import contextlib
 import functools
 import http.server
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -370,7 +369,7 @@ def site(variant: str, scratch: Path) -> webserver.Site:
     mounts = dict(WEB_MOUNTS)
     files = {"/start.html": PAGE.encode()}
     if variant == "browser-snapshot":
-        runtime = runtime_without_snapshot(scratch / "pyodide")
+        runtime = bundle.runtime_without_snapshot(scratch / "pyodide")
         mounts["/dist/pyodide/"] = runtime
         manifest = json.dumps(bundle.build_manifest(runtime))
         files["/dist/build.js"] = f"self.PYJOBQUEUE_BUILD = {manifest};\n".encode()
@@ -380,19 +379,6 @@ def site(variant: str, scratch: Path) -> webserver.Site:
         cache_control=IMMUTABLE if variant == "immutable" else webserver.REVALIDATE,
         log_requests=False,
     )
-
-
-def runtime_without_snapshot(runtime: Path) -> Path:
-    """web/dist/pyodide/ in ``runtime`` (hard links) less the build's memory snapshot."""
-    runtime.mkdir()
-    for path in (WEB / "dist" / "pyodide").iterdir():
-        if path.name == "pyodide-lock.json":
-            lock = json.loads(path.read_text())
-            lock.pop("pyjobqueue", None)
-            (runtime / path.name).write_text(json.dumps(lock))
-        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
-            os.link(path, runtime / path.name)
-    return runtime
 
 
 if __name__ == "__main__":

@@ -230,6 +230,20 @@ def assemble_pyodide_runtime(
     return destination
 
 
+def runtime_without_snapshot(destination: Path, runtime: Path = PYODIDE_DIST) -> Path:
+    """``runtime`` in ``destination`` (hard links) as a build without a memory snapshot
+    would leave it: no snapshot file, and no `pyjobqueue` entry in the lock file."""
+    destination.mkdir()
+    for path in runtime.iterdir():
+        if path.name == "pyodide-lock.json":
+            lock = json.loads(path.read_text())
+            lock.pop("pyjobqueue", None)
+            (destination / path.name).write_text(json.dumps(lock))
+        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
+            os.link(path, destination / path.name)
+    return destination
+
+
 def build_manifest(runtime: Path = PYODIDE_DIST) -> dict[str, object]:
     """This build's version (of every file of the runtime and of the shell list) and what
     web/sw.js caches at install: the runtime's files (URL relative to web/ -> sha256)

@@ -8,7 +8,6 @@ the test server. `python build.py test` assembles web/dist/pyodide/ before this 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,15 +45,7 @@ def site_without_build_snapshot(
     """web/ (and ``files``), with a runtime that lacks the build's memory snapshot (in
     ``directory``: its lock file without the snapshot's name, hard links to the other
     files), and the manifest of that runtime."""
-    runtime = directory / "pyodide"
-    runtime.mkdir()
-    for path in RUNTIME.iterdir():
-        if path.name == "pyodide-lock.json":
-            lock = json.loads(path.read_text())
-            del lock["pyjobqueue"]
-            (runtime / path.name).write_text(json.dumps(lock))
-        elif path.is_file() and not path.name.startswith("pyjobqueue-snapshot-"):
-            os.link(path, runtime / path.name)
+    runtime = bundle.runtime_without_snapshot(directory / "pyodide", RUNTIME)
     manifest = f"self.PYJOBQUEUE_BUILD = {json.dumps(bundle.build_manifest(runtime))};\n"
     return webserver.Site(
         {**WEB_MOUNTS, "/dist/pyodide/": runtime},
