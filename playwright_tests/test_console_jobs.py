@@ -431,16 +431,26 @@ def test_page_reads_a_pause_stored_before_it_started() -> None:
     page_scenario(paused_before)()
 
 
+def before_each_call(target: Any, name: str, hook: Callable[..., Awaitable[None]]) -> None:
+    """From now on `await hook(*args)` runs before each call of the async method `name`
+    of `target` (with its arguments), then the method itself."""
+    method = getattr(target, name)
+
+    async def hooked(*args: Any, **kwargs: Any) -> Any:
+        await hook(*args, **kwargs)
+        return await method(*args, **kwargs)
+
+    setattr(target, name, hooked)
+
+
 def count_reads(storage: Any) -> list[int]:
     """The ids of the jobs `storage.get` reads from now on."""
     reads: list[int] = []
-    read = storage.get
 
-    async def counted_get(job_id: int) -> Any:
+    async def note(job_id: int) -> None:
         reads.append(job_id)
-        return await read(job_id)
 
-    storage.get = counted_get
+    before_each_call(storage, "get", note)
     return reads
 
 
@@ -467,14 +477,12 @@ def hold_reads(console: console_page.Console) -> tuple[asyncio.Event, asyncio.Ev
     """From now on the console's reads of pages (list_jobs) wait: `held` is set when
     one does, and they go on once `go_on` is set."""
     held, go_on = asyncio.Event(), asyncio.Event()
-    list_jobs = console.storage.list_jobs
 
-    async def held_list(*args: Any, **kwargs: Any) -> Any:
+    async def hold(*_args: Any, **_kwargs: Any) -> None:
         held.set()
         await go_on.wait()
-        return await list_jobs(*args, **kwargs)
 
-    console.storage.list_jobs = held_list  # type: ignore[method-assign]
+    before_each_call(console.storage, "list_jobs", hold)
     return held, go_on
 
 
@@ -511,13 +519,11 @@ async def test_a_retry_that_comes_while_the_page_reads_its_job_counts_once(
 def count_full_reads(console: console_page.Console) -> list[None]:
     """One entry per full read of the queue the console makes from now on."""
     reads: list[None] = []
-    sync = console._sync
 
-    async def counted_sync() -> None:
+    async def note() -> None:
         reads.append(None)
-        await sync()
 
-    console._sync = counted_sync  # type: ignore[method-assign]
+    before_each_call(console, "_sync", note)
     return reads
 
 
