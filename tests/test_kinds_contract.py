@@ -7,6 +7,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from pyjobqueue import JobStatus
 from pyjobqueue.events import EventName, JobEvent
 from pyjobqueue.outcome import Outcome, OutcomeKind
@@ -254,6 +256,40 @@ async def test_pause_stops_claims_everywhere_until_resumed(storages: Storages) -
         return names() == [EventName.QUEUE_PAUSED, EventName.QUEUE_RESUMED]
 
     await eventually(both_seen)
+    await unsubscribe()
+
+
+async def test_a_resume_is_logged_before_the_starts_it_lets_happen(
+    storage: QueueStorage, monkeypatch: Any
+) -> None:
+    """A worker may claim the moment the resume is stored, before `set_paused` returns:
+    its job_start still comes after queue_resumed for every listener."""
+    seen: list[JobEvent] = []
+    unsubscribe = await storage.subscribe(seen.append)
+    await storage.add(new_job())
+    assert await storage.set_paused(True)
+    engine = storage._engine  # type: ignore[attr-defined]
+    if not engine.events_with_writes:
+        pytest.skip("in memory nothing can run between storing the flag and its event")
+    store_flag = engine.set_paused
+    started = []
+
+    async def store_then_claim(paused: bool, event: JobEvent | None) -> bool:
+        changed = await store_flag(paused, event)
+        when = now()
+        started.extend(await storage.claim("w", when, when + LEASE, 1, start_origin="w"))
+        return bool(changed)
+
+    monkeypatch.setattr(engine, "set_paused", store_then_claim)
+    assert await storage.set_paused(False)
+    assert len(started) == 1
+    expected = [EventName.QUEUE_PAUSED, EventName.QUEUE_RESUMED, EventName.JOB_START]
+
+    async def in_order() -> bool:
+        names = [event.name for event in seen if event.name != EventName.JOB_AVAILABLE]
+        return names == expected
+
+    await eventually(in_order)
     await unsubscribe()
 
 

@@ -174,8 +174,10 @@ class QueueEngine(Protocol):
     async def servers(self) -> list[ServerInfo]:
         """Every stored heartbeat of the queue (alive or not)."""
 
-    async def set_paused(self, paused: bool) -> bool:
-        """Store whether the queue is paused; whether it changed."""
+    async def set_paused(self, paused: bool, event: JobEvent | None) -> bool:
+        """Store whether the queue is paused; whether it changed. An engine with
+        `events_with_writes` gets the `queue_paused` / `queue_resumed` event and logs it
+        in the same write (so no job_start of a resumed queue is logged before it)."""
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
@@ -469,9 +471,12 @@ class BaseQueueStorage(StorageLifecycle):
         """Pause or resume the queue; whether it changed (then it is announced)."""
         if not isinstance(paused, bool):
             raise TypeError(f"paused must be a bool, got {type(paused).__name__}")
-        changed = await self._engine.set_paused(paused)
+        event = JobEvent.queue_paused(self.queue_name, paused)
+        with_write = self._engine.events_with_writes
+        changed = await self._engine.set_paused(paused, event if with_write else None)
         if changed:
-            await self.publish(JobEvent.queue_paused(self.queue_name, paused))
+            if not with_write:
+                await self.publish(event)
             if not paused:
                 self._engine.feed.announce_available()  # idle servers claim again
         return changed

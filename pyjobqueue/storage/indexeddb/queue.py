@@ -620,19 +620,23 @@ class IndexedDbQueueEngine:
 
         return await self._database.run([SCHEDULES, JOBS], "readwrite", body)
 
-    async def set_paused(self, paused: bool) -> bool:
-        """Store the queue's paused flag (its record in the queues store)."""
+    async def set_paused(self, paused: bool, event: JobEvent | None) -> bool:
+        """Store the queue's paused flag (its record in the queues store) and log
+        `event` in the same transaction."""
 
-        def body(transaction: JsObject) -> Body[bool]:
+        def body(transaction: JsObject) -> Body[tuple[bool, Logged]]:
             queues = transaction.objectStore(QUEUES)
             record = js_to_json((yield queues.get(self.queue_name))) or {"queue": self.queue_name}
             if bool(record.get("paused")) == paused:
-                return False
+                return False, []
             record.update(paused=paused, updated_at=encode_time(datetime.now(UTC)))
             queues.put(json_to_js(record))  # other per-queue fields are kept
-            return True
+            events = [] if event is None else [event]
+            return True, (yield from log_events(transaction, self.queue_name, events))
 
-        return await self._database.run([QUEUES], "readwrite", body)
+        changed, logged = await self._database.run([QUEUES, *LOG_STORES], "readwrite", body)
+        self.feed.announce(logged)
+        return changed
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""

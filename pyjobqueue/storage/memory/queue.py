@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ... import transitions
+from ...events import JobEvent
 from ...job import ACTIVE_STATUSES, FINISHED_STATUSES, Job, JobStatus, utcnow
 from ...presence import ServerInfo
 from ...schedules import ScheduleState, Step, decide_step
@@ -324,8 +325,8 @@ class MemoryQueueEngine:
         """Every heartbeat kept."""
         return list(self._servers.values())
 
-    async def set_paused(self, paused: bool) -> bool:
-        """Pause or resume."""
+    async def set_paused(self, paused: bool, event: JobEvent | None) -> bool:
+        """Pause or resume (the event is published by the core, without a pause)."""
         changed = self._paused != paused
         self._paused = paused
         return changed

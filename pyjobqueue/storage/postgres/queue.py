@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ...errors import AbortSignalJobError
+from ...events import JobEvent
 from ...job import Job, JobStatus
 from ...outcome import AbortReason
 from ...presence import ServerInfo
@@ -297,10 +298,18 @@ class PostgresQueueEngine:
         """The outcomes, and their events logged and notified, in one statement."""
         return await finisher.finish_all(self._database, self.queue_name, self._channel, finishes)
 
-    async def set_paused(self, paused: bool) -> bool:
-        """Set the queue's flag in pyjobqueue_queues, which every claim reads."""
+    async def set_paused(self, paused: bool, event: JobEvent | None) -> bool:
+        """Set the queue's flag in pyjobqueue_queues, which every claim reads, and log
+        and notify `event` in the same transaction."""
         statement = sql.PAUSE_QUEUE if paused else sql.RESUME_QUEUE
-        return await self._database.fetchval(statement, self.queue_name) is not None
+
+        async with self._database.transaction() as connection:
+            changed = await connection.fetchval(statement, self.queue_name) is not None
+            if changed and event is not None:
+                await connection.execute(
+                    sql.INSERT_EVENT, self.queue_name, None, event_json(event), self._channel
+                )
+        return changed
 
     async def is_paused(self) -> bool:
         """Whether the queue's flag is set."""

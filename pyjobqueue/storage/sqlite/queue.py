@@ -450,11 +450,21 @@ class SqliteQueueEngine:
 
         return await self._database.transaction(advance)
 
-    async def set_paused(self, paused: bool) -> bool:
-        """Set the queue's flag; whether it changed."""
+    async def set_paused(self, paused: bool, event: JobEvent | None) -> bool:
+        """Set the queue's flag and log `event` in one transaction; whether it changed."""
         params = {**self._queue, "now": encode_time(datetime.now(UTC))}
         statement = sql.PAUSE_QUEUE if paused else sql.RESUME_QUEUE
-        return await self._database.count(statement, params) == 1
+
+        async def change(connection: aiosqlite.Connection) -> bool:
+            changed = await execute(connection, statement, params) == 1
+            if changed and event is not None:
+                await self._log(connection, [event])
+            return changed
+
+        changed = await self._database.transaction(change)
+        if changed and event is not None:
+            self.feed.stored(prune_soon=True)
+        return changed
 
     async def is_paused(self) -> bool:
         """Whether the queue is paused."""
