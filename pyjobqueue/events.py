@@ -228,7 +228,8 @@ class JobEvent:
     @classmethod
     def job_start(cls, queue_name: str, job_id: int, origin: str = "") -> JobEvent:
         """A job started running."""
-        return cls.build(EventName.JOB_START, queue_name, job_id, origin=origin)
+        # (start and complete skip `build`'s check: two per job, the fields are fixed)
+        return cls(EventName.JOB_START, queue_name, job_id, (), origin)
 
     @classmethod
     def job_progress(
@@ -254,7 +255,7 @@ class JobEvent:
     @classmethod
     def job_complete(cls, queue_name: str, job_id: int, output: Any, origin: str = "") -> JobEvent:
         """A job completed with `output`."""
-        return cls.build(EventName.JOB_COMPLETE, queue_name, job_id, origin=origin, output=output)
+        return cls(EventName.JOB_COMPLETE, queue_name, job_id, (output,), origin)
 
     @classmethod
     def job_error(

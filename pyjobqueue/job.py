@@ -201,6 +201,10 @@ class Job(Generic[InputT, OutputT]):
 
     def record(self) -> Job[InputT, OutputT]:
         """A plain `Job` carrying this job's fields (what storages keep and return)."""
+        if type(self) is Job:  # a plain one already holds exactly its fields
+            copied: Job[InputT, OutputT] = object.__new__(Job)
+            copied.__dict__.update(self.__dict__)
+            return copied
         return Job(**self.fields())
 
     def fields(self) -> dict[str, Any]:
@@ -230,7 +234,8 @@ class Job(Generic[InputT, OutputT]):
         # What Job's own __init__ would do with every field given, without its keyword
         # handling (a worker makes one instance per attempt).
         instance = object.__new__(cls)
-        instance.__dict__.update(record.fields())
+        # A storage's record is a plain Job holding exactly its fields: copied as it is.
+        instance.__dict__.update(record.__dict__ if type(record) is Job else record.fields())
         return instance
 
 

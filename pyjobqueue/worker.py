@@ -109,7 +109,8 @@ class _Run:
     admitted: bool = False  # its deadline and the limiter were asked (worker._admit)
     executing: bool = True  # `execute` has not ended (the run holds one of the slots)
     task: asyncio.Task[None] | None = None
-    execute: asyncio.Future[Any] | None = None
+    in_execute: bool = False  # its task is running the job's code (`execute`)
+    cancels: int = 0  # how many times `_cancel_execute` cancelled that code
     # job_start on its way to the storage; what the attempt publishes next waits for it.
     announcing: asyncio.Future[None] | None = None
 
@@ -120,7 +121,7 @@ class _Run:
 
 def _executing(run: _Run) -> bool:
     """Whether the attempt's `execute` is still running (its lease must be kept)."""
-    return run.execute is not None and not run.execute.done()
+    return run.in_execute
 
 
 def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -> JobEvent | None:
@@ -329,8 +330,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._hurry.set()
         for run in list(self._running.values()):
             run.signal.abort(AbortReason.STOP.value)
-            if run.execute is not None:
-                run.execute.cancel()
+            self._cancel_execute(run)
 
     async def _drain(self) -> None:
         tasks = {run.task for run in self._running.values() if run.task is not None}
@@ -705,24 +705,10 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             return instance.execute(instance.input, context)
 
         run_all = chain(self.middleware, instance, context, call_execute)
-
-        async def run_interruptible() -> Any:
-            try:
-                return await run_all()
-            except JobInterrupt as interrupt:
-                if interrupt.job_id != job.id:
-                    raise
-                # A hard cancel: the interrupt that ended this job's code is its abort
-                # (outcome.py decides the rest, as for any aborted attempt).
-                self._abort_run(run)
-                raise AbortSignalJobError(AbortReason.USER.value) from None
-
-        execute = asyncio.ensure_future(run_interruptible())
-        run.execute = execute
         loop = asyncio.get_running_loop()
         # An aborted job gets abort_grace_ms to end by itself, then it is cancelled.
         remove_listener = run.signal.add_listener(
-            lambda _reason: loop.call_later(self.abort_grace, execute.cancel)
+            lambda _reason: loop.call_later(self.abort_grace, self._cancel_execute, run)
         )
         deadline = None
         if job.deadline_at is not None:
@@ -732,19 +718,40 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         timer = None
         if timeout is not None:
             timer = loop.call_later(timeout, run.signal.abort, AbortReason.TIMEOUT.value)
+        # `execute` runs in the attempt's own task, not one of its own (one task per
+        # job): `_cancel_execute` cancels that task only while `in_execute` holds, so
+        # the CancelledError always comes out of the job's code, here.
+        run.in_execute = True
         try:
-            return await execute, None
-        except asyncio.CancelledError:
-            if not run.signal.aborted or not execute.cancelled():
+            return await run_all(), None
+        except JobInterrupt as interrupt:
+            if interrupt.job_id != job.id:
                 raise
+            # A hard cancel: the interrupt that ended this job's code is its abort
+            # (outcome.py decides the rest, as for any aborted attempt).
+            self._abort_run(run)
+            return None, AbortSignalJobError(AbortReason.USER.value)
+        except asyncio.CancelledError:
+            if not run.signal.aborted:
+                raise
+            while run.cancels and run.task is not None:  # ours, answered: the attempt
+                run.cancels -= 1  # goes on to its outcome
+                run.task.uncancel()
             return None, None
         except Exception as error:
             return None, error
         finally:
+            run.in_execute = False
             remove_listener()
             for handle in (deadline, timer):
                 if handle is not None:
                     handle.cancel()
+
+    def _cancel_execute(self, run: _Run) -> None:
+        """Cancel the job's code of an aborted attempt that has not ended by itself."""
+        if run.in_execute and run.task is not None:
+            run.cancels += 1
+            run.task.cancel()
 
     async def _outputs(self, job_ids: list[int]) -> dict[int, Any]:
         """`JobContext.dependency_outputs`: the outputs of stored jobs, by id."""

@@ -443,6 +443,56 @@ async def test_events_larger_than_a_notification_arrive_whole_and_in_order(
         await connection.close()
 
 
+async def test_a_claim_and_a_batch_of_outcomes_each_log_one_row_and_one_notification(
+    open_queue: OpenQueue,
+) -> None:
+    writer = await open_queue()
+    reader = await open_queue(writer.queue_name)
+    events: asyncio.Queue[JobEvent] = asyncio.Queue()
+    unsubscribe = await reader.subscribe(events.put_nowait)
+    # 120 job_start events do not fit in one notification: that row is read back.
+    ids = await writer.add_batch([new_job({"i": i}, priority=i % 3) for i in range(120)])
+    connection = await asyncpg.connect(require_dsn())
+    notified: list[str] = []
+    await connection.add_listener(
+        channel_for(writer.queue_name), lambda *args: notified.append(args[3])
+    )
+    try:
+        lease = now() + timedelta(seconds=30)
+        claimed = await writer.claim("w", now(), lease, 120, start_origin="w")
+        assert len(claimed) == 120
+        done = claimed[:5]
+        await asyncio.gather(
+            *(
+                writer.finish(
+                    job.id or 0,
+                    "w",
+                    1,
+                    Outcome(OutcomeKind.COMPLETE, now(), output=n),
+                    event=JobEvent.job_complete(writer.queue_name, job.id or 0, n, "w"),
+                )
+                for n, job in enumerate(done)
+            )
+        )
+        starts = [await next_event(events, "job_start") for _ in claimed]
+        assert [event.job_id for event in starts] == [job.id for job in claimed]  # claim order
+        completes = [await next_event(events, "job_complete") for _ in done]
+        assert sorted((event.job_id, event.output) for event in completes) == sorted(
+            (job.id, n) for n, job in enumerate(done)
+        )
+        count = "SELECT count(*) FROM pyjobqueue_events WHERE queue_name = $1"
+        logged = await connection.fetchval(count, writer.queue_name)
+        # One row for the claim; the five outcomes, written together, one or two more.
+        assert 2 <= logged <= 3
+        await asyncio.sleep(0)  # (the notifications came before the events they carry)
+        tags = sorted(payload[:1] for payload in notified if payload[:1] != "A")
+        assert tags[0] == "R" and len(tags) == logged  # the claim's row was too large
+        assert sorted(ids) == sorted(job.id or 0 for job in claimed)
+    finally:
+        await connection.close()
+    await unsubscribe()
+
+
 async def test_the_listener_reconnects_after_its_connection_is_killed(
     open_queue: OpenQueue,
 ) -> None:

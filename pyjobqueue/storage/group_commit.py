@@ -42,8 +42,9 @@ class GroupCommit(Generic[T]):
         self._waiting.append((item, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._drain(), name=self._name)
-        # Shielded: a cancelled caller's item is still written, whole or not at all.
-        return await asyncio.shield(future)
+        # A cancelled caller cancels only its future: the item, in the batch already,
+        # is still written, whole or not at all (the writer skips a done future).
+        return await future
 
     async def _drain(self) -> None:
         try:

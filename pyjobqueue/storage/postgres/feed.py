@@ -53,6 +53,15 @@ def event_json(event: JobEvent) -> str:
     return _json.dumps(event.to_json())
 
 
+def logged_events(payload: str) -> list[JobEvent]:
+    """The events of a row of the log: one event's JSON, or an array of them (a claim's
+    or a batch of outcomes', see `queries`)."""
+    data = json.loads(payload)
+    if isinstance(data, list):
+        return [JobEvent.from_json(item) for item in data]
+    return [JobEvent.from_json(data)]
+
+
 class EventFeed:
     """The LISTEN side of a queue storage: one connection shared by its listeners.
 
@@ -282,15 +291,15 @@ class EventFeed:
         while True:
             payload = await self._inbox.get()
             try:
-                event_id, event = await self._decode(payload)
+                event_id, events = await self._decode(payload)
             except Exception:
                 logger.exception("queue %r: could not read a notification", self._queue_name)
                 continue
-            if event is None or event.queue_name != self._queue_name:
-                continue
             if event_id is not None and not self._first_time(event_id):
                 continue  # replayed and notified too: delivered once
-            self._listeners.deliver(event)
+            for event in events:
+                if event.queue_name == self._queue_name:
+                    self._listeners.deliver(event)
 
     def _first_time(self, event_id: int) -> bool:
         """Record a logged event's delivery; False when it was delivered already."""
@@ -302,18 +311,18 @@ class EventFeed:
         self._high = max(self._high, event_id)
         return True
 
-    async def _decode(self, payload: str) -> tuple[int | None, JobEvent | None]:
-        """The log id (None for what is not logged) and the event of a notification."""
+    async def _decode(self, payload: str) -> tuple[int | None, list[JobEvent]]:
+        """The log id (None for what is not logged) and the events of a notification."""
         tag, data = payload[:1], payload[1:]
         if tag == HINT_TAG:
-            return None, JobEvent.job_available(self._queue_name)
+            return None, [JobEvent.job_available(self._queue_name)]
         if tag == LOGGED_TAG:
             event_id, _, text = data.partition(":")
-            return int(event_id), JobEvent.from_json(json.loads(text))
+            return int(event_id), logged_events(text)
         if tag == STORED_TAG:
             stored = await self._database.fetchval(sql.FETCH_EVENT, int(data), self._queue_name)
-            return int(data), None if stored is None else JobEvent.from_json(json.loads(stored))
+            return int(data), [] if stored is None else logged_events(stored)
         if tag == EVENT_TAG:
-            return None, JobEvent.from_json(json.loads(data))
+            return None, [JobEvent.from_json(json.loads(data))]
         logger.warning("queue %r: unknown notification %.40r", self._queue_name, payload)
-        return None, None
+        return None, []

@@ -32,10 +32,13 @@ RECORD_MIGRATION = "INSERT INTO pyjobqueue_schema_migrations (version) VALUES ($
 
 # -- the events log -------------------------------------------------------------------------
 
-# Every job event is a row of pyjobqueue_events (its id orders the queue's events), and
-# a notification of the queue's channel tells subscribers: 'S<id>:<event JSON>' when it
+# Every job event is in a row of pyjobqueue_events (its id orders the queue's events),
+# and a notification of the queue's channel tells subscribers: 'S<id>:<payload>' when it
 # fits in one, 'R<id>' (read the row) when it does not. A subscriber that lost its
-# LISTEN connection reads what it missed back from the table.
+# LISTEN connection reads what it missed back from the table. A payload is one event's
+# JSON, or a JSON array of the events of one claim or one batch of outcomes: a row and
+# a notification per statement, not per job (each costs a heap row, three index entries
+# and a notification; per job, they took more than a third of a drain's time).
 NOTIFY_BODY_LIMIT = 7800  # bytes of event JSON in a notification (NOTIFY stops at 8000)
 # NOTIFY payloads: a tag, then the data (the triggers of migration 6 send them too).
 HINT_TAG = "A"  # a job became claimable; no data
@@ -202,8 +205,9 @@ def _claim(announcing: bool, of_kinds: bool) -> str:
     paused queue gives nothing: this statement reads its flag (an InitPlan, run once),
     so no claim that starts after a pause committed takes a job.
     Of kinds: only jobs of no kind or of a kind in the last parameter (a text array).
-    Announcing: it also logs and notifies (channel $6) job_start from origin $7 for each
-    claimed job whose deadline has not passed at $2; the same JSON as JobEvent.to_json.
+    Announcing: it also logs and notifies (channel $6), in one row and one notification,
+    job_start from origin $7 for each claimed job whose deadline has not passed at $2;
+    the same JSON as JobEvent.to_json.
     """
     kinds = f"\n        AND (kind IS NULL OR kind = ANY(${8 if announcing else 6}::text[]))"
     next_jobs = f"""
@@ -228,19 +232,19 @@ RETURNING {_JOB_COLUMNS}"""
     claimed = update.replace("\n", "\n    ")
     return f"""{next_jobs}, claimed AS ({claimed}
 ), logged AS (
-    INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
-    SELECT $1, claimed.id, json_build_object(
+    INSERT INTO pyjobqueue_events (queue_name, payload)
+    SELECT $1, json_agg(json_build_object(
         'name', 'job_start', 'queue_name', claimed.queue_name, 'job_id', claimed.id,
         'args', json_build_array(), 'origin', $7::text, 'error_code', NULL
-    )
+    ) ORDER BY claimed.priority DESC, claimed.run_after, claimed.id)
     FROM claimed
     WHERE claimed.deadline_at IS NULL OR claimed.deadline_at > $2
-    ORDER BY claimed.priority DESC, claimed.run_after, claimed.id
-    RETURNING id, job_id, payload
+    HAVING count(*) > 0
+    RETURNING id, payload
 ), told AS (
-    SELECT logged.job_id, {_notify_logged("$6")} AS told FROM logged
+    SELECT {_notify_logged("$6")} AS told FROM logged
 )
-SELECT claimed.*, told.told FROM claimed LEFT JOIN told ON told.job_id = claimed.id
+SELECT claimed.*, (SELECT told FROM told) AS told FROM claimed
 """
 
 
@@ -272,9 +276,9 @@ RETURNING id
 # $1, changed only while it is that attempt and, with $5 set, only if its lease expired
 # before $5. $6 is the outcome kind; its status ($7), output ($8), error ($9, $10),
 # traceback ($11), completed_at ($12) and run_after ($13) are set as the kind wants
-# (NULL: kept). Each changed row logs and notifies (channel $15) its event ($14, JSON,
-# when not NULL) and, when the job can be claimed again, the hint $16. The right-hand
-# sides read the old row.
+# (NULL: kept). The events ($14, JSON, when not NULL) of the changed rows are logged and
+# notified (channel $15) together, in one row; a job that can be claimed again
+# notifies the hint $16. The right-hand sides read the old row.
 FINISH_ATTEMPTS = f"""
 WITH changed AS (
     UPDATE pyjobqueue_jobs AS job
@@ -300,17 +304,17 @@ WITH changed AS (
         AND (f.expired_before IS NULL OR job.lease_expires_at < f.expired_before)
     RETURNING job.id, f.kind, f.payload
 ), logged AS (
-    INSERT INTO pyjobqueue_events (queue_name, job_id, payload)
-    SELECT $1, changed.id, changed.payload::json FROM changed
+    INSERT INTO pyjobqueue_events (queue_name, payload)
+    SELECT $1, json_agg(changed.payload::json ORDER BY changed.id) FROM changed
     WHERE changed.payload IS NOT NULL
-    ORDER BY changed.id
-    RETURNING id, job_id, payload
+    HAVING count(*) > 0
+    RETURNING id, payload
 ), told AS (
-    SELECT logged.job_id, {_notify_logged("$15")} AS told FROM logged
+    SELECT {_notify_logged("$15")} AS told FROM logged
 )
-SELECT changed.id, told.told,
+SELECT changed.id, (SELECT told FROM told) AS told,
     CASE WHEN changed.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($15, $16) END AS hinted
-FROM changed LEFT JOIN told ON told.job_id = changed.id
+FROM changed
 """
 
 # abort: PENDING or WAITING -> FAILED ($3 error, $4 error_code, $5 completed_at),
