@@ -245,6 +245,24 @@ async def test_claims_read_their_index_in_claim_order(
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["as created", "after ANALYZE"])
+async def test_outcomes_find_their_jobs_by_id_however_many_run(
+    storage: SqliteQueueStorage, path: Path, analyzed: bool
+) -> None:
+    """A batch of outcomes reads its own JSON once and each job by its id: walking the
+    running jobs instead (the claim index) costs the batch once per running job."""
+    await fill(storage, path)
+    await storage.claim("w", T0 + LEASE, T0 + 2 * LEASE, 500)
+    if analyzed:
+        with raw_session(path) as connection:
+            connection.execute("ANALYZE")
+    outcomes = [{"id": job_id, "worker_id": "w", "attempt": 1} for job_id in range(4, 40, 4)]
+    params = {"queue_name": "q", "finishes": json.dumps(outcomes)}
+    steps = details(plan(path, queries.FINISH_ATTEMPTS, params))
+    assert steps[0].startswith("SCAN json_each"), steps
+    assert "SEARCH job USING INTEGER PRIMARY KEY (rowid=?)" in steps, steps
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["as created", "after ANALYZE"])
 async def test_peeks_and_key_lookups_use_their_indexes(
     storage: SqliteQueueStorage, path: Path, analyzed: bool
 ) -> None:

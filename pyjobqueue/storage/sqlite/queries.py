@@ -229,6 +229,9 @@ RETURNING id
 # `outbox` to the JSON of the event that announces it (or NULL): a trigger moves it into
 # the events table in the same statement, so an outcome is never stored without its
 # event. SET reads the old row.
+# The unary + keeps the claim index out of the plan: each outcome finds its row by id.
+# With it, the planner walked every running job of the queue and read the whole JSON
+# for each (30 outcomes with 60 jobs running took 77 ms; by id, under 1 ms).
 FINISH_ATTEMPTS = """
 UPDATE pyjobqueue_jobs AS job
 SET status = f.status,
@@ -251,8 +254,8 @@ FROM (
         value ->> 'run_after' AS run_after, value ->> 'event' AS event
     FROM json_each(:finishes)
 ) AS f
-WHERE job.id = f.id AND job.queue_name = :queue_name
-    AND job.status IN ('PROCESSING', 'ABORTING')
+WHERE job.id = f.id AND +job.queue_name = :queue_name
+    AND +job.status IN ('PROCESSING', 'ABORTING')
     AND job.worker_id = f.worker_id AND job.run_attempts = f.attempt
     AND (f.expired_before IS NULL
         OR (job.lease_expires_at IS NOT NULL AND job.lease_expires_at < f.expired_before))
