@@ -53,7 +53,9 @@ CLAIM_RETRY_MAX_DELAY = 2.0  # seconds
 # in the worker, its lease renewed meanwhile; at most CLAIM_AHEAD_MAX, and none before a
 # first job has run or when the limiter may refuse a start (the job would go back).
 CLAIM_AHEAD_WINDOW = 0.02  # seconds
-CLAIM_AHEAD_MAX = 50
+# 100, not 50: a drain of no-op jobs ran 10-20% faster (fewer claims, each a commit),
+# measured on SQLite and PostgreSQL; the window still bounds how long a job is held.
+CLAIM_AHEAD_MAX = 100
 # Weight of the newest run time in the mean that sizes the claim ahead.
 RUN_TIME_WEIGHT = 0.2
 # Set on the one log record of a worker or server stopped by a permanent storage
