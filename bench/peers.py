@@ -16,7 +16,9 @@ bench/pyjobqueue_runs.py):
   the rounds' ratios;
 - enqueue: --enqueues single enqueues one after the other (pyjobqueue's submit,
   PgQueuer's Queries.enqueue, procrastinate's defer_async), and --repeat batches of
-  --batch jobs (submit_batch, Queries.enqueue of lists, batch_defer_async);
+  --batch jobs (submit_batch, Queries.enqueue of lists, batch_defer_async): each the
+  first on a new connection, which also prepares the statement, and, against
+  PgQueuer, also the second of two on one connection ("second batch");
 - latency: --rounds back-to-back jobs, each submitted once the one before is done,
   p50 and p99. pyjobqueue's clock stops when wait_for returns (its outcome stored and
   seen by the client); the peers' when the job's function has run in their worker,
@@ -134,6 +136,10 @@ async def enqueue_rows(args: argparse.Namespace) -> list[Row]:
         seconds = await on_fresh_queue(dsn, lambda s: submit_batch_seconds(s, batch))
         batches.add("submit_batch", batch / seconds)
         batches.add(pgq, batch / await pgqueuer_peer.enqueue_batch_seconds(dsn, batch))
+        seconds = await on_fresh_queue(dsn, lambda s: submit_batch_seconds(s, batch, True))
+        batches.add("submit_batch, warm", batch / seconds)
+        seconds = await pgqueuer_peer.enqueue_batch_seconds(dsn, batch, True)
+        batches.add(f"{pgq}, warm", batch / seconds)
         seconds = await procrastinate_peer.defer_batch_seconds(dsn, batch)
         batches.add(f"{proc}, batch_defer_async", batch / seconds)
     singles = Rounds("ms")  # one round: the median of --enqueues each
@@ -150,6 +156,7 @@ async def enqueue_rows(args: argparse.Namespace) -> list[Row]:
         singles.row(single, "submit", pgq),
         singles.row(single, "submit", f"{proc}, defer_async"),
         batches.row(several, "submit_batch", pgq),
+        batches.row(f"{several}, second batch", "submit_batch, warm", f"{pgq}, warm"),
         batches.row(several, "submit_batch", f"{proc}, batch_defer_async"),
     ]
 
