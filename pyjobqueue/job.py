@@ -201,11 +201,7 @@ class Job(Generic[InputT, OutputT]):
 
     def record(self) -> Job[InputT, OutputT]:
         """A plain `Job` carrying this job's fields (what storages keep and return)."""
-        if type(self) is Job:  # a plain one already holds exactly its fields
-            copied: Job[InputT, OutputT] = object.__new__(Job)
-            copied.__dict__.update(self.__dict__)
-            return copied
-        return Job(**self.fields())
+        return Job.from_record(self)
 
     def fields(self) -> dict[str, Any]:
         """The stored fields of this job as a dict."""
