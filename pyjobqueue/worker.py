@@ -111,7 +111,8 @@ class _Run:
     admitted: bool = False  # its deadline and the limiter were asked (worker._admit)
     executing: bool = True  # `execute` has not ended (the run holds one of the slots)
     task: asyncio.Task[None] | None = None
-    in_execute: bool = False  # its task is running the job's code (`execute`)
+    # Its task is running the job's code (`execute`): its lease must be kept.
+    in_execute: bool = False
     cancels: int = 0  # how many times `_cancel_execute` cancelled that code
     # job_start on its way to the storage; what the attempt publishes next waits for it.
     announcing: asyncio.Future[None] | None = None
@@ -119,11 +120,6 @@ class _Run:
     @property
     def attempt(self) -> int:
         return self.job.run_attempts
-
-
-def _executing(run: _Run) -> bool:
-    """Whether the attempt's `execute` is still running (its lease must be kept)."""
-    return run.in_execute
 
 
 def outcome_event(queue_name: str, job_id: int, outcome: Outcome, origin: str) -> JobEvent | None:
@@ -736,14 +732,16 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         except asyncio.CancelledError:
             if not run.signal.aborted:
                 raise
-            while run.cancels and run.task is not None:  # ours, answered: the attempt
-                run.cancels -= 1  # goes on to its outcome
-                run.task.uncancel()
             return None, None
         except Exception as error:
             return None, error
         finally:
             run.in_execute = False
+            # Our cancels are answered, whether the code ended on them or swallowed them
+            # and returned: the task writes the outcome with none pending.
+            while run.cancels and run.task is not None:
+                run.cancels -= 1
+                run.task.uncancel()
             remove_listener()
             for handle in (deadline, timer):
                 if handle is not None:
@@ -801,7 +799,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            running = [run for run in self._running.values() if _executing(run)]
+            running = [run for run in self._running.values() if run.in_execute]
             ready = [job for job, _announced in self._ready]
             if running or ready:
                 results = await asyncio.gather(
@@ -837,7 +835,7 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
             )
         except Exception as error:
             return error
-        if not _executing(run):
+        if not run.in_execute:
             return None  # the attempt ended meanwhile: its outcome decides, not this answer
         if status is None:
             run.signal.abort(AbortReason.LEASE_LOST.value)
