@@ -53,6 +53,12 @@ def event_json(event: JobEvent) -> str:
     return _json.dumps(event.to_json())
 
 
+async def log_event(connection: Any, queue_name: str, channel: str, event: JobEvent) -> None:
+    """Log `event` of `queue_name` and notify `channel` of it, in one statement, on
+    `connection`: the pool's `Database`, or a connection in the caller's transaction."""
+    await connection.execute(sql.INSERT_EVENT, queue_name, event.job_id, event_json(event), channel)
+
+
 def logged_events(payload: str) -> list[JobEvent]:
     """The events of a row of the log: one event's JSON, or an array of them (a claim's
     or a batch of outcomes', see `queries`)."""
@@ -92,9 +98,7 @@ class EventFeed:
 
     async def publish(self, event: JobEvent) -> None:
         """Log `event` and notify the queue's channel of it, in one statement."""
-        await self._database.execute(
-            sql.INSERT_EVENT, self._queue_name, event.job_id, event_json(event), self._channel
-        )
+        await log_event(self._database, self._queue_name, self._channel, event)
 
     def announce_available(self) -> None:
         """Hint this process's listeners (writes notify every process themselves)."""

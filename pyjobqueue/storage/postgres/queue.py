@@ -36,7 +36,7 @@ from . import finisher
 from . import queries as sql
 from .codec import encode_json, encode_text, job_from_row, job_to_row
 from .connection import Database, affected, is_transient
-from .feed import EventFeed, channel_for, event_json
+from .feed import EventFeed, channel_for, log_event
 from .queries import HINT_TAG
 
 
@@ -148,9 +148,7 @@ class PostgresQueueEngine:
         )
         failed = [record for record in created if record.status is JobStatus.FAILED]
         for event in dependency_failed_events(self.queue_name, failed):
-            await connection.execute(
-                sql.INSERT_EVENT, self.queue_name, event.job_id, event_json(event), self._channel
-            )
+            await log_event(connection, self.queue_name, self._channel, event)
         return added
 
     async def _insert_keyed(self, connection: Any, jobs: Sequence[Job[Any, Any]]) -> list[Added]:
@@ -306,9 +304,7 @@ class PostgresQueueEngine:
         async with self._database.transaction() as connection:
             changed = await connection.fetchval(statement, self.queue_name) is not None
             if changed and event is not None:
-                await connection.execute(
-                    sql.INSERT_EVENT, self.queue_name, None, event_json(event), self._channel
-                )
+                await log_event(connection, self.queue_name, self._channel, event)
         return changed
 
     async def is_paused(self) -> bool:
