@@ -40,7 +40,15 @@ from .outcome import Outcome, OutcomeKind, decide_recovery
 from .presence import ServerInfo, this_host
 from .schedules import Schedule, Step, decide_step
 from .storage.base import QueueStorage, Unsubscribe
-from .worker import STORAGE_FAILURE_RECORD, JobQueueWorker, WorkerHooks, outcome_event
+from .worker import (
+    FEED_EVENTS as WORKER_FEED_EVENTS,
+)
+from .worker import (
+    STORAGE_FAILURE_RECORD,
+    JobQueueWorker,
+    WorkerHooks,
+    outcome_event,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,14 @@ HEARTBEAT_SECONDS = 10.0
 HEARTBEATS_MISSED = 3
 # Schedules are checked at least this often (SPEC 8.6: a tick runs within about a second).
 SCHEDULE_CHECK_SECONDS = 1.0
+# The events of the storage's feed a server acts on (`_on_feed`: a pause, a job the
+# storage failed, and what its worker takes); the job events of the queue's workers,
+# most of the feed, are not even decoded for it.
+FEED_EVENTS = WORKER_FEED_EVENTS | {
+    EventName.QUEUE_PAUSED,
+    EventName.QUEUE_RESUMED,
+    EventName.JOB_ERROR,  # of a dependency that failed (`is_dependency_failure`)
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,7 +262,7 @@ class JobQueueServer(Observable, Generic[InputT, OutputT]):
         self._stopped = asyncio.Event()
         if self._stopping is not None and self._stopping.done():
             self._stopping = None  # a stop after a failure that nobody awaited
-        self._unsubscribe = await self.storage.subscribe(self._on_feed)
+        self._unsubscribe = await self.storage.subscribe(self._on_feed, names=FEED_EVENTS)
         self._paused = await self.storage.is_paused()
         self._started_at = utcnow()
         if self.leader_lock is None:

@@ -58,6 +58,10 @@ CLAIM_AHEAD_WINDOW = 0.02  # seconds
 CLAIM_AHEAD_MAX = 100
 # Weight of the newest run time in the mean that sizes the claim ahead.
 RUN_TIME_WEIGHT = 0.2
+# The events of the storage's feed a worker acts on (`handle_feed_event`); it subscribes
+# to these only, so that the job events of every worker of the queue, most of the
+# feed, are not even decoded for it.
+FEED_EVENTS = frozenset({EventName.JOB_AVAILABLE, EventName.QUEUE_RESUMED, EventName.JOB_ABORTING})
 # Set on the one log record of a worker or server stopped by a permanent storage
 # failure, for a program (the CLI) that reports that failure itself.
 STORAGE_FAILURE_RECORD = "pyjobqueue_storage_failure"
@@ -260,7 +264,9 @@ class JobQueueWorker(Observable, Generic[InputT, OutputT]):
         self._hurry = asyncio.Event()
         self._stopped = asyncio.Event()
         if subscribe:
-            self._unsubscribe = await self.storage.subscribe(self.handle_feed_event)
+            self._unsubscribe = await self.storage.subscribe(
+                self.handle_feed_event, names=FEED_EVENTS
+            )
         self._loop_task = asyncio.create_task(self._loop(), name=f"pyjobqueue {self.worker_id}")
         self._heartbeat_task = asyncio.create_task(
             self._heartbeats(), name=f"pyjobqueue {self.worker_id} leases"

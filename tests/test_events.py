@@ -18,6 +18,7 @@ from pyjobqueue.events import (
     JobEvent,
     event_payload,
 )
+from pyjobqueue.storage.feed import Listeners
 
 WHEN = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -116,3 +117,32 @@ def test_a_field_the_event_does_not_carry_is_an_error() -> None:
         JobEvent.build("job_complete", "q", 1, error="x")
     with pytest.raises(ValueError, match="'server_start' is not a job event"):
         JobEvent.build("server_start", "q", 1)
+
+
+def test_listeners_take_only_their_names_and_say_what_text_they_may_take() -> None:
+    listeners = Listeners("q")
+    every: list[JobEvent] = []
+    named: list[JobEvent] = []
+    assert not listeners.wants_text('{"name":"job_start"}')  # nobody listens
+    token = listeners.add(named.append, names={"job_aborting", "queue_paused"})
+    aborting = JobEvent("job_aborting", "q", 1)
+    start = JobEvent("job_start", "q", 1)
+    assert listeners.wants_text(json.dumps([start.to_json(), aborting.to_json()]))
+    assert not listeners.wants_text(json.dumps([start.to_json(), start.to_json()]))
+    # a name inside a string value is escaped: never taken for an event's name
+    assert not listeners.wants_text(
+        json.dumps(JobEvent("job_error", "q", 1, ('"job_aborting"',)).to_json())
+    )
+    assert listeners.wants_names(["job_start", "queue_paused"])
+    assert not listeners.wants_names(["job_start", "job_complete"])
+    listeners.deliver(start)
+    listeners.deliver(aborting)
+    assert named == [aborting]
+    listeners.add(every.append)
+    assert listeners.wants_text('{"name":"job_start"}')
+    assert listeners.wants_names(["job_start"])
+    listeners.deliver(start)
+    assert (named, every) == ([aborting], [start])
+    listeners.remove(token)
+    listeners.clear()
+    assert not listeners.wants_names(["job_aborting"])

@@ -385,6 +385,34 @@ async def test_publish_reaches_subscribers_until_unsubscribed(storages: Storages
             assert event.name == "job_available"
 
 
+async def test_subscribe_with_names_delivers_only_those_events(storages: Storages) -> None:
+    publisher = await storages.queue()
+    listener_storage = await storages.queue() if storages.backend.shares_location else publisher
+    named: asyncio.Queue[JobEvent] = asyncio.Queue()
+    every: asyncio.Queue[JobEvent] = asyncio.Queue()
+    name = publisher.queue_name
+    # A large event takes PostgreSQL's events table instead of the notification.
+    sent = [
+        JobEvent("job_progress", name, 7, (10.0, "", None), "me"),
+        JobEvent("job_complete", name, 7, ({"text": "é" * 6000},), "me"),
+        JobEvent("job_error", name, 8, ("bad",), "me", "PermanentJobError"),
+    ]
+    # Alone, the named subscriber makes the storage leave out what it does not take.
+    stop_named = await listener_storage.subscribe(named.put_nowait, names={"job_error"})
+    for event in sent:
+        await publisher.publish(event)
+    assert await asyncio.wait_for(named.get(), 10) == sent[2]
+    # Beside a subscriber of every event, it still gets only its own.
+    stop_every = await listener_storage.subscribe(every.put_nowait)
+    for event in sent:
+        await publisher.publish(event)
+    assert await job_events(every, expected=3) == sent
+    assert await asyncio.wait_for(named.get(), 10) == sent[2]
+    assert named.empty()
+    await stop_every()
+    await stop_named()
+
+
 async def job_events(received: asyncio.Queue[JobEvent], expected: int) -> list[JobEvent]:
     """The job events that arrive (hints left out): `expected` of them, then a second of
     quiet in which no more may come."""

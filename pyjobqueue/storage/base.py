@@ -19,7 +19,7 @@ from ..limits import check_name
 from ..outcome import Outcome
 from ..presence import ServerInfo
 from ..schedules import ScheduleState
-from .feed import EventListener, Unsubscribe
+from .feed import EventListener, EventNames, Unsubscribe
 
 __all__ = [
     "Added",
@@ -234,11 +234,13 @@ class QueueStorage(Protocol):
     async def publish(self, event: JobEvent) -> None:
         """Send a job event to every subscriber of this queue, in any process."""
 
-    async def subscribe(self, listener: EventListener) -> Unsubscribe:
+    async def subscribe(self, listener: EventListener, *, names: EventNames = None) -> Unsubscribe:
         """Deliver every event published on this queue from now on (this process's too).
 
         Also delivers `job_available` hints when jobs become claimable, if the backend
-        can. Returns an async function that ends the subscription.
+        can. With `names` (event names), only events of those names: the backend may
+        then skip reading the others. Returns an async function that ends the
+        subscription.
         """
 
     def is_transient(self, error: BaseException) -> bool:

@@ -30,7 +30,7 @@ from ..outcome import Outcome, OutcomeKind
 from ..presence import FORGET_AFTER, ServerInfo
 from ..schedules import ScheduleState
 from .base import Added, StorageLifecycle, check_queue_name
-from .feed import ChangeFeed, EventListener, Unsubscribe
+from .feed import ChangeFeed, EventListener, EventNames, Unsubscribe
 from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
@@ -578,9 +578,9 @@ class BaseQueueStorage(StorageLifecycle):
         """Send a job event to every subscriber of this queue, in any process."""
         await self._engine.feed.publish(event)
 
-    async def subscribe(self, listener: EventListener) -> Unsubscribe:
+    async def subscribe(self, listener: EventListener, *, names: EventNames = None) -> Unsubscribe:
         """Deliver every event of this queue from now on (see QueueStorage.subscribe)."""
-        return await self._engine.feed.subscribe(listener)
+        return await self._engine.feed.subscribe(listener, names)
 
     # -- browsing ----------------------------------------------------------------
 

@@ -34,6 +34,14 @@ def storable_text(value: str | None) -> str | None:
 
 
 JSON_COLUMNS = ("input", "output", "progress_details", "metadata")
+TIME_COLUMNS = (
+    "created_at",
+    "completed_at",
+    "run_after",
+    "deadline_at",
+    "last_ran_at",
+    "lease_expires_at",
+)
 # The columns a job's record has, in the order every backend's SQL lists them.
 JOB_COLUMNS = (
     "id",
@@ -79,49 +87,68 @@ class Columns(Protocol):
 _NEVER = datetime.min.replace(tzinfo=UTC)  # stands in for a required time that is missing
 
 
-def job_from_columns(columns: Columns, decode_time: TimeDecoder) -> Job[Any, Any]:
-    """The job whose stored columns (by their pyjobqueue_jobs names) are `columns`."""
-    values, unreadable = read_stored({column: columns[column] for column in JSON_COLUMNS})
+_STATUSES = {status.value: status for status in JobStatus}
 
-    def time(column: str) -> datetime | None:
-        return decode_time(columns[column])
 
-    return Job(
-        id=int(columns["id"]),
-        queue_name=columns["queue_name"],
-        input=values["input"],
-        output=values["output"],
-        status=JobStatus(columns["status"]),
-        progress=float(columns["progress"]),
-        progress_message=columns["progress_message"],
-        progress_details=values["progress_details"],
-        max_retries=int(columns["max_retries"]),
-        run_attempts=int(columns["run_attempts"]),
-        error=columns["error"],
-        error_code=columns["error_code"],
-        created_at=time("created_at") or _NEVER,
-        completed_at=time("completed_at"),
-        run_after=time("run_after") or _NEVER,
-        deadline_at=time("deadline_at"),
-        last_ran_at=time("last_ran_at"),
-        job_run_id=columns["job_run_id"],
-        fingerprint=columns["fingerprint"],
-        worker_id=columns["worker_id"],
-        lease_expires_at=time("lease_expires_at"),
-        kind=columns["kind"],
-        priority=int(columns["priority"]),
-        unique_key=columns["unique_key"],
-        metadata=_metadata(values["metadata"]),
-        timeout_ms=None if columns["timeout_ms"] is None else float(columns["timeout_ms"]),
-        error_traceback=columns["error_traceback"],
-        depends_on=_ids(columns["depends_on"]),
-        dependencies_left=int(columns["dependencies_left"] or 0),
-        unreadable=unreadable,
-    )
+def job_from_columns(columns: Columns, decode_time: TimeDecoder | None) -> Job[Any, Any]:
+    """The job whose stored columns (by their pyjobqueue_jobs names) are `columns`;
+    `decode_time` turns a stored time into a datetime (None: they are datetimes)."""
+    texts = [columns[column] for column in JSON_COLUMNS]
+    unreadable = None
+    try:
+        input, output, details, metadata = [
+            None if text is None else json.loads(text) for text in texts
+        ]
+    except (ValueError, TypeError, RecursionError):
+        values, unreadable = read_stored(dict(zip(JSON_COLUMNS, texts, strict=True)))
+        input, output, details, metadata = (values[column] for column in JSON_COLUMNS)
+    times = [columns[column] for column in TIME_COLUMNS]
+    if decode_time is not None:
+        times = [decode_time(value) for value in times]
+    created_at, completed_at, run_after, deadline_at, last_ran_at, lease_expires_at = times
+    timeout_ms = columns["timeout_ms"]
+    # Every field of Job, so the record is what Job(**fields) would make, without its
+    # keyword handling: a claim decodes one row per job, and this is most of its cost.
+    job: Job[Any, Any] = object.__new__(Job)
+    job.__dict__ = {
+        "id": int(columns["id"]),
+        "queue_name": columns["queue_name"],
+        "input": input,
+        "output": output,
+        "status": _STATUSES[columns["status"]],
+        "progress": float(columns["progress"]),
+        "progress_message": columns["progress_message"],
+        "progress_details": details,
+        "max_retries": int(columns["max_retries"]),
+        "run_attempts": int(columns["run_attempts"]),
+        "error": columns["error"],
+        "error_code": columns["error_code"],
+        "created_at": created_at or _NEVER,
+        "completed_at": completed_at,
+        "run_after": run_after or _NEVER,
+        "deadline_at": deadline_at,
+        "last_ran_at": last_ran_at,
+        "job_run_id": columns["job_run_id"],
+        "fingerprint": columns["fingerprint"],
+        "worker_id": columns["worker_id"],
+        "lease_expires_at": lease_expires_at,
+        "kind": columns["kind"],
+        "priority": int(columns["priority"]),
+        "unique_key": columns["unique_key"],
+        "metadata": _metadata(metadata),
+        "timeout_ms": None if timeout_ms is None else float(timeout_ms),
+        "error_traceback": columns["error_traceback"],
+        "depends_on": _ids(columns["depends_on"]),
+        "dependencies_left": int(columns["dependencies_left"] or 0),
+        "unreadable": unreadable,
+    }
+    return job
 
 
 def _ids(value: Any) -> list[int]:
     """Job ids stored as a JSON array (text or decoded), an SQL array, or NULL."""
+    if not value:
+        return []
     if isinstance(value, str):
         value = json.loads(value)
     return [int(job_id) for job_id in value or ()]

@@ -23,7 +23,7 @@ from ..._json import dumps, loads
 from ...browser._ffi import JsObject, js_global, js_to_json, json_to_js
 from ...browser.broadcast import BroadcastFeed, channel_name
 from ...events import JobEvent
-from ..feed import EventListener, Listeners, Unsubscribe
+from ..feed import EventListener, EventNames, Listeners, Unsubscribe
 from .codec import AFTER_ALL, encode_time, key_range
 from .connection import Body, Database
 from .migrations import EVENTS, SEQUENCES
@@ -184,14 +184,14 @@ class EventFeed:
             logger.exception("could not announce new jobs on queue %s", self._queue_name)
         self._listeners.deliver(hint)
 
-    async def subscribe(self, listener: EventListener) -> Unsubscribe:
-        """Deliver every event from now on to `listener`."""
+    async def subscribe(self, listener: EventListener, names: EventNames = None) -> Unsubscribe:
+        """Deliver every event (of `names`) from now on to `listener`."""
         async with self._starting:  # two first subscribers at once start one poller
             if not self._listeners:
                 self._sequence.start_at(await self._last_seq())
                 self._channel.listen(self._receive)
                 self._poller = asyncio.ensure_future(self._poll())
-            token = self._listeners.add(listener)
+            token = self._listeners.add(listener, names=names)
 
         async def unsubscribe() -> None:
             self._listeners.remove(token)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...events import JobEvent
-from ..feed import EventListener, Listeners, Unsubscribe
+from ..feed import EventListener, EventNames, Listeners, Unsubscribe
 
 
 class EventFeed:
@@ -16,9 +16,9 @@ class EventFeed:
         """Deliver `event` to every subscriber."""
         self._listeners.deliver(event)
 
-    async def subscribe(self, listener: EventListener) -> Unsubscribe:
-        """Deliver every event from now on to `listener`."""
-        token = self._listeners.add(listener)
+    async def subscribe(self, listener: EventListener, names: EventNames = None) -> Unsubscribe:
+        """Deliver every event (of `names`) from now on to `listener`."""
+        token = self._listeners.add(listener, names=names)
 
         async def unsubscribe() -> None:
             self._listeners.remove(token)

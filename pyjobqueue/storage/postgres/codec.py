@@ -51,7 +51,7 @@ def job_to_row(job: Job[Any, Any]) -> tuple[Any, ...]:
 
 def job_from_row(row: Any) -> Job[Any, Any]:
     """The job a row of pyjobqueue_jobs holds (asyncpg decodes the times)."""
-    return job_from_columns(row, lambda value: value)
+    return job_from_columns(row, None)
 
 
 def finish_row(

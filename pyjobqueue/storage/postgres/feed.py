@@ -21,7 +21,7 @@ from typing import Any
 
 from ... import _json
 from ...events import JobEvent
-from ..feed import EventListener, Listeners, Unsubscribe
+from ..feed import EventListener, EventNames, Listeners, Unsubscribe
 from . import queries as sql
 from .connection import Database
 from .queries import EVENT_TAG, HINT_TAG, LOGGED_TAG, STORED_TAG
@@ -56,7 +56,9 @@ def event_json(event: JobEvent) -> str:
 async def log_event(connection: Any, queue_name: str, channel: str, event: JobEvent) -> None:
     """Log `event` of `queue_name` and notify `channel` of it, in one statement, on
     `connection`: the pool's `Database`, or a connection in the caller's transaction."""
-    await connection.execute(sql.INSERT_EVENT, queue_name, event.job_id, event_json(event), channel)
+    await connection.execute(
+        sql.INSERT_EVENT, queue_name, event.job_id, event_json(event), channel, event.name
+    )
 
 
 def logged_events(payload: str) -> list[JobEvent]:
@@ -104,13 +106,13 @@ class EventFeed:
         """Hint this process's listeners (writes notify every process themselves)."""
         self._listeners.announce_available()
 
-    async def subscribe(self, listener: EventListener) -> Unsubscribe:
-        """Add a listener, starting the LISTEN connection for the first one."""
+    async def subscribe(self, listener: EventListener, names: EventNames = None) -> Unsubscribe:
+        """Add a listener (of `names`), starting the LISTEN connection for the first one."""
         self._database.require()
         async with self._lock:
             if self._supervisor is None:
                 await self._start()
-            token = self._listeners.add(listener)
+            token = self._listeners.add(listener, names=names)
 
         async def unsubscribe() -> None:
             async with self._lock:
@@ -320,12 +322,16 @@ class EventFeed:
         tag, data = payload[:1], payload[1:]
         if tag == HINT_TAG:
             return None, [JobEvent.job_available(self._queue_name)]
+        # What no listener takes is not decoded, nor fetched when it was too large.
         if tag == LOGGED_TAG:
             event_id, _, text = data.partition(":")
-            return int(event_id), logged_events(text)
+            return int(event_id), logged_events(text) if self._listeners.wants_text(text) else []
         if tag == STORED_TAG:
-            stored = await self._database.fetchval(sql.FETCH_EVENT, int(data), self._queue_name)
-            return int(data), [] if stored is None else logged_events(stored)
+            event_id, _, names = data.partition(":")
+            if names and not self._listeners.wants_names(names.split(",")):
+                return int(event_id), []
+            stored = await self._database.fetchval(sql.FETCH_EVENT, int(event_id), self._queue_name)
+            return int(event_id), [] if stored is None else logged_events(stored)
         if tag == EVENT_TAG:
             return None, [JobEvent.from_json(json.loads(data))]
         logger.warning("queue %r: unknown notification %.40r", self._queue_name, payload)

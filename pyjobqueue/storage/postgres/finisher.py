@@ -34,8 +34,9 @@ async def finish_all(
         key=lambda row: int(row[0]),
     )
     columns = list(zip(*rows, strict=True))
+    names = ",".join(sorted({finish.event.name for finish in finishes if finish.event is not None}))
     changed = await database.fetch(
-        sql.FINISH_ATTEMPTS, queue_name, *map(list, columns), channel, HINT_TAG
+        sql.FINISH_ATTEMPTS, queue_name, *map(list, columns), channel, HINT_TAG, names
     )
     applied = {row["id"] for row in changed}
     return [finish.job_id in applied for finish in finishes]

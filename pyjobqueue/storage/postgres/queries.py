@@ -43,16 +43,20 @@ NOTIFY_BODY_LIMIT = 7800  # bytes of event JSON in a notification (NOTIFY stops 
 # NOTIFY payloads: a tag, then the data (the triggers of migration 6 send them too).
 HINT_TAG = "A"  # a job became claimable; no data
 LOGGED_TAG = "S"  # "<id>:<JobEvent as JSON>", the event logged with that id
-STORED_TAG = "R"  # the id of a logged event too large for a notification
+# "<id>" or "<id>:<names>" of a logged event too large for a notification; the names (a
+# comma-separated list) are those of the events it may hold, so that a listener that
+# takes none of them need not fetch it (the triggers of migration 6 send no names).
+STORED_TAG = "R"
 EVENT_TAG = "E"  # a JobEvent as JSON, not logged (sent by releases before the log)
 
 
-def _notify_logged(channel: str) -> str:
-    """pg_notify of the row `logged` of pyjobqueue_events on `channel`."""
+def _notify_logged(channel: str, names: str) -> str:
+    """pg_notify of the row `logged` of pyjobqueue_events on `channel`; `names` (SQL
+    text) are the names of the events it may hold."""
     return (
         f"pg_notify({channel}, CASE WHEN octet_length(logged.payload::text) < "
         f"{NOTIFY_BODY_LIMIT} THEN '{LOGGED_TAG}' || logged.id || ':' || logged.payload::text "
-        f"ELSE '{STORED_TAG}' || logged.id END)"
+        f"ELSE '{STORED_TAG}' || logged.id || ':' || {names} END)"
     )
 
 
@@ -242,7 +246,7 @@ RETURNING {_JOB_COLUMNS}"""
     HAVING count(*) > 0
     RETURNING id, payload
 ), told AS (
-    SELECT {_notify_logged("$6")} AS told FROM logged
+    SELECT {_notify_logged("$6", "'job_start'")} AS told FROM logged
 )
 SELECT claimed.*, (SELECT told FROM told) AS told FROM claimed
 """
@@ -277,8 +281,8 @@ RETURNING id
 # before $5. $6 is the outcome kind; its status ($7), output ($8), error ($9, $10),
 # traceback ($11), completed_at ($12) and run_after ($13) are set as the kind wants
 # (NULL: kept). The events ($14, JSON, when not NULL) of the changed rows are logged and
-# notified (channel $15) together, in one row; a job that can be claimed again
-# notifies the hint $16. The right-hand sides read the old row.
+# notified (channel $15) together, in one row ($17: the names of those events); a job
+# that can be claimed again notifies the hint $16. The right-hand sides read the old row.
 FINISH_ATTEMPTS = f"""
 WITH changed AS (
     UPDATE pyjobqueue_jobs AS job
@@ -310,7 +314,7 @@ WITH changed AS (
     HAVING count(*) > 0
     RETURNING id, payload
 ), told AS (
-    SELECT {_notify_logged("$15")} AS told FROM logged
+    SELECT {_notify_logged("$15", "$17::text")} AS told FROM logged
 )
 SELECT changed.id, (SELECT told FROM told) AS told,
     CASE WHEN changed.kind IN ('RETRY', 'REQUEUE') THEN pg_notify($15, $16) END AS hinted
@@ -457,13 +461,13 @@ SERVERS = f"SELECT {_SERVER_COLUMNS} FROM pyjobqueue_servers WHERE queue_name = 
 
 # -- events -----------------------------------------------------------------------------------
 
-# Log one event ($3, JSON; $2 its job) of queue $1 and notify channel $4 of it.
+# Log one event ($3, JSON; $2 its job; $5 its name) of queue $1 and notify channel $4 of it.
 INSERT_EVENT = f"""
 WITH logged AS (
     INSERT INTO pyjobqueue_events (queue_name, job_id, payload) VALUES ($1, $2, $3::json)
     RETURNING id, payload
 )
-SELECT {_notify_logged("$4")} FROM logged
+SELECT {_notify_logged("$4", "$5::text")} FROM logged
 """
 
 # The events of queue $1 after id $2, to replay what a subscriber missed.

@@ -18,7 +18,7 @@ from typing import Any
 from ... import _json
 from ...errors import StorageError
 from ...events import JobEvent
-from ..feed import EventListener, Listeners, Unsubscribe
+from ..feed import EventListener, EventNames, Listeners, Unsubscribe
 from . import queries as sql
 from .codec import encode_time
 from .connection import Database
@@ -94,14 +94,15 @@ class EventFeed:
     def _pruned(self, task: asyncio.Future[None]) -> None:
         self._pruning = None
 
-    async def subscribe(self, listener: EventListener) -> Unsubscribe:
-        """Deliver every event stored from now on; starts polling for the first listener."""
+    async def subscribe(self, listener: EventListener, names: EventNames = None) -> Unsubscribe:
+        """Deliver every event (of `names`) stored from now on; starts polling for the
+        first listener."""
         async with self._reading:
             start = int(await self._database.value(sql.LAST_EVENT_ID))
             if self._task is None:
                 self._position, self._data_version = start, None
                 self._task = asyncio.create_task(self._poll(), name="pyjobqueue sqlite feed")
-            token = self._listeners.add(listener, start)
+            token = self._listeners.add(listener, start, names)
 
         async def unsubscribe() -> None:
             self._listeners.remove(token)
@@ -157,6 +158,8 @@ class EventFeed:
                     self._deliver_payload(event_id, payload)
 
     def _deliver_payload(self, event_id: int, payload: str) -> None:
+        if not self._listeners.wants_text(payload):
+            return  # no listener takes it: not decoded
         try:
             event = JobEvent.from_json(_json.loads(payload))
         except (ValueError, KeyError, TypeError, RecursionError):
